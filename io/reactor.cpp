@@ -1,0 +1,182 @@
+#include <weft/io/reactor.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+namespace weft::io {
+namespace {
+
+// user_data of SQEs whose CQE nobody waits for (cancel requests).
+constexpr std::uint64_t ignored_user_data = 0;
+
+void throw_errno(int err, const char* what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+}  // namespace
+
+reactor::reactor(unsigned entries, std::function<void()> on_wake)
+    : ring_(entries), on_wake_(std::move(on_wake)) {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw_errno(errno, "weft: eventfd for the reactor's wake-up");
+  wake_completion_.owner = this;
+  wake_completion_.on_complete = [](completion* c, int, std::uint32_t) noexcept {
+    reactor* self = static_cast<wake_read*>(c)->owner;
+    self->wake_completion_.armed = false;
+    if (self->stopping_) return;
+    self->drain_remote_cancels();
+    if (self->on_wake_) self->on_wake_();
+    self->arm_wake_read();
+  };
+  try {
+    arm_wake_read();
+  } catch (...) {
+    ::close(wake_fd_);
+    throw;
+  }
+}
+
+reactor::~reactor() {
+  // Cancel the armed read and wait for its CQE, so the kernel never writes into freed memory.
+  stopping_ = true;
+  if (wake_completion_.armed) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+    if (sqe == nullptr) {
+      io_uring_submit(ring_.get());
+      sqe = io_uring_get_sqe(ring_.get());
+    }
+    if (sqe != nullptr) {
+      io_uring_prep_cancel(sqe, &wake_completion_, 0);
+      io_uring_sqe_set_data64(sqe, ignored_user_data);
+    }
+    for (int tries = 0; wake_completion_.armed && tries < 1000; ++tries) {
+      io_uring_submit_and_wait(ring_.get(), 1);
+      reap();
+    }
+  }
+  ::close(wake_fd_);
+}
+
+void reactor::arm_wake_read() {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_buffer_, sizeof wake_buffer_, 0);
+  io_uring_sqe_set_data(sqe, &wake_completion_);
+  wake_completion_.armed = true;
+}
+
+io_uring_sqe* reactor::get_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  while (sqe == nullptr) {
+    ++stats_.enter_calls;
+    int rc = io_uring_submit(ring_.get());
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
+      throw_errno(-rc, "weft: io_uring_submit");
+    }
+    if (rc == -EAGAIN || rc == -EBUSY) reap();  // CQ backed up: drain before retrying
+    // reap() hands each CQE back to the kernel before its callback runs, so calling it here,
+    // even from inside a callback, never handles a CQE twice.
+    sqe = io_uring_get_sqe(ring_.get());
+  }
+  return sqe;
+}
+
+void reactor::cancel(completion* c) {
+  if (current_ == this) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel(sqe, c, 0);
+    io_uring_sqe_set_data64(sqe, ignored_user_data);
+    return;
+  }
+  {
+    std::lock_guard lock(remote_mutex_);
+    remote_cancels_.push_back(c);
+  }
+  wake();
+}
+
+void reactor::drain_remote_cancels() {
+  std::vector<completion*> pending;
+  {
+    std::lock_guard lock(remote_mutex_);
+    pending.swap(remote_cancels_);
+  }
+  for (completion* c : pending) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel(sqe, c, 0);
+    io_uring_sqe_set_data64(sqe, ignored_user_data);
+  }
+}
+
+void reactor::wake() noexcept {
+  const std::uint64_t one = 1;
+  // EAGAIN means the counter is saturated: a wake-up is pending anyway.
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+bool reactor::expire_timers(clock::time_point now) {
+  bool any = false;
+  while (detail::timer_node* n = timers_.pop_expired(now)) {
+    ++stats_.timers_fired;
+    n->on_expire(n);
+    any = true;
+  }
+  return any;
+}
+
+void reactor::reap() {
+  io_uring* r = ring_.get();
+  io_uring_cqe* cqe = nullptr;
+  // One CQE at a time, marked seen before its callback: a callback may queue SQEs, and a full
+  // submission queue makes get_sqe() reap re-entrantly.
+  while (io_uring_peek_cqe(r, &cqe) == 0 && cqe != nullptr) {
+    void* data = io_uring_cqe_get_data(cqe);
+    const int result = cqe->res;
+    const std::uint32_t flags = cqe->flags;
+    io_uring_cqe_seen(r, cqe);
+    ++stats_.completions;
+    if (data == nullptr) continue;
+    auto* c = static_cast<completion*>(data);
+    if (c != &wake_completion_ && (flags & IORING_CQE_F_MORE) == 0) --in_flight_;
+    c->on_complete(c, result, flags);
+  }
+}
+
+void reactor::poll(bool block) {
+  io_uring* r = ring_.get();
+  if (block && !timers_.empty()) {
+    // Timers that are already due make this turn non-blocking.
+    if (expire_timers(clock::now())) block = false;
+  }
+  if (block) {
+    __kernel_timespec ts{};
+    __kernel_timespec* timeout = nullptr;
+    if (!timers_.empty()) {
+      const auto wait = timers_.top()->deadline - clock::now();
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+      const long long clamped = ns < 0 ? 0 : ns;
+      ts.tv_sec = clamped / 1'000'000'000;
+      ts.tv_nsec = clamped % 1'000'000'000;
+      timeout = &ts;
+    }
+    io_uring_cqe* cqe = nullptr;
+    ++stats_.enter_calls;
+    int rc = timeout != nullptr ? io_uring_submit_and_wait_timeout(r, &cqe, 1, timeout, nullptr)
+                                : io_uring_submit_and_wait(r, 1);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      throw_errno(-rc, "weft: io_uring_submit_and_wait");
+    }
+  } else if (io_uring_sq_ready(r) > 0) {
+    ++stats_.enter_calls;
+    int rc = io_uring_submit(r);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      throw_errno(-rc, "weft: io_uring_submit");
+    }
+  }
+  reap();
+  if (!timers_.empty()) expire_timers(clock::now());
+}
+
+}  // namespace weft::io

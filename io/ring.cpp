@@ -1,0 +1,80 @@
+#include <weft/io/ring.hpp>
+
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <system_error>
+
+namespace weft::io {
+namespace {
+
+std::string read_sysctl(const char* path) {
+  std::ifstream in(path);
+  std::string value;
+  if (in) in >> value;
+  return value;
+}
+
+std::string explain(int err) {
+  std::string why = "weft: cannot create an io_uring ring: ";
+  why += std::strerror(err);
+  const std::string disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
+  switch (err) {
+    case ENOSYS:
+      why += " (this kernel has no io_uring, or a seccomp filter hides io_uring_setup; weft needs Linux >= 5.11)";
+      break;
+    case EPERM:
+    case EACCES:
+      if (!disabled.empty() && disabled != "0") {
+        why += " (io_uring is disabled by sysctl kernel.io_uring_disabled=" + disabled +
+               "; set it to 0, or run as a member of kernel.io_uring_group)";
+      } else {
+        why += " (io_uring_setup was refused: a seccomp or container policy, such as Docker's "
+               "default profile, blocks it)";
+      }
+      break;
+    case ENOMEM: {
+      rlimit lim{};
+      getrlimit(RLIMIT_MEMLOCK, &lim);
+      why += " (not enough locked memory: RLIMIT_MEMLOCK is " +
+             (lim.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
+                                            : std::to_string(lim.rlim_cur / 1024) + " KiB") +
+             "; raise it with `ulimit -l` or limits.conf, or use a kernel >= 5.12)";
+      break;
+    }
+    case EMFILE:
+    case ENFILE:
+      why += " (out of file descriptors)";
+      break;
+    default:
+      break;
+  }
+  return why;
+}
+
+}  // namespace
+
+ring::ring(unsigned entries) {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_CQSIZE;
+  params.cq_entries = entries * 4;
+  int rc = io_uring_queue_init_params(entries, &ring_, &params);
+  if (rc == -EINVAL) {  // kernels before 5.5 lack CQSIZE; let the later feature check explain
+    params = io_uring_params{};
+    rc = io_uring_queue_init_params(entries, &ring_, &params);
+  }
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), explain(-rc));
+  if ((params.features & IORING_FEAT_EXT_ARG) == 0) {
+    io_uring_queue_exit(&ring_);
+    throw std::system_error(ENOSYS, std::generic_category(),
+                            "weft: this kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux >= 5.11 "
+                            "is needed for one-syscall submit-and-wait with a timeout)");
+  }
+}
+
+ring::~ring() { io_uring_queue_exit(&ring_); }
+
+}  // namespace weft::io

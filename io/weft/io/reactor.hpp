@@ -1,0 +1,115 @@
+// weft: the io_uring reactor of one thread: the ring, its in-flight operations and the timers.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include <weft/detail/timer_heap.hpp>
+#include <weft/io/ring.hpp>
+
+namespace weft::io {
+
+/// What a completion queue entry resumes. An operation embeds one and puts its address in the
+/// SQE's user_data; `on_complete` runs on the reactor's thread when the CQE arrives.
+struct completion {
+  void (*on_complete)(completion* self, int result, std::uint32_t cqe_flags) noexcept = nullptr;
+};
+
+/// Counters a test or benchmark can read to check that the loop batches its system calls.
+struct reactor_stats {
+  std::uint64_t enter_calls = 0;   ///< io_uring_enter system calls made by the loop
+  std::uint64_t completions = 0;   ///< CQEs handled
+  std::uint64_t timers_fired = 0;  ///< timers that reached their deadline
+};
+
+/// One io_uring plus the timer heap of one thread.
+///
+/// The loop calls `poll` once per turn: it submits everything queued since the last turn with a
+/// single `io_uring_enter` (at most one per turn, more only when the submission queue fills up),
+/// waits when asked to until a completion or the earliest timer deadline, then runs the
+/// completion callbacks and the expired timers. Sleepers cost a heap entry, not a kernel timer.
+///
+/// Thread-safety: everything runs on the owning thread except `wake()` and `cancel()`, which any
+/// thread may call.
+class reactor {
+ public:
+  /// Creates the ring (see `ring` for the errors) and an eventfd used to wake the loop.
+  /// `on_wake` runs on the reactor's thread after another thread called `wake()`.
+  explicit reactor(unsigned entries, std::function<void()> on_wake);
+  reactor(const reactor&) = delete;
+  reactor& operator=(const reactor&) = delete;
+  ~reactor();
+
+  /// The reactor of the calling thread, or null.
+  static reactor* current() noexcept { return current_; }
+  /// Makes `r` the calling thread's reactor (null to clear).
+  static void set_current(reactor* r) noexcept { current_ = r; }
+
+  /// A free submission slot. Never null: when the queue is full, it submits what is queued and
+  /// retries (the kernel consumes SQEs at submit time). Throws std::system_error if the kernel
+  /// refuses to submit.
+  io_uring_sqe* get_sqe();
+
+  /// Queues an operation: `prepare` fills the SQE; its CQE will call `c->on_complete`.
+  template <class Prepare>
+  void submit(completion* c, Prepare&& prepare) {
+    io_uring_sqe* sqe = get_sqe();
+    prepare(sqe);
+    io_uring_sqe_set_data(sqe, c);
+    ++in_flight_;
+  }
+
+  /// Asks the kernel to cancel the operation behind `c` (IORING_OP_ASYNC_CANCEL). Its own CQE
+  /// still arrives (with -ECANCELED, or its result if it won the race). Any thread.
+  void cancel(completion* c);
+
+  void add_timer(detail::timer_node& n) { timers_.push(n); }
+  void cancel_timer(detail::timer_node& n) noexcept { timers_.remove(n); }
+  std::size_t timer_count() const noexcept { return timers_.size(); }
+
+  /// Operations whose CQE has not arrived yet (the wake-up read excluded).
+  std::size_t in_flight() const noexcept { return in_flight_; }
+
+  /// One loop turn; see the class comment. With `block`, waits until at least one completion,
+  /// a timer deadline, or a `wake()`.
+  void poll(bool block);
+
+  /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
+  void wake() noexcept;
+
+  const reactor_stats& stats() const noexcept { return stats_; }
+  io_uring* raw() noexcept { return ring_.get(); }
+
+ private:
+  void arm_wake_read();
+  bool expire_timers(clock::time_point now);
+  void reap();
+  void drain_remote_cancels();
+
+  static inline thread_local reactor* current_ = nullptr;
+
+  ring ring_;
+  detail::timer_heap timers_;
+  std::size_t in_flight_ = 0;
+  reactor_stats stats_;
+
+  struct wake_read : completion {
+    reactor* owner = nullptr;
+    bool armed = false;
+  };
+
+  int wake_fd_ = -1;
+  std::uint64_t wake_buffer_ = 0;
+  wake_read wake_completion_;
+  bool stopping_ = false;
+  std::function<void()> on_wake_;
+
+  std::mutex remote_mutex_;
+  std::vector<completion*> remote_cancels_;
+};
+
+}  // namespace weft::io

@@ -1,0 +1,34 @@
+#include <weft/errc.hpp>
+
+namespace weft {
+namespace {
+
+class category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "weft"; }
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::cancelled: return "operation cancelled";
+      case errc::timed_out: return "operation timed out";
+      case errc::mode_unavailable: return "executor mode not available in this build";
+      case errc::no_runtime: return "no weft runtime is running on this thread";
+      case errc::already_joined: return "join_handle already awaited";
+    }
+    return "unknown weft error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& weft_category() noexcept {
+  static const category instance;
+  return instance;
+}
+
+void throw_error(errc e) { throw std::system_error(make_error_code(e)); }
+
+void throw_error(errc e, const std::string& what) {
+  throw std::system_error(make_error_code(e), what);
+}
+
+}  // namespace weft

@@ -1,0 +1,37 @@
+// weft: error codes of the runtime.
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace weft {
+
+/// Errors the runtime itself reports. They live in their own category ("weft") so that a caller
+/// can tell a cancelled wait from an operating-system error with `ec == weft::errc::cancelled`.
+enum class errc : int {
+  cancelled = 1,     ///< the task's stop token was triggered while it waited
+  timed_out,         ///< `with_timeout` ran out of time before the task finished
+  mode_unavailable,  ///< the requested executor mode is not part of this build yet
+  no_runtime,        ///< an operation that needs a running executor was called outside one
+  already_joined,    ///< a `join_handle` was awaited a second time
+};
+
+/// The category of `weft::errc`. Thread-safe: a function-local static.
+const std::error_category& weft_category() noexcept;
+
+/// Makes a `std::error_code` from a `weft::errc` (found by ADL).
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), weft_category()};
+}
+
+/// Throws `std::system_error` carrying `e` (used by awaitables that report by exception).
+[[noreturn]] void throw_error(errc e);
+
+/// Throws `std::system_error` carrying `e`, with `what` naming the context.
+[[noreturn]] void throw_error(errc e, const std::string& what);
+
+}  // namespace weft
+
+template <>
+struct std::is_error_code_enum<weft::errc> : std::true_type {};

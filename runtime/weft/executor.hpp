@@ -1,0 +1,59 @@
+// weft: the interface every executor implements, and the thread's current executor.
+#pragma once
+
+#include <coroutine>
+
+#include <weft/cancel.hpp>
+#include <weft/detail/timer_heap.hpp>
+
+namespace weft {
+
+class executor;
+
+namespace detail {
+
+/// Links a spawned task into its executor's list of live tasks, so that shutdown can cancel
+/// and drain the tasks that nobody joined.
+struct spawn_link {
+  spawn_link* prev = nullptr;
+  spawn_link* next = nullptr;
+  executor* owner = nullptr;
+  cancel_scope* scope = nullptr;
+};
+
+}  // namespace detail
+
+/// An executor runs coroutines. `schedule` queues a suspended coroutine to be resumed by it.
+/// Timers belong to the thread that runs the executor loop; the spawn registry lets the executor
+/// cancel and drain detached tasks when the program's main task ends.
+class executor {
+ public:
+  virtual ~executor() = default;
+
+  /// Queues `h` to be resumed on this executor. Thread-safe: callable from any thread, including
+  /// threads that run no executor. `h` must be suspended and owned by nobody else.
+  virtual void schedule(std::coroutine_handle<> h) noexcept = 0;
+
+  /// Arms `node`: its `on_expire` runs on this executor's thread once its deadline has passed.
+  /// Only on the thread that runs this executor. Throws std::bad_alloc.
+  virtual void add_timer(detail::timer_node& node) = 0;
+
+  /// Disarms `node` if it is still armed. Only on the thread that runs this executor.
+  virtual void cancel_timer(detail::timer_node& node) noexcept = 0;
+
+  /// Registers / unregisters a spawned task (called by spawn and by the task's completion).
+  virtual void task_started(detail::spawn_link& link) noexcept = 0;
+  virtual void task_finished(detail::spawn_link& link) noexcept = 0;
+
+  /// The executor running on the calling thread, or null outside any runtime.
+  static executor* current() noexcept { return current_; }
+
+ protected:
+  /// Marks the calling thread as running `e` (null to clear). Used by executor loops.
+  static void set_current(executor* e) noexcept { current_ = e; }
+
+ private:
+  static inline thread_local executor* current_ = nullptr;
+};
+
+}  // namespace weft

@@ -1,0 +1,114 @@
+// weft: spawn a task onto the current executor, and join_handle<T> to wait for it.
+#pragma once
+
+#include <coroutine>
+#include <utility>
+
+#include <weft/errc.hpp>
+#include <weft/executor.hpp>
+#include <weft/task.hpp>
+
+namespace weft {
+
+/// The owner's view of a spawned task.
+///
+/// `co_await handle` waits for the task and gives its value, or rethrows its exception (a task
+/// stopped by `cancel()` typically ends with `std::system_error` carrying `weft::errc::cancelled`).
+/// A handle can be awaited once; a second await throws `errc::already_joined`. Dropping the
+/// handle detaches the task: it runs on, and its frame is freed when it finishes.
+///
+/// Thread-safety: one handle is used by one task at a time; `cancel()` and `is_finished()` may be
+/// called from any thread while the handle is alive. The join protocol is a single atomic word
+/// (completed / detached / joiner-waiting), so completion and joining may race across threads.
+template <class T>
+class [[nodiscard]] join_handle {
+  using promise_type = detail::task_promise<T>;
+
+ public:
+  join_handle() noexcept = default;
+  explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  join_handle(join_handle&& other) noexcept
+      : handle_(std::exchange(other.handle_, {})), joined_(other.joined_) {}
+  join_handle& operator=(join_handle&& other) noexcept {
+    if (this != &other) {
+      detach();
+      handle_ = std::exchange(other.handle_, {});
+      joined_ = other.joined_;
+    }
+    return *this;
+  }
+  join_handle(const join_handle&) = delete;
+  join_handle& operator=(const join_handle&) = delete;
+  ~join_handle() { detach(); }
+
+  /// True while the handle refers to a task.
+  bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  /// True once the task has run to completion (value or exception).
+  bool is_finished() const noexcept { return handle_ && handle_.promise().is_completed(); }
+
+  /// Requests stop: the task's current and future waits end with `errc::cancelled`.
+  /// Does nothing to a finished task. Throws std::bad_alloc (first use of the stop state).
+  void cancel() {
+    if (handle_) handle_.promise().own_scope().request_stop();
+  }
+
+  /// Lets the task run on without an owner.
+  void detach() noexcept {
+    if (!handle_) return;
+    if (handle_.promise().release_from_handle()) handle_.destroy();
+    handle_ = {};
+  }
+
+  struct awaiter {
+    join_handle* self;
+    bool await_ready() const {
+      if (!self->handle_ || self->joined_) {
+        throw_error(errc::already_joined, "weft::join_handle awaited twice or empty");
+      }
+      return self->handle_.promise().is_completed();
+    }
+    bool await_suspend(std::coroutine_handle<> joiner) noexcept {
+      return self->handle_.promise().try_register_joiner(joiner);
+    }
+    decltype(auto) await_resume() {
+      self->joined_ = true;
+      return self->handle_.promise().take_result();
+    }
+  };
+  awaiter operator co_await() & noexcept { return awaiter{this}; }
+  awaiter operator co_await() && noexcept { return awaiter{this}; }
+
+  /// The result of a finished task, without awaiting (used by run() after its loop ends).
+  /// Precondition: is_finished().
+  decltype(auto) take_finished_result() {
+    joined_ = true;
+    return handle_.promise().take_result();
+  }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+  bool joined_ = false;
+};
+
+/// Starts `t` on executor `ex`: it is queued there and runs concurrently with the caller.
+/// Thread-safe with respect to `ex` (schedule is), but `t` must not be shared.
+template <class T>
+join_handle<T> spawn_on(executor& ex, task<T> t) {
+  auto h = t.release();
+  if (!h) throw std::logic_error("weft::spawn: empty task");
+  h.promise().mark_spawned(ex);
+  ex.schedule(h);
+  return join_handle<T>(h);
+}
+
+/// Starts `t` on the calling thread's executor and returns its handle.
+/// Throws `std::system_error` with `errc::no_runtime` when called outside a runtime.
+template <class T>
+join_handle<T> spawn(task<T> t) {
+  executor* ex = executor::current();
+  if (ex == nullptr) throw_error(errc::no_runtime, "weft::spawn called outside weft::run");
+  return spawn_on(*ex, std::move(t));
+}
+
+}  // namespace weft

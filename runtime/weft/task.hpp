@@ -1,0 +1,247 @@
+// weft: task<T>, the lazy coroutine type of every weft program.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <weft/cancel.hpp>
+#include <weft/executor.hpp>
+
+namespace weft {
+
+template <class T = void>
+class task;
+
+template <class T>
+class join_handle;
+
+namespace detail {
+
+/// What a finished task (or child) holds for its awaiter.
+template <class T>
+struct value_slot {
+  using stored = T;
+  static T&& get(stored& s) noexcept { return std::move(s); }
+};
+template <class T>
+struct value_slot<T&> {
+  using stored = T*;
+  static T& get(stored& s) noexcept { return *s; }
+};
+
+/// The part of every task promise that does not depend on T: the awaiter to resume, the cancel
+/// scope, and the state used when the task is spawned rather than awaited.
+class promise_base {
+ public:
+  struct final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
+      promise_base& p = h.promise();
+      if (!p.spawned_) return p.continuation_ ? p.continuation_ : std::noop_coroutine();
+      return p.finish_spawned(h);
+    }
+    void await_resume() const noexcept {}
+  };
+
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  final_awaiter final_suspend() const noexcept { return {}; }
+
+  /// The scope whose stop token every wait of this task observes (null: not cancellable).
+  cancel_scope* scope() const noexcept { return scope_; }
+
+  void set_awaiter(std::coroutine_handle<> awaiter, cancel_scope* scope) noexcept {
+    continuation_ = awaiter;
+    scope_ = scope;
+  }
+
+  // --- spawned tasks (see spawn.hpp for the protocol) ---
+  static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4;
+
+  void mark_spawned(executor& ex) noexcept {
+    spawned_ = true;
+    scope_ = &own_scope_;
+    link_.owner = &ex;
+    link_.scope = &own_scope_;
+    ex.task_started(link_);
+  }
+  cancel_scope& own_scope() noexcept { return own_scope_; }
+  bool is_completed() const noexcept {
+    return (join_state_.load(std::memory_order_acquire) & completed) != 0;
+  }
+  /// The joiner registers itself; false means the task completed first (resume at once).
+  bool try_register_joiner(std::coroutine_handle<> joiner) noexcept {
+    continuation_ = joiner;
+    joiner_executor_ = executor::current();
+    std::uint32_t expected = 0;
+    return join_state_.compare_exchange_strong(expected, joiner_waiting, std::memory_order_acq_rel,
+                                               std::memory_order_acquire);
+  }
+  /// The handle lets go; true means the task already completed and the caller must destroy it.
+  bool release_from_handle() noexcept {
+    return (join_state_.fetch_or(detached, std::memory_order_acq_rel) & completed) != 0;
+  }
+
+ private:
+  std::coroutine_handle<> finish_spawned(std::coroutine_handle<> self) noexcept {
+    link_.owner->task_finished(link_);
+    const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
+    if ((prev & detached) != 0) {
+      self.destroy();
+      return std::noop_coroutine();
+    }
+    if ((prev & joiner_waiting) != 0) {
+      if (joiner_executor_ == nullptr || joiner_executor_ == executor::current()) {
+        return continuation_;
+      }
+      joiner_executor_->schedule(continuation_);
+    }
+    return std::noop_coroutine();
+  }
+
+  std::coroutine_handle<> continuation_;
+  cancel_scope* scope_ = nullptr;
+  bool spawned_ = false;
+  std::atomic<std::uint32_t> join_state_{0};
+  executor* joiner_executor_ = nullptr;
+  cancel_scope own_scope_;
+  spawn_link link_;
+};
+
+template <class T>
+class task_promise final : public promise_base {
+ public:
+  task<T> get_return_object() noexcept;
+  template <class U>
+    requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    result_.template emplace<1>(std::forward<U>(v));
+  }
+  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+  /// Moves the value out, or rethrows the task's exception.
+  T take_result() {
+    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
+    assert(result_.index() == 1);
+    return std::move(std::get<1>(result_));
+  }
+
+ private:
+  std::variant<std::monostate, T, std::exception_ptr> result_;
+};
+
+template <class T>
+class task_promise<T&> final : public promise_base {
+ public:
+  task<T&> get_return_object() noexcept;
+  void return_value(T& v) noexcept { value_ = std::addressof(v); }
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+  T& take_result() {
+    if (error_) std::rethrow_exception(error_);
+    return *value_;
+  }
+
+ private:
+  T* value_ = nullptr;
+  std::exception_ptr error_;
+};
+
+template <>
+class task_promise<void> final : public promise_base {
+ public:
+  task<void> get_return_object() noexcept;
+  void return_void() const noexcept {}
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+  void take_result() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+/// A lazy, move-only coroutine that produces a `T` (or `void`, or a reference).
+///
+/// Nothing runs until the task is awaited (`co_await std::move(t)` or `co_await t`), spawned
+/// (`weft::spawn`) or run (`weft::run`). Awaiting starts the task by symmetric transfer and
+/// resumes the awaiter the same way when it finishes, so chains of tasks that complete
+/// synchronously never grow the stack. An exception thrown in the task is rethrown from the
+/// `co_await`. An awaited task inherits its awaiter's cancel scope: cancelling the outer task
+/// cancels the waits of the inner one.
+///
+/// A task is awaited at most once. Destroying a task that never started frees its frame.
+/// Thread-safety: a task object is not shared; its frame may be resumed on any thread that its
+/// executor uses.
+template <class T>
+class [[nodiscard]] task {
+ public:
+  using promise_type = detail::task_promise<T>;
+  using value_type = T;
+
+  task() noexcept = default;
+  explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  task(const task&) = delete;
+  task& operator=(const task&) = delete;
+  ~task() {
+    if (handle_) handle_.destroy();
+  }
+
+  /// True when this task holds a coroutine (false after a move or for a default task).
+  bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  struct awaiter {
+    std::coroutine_handle<promise_type> handle;
+    bool await_ready() const {
+      if (!handle) throw std::logic_error("weft::task: awaiting an empty task");
+      return handle.done();
+    }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
+      handle.promise().set_awaiter(awaiting, detail::scope_of(awaiting));
+      return handle;
+    }
+    decltype(auto) await_resume() { return handle.promise().take_result(); }
+  };
+
+  awaiter operator co_await() const& noexcept { return awaiter{handle_}; }
+  awaiter operator co_await() && noexcept { return awaiter{handle_}; }
+
+  /// Gives up ownership of the coroutine (used by spawn and the combinators).
+  std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept {
+  return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
+}
+template <class T>
+task<T&> task_promise<T&>::get_return_object() noexcept {
+  return task<T&>(std::coroutine_handle<task_promise<T&>>::from_promise(*this));
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+  return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+}  // namespace detail
+
+}  // namespace weft

@@ -1,0 +1,192 @@
+// weft: sleeping, yielding and time limits.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <optional>
+#include <stop_token>
+
+#include <weft/cancel.hpp>
+#include <weft/detail/children.hpp>
+#include <weft/detail/timer_heap.hpp>
+#include <weft/errc.hpp>
+#include <weft/executor.hpp>
+#include <weft/task.hpp>
+
+namespace weft {
+
+namespace detail {
+
+inline executor& current_executor_or_throw(const char* what) {
+  executor* ex = executor::current();
+  if (ex == nullptr) throw_error(errc::no_runtime, what);
+  return *ex;
+}
+
+/// The awaitable behind sleep_until/sleep_for. It is its own timer node, so sleeping allocates
+/// nothing: the executor's heap holds a pointer into the sleeping coroutine's frame.
+class sleep_awaitable : private timer_node {
+ public:
+  explicit sleep_awaitable(clock::time_point deadline) noexcept { this->deadline = deadline; }
+  sleep_awaitable(const sleep_awaitable&) = delete;
+  sleep_awaitable& operator=(const sleep_awaitable&) = delete;
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    cancel_scope* scope = scope_of(h);
+    if (scope != nullptr && scope->stop_requested()) {
+      state_.store(cancelled, std::memory_order_relaxed);
+      return false;
+    }
+    if (deadline <= clock::now()) return false;
+    executor_ = &current_executor_or_throw("weft::sleep outside weft::run");
+    std::stop_token token;
+    if (scope != nullptr) token = scope->token();  // may throw: before the timer is armed
+    handle_ = h;
+    on_expire = &sleep_awaitable::expire;
+    executor_->add_timer(*this);
+    // Registered last: if stop was requested meanwhile, the callback runs right here and
+    // queues the resumption; nothing below touches *this.
+    if (token.stop_possible()) stop_callback_.emplace(std::move(token), on_stop{this});
+    return true;
+  }
+
+  /// Returns normally at or after the deadline; throws `std::system_error` with
+  /// `errc::cancelled` when the task's stop was requested first.
+  void await_resume() {
+    stop_callback_.reset();  // waits for a callback running on another thread
+    if (state_.load(std::memory_order_acquire) == cancelled) {
+      if (executor_ != nullptr) executor_->cancel_timer(*this);
+      throw_error(errc::cancelled, "weft::sleep cancelled");
+    }
+  }
+
+ private:
+  enum : int { waiting, fired, cancelled };
+  struct on_stop {
+    sleep_awaitable* self;
+    void operator()() const noexcept {
+      int expected = waiting;
+      if (self->state_.compare_exchange_strong(expected, cancelled, std::memory_order_acq_rel)) {
+        self->executor_->schedule(self->handle_);
+      }
+    }
+  };
+  static void expire(timer_node* node) noexcept {
+    auto* self = static_cast<sleep_awaitable*>(node);
+    int expected = waiting;
+    if (self->state_.compare_exchange_strong(expected, fired, std::memory_order_acq_rel)) {
+      self->executor_->schedule(self->handle_);
+    }
+  }
+
+  std::coroutine_handle<> handle_;
+  executor* executor_ = nullptr;
+  std::atomic<int> state_{waiting};
+  std::optional<std::stop_callback<on_stop>> stop_callback_;
+};
+
+struct yield_awaitable {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) const {
+    current_executor_or_throw("weft::yield_now outside weft::run").schedule(h);
+  }
+  void await_resume() const noexcept {}
+};
+
+template <class T>
+class timeout_awaitable : private timer_node {
+ public:
+  timeout_awaitable(clock::duration limit, task<T> t) : limit_(limit), task_(std::move(t)) {}
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> awaiting) {
+    parent_scope_ = scope_of(awaiting);
+    scope_.emplace(parent_scope_);
+    counter_.emplace(1, &*scope_);
+    executor_ = &current_executor_or_throw("weft::with_timeout outside weft::run");
+    deadline = clock::now() + limit_;
+    on_expire = &timeout_awaitable::expire;
+    executor_->add_timer(*this);
+    child_ = run_child(std::move(task_), outcome_, *counter_, 0);
+    return counter_->start(awaiting, [&] { child_.start(*counter_); });
+  }
+
+  /// The task's value if it produced one (even if the time ran out as it finished); otherwise
+  /// `errc::timed_out` when the limit caused the stop, or the task's own exception.
+  auto await_resume() {
+    executor_->cancel_timer(*this);
+    if (outcome_.has_error() && timed_out_ && !(parent_scope_ && parent_scope_->stop_requested())) {
+      try {
+        std::rethrow_exception(outcome_.error());
+      } catch (const std::system_error& e) {
+        if (e.code() == errc::cancelled) throw_error(errc::timed_out, "weft::with_timeout");
+        throw;
+      }
+    }
+    if constexpr (std::is_void_v<T>) {
+      outcome_.take();
+    } else {
+      return outcome_.take();
+    }
+  }
+
+ private:
+  static void expire(timer_node* node) noexcept {
+    auto* self = static_cast<timeout_awaitable*>(node);
+    self->timed_out_ = true;
+    try {
+      self->scope_->request_stop();
+    } catch (...) {  // no memory for the stop state: the task runs to its end
+    }
+  }
+
+  clock::duration limit_;
+  task<T> task_;
+  executor* executor_ = nullptr;
+  cancel_scope* parent_scope_ = nullptr;
+  std::optional<linked_cancel_scope> scope_;
+  std::optional<join_counter> counter_;
+  outcome<T> outcome_;
+  child child_;
+  bool timed_out_ = false;
+};
+
+}  // namespace detail
+
+/// Suspends the calling task until `deadline` (on `weft::clock`, a steady clock).
+/// Costs no kernel timer: the executor keeps sleepers in a per-thread heap and gives its ring
+/// one wait timeout, the earliest deadline. A deadline in the past returns at once.
+/// Throws `std::system_error` with `errc::cancelled` promptly when the task's stop is requested
+/// (before or during the sleep), and `errc::no_runtime` outside `weft::run`.
+/// Thread-safety: the stop may be requested from any thread.
+[[nodiscard]] inline detail::sleep_awaitable sleep_until(clock::time_point deadline) noexcept {
+  return detail::sleep_awaitable(deadline);
+}
+
+/// Suspends the calling task for `d`; see sleep_until.
+template <class Rep, class Period>
+[[nodiscard]] detail::sleep_awaitable sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
+  return detail::sleep_awaitable(clock::now() + std::chrono::ceil<clock::duration>(d));
+}
+
+/// Puts the calling task at the back of its executor's run queue, letting every task that is
+/// ready run first. Throws `errc::no_runtime` outside `weft::run`.
+[[nodiscard]] inline detail::yield_awaitable yield_now() noexcept { return {}; }
+
+/// Runs `t` with a time limit. When `limit` passes first, `t` is cancelled (its waits end with
+/// `errc::cancelled`), the call waits for `t` to finish, then throws `std::system_error` with
+/// `errc::timed_out`. A value that `t` produced is never dropped: if it finishes with a value,
+/// that value is returned even when the limit passed meanwhile. If the caller itself is
+/// cancelled, `errc::cancelled` propagates unchanged.
+template <class T, class Rep, class Period>
+[[nodiscard]] auto with_timeout(std::chrono::duration<Rep, Period> limit, task<T> t) {
+  return detail::timeout_awaitable<T>(std::chrono::ceil<clock::duration>(limit), std::move(t));
+}
+
+}  // namespace weft

@@ -1,0 +1,109 @@
+#include <weft/sched/cooperative.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace weft::sched {
+
+cooperative::cooperative(cooperative_options options)
+    : reactor_(options.ring_entries, [this] { drain_remote(); }) {
+  live_.prev = live_.next = &live_;
+}
+
+cooperative::~cooperative() = default;
+
+cooperative::loop_guard::loop_guard(cooperative& c)
+    : previous_executor(executor::current()), previous_reactor(io::reactor::current()) {
+  c.owner_ = std::this_thread::get_id();
+  c.set_current(&c);
+  io::reactor::set_current(&c.reactor_);
+}
+
+cooperative::loop_guard::~loop_guard() {
+  executor::set_current(previous_executor);
+  io::reactor::set_current(previous_reactor);
+}
+
+void cooperative::schedule(std::coroutine_handle<> h) noexcept {
+  if (executor::current() == this) {
+    try {
+      ready_.push(h);
+      return;
+    } catch (...) {
+      // Out of memory while growing the run queue: fall through to the remote path, whose
+      // vector may still have room; losing a wake-up silently is not an option.
+    }
+  }
+  bool wake = false;
+  {
+    std::lock_guard lock(remote_mutex_);
+    try {
+      remote_.push_back(h);
+    } catch (...) {
+      std::fputs("weft: out of memory while scheduling a task; aborting\n", stderr);
+      std::terminate();
+    }
+    if (!remote_wake_pending_) {
+      remote_wake_pending_ = true;
+      wake = true;
+    }
+  }
+  if (wake) reactor_.wake();
+}
+
+void cooperative::drain_remote() noexcept {
+  std::vector<std::coroutine_handle<>> pending;
+  {
+    std::lock_guard lock(remote_mutex_);
+    pending.swap(remote_);
+    remote_wake_pending_ = false;
+  }
+  for (auto h : pending) {
+    try {
+      ready_.push(h);
+    } catch (...) {
+      std::fputs("weft: out of memory in the run queue; aborting\n", stderr);
+      std::terminate();
+    }
+  }
+}
+
+void cooperative::task_started(detail::spawn_link& link) noexcept {
+  link.next = &live_;
+  link.prev = live_.prev;
+  live_.prev->next = &link;
+  live_.prev = &link;
+  ++live_count_;
+  if (shutting_down_) stop(link);  // spawned by a task that is being cancelled
+}
+
+void cooperative::task_finished(detail::spawn_link& link) noexcept {
+  link.prev->next = link.next;
+  link.next->prev = link.prev;
+  link.prev = link.next = nullptr;
+  --live_count_;
+}
+
+void cooperative::run_ready() {
+  // Run what was ready when the turn began; what those tasks make ready waits for the next turn,
+  // after the reactor has had its say (fairness between CPU work and I/O).
+  for (std::size_t n = ready_.size(); n > 0; --n) ready_.pop().resume();
+}
+
+void cooperative::shutdown() {
+  // Cancel every task nobody joined, then let them unwind: their frames, and the buffers the
+  // kernel may still write to, are freed by the tasks themselves.
+  shutting_down_ = true;
+  for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
+  run_until([this] { return live_count_ == 0; });
+  shutting_down_ = false;
+}
+
+void cooperative::stop(detail::spawn_link& link) noexcept {
+  try {
+    link.scope->request_stop();
+  } catch (...) {  // no memory for the stop state: that task runs to its end
+  }
+}
+
+}  // namespace weft::sched

@@ -1,0 +1,99 @@
+// weft: the cooperative executor: one thread, one io_uring ring, a FIFO run queue.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <weft/executor.hpp>
+#include <weft/io/reactor.hpp>
+#include <weft/sched/run_queue.hpp>
+#include <weft/spawn.hpp>
+#include <weft/task.hpp>
+
+namespace weft::sched {
+
+/// Settings of the cooperative executor.
+struct cooperative_options {
+  unsigned ring_entries = 256;  ///< submission queue size (the completion queue is 4x)
+};
+
+/// asyncio's model: every task runs on the thread that calls `block_on`, one at a time, in FIFO
+/// order; a task runs until it suspends (I/O, sleep, yield, join). A task that never suspends
+/// starves the others, by design: this executor shows concurrency without parallelism.
+///
+/// Each loop turn runs the tasks that were ready when the turn began, then makes at most one
+/// io_uring_enter: it submits the turn's SQEs and, when nothing is ready, waits for a completion
+/// or the earliest timer deadline.
+///
+/// Thread-safety: `schedule` may be called from any thread (other threads' handles go through a
+/// locked queue and an eventfd wake-up); everything else belongs to the loop's thread.
+class cooperative final : public executor {
+ public:
+  /// Creates the ring. Throws std::system_error naming the cause if io_uring is unavailable.
+  explicit cooperative(cooperative_options options = {});
+  cooperative(const cooperative&) = delete;
+  cooperative& operator=(const cooperative&) = delete;
+  ~cooperative() override;
+
+  /// Runs `main` to completion on the calling thread and returns its value (or rethrows).
+  /// When `main` ends, tasks still running are cancelled and the loop runs until they have
+  /// finished, so no task frame is leaked. Not re-entrant: one block_on at a time.
+  template <class T>
+  T block_on(task<T> main) {
+    loop_guard guard(*this);
+    join_handle<T> handle = spawn_on(*this, std::move(main));
+    run_until([&] { return handle.is_finished(); });
+    shutdown();
+    return handle.take_finished_result();
+  }
+
+  void schedule(std::coroutine_handle<> h) noexcept override;
+  void add_timer(detail::timer_node& node) override { reactor_.add_timer(node); }
+  void cancel_timer(detail::timer_node& node) noexcept override { reactor_.cancel_timer(node); }
+  void task_started(detail::spawn_link& link) noexcept override;
+  void task_finished(detail::spawn_link& link) noexcept override;
+
+  /// Tasks spawned on this executor that have not finished yet.
+  std::size_t live_tasks() const noexcept { return live_count_; }
+  io::reactor& reactor() noexcept { return reactor_; }
+
+ private:
+  struct loop_guard {
+    explicit loop_guard(cooperative& c);
+    ~loop_guard();
+    executor* previous_executor;
+    io::reactor* previous_reactor;
+  };
+
+  /// Loop turns until `done()`; it is checked after the ready tasks ran, before the reactor
+  /// may block, so the loop never sleeps once the awaited task has finished.
+  template <class Done>
+  void run_until(Done&& done) {
+    while (!done()) {
+      run_ready();
+      if (done()) break;
+      reactor_.poll(/*block=*/ready_.empty());
+    }
+  }
+  void run_ready();
+  void shutdown();
+  void drain_remote() noexcept;
+  static void stop(detail::spawn_link& link) noexcept;
+
+  run_queue ready_;
+  io::reactor reactor_;
+  std::thread::id owner_;
+
+  std::mutex remote_mutex_;
+  std::vector<std::coroutine_handle<>> remote_;
+  bool remote_wake_pending_ = false;  // guarded by remote_mutex_
+
+  detail::spawn_link live_;  // sentinel of the circular list of live spawned tasks
+  std::size_t live_count_ = 0;
+  bool shutting_down_ = false;
+};
+
+}  // namespace weft::sched

@@ -1,0 +1,52 @@
+// weft: the FIFO run queue of one executor thread.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <memory>
+
+namespace weft::sched {
+
+/// A growable ring buffer of coroutine handles (power-of-two capacity, so indexing is a mask).
+/// Not thread-safe: owned by the executor thread.
+class run_queue {
+ public:
+  explicit run_queue(std::size_t capacity = 1024)
+      : buffer_(std::make_unique<std::coroutine_handle<>[]>(round_up(capacity))),
+        mask_(round_up(capacity) - 1) {}
+
+  bool empty() const noexcept { return head_ == tail_; }
+  std::size_t size() const noexcept { return tail_ - head_; }
+
+  /// Appends `h`. Throws std::bad_alloc when growing fails.
+  void push(std::coroutine_handle<> h) {
+    if (size() == mask_ + 1) grow();
+    buffer_[tail_++ & mask_] = h;
+  }
+
+  /// Removes and returns the oldest handle. Precondition: !empty().
+  std::coroutine_handle<> pop() noexcept { return buffer_[head_++ & mask_]; }
+
+ private:
+  static std::size_t round_up(std::size_t n) noexcept {
+    std::size_t c = 16;
+    while (c < n) c *= 2;
+    return c;
+  }
+  void grow() {
+    const std::size_t old_capacity = mask_ + 1;
+    auto bigger = std::make_unique<std::coroutine_handle<>[]>(old_capacity * 2);
+    for (std::size_t i = 0; i < old_capacity; ++i) bigger[i] = buffer_[(head_ + i) & mask_];
+    buffer_ = std::move(bigger);
+    head_ = 0;
+    tail_ = old_capacity;
+    mask_ = old_capacity * 2 - 1;
+  }
+
+  std::unique_ptr<std::coroutine_handle<>[]> buffer_;
+  std::size_t mask_;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
+}  // namespace weft::sched

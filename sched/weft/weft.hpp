@@ -1,0 +1,18 @@
+// weft: the umbrella header. Includes the whole public API.
+#pragma once
+
+#include <weft/cancel.hpp>
+#include <weft/check.hpp>
+#include <weft/errc.hpp>
+#include <weft/executor.hpp>
+#include <weft/generator.hpp>
+#include <weft/io/operation.hpp>
+#include <weft/io/reactor.hpp>
+#include <weft/io/ring.hpp>
+#include <weft/sched/cooperative.hpp>
+#include <weft/sched/run.hpp>
+#include <weft/spawn.hpp>
+#include <weft/task.hpp>
+#include <weft/task_group.hpp>
+#include <weft/time.hpp>
+#include <weft/when.hpp>
