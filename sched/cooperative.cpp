@@ -87,7 +87,7 @@ void cooperative::task_finished(detail::spawn_link& link) noexcept {
 void cooperative::run_ready() {
   // Run what was ready when the turn began; what those tasks make ready waits for the next turn,
   // after the reactor has had its say (fairness between CPU work and I/O).
-  for (std::size_t n = ready_.size(); n > 0; --n) ready_.pop().resume();
+  for (std::size_t n = ready_.size(); n > 0; --n) detail::resume(ready_.pop());
 }
 
 void cooperative::shutdown() {

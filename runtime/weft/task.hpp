@@ -12,6 +12,7 @@
 #include <variant>
 
 #include <weft/cancel.hpp>
+#include <weft/detail/transfer.hpp>
 #include <weft/executor.hpp>
 
 namespace weft {
@@ -43,10 +44,13 @@ class promise_base {
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
     template <class Promise>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
+    void await_suspend(std::coroutine_handle<Promise> h) noexcept {
       promise_base& p = h.promise();
-      if (!p.spawned_) return p.continuation_ ? p.continuation_ : std::noop_coroutine();
-      return p.finish_spawned(h);
+      if (!p.spawned_) {
+        if (p.continuation_) transfer_to(p.continuation_);
+        return;
+      }
+      p.finish_spawned(h);
     }
     void await_resume() const noexcept {}
   };
@@ -90,20 +94,20 @@ class promise_base {
   }
 
  private:
-  std::coroutine_handle<> finish_spawned(std::coroutine_handle<> self) noexcept {
+  void finish_spawned(std::coroutine_handle<> self) noexcept {
     link_.owner->task_finished(link_);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
       self.destroy();
-      return std::noop_coroutine();
+      return;
     }
     if ((prev & joiner_waiting) != 0) {
       if (joiner_executor_ == nullptr || joiner_executor_ == executor::current()) {
-        return continuation_;
+        transfer_to(continuation_);
+      } else {
+        joiner_executor_->schedule(continuation_);
       }
-      joiner_executor_->schedule(continuation_);
     }
-    return std::noop_coroutine();
   }
 
   std::coroutine_handle<> continuation_;
@@ -213,9 +217,9 @@ class [[nodiscard]] task {
       return handle.done();
     }
     template <class Promise>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
+    void await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
       handle.promise().set_awaiter(awaiting, detail::scope_of(awaiting));
-      return handle;
+      detail::transfer_to(handle);
     }
     decltype(auto) await_resume() { return handle.promise().take_result(); }
   };

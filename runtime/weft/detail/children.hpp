@@ -11,6 +11,7 @@
 #include <variant>
 
 #include <weft/cancel.hpp>
+#include <weft/detail/transfer.hpp>
 #include <weft/task.hpp>
 
 namespace weft::detail {
@@ -82,10 +83,9 @@ struct join_counter {
     }
   }
 
-  /// Called by a finishing child: the parent's handle if it was the last, else a no-op handle.
-  std::coroutine_handle<> release_one() noexcept {
-    if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) return parent;
-    return std::noop_coroutine();
+  /// Called by a finishing child: the last one to finish hands control to the parent.
+  void release_one() noexcept {
+    if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) transfer_to(parent);
   }
 
   /// Starts the children (via `start`) then drops the parent's own count. Returns whether the
@@ -110,8 +110,8 @@ class child {
     std::suspend_always initial_suspend() const noexcept { return {}; }
     struct final_awaiter {
       bool await_ready() const noexcept { return false; }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<promise_type> h) noexcept {
-        return h.promise().counter->release_one();
+      void await_suspend(std::coroutine_handle<promise_type> h) noexcept {
+        h.promise().counter->release_one();
       }
       void await_resume() const noexcept {}
     };
@@ -138,7 +138,7 @@ class child {
   /// Runs the child until its first suspension, reporting to `counter`.
   void start(join_counter& counter) {
     handle_.promise().counter = &counter;
-    handle_.resume();
+    resume(handle_);
   }
 
  private:

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Reference micro-benchmarks in Python asyncio, measured beside weft's own.
+
+    python3 micro_asyncio.py [--tasks N] [--switches N] [--sleepers N]
+                             [--sleep-ms N] [--only NAME]
+
+NAME is one of spawn_join, switch, sleepers. Stdlib only, default event loop
+(no uvloop), default gc settings. Stdout gets exactly one JSON object; notes
+go to stderr.
+
+What each workload means (kept in step with the C++ side and micro.go):
+  spawn_join  create_task N coroutines that return at once, then await each
+              task; wall time / N.
+  switch      two tasks each loop `await asyncio.sleep(0)` (asyncio's yield)
+              N/2 times; every resumption is one switch; wall time / N.
+  sleepers    N tasks each sleep until one common deadline; see sleepers()
+              for how the deadline and the memory are measured.
+"""
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import sys
+import time
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MARGIN = 3  # sleepers: deadline >= MARGIN x start-up time after release
+
+
+def note(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def rss_bytes():
+    # Current RSS, not ru_maxrss: the peak would still hold whatever an
+    # earlier benchmark in this process used, hiding this one's growth.
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+async def noop():
+    pass
+
+
+async def spawn_join(n):
+    gc.collect()  # don't charge earlier garbage to this run
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(noop()) for _ in range(n)]
+    for t in tasks:
+        await t
+    el = time.perf_counter() - t0
+    return {"name": "spawn_join", "tasks": n, "ns_per_task": el * 1e9 / n}
+
+
+async def yielder(k):
+    for _ in range(k):
+        await asyncio.sleep(0)
+
+
+async def switch(n):
+    half = n // 2
+    t0 = time.perf_counter()
+    await asyncio.gather(yielder(half), yielder(half))
+    el = time.perf_counter() - t0
+    return {"name": "switch", "switches": 2 * half, "ns_per_switch": el * 1e9 / (2 * half)}
+
+
+async def sleepers(n, sleep_ms):
+    """N tasks sleep until one shared deadline.
+
+    Every task is first started and parked on an Event; only then is the
+    deadline fixed (release time + sleep_ms), so spawning never eats into the
+    sleep. Waking N parked tasks costs about as much again as starting them,
+    so if 2x the start-up time exceeds sleep_ms the deadline is pushed out to
+    that (said on stderr); any task that still reaches its sleep after the
+    deadline is counted and reported.
+
+    Memory: /proc/self/statm RSS once every task is inside asyncio.sleep, minus
+    RSS before spawning, / N. tracemalloc would be exact but far too slow at
+    1M tasks; RSS also counts allocator slack, which is real cost. The task
+    list is allocated before the baseline so it stays out of the delta.
+    """
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+    all_started = loop.create_future()
+    all_asleep = loop.create_future()
+    all_woken = loop.create_future()
+    deadline = 0.0  # set before release; tasks read it after
+    started = asleep = woken = missed = 0
+    latest = float("-inf")
+
+    async def sleeper():
+        nonlocal started, asleep, woken, missed, latest
+        started += 1
+        if started == n:
+            all_started.set_result(None)
+        await release.wait()
+        delay = deadline - loop.time()
+        if delay <= 0:
+            missed += 1
+        asleep += 1
+        if asleep == n:
+            all_asleep.set_result(None)
+        await asyncio.sleep(delay)
+        t = loop.time()
+        if t > latest:
+            latest = t
+        woken += 1
+        if woken == n:
+            all_woken.set_result(None)
+
+    tasks = [None] * n
+    gc.collect()
+    rss0 = rss_bytes()
+
+    t0 = loop.time()
+    for i in range(n):
+        tasks[i] = asyncio.create_task(sleeper())
+    await all_started
+    startup = loop.time() - t0
+
+    wait = sleep_ms / 1000
+    if MARGIN * startup > wait:
+        note(f"sleepers: start-up took {startup:.3f}s, deadline set"
+             f" {MARGIN * startup:.3f}s after release instead of {wait:.3f}s")
+        wait = MARGIN * startup
+    released = loop.time()
+    deadline = released + wait
+    release.set()
+
+    await all_asleep
+    rss1 = rss_bytes()
+    note(f"sleepers: all asleep {loop.time() - released:.3f}s after release")
+    if loop.time() > deadline:
+        note("sleepers: WARNING memory read after the deadline; some may have woken")
+    await all_woken
+    for t in tasks:
+        await t  # all done by now; just reaps them
+
+    if missed:
+        note(f"sleepers: WARNING {missed} tasks reached sleep after the deadline")
+    note(f"sleepers: start-up {startup:.3f}s, RSS {rss0 >> 20} -> {rss1 >> 20} MiB")
+    late = latest - deadline
+    return {"name": "sleepers", "sleepers": n, "bytes_per_sleeper": (rss1 - rss0) / n,
+            "wake_all_s": late, "late_max_s": late}
+
+
+async def main(args):
+    results = []
+    if args.only in (None, "spawn_join"):
+        results.append(await spawn_join(args.tasks))
+    if args.only in (None, "switch"):
+        results.append(await switch(args.switches))
+    if args.only in (None, "sleepers"):
+        results.append(await sleepers(args.sleepers, args.sleep_ms))
+    return results
+
+
+def positive(lo):
+    def parse(s):
+        v = int(s)
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}")
+        return v
+    return parse
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=positive(1), default=1_000_000)
+    p.add_argument("--switches", type=positive(2), default=1_000_000)
+    p.add_argument("--sleepers", type=positive(1), default=1_000_000)
+    p.add_argument("--sleep-ms", type=positive(0), default=1000)
+    p.add_argument("--only", choices=["spawn_join", "switch", "sleepers"])
+    args = p.parse_args()
+    runtime = f"python{platform.python_version()} asyncio"
+    note(runtime)
+    results = asyncio.run(main(args))
+    print(json.dumps({"runtime": runtime, "results": results}))

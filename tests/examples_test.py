@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Integration tests: run the example programs as a user would and check what they print."""
+import argparse
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+ARGS = None
+
+
+def run(*cmd, timeout=60):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def wall_s(stdout):
+    last = stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"wall_s=([0-9.]+)", last)
+    assert match, f"last line is not wall_s=...: {last!r}"
+    return float(match.group(1))
+
+
+class Loops(unittest.TestCase):
+    def test_two_loops_overlap(self):
+        start = time.monotonic()
+        r = run(ARGS.loops, "--mode=cooperative")
+        elapsed = time.monotonic() - start
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        # Both loops start before either finishes, and loop 2 (2 s) finishes first.
+        order = [l.split(" at:")[0] for l in lines if " at:" in l]
+        self.assertEqual(order, ["Starting", "Start loop 1", "Start loop 2",
+                                 "Loop 2 done", "Loop 1 done", "All tasks done"])
+        # About 4 s, not 6 s: the sleeps overlap. Generous upper bound for a loaded machine.
+        self.assertGreaterEqual(wall_s(r.stdout), 3.99)
+        self.assertLess(wall_s(r.stdout), 5.5)
+        self.assertLess(elapsed, 5.9)
+
+    def test_bad_arguments_exit_2_with_usage(self):
+        for bad in (["--mode=bogus"], ["--workers=0"], ["--frobnicate"], ["--mode"]):
+            r = run(ARGS.loops, *bad)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn("usage:", r.stderr)
+
+    def test_unavailable_mode_is_a_clear_error(self):
+        r = run(ARGS.loops, "--mode=multi-thread", "--workers=2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not available", r.stderr)
+
+    def test_help(self):
+        r = run(ARGS.loops, "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("usage:", r.stdout)
+
+
+class Countdown(unittest.TestCase):
+    def test_sequential_and_cooperative(self):
+        for mode, workers in (("sequential", 1), ("cooperative", 1), ("cooperative", 4)):
+            r = run(ARGS.countdown, f"--mode={mode}", f"--workers={workers}", "--count=20000000")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.strip().splitlines()
+            self.assertEqual(len(lines), 2, r.stdout)
+            self.assertIn(f"mode={mode}", lines[0])
+            self.assertIn("countdown of 20000000", lines[0])
+            self.assertGreater(wall_s(r.stdout), 0.0)
+
+    def test_bad_arguments_exit_2(self):
+        for bad in (["--mode=threads"], ["--workers=0"], ["--count=-5"], ["--count=abc"],
+                    ["--unknown"], ["--workers=2000"]):
+            r = run(ARGS.countdown, *bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertTrue(r.stderr.strip(), bad)
+
+    def test_unavailable_mode_exit_2(self):
+        r = run(ARGS.countdown, "--mode=single-lock", "--workers=2", "--count=1000")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not available", r.stderr)
+
+
+class RingSetupFailure(unittest.TestCase):
+    """io_uring refused by policy: one clear message naming the cause, no crash."""
+
+    def test_refused_ring_names_the_cause(self):
+        for errno_name, expected in (("EPERM", "io_uring"), ("ENOSYS", "no io_uring"),
+                                     ("ENOMEM", "RLIMIT_MEMLOCK")):
+            r = run(ARGS.no_uring, errno_name, ARGS.loops)
+            self.assertEqual(r.returncode, 1, (errno_name, r.stderr))
+            self.assertIn("cannot create an io_uring ring", r.stderr)
+            self.assertIn(expected, r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertNotIn("terminate", r.stderr)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--loops", required=True)
+    parser.add_argument("--countdown", required=True)
+    parser.add_argument("--no-uring", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <vector>
+
+#include "support.hpp"
+#include <weft/weft.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+weft::task<int> one_nop() { co_return co_await weft::io::nop(); }
+
+weft::task<int> many_nops(int n) {
+  std::vector<weft::task<int>> ops;
+  for (int i = 0; i < n; ++i) ops.push_back(one_nop());
+  auto results = co_await weft::when_all(std::move(ops));
+  int ok = 0;
+  for (int r : results) ok += r == 0 ? 1 : 0;
+  co_return ok;
+}
+
+weft::task<int> read_from_pipe(int fd) {
+  char buffer[16];
+  co_return co_await weft::io::read_some(fd, buffer, sizeof buffer);
+}
+
+weft::task<bool> cancelled_read_waits_for_its_completion(int fd) {
+  auto h = weft::spawn(read_from_pipe(fd));
+  co_await weft::sleep_for(2ms);  // the read is now in the kernel
+  h.cancel();
+  const int result = co_await h;
+  co_return result == -ECANCELED;
+}
+
+}  // namespace
+
+TEST_CASE("the loop batches submissions: far fewer io_uring_enter calls than operations",
+          "[reactor]") {
+  weft::sched::cooperative executor;
+  const int ok = executor.block_on(many_nops(1000));
+  CHECK(ok == 1000);
+  const auto& stats = executor.reactor().stats();
+  INFO("enter calls: " << stats.enter_calls << ", completions: " << stats.completions);
+  CHECK(stats.completions >= 1000);
+  CHECK(stats.enter_calls < 50);  // one per loop turn, not one per operation
+}
+
+TEST_CASE("a full submission queue is submitted and retried, not fatal", "[reactor]") {
+  weft::sched::cooperative executor(weft::sched::cooperative_options{.ring_entries = 4});
+  CHECK(executor.block_on(many_nops(500)) == 500);
+  CHECK(executor.reactor().in_flight() == 0);
+}
+
+TEST_CASE("a cancelled operation resumes only after its own completion", "[reactor][cancel]") {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  CHECK(weft::run(cancelled_read_waits_for_its_completion(fds[0])));
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("an operation outside a runtime is a clear error", "[reactor]") {
+  struct driver {
+    static weft::task<bool> run() {
+      try {
+        co_await weft::io::nop();
+      } catch (const std::system_error& e) {
+        co_return e.code() == weft::errc::no_runtime;
+      }
+      co_return false;
+    }
+  };
+  auto t = driver::run();
+  auto h = t.release();
+  weft::detail::resume(h);
+  REQUIRE(h.done());
+  CHECK(h.promise().take_result());
+  h.destroy();
+}

@@ -1,0 +1,56 @@
+// Helpers shared by the unit tests.
+#pragma once
+
+#include <pthread.h>
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <stdexcept>
+#include <system_error>
+
+#include <weft/errc.hpp>
+
+namespace weft::testing {
+
+/// Runs `fn` on a fresh thread whose stack is only `stack_bytes` big, and rethrows what it threw.
+/// A test that recursed instead of using symmetric transfer dies here with a stack overflow.
+inline void run_on_small_stack(std::size_t stack_bytes, std::function<void()> fn) {
+  struct context {
+    std::function<void()> fn;
+    std::exception_ptr error;
+  } ctx{std::move(fn), nullptr};
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, stack_bytes);
+  pthread_t thread;
+  auto body = [](void* p) -> void* {
+    auto* c = static_cast<context*>(p);
+    try {
+      c->fn();
+    } catch (...) {
+      c->error = std::current_exception();
+    }
+    return nullptr;
+  };
+  if (int rc = pthread_create(&thread, &attr, body, &ctx); rc != 0) {
+    pthread_attr_destroy(&attr);
+    throw std::system_error(rc, std::generic_category(), "pthread_create");
+  }
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  if (ctx.error) std::rethrow_exception(ctx.error);
+}
+
+/// True when `e` holds a std::system_error whose code is `code`.
+inline bool holds_error(const std::exception_ptr& e, weft::errc code) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& se) {
+    return se.code() == code;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace weft::testing
