@@ -128,6 +128,7 @@ bool reactor::expire_timers(clock::time_point now) {
 
 void reactor::reap() {
   io_uring* r = ring_.get();
+  if (io_uring_cq_ready(r) == 0) return;  // the common case on a busy loop: no syscall, no call
   io_uring_cqe* cqe = nullptr;
   // One CQE at a time, marked seen before its callback: a callback may queue SQEs, and a full
   // submission queue makes get_sqe() reap re-entrantly.

@@ -24,10 +24,10 @@ cooperative::loop_guard::~loop_guard() {
   io::reactor::set_current(previous_reactor);
 }
 
-void cooperative::schedule(std::coroutine_handle<> h) noexcept {
+void cooperative::schedule_slow(std::coroutine_handle<> h) noexcept {
   if (executor::current() == this) {
     try {
-      ready_.push(h);
+      ready_.push(h);  // grows the queue
       return;
     } catch (...) {
       // Out of memory while growing the run queue: fall through to the remote path, whose
@@ -85,9 +85,11 @@ void cooperative::task_finished(detail::spawn_link& link) noexcept {
 }
 
 void cooperative::run_ready() {
-  // Run what was ready when the turn began; what those tasks make ready waits for the next turn,
-  // after the reactor has had its say (fairness between CPU work and I/O).
-  for (std::size_t n = ready_.size(); n > 0; --n) detail::resume(ready_.pop());
+  // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
+  // the reactor have its say (fairness between CPU work and I/O).
+  for (std::size_t n = event_interval; n > 0 && !ready_.empty(); --n) {
+    detail::resume(ready_.pop());
+  }
 }
 
 void cooperative::shutdown() {
@@ -99,11 +101,6 @@ void cooperative::shutdown() {
   shutting_down_ = false;
 }
 
-void cooperative::stop(detail::spawn_link& link) noexcept {
-  try {
-    link.scope->request_stop();
-  } catch (...) {  // no memory for the stop state: that task runs to its end
-  }
-}
+void cooperative::stop(detail::spawn_link& link) noexcept { link.scope->request_stop(); }
 
 }  // namespace weft::sched

@@ -4,15 +4,18 @@
     python3 micro_asyncio.py [--tasks N] [--switches N] [--sleepers N]
                              [--sleep-ms N] [--only NAME]
 
-NAME is one of spawn_join, switch, sleepers. Stdlib only, default event loop
-(no uvloop), default gc settings. Stdout gets exactly one JSON object; notes
-go to stderr.
+NAME is one of spawn_join, switch, sleepers; without --only each benchmark
+runs in its own child interpreter (see run_each_in_own_process). Stdlib only,
+default event loop (no uvloop), default gc settings in every timed part (only
+the untimed set-up of sleepers pauses gc). Stdout gets exactly one JSON
+object; notes go to stderr.
 
 What each workload means (kept in step with the C++ side and micro.go):
   spawn_join  create_task N coroutines that return at once, then await each
               task; wall time / N.
   switch      two tasks each loop `await asyncio.sleep(0)` (asyncio's yield)
-              N/2 times; every resumption is one switch; wall time / N.
+              N/2 times; every resumption is one switch; wall time / N
+              (an odd N is rounded down).
   sleepers    N tasks each sleep until one common deadline; see sleepers()
               for how the deadline and the memory are measured.
 """
@@ -23,6 +26,7 @@ import gc
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -73,10 +77,18 @@ async def sleepers(n, sleep_ms):
 
     Every task is first started and parked on an Event; only then is the
     deadline fixed (release time + sleep_ms), so spawning never eats into the
-    sleep. Waking N parked tasks costs about as much again as starting them,
-    so if 2x the start-up time exceeds sleep_ms the deadline is pushed out to
-    that (said on stderr); any task that still reaches its sleep after the
-    deadline is counted and reported.
+    sleep. Getting the parked tasks from the Event into asyncio.sleep took
+    about 1.1x as long as starting them, and the full gc below another 0.35x
+    (1M tasks, measured here), so if MARGIN x start-up exceeds sleep_ms the
+    deadline is pushed out to that (said on stderr); any task that still
+    reaches its sleep after the deadline is counted and reported.
+
+    gc: paused while the tasks are set up (unmeasured; with 1M tasks being
+    added, repeated full collections double the set-up time), then one full
+    collection moves them all to the oldest generation, as in a long-running
+    program, and gc is back on, at default settings, before the deadline.
+    Setting up creates no garbage cycles, so this does not change the memory
+    figure (checked: same RSS either way).
 
     Memory: /proc/self/statm RSS once every task is inside asyncio.sleep, minus
     RSS before spawning, / N. tracemalloc would be exact but far too slow at
@@ -115,6 +127,7 @@ async def sleepers(n, sleep_ms):
     tasks = [None] * n
     gc.collect()
     rss0 = rss_bytes()
+    gc.disable()
 
     t0 = loop.time()
     for i in range(n):
@@ -133,9 +146,13 @@ async def sleepers(n, sleep_ms):
 
     await all_asleep
     rss1 = rss_bytes()
-    note(f"sleepers: all asleep {loop.time() - released:.3f}s after release")
+    asleep_at = loop.time() - released
+    gc.collect()
+    gc.enable()
+    note(f"sleepers: all asleep {asleep_at:.3f}s after release,"
+         f" gc done {loop.time() - released:.3f}s after")
     if loop.time() > deadline:
-        note("sleepers: WARNING memory read after the deadline; some may have woken")
+        note("sleepers: WARNING set-up ran past the deadline; some may have woken")
     await all_woken
     for t in tasks:
         await t  # all done by now; just reaps them
@@ -148,14 +165,28 @@ async def sleepers(n, sleep_ms):
             "wake_all_s": late, "late_max_s": late}
 
 
-async def main(args):
+NAMES = ["spawn_join", "switch", "sleepers"]
+
+
+async def run_one(args):
+    if args.only == "spawn_join":
+        return await spawn_join(args.tasks)
+    if args.only == "switch":
+        return await switch(args.switches)
+    return await sleepers(args.sleepers, args.sleep_ms)
+
+
+def run_each_in_own_process(args):
+    # A fresh interpreter per benchmark: memory pymalloc kept from 1M finished
+    # tasks would otherwise be reused by the next benchmark, shrinking its RSS
+    # delta (~3% at 1M) and sparing it page faults the others paid for.
+    common = ["--tasks", str(args.tasks), "--switches", str(args.switches),
+              "--sleepers", str(args.sleepers), "--sleep-ms", str(args.sleep_ms)]
     results = []
-    if args.only in (None, "spawn_join"):
-        results.append(await spawn_join(args.tasks))
-    if args.only in (None, "switch"):
-        results.append(await switch(args.switches))
-    if args.only in (None, "sleepers"):
-        results.append(await sleepers(args.sleepers, args.sleep_ms))
+    for name in NAMES:
+        out = subprocess.run([sys.executable, __file__, "--only", name] + common,
+                             stdout=subprocess.PIPE, check=True, text=True).stdout
+        results += json.loads(out)["results"]
     return results
 
 
@@ -174,9 +205,12 @@ if __name__ == "__main__":
     p.add_argument("--switches", type=positive(2), default=1_000_000)
     p.add_argument("--sleepers", type=positive(1), default=1_000_000)
     p.add_argument("--sleep-ms", type=positive(0), default=1000)
-    p.add_argument("--only", choices=["spawn_join", "switch", "sleepers"])
+    p.add_argument("--only", choices=NAMES)
     args = p.parse_args()
     runtime = f"python{platform.python_version()} asyncio"
-    note(runtime)
-    results = asyncio.run(main(args))
+    if args.only:
+        note(f"{runtime}: {args.only}")
+        results = [asyncio.run(run_one(args))]
+    else:
+        results = run_each_in_own_process(args)
     print(json.dumps({"runtime": runtime, "results": results}))

@@ -1,10 +1,9 @@
-// weft: cooperative cancellation built on std::stop_token.
+// weft: cooperative cancellation, observable as a std::stop_token.
 #pragma once
 
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
-#include <optional>
 #include <stop_token>
 #include <thread>
 
@@ -12,74 +11,157 @@ namespace weft {
 
 /// The cancellation state that a task (and every task it awaits) shares.
 ///
-/// A spawned task owns one; awaited tasks, `when_all` and `when_any` children see their parent's
-/// (or a linked child scope). The underlying `std::stop_source` is created lazily, on the first
-/// call to `token()` or `request_stop()`, so a task that never waits and is never cancelled pays
-/// for no allocation.
+/// A spawned task owns one; awaited tasks and `when_all` children use their parent's, and
+/// `when_any`, `with_timeout` and `task_group` give their children a linked child scope.
 ///
-/// Thread-safety: every member may be called from any thread.
+/// Waits inside weft (sleep, I/O, joins) register an intrusive `waiter` here, which costs no
+/// allocation; `token()` gives a `std::stop_token` view for user code, whose shared state is
+/// created on first use only. Why not a `std::stop_callback` per wait: with a million sleeping
+/// tasks, the stop state (one allocation per task) and the 64-byte callback took a third of
+/// the memory of a sleeping task.
+///
+/// Thread-safety: every member may be called from any thread. Stop callbacks run on the thread
+/// that requests stop; weft's callbacks only queue work, they never resume a task inline.
 class cancel_scope {
  public:
+  /// One registered wait. `on_stop` runs at most once, if stop is requested while registered.
+  struct waiter {
+    void (*on_stop)(waiter* self) noexcept = nullptr;
+    waiter* prev = nullptr;
+    waiter* next = nullptr;
+    std::atomic<bool> firing{false};  // on_stop is running on some thread
+  };
+
   cancel_scope() = default;
   cancel_scope(const cancel_scope&) = delete;
   cancel_scope& operator=(const cancel_scope&) = delete;
 
-  /// The stop token of this scope. Throws std::bad_alloc if the shared state cannot be created.
-  std::stop_token token() { return source().get_token(); }
-
-  /// Requests stop: every wait in this scope ends with `weft::errc::cancelled`.
-  /// Throws std::bad_alloc if the shared state cannot be created.
-  void request_stop() { source().request_stop(); }
-
   /// True once stop has been requested. Never allocates.
-  bool stop_requested() const noexcept {
-    return state_.load(std::memory_order_acquire) == ready && source_.stop_requested();
+  bool stop_requested() const noexcept { return stopped_.load(std::memory_order_acquire); }
+
+  /// Requests stop: runs the registered waiters' callbacks, then stops the std::stop_token view.
+  /// Idempotent.
+  void request_stop() noexcept {
+    lock();
+    if (stopped_.load(std::memory_order_relaxed)) {
+      unlock();
+      return;
+    }
+    stopped_.store(true, std::memory_order_seq_cst);
+    while (waiter* w = head_) {
+      unlink(*w);
+      w->firing.store(true, std::memory_order_relaxed);
+      unlock();
+      w->on_stop(w);
+      w->firing.store(false, std::memory_order_release);  // last touch of *w
+      lock();
+    }
+    unlock();
+    if (source_state_.load(std::memory_order_seq_cst) == source_ready) source_.request_stop();
+  }
+
+  /// Registers `w`; false (and `w` not registered) when stop was already requested.
+  bool add_waiter(waiter& w) noexcept {
+    lock();
+    if (stopped_.load(std::memory_order_relaxed)) {
+      unlock();
+      return false;
+    }
+    w.prev = nullptr;
+    w.next = head_;
+    if (head_ != nullptr) head_->prev = &w;
+    head_ = &w;
+    unlock();
+    return true;
+  }
+
+  /// Unregisters `w`. On return its callback is not running and will not run, so `w` may be
+  /// freed. Must not be called from inside `w`'s own callback.
+  void remove_waiter(waiter& w) noexcept {
+    lock();
+    if (w.prev != nullptr || head_ == &w) {  // still registered
+      unlink(w);
+      unlock();
+      return;
+    }
+    unlock();
+    while (w.firing.load(std::memory_order_acquire)) std::this_thread::yield();
+  }
+
+  /// A std::stop_token that is stopped when this scope is. Throws std::bad_alloc (the shared
+  /// state is created on the first call).
+  std::stop_token token() {
+    std::uint8_t state = source_state_.load(std::memory_order_acquire);
+    if (state != source_ready) {
+      std::uint8_t expected = source_empty;
+      if (source_state_.compare_exchange_strong(expected, source_creating,
+                                                std::memory_order_acquire)) {
+        try {
+          source_ = std::stop_source();
+        } catch (...) {
+          source_state_.store(source_empty, std::memory_order_release);
+          throw;
+        }
+        source_state_.store(source_ready, std::memory_order_seq_cst);
+      } else {
+        while (source_state_.load(std::memory_order_acquire) != source_ready) {
+          std::this_thread::yield();
+        }
+      }
+      // A stop that raced with the creation: whichever side saw the other's store stops it.
+      if (stopped_.load(std::memory_order_seq_cst)) source_.request_stop();
+    }
+    return source_.get_token();
   }
 
  private:
-  static constexpr std::uint8_t empty = 0, creating = 1, ready = 2;
+  static constexpr std::uint8_t source_empty = 0, source_creating = 1, source_ready = 2;
 
-  std::stop_source& source() {
-    if (state_.load(std::memory_order_acquire) == ready) return source_;
-    std::uint8_t expected = empty;
-    if (state_.compare_exchange_strong(expected, creating, std::memory_order_acquire)) {
-      try {
-        source_ = std::stop_source();
-      } catch (...) {
-        state_.store(empty, std::memory_order_release);
-        throw;
-      }
-      state_.store(ready, std::memory_order_release);
-      return source_;
+  void lock() noexcept {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
     }
-    while (state_.load(std::memory_order_acquire) != ready) std::this_thread::yield();
-    return source_;
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  void unlink(waiter& w) noexcept {
+    if (w.prev != nullptr) w.prev->next = w.next;
+    else head_ = w.next;
+    if (w.next != nullptr) w.next->prev = w.prev;
+    w.prev = w.next = nullptr;
   }
 
-  std::atomic<std::uint8_t> state_{empty};
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> locked_{false};
+  std::atomic<std::uint8_t> source_state_{source_empty};
+  waiter* head_ = nullptr;
   std::stop_source source_{std::nostopstate};
 };
 
 /// A scope that also stops when its parent scope stops (used by when_any, with_timeout and
-/// task_group to cancel a set of children without cancelling the caller).
+/// task_group to cancel a set of children without cancelling the caller). Never allocates.
 class linked_cancel_scope : public cancel_scope {
  public:
-  /// Links to `parent`; a null parent gives an independent scope. Throws std::bad_alloc.
-  explicit linked_cancel_scope(cancel_scope* parent) {
-    if (parent != nullptr) link_.emplace(parent->token(), forward{this});
+  /// Links to `parent`; a null parent gives an independent scope.
+  explicit linked_cancel_scope(cancel_scope* parent) noexcept : parent_(parent) {
+    link_.on_stop = [](waiter* w) noexcept {
+      static_cast<link_waiter*>(w)->self->request_stop();
+    };
+    link_.self = this;
+    if (parent_ != nullptr && !parent_->add_waiter(link_)) {
+      parent_ = nullptr;
+      request_stop();
+    }
+  }
+  ~linked_cancel_scope() {
+    if (parent_ != nullptr) parent_->remove_waiter(link_);
   }
 
  private:
-  struct forward {
-    cancel_scope* self;
-    void operator()() const noexcept {
-      try {
-        self->request_stop();
-      } catch (...) {  // bad_alloc while stopping: nothing better to do than not stop
-      }
-    }
+  struct link_waiter : waiter {
+    cancel_scope* self = nullptr;
   };
-  std::optional<std::stop_callback<forward>> link_;
+  cancel_scope* parent_;
+  link_waiter link_;
 };
 
 namespace detail {
@@ -98,7 +180,7 @@ cancel_scope* scope_of(std::coroutine_handle<Promise> h) noexcept {
 }  // namespace detail
 
 /// `co_await weft::get_stop_token()` gives the calling task's stop token (an empty token when the
-/// caller is not a weft task). Never suspends.
+/// caller is not a weft task). Never suspends. Throws std::bad_alloc.
 struct get_stop_token {
   std::stop_token token_;
   bool await_ready() const noexcept { return false; }

@@ -17,7 +17,6 @@ namespace detail {
 struct spawn_link {
   spawn_link* prev = nullptr;
   spawn_link* next = nullptr;
-  executor* owner = nullptr;
   cancel_scope* scope = nullptr;
 };
 
@@ -41,7 +40,8 @@ class executor {
   /// Disarms `node` if it is still armed. Only on the thread that runs this executor.
   virtual void cancel_timer(detail::timer_node& node) noexcept = 0;
 
-  /// Registers / unregisters a spawned task (called by spawn and by the task's completion).
+  /// Registers / unregisters a spawned task (called by spawn, and by the task's completion on
+  /// the thread of the executor it runs on).
   virtual void task_started(detail::spawn_link& link) noexcept = 0;
   virtual void task_finished(detail::spawn_link& link) noexcept = 0;
 

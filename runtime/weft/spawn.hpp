@@ -48,8 +48,8 @@ class [[nodiscard]] join_handle {
   bool is_finished() const noexcept { return handle_ && handle_.promise().is_completed(); }
 
   /// Requests stop: the task's current and future waits end with `errc::cancelled`.
-  /// Does nothing to a finished task. Throws std::bad_alloc (first use of the stop state).
-  void cancel() {
+  /// Does nothing to a finished task. Never allocates.
+  void cancel() noexcept {
     if (handle_) handle_.promise().own_scope().request_stop();
   }
 

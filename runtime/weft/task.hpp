@@ -12,6 +12,7 @@
 #include <variant>
 
 #include <weft/cancel.hpp>
+#include <weft/detail/frame_allocator.hpp>
 #include <weft/detail/transfer.hpp>
 #include <weft/executor.hpp>
 
@@ -58,6 +59,12 @@ class promise_base {
   std::suspend_always initial_suspend() const noexcept { return {}; }
   final_awaiter final_suspend() const noexcept { return {}; }
 
+  /// Frames come from the per-thread recycling allocator (see frame_allocator.hpp).
+  static void* operator new(std::size_t size) { return frame_allocator::allocate(size); }
+  static void operator delete(void* p, std::size_t size) noexcept {
+    frame_allocator::deallocate(p, size);
+  }
+
   /// The scope whose stop token every wait of this task observes (null: not cancellable).
   cancel_scope* scope() const noexcept { return scope_; }
 
@@ -72,7 +79,6 @@ class promise_base {
   void mark_spawned(executor& ex) noexcept {
     spawned_ = true;
     scope_ = &own_scope_;
-    link_.owner = &ex;
     link_.scope = &own_scope_;
     ex.task_started(link_);
   }
@@ -83,38 +89,34 @@ class promise_base {
   /// The joiner registers itself; false means the task completed first (resume at once).
   bool try_register_joiner(std::coroutine_handle<> joiner) noexcept {
     continuation_ = joiner;
-    joiner_executor_ = executor::current();
     std::uint32_t expected = 0;
     return join_state_.compare_exchange_strong(expected, joiner_waiting, std::memory_order_acq_rel,
                                                std::memory_order_acquire);
   }
   /// The handle lets go; true means the task already completed and the caller must destroy it.
   bool release_from_handle() noexcept {
+    // Once completed, the handle is the frame's only user: no read-modify-write needed.
+    if (is_completed()) return true;
     return (join_state_.fetch_or(detached, std::memory_order_acq_rel) & completed) != 0;
   }
 
  private:
+  // The joiner resumes right here, on the thread that finished the task (a task that joins a
+  // task of another executor continues on that executor's thread).
   void finish_spawned(std::coroutine_handle<> self) noexcept {
-    link_.owner->task_finished(link_);
+    executor::current()->task_finished(link_);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
       self.destroy();
       return;
     }
-    if ((prev & joiner_waiting) != 0) {
-      if (joiner_executor_ == nullptr || joiner_executor_ == executor::current()) {
-        transfer_to(continuation_);
-      } else {
-        joiner_executor_->schedule(continuation_);
-      }
-    }
+    if ((prev & joiner_waiting) != 0) transfer_to(continuation_);
   }
 
   std::coroutine_handle<> continuation_;
   cancel_scope* scope_ = nullptr;
-  bool spawned_ = false;
   std::atomic<std::uint32_t> join_state_{0};
-  executor* joiner_executor_ = nullptr;
+  bool spawned_ = false;
   cancel_scope own_scope_;
   spawn_link link_;
 };

@@ -5,8 +5,6 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <stop_token>
 
 #include <weft/cancel.hpp>
 #include <weft/errc.hpp>
@@ -39,12 +37,7 @@ class task_group {
     executor* waiter_executor = nullptr;
     cancel_scope scope;
 
-    void stop() noexcept {
-      try {
-        scope.request_stop();
-      } catch (...) {  // no memory for the stop state: children run to their end
-      }
-    }
+    void stop() noexcept { scope.request_stop(); }
     void child_finished(std::exception_ptr failure) noexcept {
       std::coroutine_handle<> to_wake;
       executor* wake_on = nullptr;
@@ -101,25 +94,32 @@ class task_group {
   /// Cancels every child (present and future ones).
   void cancel() noexcept { state_->stop(); }
 
-  class join_awaitable {
+  class join_awaitable : private cancel_scope::waiter {
    public:
     explicit join_awaitable(state& s) noexcept : state_(s) {}
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h) {
-      cancel_scope* outer = detail::scope_of(h);
-      std::stop_token outer_token;
-      if (outer != nullptr) outer_token = outer->token();
+      // Cancelling the joining task cancels the children (it still waits for them to end).
+      if (cancel_scope* outer = detail::scope_of(h)) {
+        on_stop = [](cancel_scope::waiter* w) noexcept {
+          static_cast<join_awaitable*>(w)->state_.stop();
+        };
+        if (outer->add_waiter(*this)) {
+          outer_ = outer;
+        } else {
+          state_.stop();
+        }
+      }
       std::lock_guard lock(state_.mutex);
       if (state_.running == 0) return false;
       state_.waiter = h;
       state_.waiter_executor = executor::current();
-      if (outer_token.stop_possible()) link_.emplace(std::move(outer_token), forward{&state_});
       return true;
     }
     /// Rethrows the first child failure.
     void await_resume() {
-      link_.reset();
+      if (outer_ != nullptr) outer_->remove_waiter(*this);
       std::exception_ptr failure;
       {
         std::lock_guard lock(state_.mutex);
@@ -129,12 +129,8 @@ class task_group {
     }
 
    private:
-    struct forward {
-      state* s;
-      void operator()() const noexcept { s->stop(); }
-    };
     state& state_;
-    std::optional<std::stop_callback<forward>> link_;
+    cancel_scope* outer_ = nullptr;
   };
 
   /// Waits for every child; see the class comment for errors and cancellation.

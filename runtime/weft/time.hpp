@@ -5,7 +5,6 @@
 #include <chrono>
 #include <coroutine>
 #include <optional>
-#include <stop_token>
 
 #include <weft/cancel.hpp>
 #include <weft/detail/children.hpp>
@@ -24,9 +23,10 @@ inline executor& current_executor_or_throw(const char* what) {
   return *ex;
 }
 
-/// The awaitable behind sleep_until/sleep_for. It is its own timer node, so sleeping allocates
-/// nothing: the executor's heap holds a pointer into the sleeping coroutine's frame.
-class sleep_awaitable : private timer_node {
+/// The awaitable behind sleep_until/sleep_for. It is its own timer node and its own cancel
+/// waiter, so sleeping allocates nothing: the executor's timer heap and the task's cancel scope
+/// hold pointers into the sleeping coroutine's frame.
+class sleep_awaitable : private timer_node, private cancel_scope::waiter {
  public:
   explicit sleep_awaitable(clock::time_point deadline) noexcept { this->deadline = deadline; }
   sleep_awaitable(const sleep_awaitable&) = delete;
@@ -43,21 +43,26 @@ class sleep_awaitable : private timer_node {
     }
     if (deadline <= clock::now()) return false;
     executor_ = &current_executor_or_throw("weft::sleep outside weft::run");
-    std::stop_token token;
-    if (scope != nullptr) token = scope->token();  // may throw: before the timer is armed
     handle_ = h;
     on_expire = &sleep_awaitable::expire;
     executor_->add_timer(*this);
-    // Registered last: if stop was requested meanwhile, the callback runs right here and
-    // queues the resumption; nothing below touches *this.
-    if (token.stop_possible()) stop_callback_.emplace(std::move(token), on_stop{this});
+    if (scope != nullptr) {
+      on_stop = &sleep_awaitable::stop;
+      if (!scope->add_waiter(*this)) {  // stopped in between: do not sleep at all
+        executor_->cancel_timer(*this);
+        state_.store(cancelled, std::memory_order_relaxed);
+        return false;
+      }
+      // Registered: from here on another thread may resume us; *this is not touched again.
+      scope_ = scope;
+    }
     return true;
   }
 
   /// Returns normally at or after the deadline; throws `std::system_error` with
   /// `errc::cancelled` when the task's stop was requested first.
   void await_resume() {
-    stop_callback_.reset();  // waits for a callback running on another thread
+    if (scope_ != nullptr) scope_->remove_waiter(*this);  // waits for a callback in flight
     if (state_.load(std::memory_order_acquire) == cancelled) {
       if (executor_ != nullptr) executor_->cancel_timer(*this);
       throw_error(errc::cancelled, "weft::sleep cancelled");
@@ -66,15 +71,13 @@ class sleep_awaitable : private timer_node {
 
  private:
   enum : int { waiting, fired, cancelled };
-  struct on_stop {
-    sleep_awaitable* self;
-    void operator()() const noexcept {
-      int expected = waiting;
-      if (self->state_.compare_exchange_strong(expected, cancelled, std::memory_order_acq_rel)) {
-        self->executor_->schedule(self->handle_);
-      }
+  static void stop(cancel_scope::waiter* w) noexcept {
+    auto* self = static_cast<sleep_awaitable*>(w);
+    int expected = waiting;
+    if (self->state_.compare_exchange_strong(expected, cancelled, std::memory_order_acq_rel)) {
+      self->executor_->schedule(self->handle_);
     }
-  };
+  }
   static void expire(timer_node* node) noexcept {
     auto* self = static_cast<sleep_awaitable*>(node);
     int expected = waiting;
@@ -83,10 +86,11 @@ class sleep_awaitable : private timer_node {
     }
   }
 
+  // state_ first: it fits in the tail padding of the waiter base.
+  std::atomic<int> state_{waiting};
   std::coroutine_handle<> handle_;
   executor* executor_ = nullptr;
-  std::atomic<int> state_{waiting};
-  std::optional<std::stop_callback<on_stop>> stop_callback_;
+  cancel_scope* scope_ = nullptr;
 };
 
 struct yield_awaitable {
@@ -140,10 +144,7 @@ class timeout_awaitable : private timer_node {
   static void expire(timer_node* node) noexcept {
     auto* self = static_cast<timeout_awaitable*>(node);
     self->timed_out_ = true;
-    try {
-      self->scope_->request_stop();
-    } catch (...) {  // no memory for the stop state: the task runs to its end
-    }
+    self->scope_->request_stop();
   }
 
   clock::duration limit_;

@@ -3,8 +3,6 @@
 
 #include <cerrno>
 #include <coroutine>
-#include <optional>
-#include <stop_token>
 #include <utility>
 
 #include <weft/cancel.hpp>
@@ -26,7 +24,7 @@ namespace weft::io {
 /// gives -ECANCELED.
 /// Errors: throws `errc::no_runtime` when no reactor runs on the calling thread.
 template <class Prepare>
-class operation : private completion {
+class operation : private completion, private cancel_scope::waiter {
  public:
   explicit operation(Prepare prepare) noexcept(std::is_nothrow_move_constructible_v<Prepare>)
       : prepare_(std::move(prepare)) {}
@@ -47,30 +45,33 @@ class operation : private completion {
     if (reactor_ == nullptr || executor_ == nullptr) {
       throw_error(errc::no_runtime, "weft::io operation outside weft::run");
     }
-    std::stop_token token;
-    if (scope != nullptr) token = scope->token();
     handle_ = h;
     on_complete = &operation::complete;
-    reactor_->submit(this, [&](io_uring_sqe* sqe) { prepare_(sqe); });
-    if (token.stop_possible()) stop_callback_.emplace(std::move(token), on_stop{this});
+    reactor_->submit(static_cast<completion*>(this), [&](io_uring_sqe* sqe) { prepare_(sqe); });
+    if (scope != nullptr) {
+      on_stop = &operation::stop;
+      if (scope->add_waiter(*this)) {
+        scope_ = scope;
+      } else {
+        reactor_->cancel(static_cast<completion*>(this));  // stopped in between
+      }
+    }
     return true;
   }
 
   int await_resume() noexcept {
-    stop_callback_.reset();
+    if (scope_ != nullptr) scope_->remove_waiter(*this);
     return result_;
   }
 
  private:
-  struct on_stop {
-    operation* self;
-    void operator()() const noexcept {
-      try {
-        self->reactor_->cancel(self);
-      } catch (...) {  // cannot queue the cancel: the operation completes on its own
-      }
+  static void stop(cancel_scope::waiter* w) noexcept {
+    auto* self = static_cast<operation*>(w);
+    try {
+      self->reactor_->cancel(static_cast<completion*>(self));
+    } catch (...) {  // cannot queue the cancel: the operation completes on its own
     }
-  };
+  }
   static void complete(completion* c, int result, std::uint32_t) noexcept {
     auto* self = static_cast<operation*>(c);
     self->result_ = result;
@@ -82,7 +83,7 @@ class operation : private completion {
   reactor* reactor_ = nullptr;
   executor* executor_ = nullptr;
   std::coroutine_handle<> handle_;
-  std::optional<std::stop_callback<on_stop>> stop_callback_;
+  cancel_scope* scope_ = nullptr;
 };
 
 /// A no-op operation: one SQE, one CQE with result 0. Used to measure and test the loop.

@@ -72,10 +72,7 @@ struct join_counter {
     std::size_t expected = none;
     if (first_done.compare_exchange_strong(expected, index, std::memory_order_acq_rel) &&
         stop_on_first != nullptr) {
-      try {
-        stop_on_first->request_stop();
-      } catch (...) {  // cannot allocate the stop state: the others run to their end
-      }
+      stop_on_first->request_stop();
     }
     if (failed) {
       expected = none;

@@ -20,8 +20,17 @@ class run_queue {
 
   /// Appends `h`. Throws std::bad_alloc when growing fails.
   void push(std::coroutine_handle<> h) {
-    if (size() == mask_ + 1) grow();
+    if (!try_push(h)) {
+      grow();
+      buffer_[tail_++ & mask_] = h;
+    }
+  }
+
+  /// Appends `h` unless the buffer is full (then returns false and changes nothing).
+  bool try_push(std::coroutine_handle<> h) noexcept {
+    if (size() == mask_ + 1) [[unlikely]] return false;
     buffer_[tail_++ & mask_] = h;
+    return true;
   }
 
   /// Removes and returns the oldest handle. Precondition: !empty().
@@ -33,7 +42,7 @@ class run_queue {
     while (c < n) c *= 2;
     return c;
   }
-  void grow() {
+  [[gnu::noinline]] void grow() {
     const std::size_t old_capacity = mask_ + 1;
     auto bigger = std::make_unique<std::coroutine_handle<>[]>(old_capacity * 2);
     for (std::size_t i = 0; i < old_capacity; ++i) bigger[i] = buffer_[(head_ + i) & mask_];
