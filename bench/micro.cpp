@@ -28,7 +28,9 @@ std::int64_t switches_n = 1'000'000;
 std::int64_t sleepers_n = 1'000'000;
 std::int64_t sleep_ms = 1000;
 
-weft::task<> trivial() { co_return; }
+weft::task<> trivial() {
+  co_return;
+}
 
 weft::task<> spawn_join(std::int64_t n) {
   std::vector<weft::join_handle<void>> handles;
@@ -96,7 +98,8 @@ weft::task<> sleep_many(std::int64_t n, std::chrono::milliseconds delay, sleep_r
   std::vector<weft::join_handle<void>> handles;
   handles.reserve(static_cast<std::size_t>(n));
   const std::size_t heap_after_vector = heap_in_use();
-  for (std::int64_t i = 0; i < n; ++i) handles.push_back(weft::spawn(sleeper(deadline, latest_wake)));
+  for (std::int64_t i = 0; i < n; ++i)
+    handles.push_back(weft::spawn(sleeper(deadline, latest_wake)));
   co_await weft::yield_now();  // every sleeper has now run to its sleep
   const std::size_t heap_asleep = heap_in_use();
   if (weft::clock::now() >= deadline) {
@@ -114,7 +117,8 @@ weft::task<> sleep_many(std::int64_t n, std::chrono::milliseconds delay, sleep_r
 void BM_sleepers(benchmark::State& state) {
   weft::sched::cooperative executor;
   sleep_results r;
-  for (auto _ : state) executor.block_on(sleep_many(sleepers_n, std::chrono::milliseconds(sleep_ms), r));
+  for (auto _ : state)
+    executor.block_on(sleep_many(sleepers_n, std::chrono::milliseconds(sleep_ms), r));
   state.counters["sleepers"] = static_cast<double>(sleepers_n);
   state.counters["bytes_per_sleeper"] = r.bytes_per_sleeper;
   state.counters["wake_all_s"] = r.wake_all_s;
@@ -153,9 +157,17 @@ int main(int argc, char** argv) {
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 2;
-  benchmark::RegisterBenchmark("spawn_join", BM_spawn_join)->Unit(benchmark::kMillisecond)->Repetitions(5)->Iterations(1);
-  benchmark::RegisterBenchmark("switch", BM_switch)->Unit(benchmark::kMillisecond)->Repetitions(5)->Iterations(1);
-  benchmark::RegisterBenchmark("sleepers", BM_sleepers)->Unit(benchmark::kMillisecond)->Iterations(1);
+  benchmark::RegisterBenchmark("spawn_join", BM_spawn_join)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("switch", BM_switch)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("sleepers", BM_sleepers)
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(1);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

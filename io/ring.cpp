@@ -24,7 +24,9 @@ std::string explain(int err) {
   const std::string disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
   switch (err) {
     case ENOSYS:
-      why += " (this kernel has no io_uring, or a seccomp filter hides io_uring_setup; weft needs Linux >= 5.11)";
+      why +=
+          " (this kernel has no io_uring, or a seccomp filter hides io_uring_setup; weft needs "
+          "Linux >= 5.11)";
       break;
     case EPERM:
     case EACCES:
@@ -32,8 +34,9 @@ std::string explain(int err) {
         why += " (io_uring is disabled by sysctl kernel.io_uring_disabled=" + disabled +
                "; set it to 0, or run as a member of kernel.io_uring_group)";
       } else {
-        why += " (io_uring_setup was refused: a seccomp or container policy, such as Docker's "
-               "default profile, blocks it)";
+        why +=
+            " (io_uring_setup was refused: a seccomp or container policy, such as Docker's "
+            "default profile, blocks it)";
       }
       break;
     case ENOMEM: {
@@ -46,11 +49,8 @@ std::string explain(int err) {
       break;
     }
     case EMFILE:
-    case ENFILE:
-      why += " (out of file descriptors)";
-      break;
-    default:
-      break;
+    case ENFILE: why += " (out of file descriptors)"; break;
+    default: break;
   }
   return why;
 }
@@ -75,6 +75,8 @@ ring::ring(unsigned entries) {
   }
 }
 
-ring::~ring() { io_uring_queue_exit(&ring_); }
+ring::~ring() {
+  io_uring_queue_exit(&ring_);
+}
 
 }  // namespace weft::io

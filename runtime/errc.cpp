@@ -25,7 +25,9 @@ const std::error_category& weft_category() noexcept {
   return instance;
 }
 
-void throw_error(errc e) { throw std::system_error(make_error_code(e)); }
+void throw_error(errc e) {
+  throw std::system_error(make_error_code(e));
+}
 
 void throw_error(errc e, const std::string& what) {
   throw std::system_error(make_error_code(e), what);

@@ -101,6 +101,8 @@ void cooperative::shutdown() {
   shutting_down_ = false;
 }
 
-void cooperative::stop(detail::spawn_link& link) noexcept { link.scope->request_stop(); }
+void cooperative::stop(detail::spawn_link& link) noexcept {
+  link.scope->request_stop();
+}
 
 }  // namespace weft::sched

@@ -23,7 +23,9 @@ std::optional<mode> parse_mode(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-bool mode_available(mode m) noexcept { return m == mode::cooperative; }
+bool mode_available(mode m) noexcept {
+  return m == mode::cooperative;
+}
 
 void require_mode(mode m) {
   if (!mode_available(m)) {
@@ -73,16 +75,17 @@ run_options mode_from_args(int argc, char** argv) {
       auto m = parse_mode(value);
       if (!m) usage_error(program, "unknown mode '" + std::string(value) + "'");
       if (!mode_available(*m)) {
-        usage_error(program, "--mode=" + std::string(value) +
-                                 " is not available in this build yet (only --mode=cooperative is)");
+        usage_error(program,
+                    "--mode=" + std::string(value) +
+                        " is not available in this build yet (only --mode=cooperative is)");
       }
       options.mode = *m;
     } else if (take_value("--workers")) {
       unsigned n = 0;
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc() || end != value.data() + value.size() || n == 0 || n > 1024) {
-        usage_error(program, "--workers wants a number from 1 to 1024, not '" +
-                                 std::string(value) + "'");
+        usage_error(program,
+                    "--workers wants a number from 1 to 1024, not '" + std::string(value) + "'");
       }
       options.workers = n;
     } else {

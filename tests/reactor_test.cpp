@@ -6,14 +6,16 @@
 #include <chrono>
 #include <vector>
 
-#include "support.hpp"
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-weft::task<int> one_nop() { co_return co_await weft::io::nop(); }
+weft::task<int> one_nop() {
+  co_return co_await weft::io::nop();
+}
 
 weft::task<int> many_nops(int n) {
   std::vector<weft::task<int>> ops;

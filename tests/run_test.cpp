@@ -3,11 +3,14 @@
 #include <weft/weft.hpp>
 
 namespace {
-weft::task<int> seven() { co_return 7; }
+weft::task<int> seven() {
+  co_return 7;
+}
 }  // namespace
 
 TEST_CASE("mode names round-trip", "[run]") {
-  for (weft::mode m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
+  for (weft::mode m :
+       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
     CHECK(weft::parse_mode(weft::to_string(m)) == m);
   }
   CHECK_FALSE(weft::parse_mode("threads").has_value());

@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "support.hpp"
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -39,7 +39,7 @@ weft::task<bool> join_after_finish() {
   co_await weft::sleep_for(2ms);
   const bool finished = h.is_finished();
   const int v = co_await h;
-  co_return finished && v == 9;
+  co_return finished&& v == 9;
 }
 
 weft::task<bool> join_rethrows() {
@@ -60,7 +60,7 @@ weft::task<bool> cancel_wakes_sleeper() {
   try {
     co_await h;
   } catch (const std::system_error& e) {
-    co_return e.code() == weft::errc::cancelled && weft::clock::now() - start < 1s;
+    co_return e.code() == weft::errc::cancelled&& weft::clock::now() - start < 1s;
   }
   co_return false;
 }
@@ -85,7 +85,9 @@ weft::task<bool> second_join_is_an_error() {
   co_return false;
 }
 
-weft::task<> sleeps_forever() { co_await weft::sleep_for(1h); }
+weft::task<> sleeps_forever() {
+  co_await weft::sleep_for(1h);
+}
 
 weft::task<int> leaves_a_sleeper_behind() {
   weft::spawn(sleeps_forever()).detach();
@@ -99,7 +101,9 @@ TEST_CASE("spawn runs tasks concurrently and join gives their values", "[spawn]"
   CHECK(weft::run(join_after_finish()));
 }
 
-TEST_CASE("joining rethrows the task's exception", "[spawn]") { CHECK(weft::run(join_rethrows())); }
+TEST_CASE("joining rethrows the task's exception", "[spawn]") {
+  CHECK(weft::run(join_rethrows()));
+}
 
 TEST_CASE("cancel() ends a sleeping task promptly with errc::cancelled", "[spawn][cancel]") {
   CHECK(weft::run(cancel_wakes_sleeper()));
@@ -110,7 +114,9 @@ TEST_CASE("detached tasks run to completion", "[spawn]") {
   CHECK(weft::run(detached_children_finish(counter)) == 101);
 }
 
-TEST_CASE("a join_handle is awaited once", "[spawn]") { CHECK(weft::run(second_join_is_an_error())); }
+TEST_CASE("a join_handle is awaited once", "[spawn]") {
+  CHECK(weft::run(second_join_is_an_error()));
+}
 
 TEST_CASE("spawn outside a runtime is a clear error", "[spawn]") {
   try {

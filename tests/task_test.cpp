@@ -6,22 +6,34 @@
 #include <string>
 #include <utility>
 
-#include "support.hpp"
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 namespace {
 
-weft::task<int> answer() { co_return 42; }
-weft::task<> nothing() { co_return; }
-weft::task<std::unique_ptr<int>> move_only_value() { co_return std::make_unique<int>(7); }
-weft::task<int&> reference_to(int& x) { co_return x; }
+weft::task<int> answer() {
+  co_return 42;
+}
+weft::task<> nothing() {
+  co_return;
+}
+weft::task<std::unique_ptr<int>> move_only_value() {
+  co_return std::make_unique<int>(7);
+}
+weft::task<int&> reference_to(int& x) {
+  co_return x;
+}
 weft::task<int> fails() {
   throw std::runtime_error("boom");
   co_return 0;
 }
-weft::task<int> add_after(weft::task<int> t, int extra) { co_return co_await std::move(t) + extra; }
+weft::task<int> add_after(weft::task<int> t, int extra) {
+  co_return co_await std::move(t) + extra;
+}
 
-weft::task<std::uint64_t> sync_value(std::uint64_t i) { co_return i; }
+weft::task<std::uint64_t> sync_value(std::uint64_t i) {
+  co_return i;
+}
 
 weft::task<std::uint64_t> loop_of_sync_awaits(std::uint64_t n) {
   std::uint64_t sum = 0;
@@ -92,7 +104,8 @@ TEST_CASE("awaiting an empty task is a clear error", "[task]") {
 
 TEST_CASE("1,000,000 synchronous awaits in a loop do not grow the stack", "[task][stack]") {
   std::uint64_t sum = 0;
-  weft::testing::run_on_small_stack(512 * 1024, [&] { sum = weft::run(loop_of_sync_awaits(1'000'000)); });
+  weft::testing::run_on_small_stack(512 * 1024,
+                                    [&] { sum = weft::run(loop_of_sync_awaits(1'000'000)); });
   CHECK(sum == 999'999ull * 1'000'000ull / 2);
 }
 
@@ -111,7 +124,7 @@ TEST_CASE("1,000,000 nested awaits do not grow the stack", "[task][stack]") {
 
 TEST_CASE("generator yields a sequence and rethrows", "[generator]") {
   auto numbers = [](int n) -> weft::generator<int> {
-    for (int i = 0; i < n; ++i) co_yield i * i;
+    for (int i = 0; i < n; ++i) co_yield i* i;
   };
   int sum = 0;
   int count = 0;

@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "support.hpp"
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,7 +21,8 @@ weft::task<> sleep_and_record(std::chrono::milliseconds d, int id, std::vector<i
 weft::task<std::vector<int>> sleepers_wake_in_deadline_order() {
   std::vector<int> order;
   weft::task_group group;
-  for (int id : {5, 1, 4, 2, 3}) group.spawn(sleep_and_record(std::chrono::milliseconds(id * 3), id, order));
+  for (int id : {5, 1, 4, 2, 3})
+    group.spawn(sleep_and_record(std::chrono::milliseconds(id * 3), id, order));
   co_await group.join();
   co_return order;
 }
@@ -45,12 +46,14 @@ weft::task<bool> timeout_expires() {
   try {
     co_await weft::with_timeout(10ms, slow_value(10s, 1));
   } catch (const std::system_error& e) {
-    co_return e.code() == weft::errc::timed_out && weft::clock::now() - start < 5s;
+    co_return e.code() == weft::errc::timed_out&& weft::clock::now() - start < 5s;
   }
   co_return false;
 }
 
-weft::task<int> timeout_not_reached() { co_return co_await weft::with_timeout(5s, slow_value(1ms, 11)); }
+weft::task<int> timeout_not_reached() {
+  co_return co_await weft::with_timeout(5s, slow_value(1ms, 11));
+}
 
 // A task that swallows the cancellation and still produces a value: with_timeout must return
 // that value rather than drop it.
@@ -61,7 +64,9 @@ weft::task<int> ignores_cancel() {
   }
   co_return 99;
 }
-weft::task<int> timeout_keeps_late_value() { co_return co_await weft::with_timeout(1ms, ignores_cancel()); }
+weft::task<int> timeout_keeps_late_value() {
+  co_return co_await weft::with_timeout(1ms, ignores_cancel());
+}
 
 weft::task<bool> already_cancelled_sleep_throws() {
   auto inner = []() -> weft::task<bool> {
@@ -89,7 +94,7 @@ weft::task<bool> cancel_from_another_thread() {
     ok = e.code() == weft::errc::cancelled;
   }
   canceller.join();
-  co_return ok && weft::clock::now() - start < 5s;
+  co_return ok&& weft::clock::now() - start < 5s;
 }
 
 weft::task<bool> stop_token_is_visible() {
@@ -124,7 +129,9 @@ TEST_CASE("cancel from another thread wakes the sleeper", "[time][cancel][thread
   CHECK(weft::run(cancel_from_another_thread()));
 }
 
-TEST_CASE("a task sees its stop token", "[cancel]") { CHECK(weft::run(stop_token_is_visible())); }
+TEST_CASE("a task sees its stop token", "[cancel]") {
+  CHECK(weft::run(stop_token_is_visible()));
+}
 
 TEST_CASE("sleep outside a runtime is a clear error", "[time]") {
   auto t = []() -> weft::task<> { co_await weft::sleep_for(1ms); };

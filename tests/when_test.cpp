@@ -7,8 +7,8 @@
 #include <variant>
 #include <vector>
 
-#include "support.hpp"
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -18,8 +18,12 @@ weft::task<int> value_after(std::chrono::milliseconds d, int v) {
   co_await weft::sleep_for(d);
   co_return v;
 }
-weft::task<std::string> text_now(std::string s) { co_return s; }
-weft::task<> sleep_ms(std::chrono::milliseconds d) { co_await weft::sleep_for(d); }
+weft::task<std::string> text_now(std::string s) {
+  co_return s;
+}
+weft::task<> sleep_ms(std::chrono::milliseconds d) {
+  co_await weft::sleep_for(d);
+}
 weft::task<int> fail_after(std::chrono::milliseconds d, std::string what) {
   co_await weft::sleep_for(d);
   throw std::runtime_error(what);
@@ -55,7 +59,8 @@ weft::task<int> all_range() {
 
 weft::task<std::string> all_first_failure() {
   try {
-    co_await weft::when_all(fail_after(20ms, "late"), fail_after(1ms, "early"), value_after(5ms, 1));
+    co_await weft::when_all(fail_after(20ms, "late"), fail_after(1ms, "early"),
+                            value_after(5ms, 1));
   } catch (const std::runtime_error& e) {
     co_return e.what();
   }
@@ -66,8 +71,8 @@ weft::task<bool> any_first_wins_and_losers_are_cancelled() {
   bool loser_cancelled = false;
   const auto start = weft::clock::now();
   auto result = co_await weft::when_any(value_after(1ms, 7), record_cancel(loser_cancelled));
-  co_return result.index() == 0 && std::get<0>(result) == 7 && loser_cancelled &&
-      weft::clock::now() - start < 5s;
+  co_return result.index() == 0 && std::get<0>(result) == 7 &&
+      loser_cancelled&& weft::clock::now() - start < 5s;
 }
 
 weft::task<std::string> any_rethrows_winner() {
@@ -101,8 +106,8 @@ weft::task<bool> group_first_failure_cancels_siblings() {
   try {
     co_await group.join();
   } catch (const std::runtime_error& e) {
-    co_return std::string(e.what()) == "member failed" && sibling_cancelled &&
-        group.running() == 0 && weft::clock::now() - start < 5s;
+    co_return std::string(e.what()) == "member failed" &&
+        sibling_cancelled&& group.running() == 0 && weft::clock::now() - start < 5s;
   }
   co_return false;
 }
@@ -120,7 +125,7 @@ weft::task<bool> cancelling_the_joiner_cancels_the_group() {
   try {
     co_await h;
   } catch (const std::system_error& e) {
-    co_return e.code() == weft::errc::cancelled && member_cancelled;
+    co_return e.code() == weft::errc::cancelled&& member_cancelled;
   }
   co_return false;
 }

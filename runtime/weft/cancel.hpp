@@ -124,8 +124,10 @@ class cancel_scope {
   }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
   void unlink(waiter& w) noexcept {
-    if (w.prev != nullptr) w.prev->next = w.next;
-    else head_ = w.next;
+    if (w.prev != nullptr)
+      w.prev->next = w.next;
+    else
+      head_ = w.next;
     if (w.next != nullptr) w.next->prev = w.prev;
     w.prev = w.next = nullptr;
   }
@@ -143,9 +145,7 @@ class linked_cancel_scope : public cancel_scope {
  public:
   /// Links to `parent`; a null parent gives an independent scope.
   explicit linked_cancel_scope(cancel_scope* parent) noexcept : parent_(parent) {
-    link_.on_stop = [](waiter* w) noexcept {
-      static_cast<link_waiter*>(w)->self->request_stop();
-    };
+    link_.on_stop = [](waiter* w) noexcept { static_cast<link_waiter*>(w)->self->request_stop(); };
     link_.self = this;
     if (parent_ != nullptr && !parent_->add_waiter(link_)) {
       parent_ = nullptr;

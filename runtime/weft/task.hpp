@@ -83,6 +83,12 @@ class promise_base {
     ex.task_started(link_);
   }
   cancel_scope& own_scope() noexcept { return own_scope_; }
+  /// Makes a spawned task observe `scope` instead of its own (task_group members), including
+  /// when the executor cancels leftover tasks at shutdown.
+  void observe_scope(cancel_scope* scope) noexcept {
+    scope_ = scope;
+    link_.scope = scope;
+  }
   bool is_completed() const noexcept {
     return (join_state_.load(std::memory_order_acquire) & completed) != 0;
   }
@@ -126,7 +132,7 @@ class task_promise final : public promise_base {
  public:
   task<T> get_return_object() noexcept;
   template <class U>
-    requires std::is_convertible_v<U&&, T>
+  requires std::is_convertible_v<U&&, T>
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     result_.template emplace<1>(std::forward<U>(v));
   }

@@ -80,7 +80,7 @@ class task_group {
     auto wrapper = run_member(state_, std::move(child));
     auto handle = wrapper.release();
     handle.promise().mark_spawned(*ex);
-    handle.promise().set_awaiter({}, &state_->scope);
+    handle.promise().observe_scope(&state_->scope);
     ex->schedule(handle);
     join_handle<void>(handle).detach();
   }

@@ -178,7 +178,9 @@ template <class Rep, class Period>
 
 /// Puts the calling task at the back of its executor's run queue, letting every task that is
 /// ready run first. Throws `errc::no_runtime` outside `weft::run`.
-[[nodiscard]] inline detail::yield_awaitable yield_now() noexcept { return {}; }
+[[nodiscard]] inline detail::yield_awaitable yield_now() noexcept {
+  return {};
+}
 
 /// Runs `t` with a time limit. When `limit` passes first, `t` is cancelled (its waits end with
 /// `errc::cancelled`), the call waits for `t` to finish, then throws `std::system_error` with

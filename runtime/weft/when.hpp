@@ -42,7 +42,8 @@ class when_all_awaitable {
  private:
   template <std::size_t... I>
   void make_children(std::index_sequence<I...>) {
-    ((children_[I] = run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
+    ((children_[I] =
+          run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
      ...);
   }
   template <std::size_t... I>
@@ -127,7 +128,8 @@ class when_any_awaitable {
  private:
   template <std::size_t... I>
   void make_children(std::index_sequence<I...>) {
-    ((children_[I] = run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
+    ((children_[I] =
+          run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
      ...);
   }
   template <std::size_t... I>

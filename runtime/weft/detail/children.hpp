@@ -64,8 +64,8 @@ struct join_counter {
   std::atomic<std::size_t> remaining;  // children + 1 for the parent while it starts them
   std::atomic<std::size_t> first_done{none};
   std::atomic<std::size_t> first_failed{none};
-  cancel_scope* child_scope;                // the scope the children observe
-  cancel_scope* stop_on_first = nullptr;    // when_any: stop the others when one finishes
+  cancel_scope* child_scope;              // the scope the children observe
+  cancel_scope* stop_on_first = nullptr;  // when_any: stop the others when one finishes
   std::coroutine_handle<> parent;
 
   void child_finished(std::size_t index, bool failed) noexcept {

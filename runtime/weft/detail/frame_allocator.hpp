@@ -104,7 +104,9 @@ class frame_allocator {
   static std::size_t size_class(std::size_t size) noexcept {
     return (size + granularity - 1) / granularity - 1;
   }
-  static std::size_t class_size(std::size_t cls) noexcept { return (cls + 1) * granularity; }
+  static std::size_t class_size(std::size_t cls) noexcept {
+    return (cls + 1) * granularity;
+  }
   static frame_allocator& local() noexcept {
     static thread_local frame_allocator instance;
     return instance;

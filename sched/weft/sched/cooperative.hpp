@@ -52,7 +52,8 @@ class cooperative final : public executor {
 
   void schedule(std::coroutine_handle<> h) noexcept override {
     // The hot path (a task of this loop waking another) is kept small enough to inline well.
-    if (executor::current() == this && ready_.try_push(h)) [[likely]] return;
+    if (executor::current() == this && ready_.try_push(h)) [[likely]]
+      return;
     schedule_slow(h);
   }
   void add_timer(detail::timer_node& node) override { reactor_.add_timer(node); }

@@ -28,7 +28,8 @@ class run_queue {
 
   /// Appends `h` unless the buffer is full (then returns false and changes nothing).
   bool try_push(std::coroutine_handle<> h) noexcept {
-    if (size() == mask_ + 1) [[unlikely]] return false;
+    if (size() == mask_ + 1) [[unlikely]]
+      return false;
     buffer_[tail_++ & mask_] = h;
     return true;
   }

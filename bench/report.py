@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Collects one `./run bench` into a table on the terminal and one JSON file.
+
+    report.py --out bench-results/report.json --micro micro.json
+              [--go go.json] [--python python.json] [--demos demos.json]
+
+Inputs: Google Benchmark JSON from bench/micro, the reference programs' JSON
+(bench/reference), and the demo timings gathered by ./run. A missing reference
+is shown as skipped with its reason, never filled in.
+"""
+import argparse
+import json
+import statistics
+import sys
+
+TARGETS = {  # issue #2's targets for the cooperative executor
+    "spawn_join": ("ns_per_task", "<=", 50.0),
+    "switch": ("ns_per_switch", "<=", 15.0),
+    "sleepers": ("bytes_per_sleeper", "<=", 256.0),
+    "sleepers_wake": ("late_max_s", "<=", 1.5),
+}
+
+
+def load(path):
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        return {"error": str(e)}
+
+
+def weft_micro(data):
+    """Median of the repetitions of each weft benchmark, per counter."""
+    runs = {}
+    for b in data.get("benchmarks", []):
+        if b.get("run_type") != "iteration":
+            continue
+        name = b["name"].split("/")[0]
+        runs.setdefault(name, []).append(b)
+    out = {}
+    for name, items in runs.items():
+        counters = {k for b in items for k, v in b.items() if isinstance(v, (int, float))}
+        out[name] = {k: statistics.median(b[k] for b in items if k in b) for k in counters}
+        out[name]["repetitions"] = len(items)
+    return out
+
+
+def reference(data):
+    if data is None:
+        return None
+    if "error" in data or "skipped" in data:
+        return data
+    return {r["name"]: r for r in data.get("results", [])} | {"runtime": data.get("runtime")}
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--micro", required=True)
+    ap.add_argument("--go")
+    ap.add_argument("--python")
+    ap.add_argument("--demos")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    micro = load(args.micro)
+    if micro is None or "error" in micro:
+        sys.exit(f"report: cannot read {args.micro}: {micro and micro.get('error')}")
+    weft = weft_micro(micro)
+    refs = {"go": reference(load(args.go)), "python asyncio": reference(load(args.python))}
+    demos = load(args.demos) or {}
+
+    rows = [
+        ("spawn+join, ns per task", "spawn_join", "ns_per_task", 1),
+        ("yield switch, ns per switch", "switch", "ns_per_switch", 1),
+        ("sleeping task, bytes", "sleepers", "bytes_per_sleeper", 0),
+        ("1M sleepers: last wake after deadline, s", "sleepers", "late_max_s", 3),
+    ]
+    header = ["workload", "weft", "target"] + list(refs)
+    table = []
+    for label, bench, key, digits in rows:
+        w = weft.get(bench, {}).get(key)
+        target_key = "sleepers_wake" if key == "late_max_s" else bench
+        _, op, limit = TARGETS[target_key]
+        met = w is not None and w <= limit
+        line = [label, fmt(w, digits), f"{op} {limit:g} {'ok' if met else 'MISSED'}"]
+        for ref in refs.values():
+            if ref is None or "error" in ref or "skipped" in ref:
+                line.append("skipped")
+            else:
+                line.append(fmt(ref.get(bench, {}).get(key), digits))
+        table.append(line)
+
+    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
+    print()
+    print("micro-benchmarks (cooperative executor; medians; same run)")
+    for r in [header] + table:
+        print("  " + "  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)))
+    for name, ref in refs.items():
+        if ref is None:
+            print(f"  note: {name} reference not run")
+        elif "skipped" in ref:
+            print(f"  note: {name} skipped: {ref['skipped']}")
+        elif "error" in ref:
+            print(f"  note: {name} failed: {ref['error']}")
+
+    if demos:
+        print()
+        print("seed demos (wall seconds)")
+        for name, value in demos.items():
+            print(f"  {name:45s} {value:8.3f}")
+        seq = demos.get("countdown sequential")
+        for name, value in demos.items():
+            if name.startswith("countdown cooperative") and seq:
+                print(f"  {name:45s} {seq / value:8.2f}x of sequential speed")
+
+    report = {"weft": weft, "references": refs, "demos": demos,
+              "targets": {k: {"counter": c, "op": o, "limit": l} for k, (c, o, l) in TARGETS.items()},
+              "context": micro.get("context", {})}
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
