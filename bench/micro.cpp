@@ -3,7 +3,8 @@
 //   build/bench/micro [--tasks=N] [--switches=N] [--sleepers=N] [--sleep-ms=N]
 //                     [Google Benchmark flags, e.g. --benchmark_out=micro.json]
 //
-// spawn_join: spawn N trivial tasks, then join each one (ns per task).
+// spawn_join: spawn N trivial tasks, then join each one (ns per task; N frames alive at once).
+// spawn_join_each: spawn one trivial task and join it, N times (ns per task).
 // switch:     two tasks ping-pong through yield_now() (ns per switch).
 // sleepers:   N tasks asleep at once until one deadline: heap bytes per sleeping task (glibc
 //             mallinfo2, so it counts frames, timer-heap slots and stop states), the time to wake
@@ -51,6 +52,21 @@ void BM_spawn_join(benchmark::State& state) {
   weft::sched::cooperative executor;
   double ns = 0;
   for (auto _ : state) ns += wall_ns([&] { executor.block_on(spawn_join(tasks_n)); });
+  state.counters["tasks"] = static_cast<double>(tasks_n);
+  state.counters["ns_per_task"] =
+      ns / (static_cast<double>(tasks_n) * static_cast<double>(state.iterations()));
+}
+
+weft::task<> spawn_join_each(std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) co_await weft::spawn(trivial());
+}
+
+// The same work with one task alive at a time: the per-task cost without a million frames'
+// worth of cache misses.
+void BM_spawn_join_each(benchmark::State& state) {
+  weft::sched::cooperative executor;
+  double ns = 0;
+  for (auto _ : state) ns += wall_ns([&] { executor.block_on(spawn_join_each(tasks_n)); });
   state.counters["tasks"] = static_cast<double>(tasks_n);
   state.counters["ns_per_task"] =
       ns / (static_cast<double>(tasks_n) * static_cast<double>(state.iterations()));
@@ -158,6 +174,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rest_argc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 2;
   benchmark::RegisterBenchmark("spawn_join", BM_spawn_join)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("spawn_join_each", BM_spawn_join_each)
       ->Unit(benchmark::kMillisecond)
       ->Repetitions(5)
       ->Iterations(1);

@@ -28,12 +28,11 @@ class [[nodiscard]] join_handle {
   join_handle() noexcept = default;
   explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
   join_handle(join_handle&& other) noexcept
-      : handle_(std::exchange(other.handle_, {})), joined_(other.joined_) {}
+      : handle_(std::exchange(other.handle_, {})) {}
   join_handle& operator=(join_handle&& other) noexcept {
     if (this != &other) {
       detach();
       handle_ = std::exchange(other.handle_, {});
-      joined_ = other.joined_;
     }
     return *this;
   }
@@ -63,7 +62,7 @@ class [[nodiscard]] join_handle {
   struct awaiter {
     join_handle* self;
     bool await_ready() const {
-      if (!self->handle_ || self->joined_) {
+      if (!self->handle_ || self->handle_.promise().is_joined()) {
         throw_error(errc::already_joined, "weft::join_handle awaited twice or empty");
       }
       return self->handle_.promise().is_completed();
@@ -72,7 +71,7 @@ class [[nodiscard]] join_handle {
       return self->handle_.promise().try_register_joiner(joiner);
     }
     decltype(auto) await_resume() {
-      self->joined_ = true;
+      self->handle_.promise().mark_joined();
       return self->handle_.promise().take_result();
     }
   };
@@ -82,13 +81,12 @@ class [[nodiscard]] join_handle {
   /// The result of a finished task, without awaiting (used by run() after its loop ends).
   /// Precondition: is_finished().
   decltype(auto) take_finished_result() {
-    joined_ = true;
+    handle_.promise().mark_joined();
     return handle_.promise().take_result();
   }
 
  private:
-  std::coroutine_handle<promise_type> handle_;
-  bool joined_ = false;
+  std::coroutine_handle<promise_type> handle_;  // the only member: a handle is one pointer
 };
 
 /// Starts `t` on executor `ex`: it is queued there and runs concurrently with the caller.

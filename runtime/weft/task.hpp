@@ -83,6 +83,9 @@ class promise_base {
     ex.task_started(link_);
   }
   cancel_scope& own_scope() noexcept { return own_scope_; }
+  /// Whether the join_handle already took the result (only the handle's owner reads this).
+  bool is_joined() const noexcept { return joined_; }
+  void mark_joined() noexcept { joined_ = true; }
   /// Makes a spawned task observe `scope` instead of its own (task_group members), including
   /// when the executor cancels leftover tasks at shutdown.
   void observe_scope(cancel_scope* scope) noexcept {
@@ -123,6 +126,7 @@ class promise_base {
   cancel_scope* scope_ = nullptr;
   std::atomic<std::uint32_t> join_state_{0};
   bool spawned_ = false;
+  bool joined_ = false;
   cancel_scope own_scope_;
   spawn_link link_;
 };
