@@ -1,0 +1,100 @@
+// Cross-thread paths of the cooperative executor: handles scheduled and tasks cancelled from
+// plain std::threads. Run under ThreadSanitizer by ./run test.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <weft/weft.hpp>
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Parks the awaiting task in a mailbox that another thread empties with executor::schedule.
+struct mailbox {
+  std::mutex mutex;
+  std::vector<std::coroutine_handle<>> parked;
+  weft::executor* executor = nullptr;
+};
+
+struct park_in {
+  mailbox& box;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    std::lock_guard lock(box.mutex);
+    box.executor = weft::executor::current();
+    box.parked.push_back(h);
+  }
+  void await_resume() const noexcept {}
+};
+
+weft::task<> parked_task(mailbox& box, std::atomic<int>& resumed) {
+  co_await park_in{box};
+  resumed.fetch_add(1, std::memory_order_relaxed);
+}
+
+weft::task<int> remote_wakeups(int n) {
+  mailbox box;
+  std::atomic<int> resumed{0};
+  std::atomic<bool> done{false};
+  std::thread waker([&] {
+    while (!done.load()) {
+      std::vector<std::coroutine_handle<>> batch;
+      weft::executor* ex = nullptr;
+      {
+        std::lock_guard lock(box.mutex);
+        batch.swap(box.parked);
+        ex = box.executor;
+      }
+      for (auto h : batch) ex->schedule(h);
+      std::this_thread::yield();
+    }
+  });
+  weft::task_group group;
+  for (int i = 0; i < n; ++i) group.spawn(parked_task(box, resumed));
+  co_await group.join();
+  done.store(true);
+  waker.join();
+  co_return resumed.load();
+}
+
+weft::task<> sleep_maybe_cancelled(std::chrono::microseconds d, std::atomic<int>& outcomes) {
+  try {
+    co_await weft::sleep_for(d);
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::cancelled) throw;
+  }
+  outcomes.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Timers firing and cancels from another thread race on the same sleepers.
+weft::task<int> cancel_races(int n) {
+  std::atomic<int> outcomes{0};
+  std::vector<weft::join_handle<void>> handles;
+  for (int i = 0; i < n; ++i) {
+    handles.push_back(
+        weft::spawn(sleep_maybe_cancelled(std::chrono::microseconds(i % 200), outcomes)));
+  }
+  std::thread canceller([&handles] {
+    for (auto& h : handles) h.cancel();
+  });
+  for (auto& h : handles) co_await h;
+  canceller.join();
+  co_return outcomes.load();
+}
+
+}  // namespace
+
+TEST_CASE("10,000 tasks woken from another thread all resume once", "[threads]") {
+  CHECK(weft::run(remote_wakeups(10'000)) == 10'000);
+}
+
+TEST_CASE("cancels from another thread race timers without loss or double resume", "[threads]") {
+  for (int round = 0; round < 5; ++round) CHECK(weft::run(cancel_races(2'000)) == 2'000);
+}
