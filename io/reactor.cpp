@@ -40,6 +40,9 @@ reactor::reactor(unsigned entries, std::function<void()> on_wake)
 }
 
 reactor::~reactor() {
+  {
+    std::lock_guard lock(remote_mutex_);  // a cancel() in progress on another thread finishes
+  }
   // Cancel the armed read and wait for its CQE, so the kernel never writes into freed memory.
   stopping_ = true;
   if (wake_completion_.armed) {
@@ -90,11 +93,15 @@ void reactor::cancel(completion* c) {
     io_uring_sqe_set_data64(sqe, ignored_user_data);
     return;
   }
-  {
-    std::lock_guard lock(remote_mutex_);
-    remote_cancels_.push_back(c);
-  }
+  // Under the lock, like the executors' remote schedule: see cooperative::schedule_slow.
+  std::lock_guard lock(remote_mutex_);
+  remote_cancels_.push_back(c);
   wake();
+}
+
+void reactor::retract_cancel(completion* c) noexcept {
+  std::lock_guard lock(remote_mutex_);
+  std::erase(remote_cancels_, c);
 }
 
 void reactor::drain_remote_cancels() {

@@ -10,7 +10,10 @@ cooperative::cooperative(cooperative_options options)
   live_.prev = live_.next = &live_;
 }
 
-cooperative::~cooperative() = default;
+cooperative::~cooperative() {
+  // Wait for another thread still inside schedule_slow (it holds the lock until it is done).
+  std::lock_guard lock(remote_mutex_);
+}
 
 cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()), previous_reactor(io::reactor::current()) {
@@ -34,30 +37,33 @@ void cooperative::schedule_slow(std::coroutine_handle<> h) noexcept {
       // vector may still have room; losing a wake-up silently is not an option.
     }
   }
-  bool wake = false;
-  {
-    std::lock_guard lock(remote_mutex_);
-    try {
-      remote_.push_back(h);
-    } catch (...) {
-      std::fputs("weft: out of memory while scheduling a task; aborting\n", stderr);
-      std::terminate();
-    }
-    if (!remote_wake_pending_) {
-      remote_wake_pending_ = true;
-      wake = true;
-    }
+  // The wake-up is written under the lock: once the loop has seen the handle, the task may
+  // finish and the executor be destroyed, so nothing here may touch *this after unlocking
+  // (the destructor takes the same lock first).
+  std::lock_guard lock(remote_mutex_);
+  try {
+    remote_.push_back(h);
+  } catch (...) {
+    std::fputs("weft: out of memory while scheduling a task; aborting\n", stderr);
+    std::terminate();
   }
-  if (wake) reactor_.wake();
+  if (!remote_wake_pending_) {
+    remote_wake_pending_ = true;
+    reactor_.wake();
+  }
 }
 
 void cooperative::drain_remote() noexcept {
   std::vector<std::coroutine_handle<>> pending;
+  std::vector<detail::spawn_link*> started;
   {
     std::lock_guard lock(remote_mutex_);
     pending.swap(remote_);
+    started.swap(remote_started_);
     remote_wake_pending_ = false;
   }
+  // Tasks spawned from other threads join the live list before any of them can run.
+  for (detail::spawn_link* link : started) link_started(*link);
   for (auto h : pending) {
     try {
       ready_.push(h);
@@ -69,6 +75,22 @@ void cooperative::drain_remote() noexcept {
 }
 
 void cooperative::task_started(detail::spawn_link& link) noexcept {
+  if (executor::current() == this) {
+    link_started(link);
+    return;
+  }
+  // Another thread spawns onto this executor: the list belongs to the loop's thread, so the
+  // link waits beside the task's handle, which spawn_on schedules right after this call.
+  std::lock_guard lock(remote_mutex_);
+  try {
+    remote_started_.push_back(&link);
+  } catch (...) {
+    std::fputs("weft: out of memory while spawning from another thread; aborting\n", stderr);
+    std::terminate();
+  }
+}
+
+void cooperative::link_started(detail::spawn_link& link) noexcept {
   link.next = &live_;
   link.prev = live_.prev;
   live_.prev->next = &link;

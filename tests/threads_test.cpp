@@ -2,6 +2,11 @@
 // plain std::threads. Run under ThreadSanitizer by ./run test.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <atomic>
 #include <chrono>
 #include <coroutine>
@@ -97,4 +102,65 @@ TEST_CASE("10,000 tasks woken from another thread all resume once", "[threads]")
 
 TEST_CASE("cancels from another thread race timers without loss or double resume", "[threads]") {
   for (int round = 0; round < 5; ++round) CHECK(weft::run(cancel_races(2'000)) == 2'000);
+}
+
+namespace {
+
+weft::task<std::thread::id> thread_of_after(std::chrono::milliseconds d) {
+  co_await weft::sleep_for(d);
+  co_return std::this_thread::get_id();
+}
+
+// A task on executor A joins a task spawned onto executor B (running on another thread): the
+// child runs on B's thread, and the joiner comes back to A's thread.
+weft::task<bool> join_across_executors(weft::executor& other) {
+  const auto home = std::this_thread::get_id();
+  auto handle = weft::spawn_on(other, thread_of_after(2ms));
+  const std::thread::id child_thread = co_await handle;
+  co_return child_thread != home&& std::this_thread::get_id() == home;
+}
+
+weft::task<> serve_until(std::atomic<bool>& stop) {
+  while (!stop.load()) co_await weft::sleep_for(1ms);
+}
+
+weft::task<int> read_pipe(int fd) {
+  char buffer[8];
+  co_return co_await weft::io::read_some(fd, buffer, sizeof buffer);
+}
+
+weft::task<bool> io_cancelled_from_another_thread(int fd) {
+  auto h = weft::spawn(read_pipe(fd));
+  co_await weft::sleep_for(2ms);
+  std::thread canceller([&h] { h.cancel(); });
+  const int result = co_await h;
+  canceller.join();
+  co_return result == -ECANCELED;
+}
+
+}  // namespace
+
+TEST_CASE("joining a task of another executor resumes the joiner on its own executor",
+          "[threads]") {
+  weft::sched::cooperative other_executor;
+  std::atomic<bool> stop{false};
+  std::atomic<weft::sched::cooperative*> ready{nullptr};
+  std::thread other([&] {
+    // The loop runs on this thread; the other executor's tasks are spawned onto it remotely.
+    ready.store(&other_executor);
+    other_executor.block_on(serve_until(stop));
+  });
+  while (ready.load() == nullptr) std::this_thread::yield();
+  std::this_thread::sleep_for(5ms);  // let block_on start its loop
+  for (int i = 0; i < 20; ++i) CHECK(weft::run(join_across_executors(other_executor)));
+  stop.store(true);
+  other.join();
+}
+
+TEST_CASE("an I/O operation cancelled from another thread ends with -ECANCELED", "[threads]") {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  for (int i = 0; i < 20; ++i) CHECK(weft::run(io_cancelled_from_another_thread(fds[0])));
+  ::close(fds[0]);
+  ::close(fds[1]);
 }

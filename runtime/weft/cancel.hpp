@@ -91,22 +91,22 @@ class cancel_scope {
   /// A std::stop_token that is stopped when this scope is. Throws std::bad_alloc (the shared
   /// state is created on the first call).
   std::stop_token token() {
-    std::uint8_t state = source_state_.load(std::memory_order_acquire);
-    if (state != source_ready) {
-      std::uint8_t expected = source_empty;
-      if (source_state_.compare_exchange_strong(expected, source_creating,
-                                                std::memory_order_acquire)) {
-        try {
-          source_ = std::stop_source();
-        } catch (...) {
-          source_state_.store(source_empty, std::memory_order_release);
-          throw;
+    if (source_state_.load(std::memory_order_acquire) != source_ready) {
+      for (;;) {
+        std::uint8_t expected = source_empty;
+        if (source_state_.compare_exchange_strong(expected, source_creating,
+                                                  std::memory_order_acquire)) {
+          try {
+            source_ = std::stop_source();
+          } catch (...) {
+            source_state_.store(source_empty, std::memory_order_release);
+            throw;
+          }
+          source_state_.store(source_ready, std::memory_order_seq_cst);
+          break;
         }
-        source_state_.store(source_ready, std::memory_order_seq_cst);
-      } else {
-        while (source_state_.load(std::memory_order_acquire) != source_ready) {
-          std::this_thread::yield();
-        }
+        if (expected == source_ready) break;
+        std::this_thread::yield();  // another thread is creating it (or failed: try again)
       }
       // A stop that raced with the creation: whichever side saw the other's store stops it.
       if (stopped_.load(std::memory_order_seq_cst)) source_.request_stop();

@@ -27,8 +27,7 @@ class [[nodiscard]] join_handle {
  public:
   join_handle() noexcept = default;
   explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
-  join_handle(join_handle&& other) noexcept
-      : handle_(std::exchange(other.handle_, {})) {}
+  join_handle(join_handle&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
   join_handle& operator=(join_handle&& other) noexcept {
     if (this != &other) {
       detach();
@@ -61,6 +60,7 @@ class [[nodiscard]] join_handle {
 
   struct awaiter {
     join_handle* self;
+    detail::join_waiter waiter{};
     bool await_ready() const {
       if (!self->handle_ || self->handle_.promise().is_joined()) {
         throw_error(errc::already_joined, "weft::join_handle awaited twice or empty");
@@ -68,15 +68,17 @@ class [[nodiscard]] join_handle {
       return self->handle_.promise().is_completed();
     }
     bool await_suspend(std::coroutine_handle<> joiner) noexcept {
-      return self->handle_.promise().try_register_joiner(joiner);
+      waiter.handle = joiner;
+      waiter.home = executor::current();
+      return self->handle_.promise().try_register_joiner(waiter);
     }
     decltype(auto) await_resume() {
       self->handle_.promise().mark_joined();
       return self->handle_.promise().take_result();
     }
   };
-  awaiter operator co_await() & noexcept { return awaiter{this}; }
-  awaiter operator co_await() && noexcept { return awaiter{this}; }
+  awaiter operator co_await() & noexcept { return awaiter{this, {}}; }
+  awaiter operator co_await() && noexcept { return awaiter{this, {}}; }
 
   /// The result of a finished task, without awaiting (used by run() after its loop ends).
   /// Precondition: is_finished().
@@ -90,7 +92,7 @@ class [[nodiscard]] join_handle {
 };
 
 /// Starts `t` on executor `ex`: it is queued there and runs concurrently with the caller.
-/// Thread-safe with respect to `ex` (schedule is), but `t` must not be shared.
+/// Callable from any thread (also one that runs no executor); `t` must not be shared.
 template <class T>
 join_handle<T> spawn_on(executor& ex, task<T> t) {
   auto h = t.release();

@@ -26,6 +26,13 @@ class join_handle;
 
 namespace detail {
 
+/// Who waits on a spawned task: lives in the joiner's frame (the join_handle's awaiter), so the
+/// task's frame needs one pointer for it. The joiner is resumed on its own executor.
+struct join_waiter {
+  std::coroutine_handle<> handle;
+  executor* home = nullptr;
+};
+
 /// What a finished task (or child) holds for its awaiter.
 template <class T>
 struct value_slot {
@@ -48,7 +55,9 @@ class promise_base {
     void await_suspend(std::coroutine_handle<Promise> h) noexcept {
       promise_base& p = h.promise();
       if (!p.spawned_) {
-        if (p.continuation_) transfer_to(p.continuation_);
+        if (p.continuation_ != nullptr) {
+          transfer_to(std::coroutine_handle<>::from_address(p.continuation_));
+        }
         return;
       }
       p.finish_spawned(h);
@@ -69,35 +78,31 @@ class promise_base {
   cancel_scope* scope() const noexcept { return scope_; }
 
   void set_awaiter(std::coroutine_handle<> awaiter, cancel_scope* scope) noexcept {
-    continuation_ = awaiter;
+    continuation_ = awaiter.address();
     scope_ = scope;
   }
 
   // --- spawned tasks (see spawn.hpp for the protocol) ---
   static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4;
 
-  void mark_spawned(executor& ex) noexcept {
+  /// Turns this task into a spawned one on `ex`. Its waits observe `observed` (a task_group's
+  /// scope) or, by default, its own scope.
+  void mark_spawned(executor& ex, cancel_scope* observed = nullptr) noexcept {
     spawned_ = true;
-    scope_ = &own_scope_;
-    link_.scope = &own_scope_;
+    scope_ = observed != nullptr ? observed : &own_scope_;
+    link_.scope = scope_;
     ex.task_started(link_);
   }
   cancel_scope& own_scope() noexcept { return own_scope_; }
   /// Whether the join_handle already took the result (only the handle's owner reads this).
   bool is_joined() const noexcept { return joined_; }
   void mark_joined() noexcept { joined_ = true; }
-  /// Makes a spawned task observe `scope` instead of its own (task_group members), including
-  /// when the executor cancels leftover tasks at shutdown.
-  void observe_scope(cancel_scope* scope) noexcept {
-    scope_ = scope;
-    link_.scope = scope;
-  }
   bool is_completed() const noexcept {
     return (join_state_.load(std::memory_order_acquire) & completed) != 0;
   }
   /// The joiner registers itself; false means the task completed first (resume at once).
-  bool try_register_joiner(std::coroutine_handle<> joiner) noexcept {
-    continuation_ = joiner;
+  bool try_register_joiner(join_waiter& joiner) noexcept {
+    continuation_ = &joiner;
     std::uint32_t expected = 0;
     return join_state_.compare_exchange_strong(expected, joiner_waiting, std::memory_order_acq_rel,
                                                std::memory_order_acquire);
@@ -110,19 +115,29 @@ class promise_base {
   }
 
  private:
-  // The joiner resumes right here, on the thread that finished the task (a task that joins a
-  // task of another executor continues on that executor's thread).
+  // A spawned task finishes on its own executor (tasks never migrate between executors: every
+  // wake-up is scheduled on the executor the task waited on). The joiner continues right here
+  // when it belongs to the same executor, and is scheduled on its own otherwise.
   void finish_spawned(std::coroutine_handle<> self) noexcept {
-    executor::current()->task_finished(link_);
+    executor* here = executor::current();
+    here->task_finished(link_);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
       self.destroy();
       return;
     }
-    if ((prev & joiner_waiting) != 0) transfer_to(continuation_);
+    if ((prev & joiner_waiting) != 0) {
+      auto* joiner = static_cast<join_waiter*>(continuation_);
+      if (joiner->home == here || joiner->home == nullptr) {
+        transfer_to(joiner->handle);
+      } else {
+        joiner->home->schedule(joiner->handle);
+      }
+    }
   }
 
-  std::coroutine_handle<> continuation_;
+  // The awaiting coroutine's address (awaited task) or a join_waiter* (spawned task).
+  void* continuation_ = nullptr;
   cancel_scope* scope_ = nullptr;
   std::atomic<std::uint32_t> join_state_{0};
   bool spawned_ = false;

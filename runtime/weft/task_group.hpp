@@ -73,14 +73,13 @@ class task_group {
   void spawn(task<T> child) {
     executor* ex = executor::current();
     if (ex == nullptr) throw_error(errc::no_runtime, "weft::task_group::spawn outside weft::run");
+    auto wrapper = run_member(state_, std::move(child));  // may throw: before counting it
     {
       std::lock_guard lock(state_->mutex);
       ++state_->running;
     }
-    auto wrapper = run_member(state_, std::move(child));
     auto handle = wrapper.release();
-    handle.promise().mark_spawned(*ex);
-    handle.promise().observe_scope(&state_->scope);
+    handle.promise().mark_spawned(*ex, &state_->scope);
     ex->schedule(handle);
     join_handle<void>(handle).detach();
   }
@@ -105,9 +104,9 @@ class task_group {
         on_stop = [](cancel_scope::waiter* w) noexcept {
           static_cast<join_awaitable*>(w)->state_.stop();
         };
-        if (outer->add_waiter(*this)) {
-          outer_ = outer;
-        } else {
+        outer_ = outer;  // before registering: once registered, *this may be resumed elsewhere
+        if (!outer->add_waiter(*this)) {
+          outer_ = nullptr;
           state_.stop();
         }
       }

@@ -48,13 +48,13 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
     executor_->add_timer(*this);
     if (scope != nullptr) {
       on_stop = &sleep_awaitable::stop;
+      scope_ = scope;  // before registering: once registered, *this is not touched again
       if (!scope->add_waiter(*this)) {  // stopped in between: do not sleep at all
+        scope_ = nullptr;
         executor_->cancel_timer(*this);
         state_.store(cancelled, std::memory_order_relaxed);
         return false;
       }
-      // Registered: from here on another thread may resume us; *this is not touched again.
-      scope_ = scope;
     }
     return true;
   }
@@ -114,10 +114,10 @@ class timeout_awaitable : private timer_node {
     scope_.emplace(parent_scope_);
     counter_.emplace(1, &*scope_);
     executor_ = &current_executor_or_throw("weft::with_timeout outside weft::run");
+    child_ = run_child(std::move(task_), outcome_, *counter_, 0);  // may throw: before the timer
     deadline = clock::now() + limit_;
     on_expire = &timeout_awaitable::expire;
     executor_->add_timer(*this);
-    child_ = run_child(std::move(task_), outcome_, *counter_, 0);
     return counter_->start(awaiting, [&] { child_.start(*counter_); });
   }
 

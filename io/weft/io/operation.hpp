@@ -1,6 +1,7 @@
 // weft: an io_uring operation as an awaitable.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <coroutine>
 #include <utility>
@@ -50,23 +51,36 @@ class operation : private completion, private cancel_scope::waiter {
     reactor_->submit(static_cast<completion*>(this), [&](io_uring_sqe* sqe) { prepare_(sqe); });
     if (scope != nullptr) {
       on_stop = &operation::stop;
-      if (scope->add_waiter(*this)) {
-        scope_ = scope;
-      } else {
-        reactor_->cancel(static_cast<completion*>(this));  // stopped in between
+      scope_ = scope;  // before registering: once registered, *this may be resumed elsewhere
+      if (!scope->add_waiter(*this)) {  // stopped in between
+        scope_ = nullptr;
+        try {
+          reactor_->cancel(static_cast<completion*>(this));
+        } catch (...) {  // the SQE is queued: the operation completes on its own
+        }
       }
     }
     return true;
   }
 
   int await_resume() noexcept {
-    if (scope_ != nullptr) scope_->remove_waiter(*this);
+    if (scope_ != nullptr) {
+      scope_->remove_waiter(*this);  // after this, stop() is not running and will not run
+      // A cancel queued from another thread and not yet sent must not outlive this frame:
+      // the address may be reused by the next operation.
+      if (remote_cancel_.load(std::memory_order_relaxed)) {
+        reactor_->retract_cancel(static_cast<completion*>(this));
+      }
+    }
     return result_;
   }
 
  private:
   static void stop(cancel_scope::waiter* w) noexcept {
     auto* self = static_cast<operation*>(w);
+    if (reactor::current() != self->reactor_) {
+      self->remote_cancel_.store(true, std::memory_order_relaxed);
+    }
     try {
       self->reactor_->cancel(static_cast<completion*>(self));
     } catch (...) {  // cannot queue the cancel: the operation completes on its own
@@ -84,6 +98,7 @@ class operation : private completion, private cancel_scope::waiter {
   executor* executor_ = nullptr;
   std::coroutine_handle<> handle_;
   cancel_scope* scope_ = nullptr;
+  std::atomic<bool> remote_cancel_{false};  // ordered by the scope's firing flag
 };
 
 /// A no-op operation: one SQE, one CQE with result 0. Used to measure and test the loop.

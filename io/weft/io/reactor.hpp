@@ -67,6 +67,10 @@ class reactor {
   /// still arrives (with -ECANCELED, or its result if it won the race). Any thread.
   void cancel(completion* c);
 
+  /// Withdraws a cancel that another thread queued for `c` and the loop has not sent yet.
+  /// Called by the operation on the reactor's thread before its memory may be reused.
+  void retract_cancel(completion* c) noexcept;
+
   void add_timer(detail::timer_node& n) { timers_.push(n); }
   void cancel_timer(detail::timer_node& n) noexcept { timers_.remove(n); }
   std::size_t timer_count() const noexcept { return timers_.size(); }

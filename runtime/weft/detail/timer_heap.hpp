@@ -38,8 +38,8 @@ class timer_heap {
 
   /// Inserts `n`. Precondition: `n` is not queued. Throws std::bad_alloc.
   void push(timer_node& n) {
-    n.heap_index = nodes_.size();
-    nodes_.push_back(&n);
+    nodes_.push_back(&n);  // may throw: before the node claims to be queued
+    n.heap_index = nodes_.size() - 1;
     sift_up(n.heap_index);
   }
 

@@ -28,8 +28,10 @@ struct cooperative_options {
 /// io_uring_enter: it submits the turn's SQEs and, when nothing is ready, waits for a completion
 /// or the earliest timer deadline.
 ///
-/// Thread-safety: `schedule` may be called from any thread (other threads' handles go through a
-/// locked queue and an eventfd wake-up); everything else belongs to the loop's thread.
+/// Thread-safety: `schedule` and `spawn_on(*this, ...)` may be called from any thread (other
+/// threads' handles go through a locked queue and an eventfd wake-up); everything else belongs to
+/// the loop's thread. Tasks never move to another executor: wake-ups are scheduled on the
+/// executor the task waited on, and a joiner on another executor is scheduled back on its own.
 class cooperative final : public executor {
  public:
   /// Creates the ring. Throws std::system_error naming the cause if io_uring is unavailable.
@@ -92,6 +94,7 @@ class cooperative final : public executor {
   void drain_remote() noexcept;
   [[gnu::noinline]] void schedule_slow(std::coroutine_handle<> h) noexcept;
   static void stop(detail::spawn_link& link) noexcept;
+  void link_started(detail::spawn_link& link) noexcept;
 
   run_queue ready_;
   io::reactor reactor_;
@@ -99,6 +102,7 @@ class cooperative final : public executor {
 
   std::mutex remote_mutex_;
   std::vector<std::coroutine_handle<>> remote_;
+  std::vector<detail::spawn_link*> remote_started_;
   bool remote_wake_pending_ = false;  // guarded by remote_mutex_
 
   detail::spawn_link live_;  // sentinel of the circular list of live spawned tasks
