@@ -175,3 +175,33 @@ TEST_CASE("timer heap keeps order under random insertions and removals", "[time]
   CHECK(std::is_sorted(popped.begin(), popped.end()));
   CHECK(heap.empty());
 }
+
+namespace {
+
+// User code that only knows std::stop_token: a std::stop_callback on the task's token must
+// fire when the task is cancelled, and the token must then report stop_requested().
+weft::task<bool> std_stop_callback_fires(bool& fired) {
+  std::stop_token token = co_await weft::get_stop_token();
+  std::stop_callback callback(token, [&fired] { fired = true; });
+  try {
+    co_await weft::sleep_for(1h);
+  } catch (const std::system_error&) {
+  }
+  co_return token.stop_requested();
+}
+
+weft::task<bool> cancel_reaches_std_stop_token() {
+  bool fired = false;
+  auto h = weft::spawn(std_stop_callback_fires(fired));
+  co_await weft::sleep_for(1ms);
+  h.cancel();
+  const bool requested = co_await h;
+  co_return requested && fired;
+}
+
+}  // namespace
+
+TEST_CASE("cancelling a task stops its std::stop_token and runs std::stop_callbacks",
+          "[cancel]") {
+  CHECK(weft::run(cancel_reaches_std_stop_token()));
+}
