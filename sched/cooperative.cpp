@@ -124,7 +124,7 @@ void cooperative::shutdown() {
 }
 
 void cooperative::stop(detail::spawn_link& link) noexcept {
-  link.scope->request_stop();
+  detail::scope_of_link(link)->request_stop();
 }
 
 }  // namespace weft::sched

@@ -132,11 +132,13 @@ class cancel_scope {
     w.prev = w.next = nullptr;
   }
 
+  // The one-byte flags come last, so that a class holding a scope as a [[no_unique_address]]
+  // member can put a small field in the tail padding (a task frame is 16 bytes smaller).
+  waiter* head_ = nullptr;
+  std::stop_source source_{std::nostopstate};
   std::atomic<bool> stopped_{false};
   std::atomic<bool> locked_{false};
   std::atomic<std::uint8_t> source_state_{source_empty};
-  waiter* head_ = nullptr;
-  std::stop_source source_{std::nostopstate};
 };
 
 /// A scope that also stops when its parent scope stops (used by when_any, with_timeout and

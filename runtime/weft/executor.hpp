@@ -13,12 +13,14 @@ class executor;
 namespace detail {
 
 /// Links a spawned task into its executor's list of live tasks, so that shutdown can cancel
-/// and drain the tasks that nobody joined.
+/// and drain the tasks that nobody joined. It is a base of the task's promise.
 struct spawn_link {
   spawn_link* prev = nullptr;
   spawn_link* next = nullptr;
-  cancel_scope* scope = nullptr;
 };
+
+/// The cancel scope that the task behind `link` observes (defined in task.hpp).
+cancel_scope* scope_of_link(spawn_link& link) noexcept;
 
 }  // namespace detail
 

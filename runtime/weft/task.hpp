@@ -47,14 +47,14 @@ struct value_slot<T&> {
 
 /// The part of every task promise that does not depend on T: the awaiter to resume, the cancel
 /// scope, and the state used when the task is spawned rather than awaited.
-class promise_base {
+class promise_base : public spawn_link {
  public:
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     void await_suspend(std::coroutine_handle<Promise> h) noexcept {
       promise_base& p = h.promise();
-      if (!p.spawned_) {
+      if (!p.is_spawned()) {
         if (p.continuation_ != nullptr) {
           transfer_to(std::coroutine_handle<>::from_address(p.continuation_));
         }
@@ -83,29 +83,37 @@ class promise_base {
   }
 
   // --- spawned tasks (see spawn.hpp for the protocol) ---
-  static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4;
+  // The join word. completed, detached and joiner_waiting follow the protocol in spawn.hpp;
+  // spawned is set once before the task is published; joined only by the handle's owner after
+  // completion (no other writer then).
+  static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4, spawned = 8,
+                                 joined = 16;
 
   /// Turns this task into a spawned one on `ex`. Its waits observe `observed` (a task_group's
   /// scope) or, by default, its own scope.
   void mark_spawned(executor& ex, cancel_scope* observed = nullptr) noexcept {
-    spawned_ = true;
+    join_state_.store(spawned, std::memory_order_relaxed);
     scope_ = observed != nullptr ? observed : &own_scope_;
-    link_.scope = scope_;
-    ex.task_started(link_);
+    ex.task_started(*this);
   }
   cancel_scope& own_scope() noexcept { return own_scope_; }
   /// Whether the join_handle already took the result (only the handle's owner reads this).
-  bool is_joined() const noexcept { return joined_; }
-  void mark_joined() noexcept { joined_ = true; }
+  bool is_joined() const noexcept {
+    return (join_state_.load(std::memory_order_relaxed) & joined) != 0;
+  }
+  void mark_joined() noexcept { join_state_.fetch_or(joined, std::memory_order_relaxed); }
+  bool is_spawned() const noexcept {
+    return (join_state_.load(std::memory_order_relaxed) & spawned) != 0;
+  }
   bool is_completed() const noexcept {
     return (join_state_.load(std::memory_order_acquire) & completed) != 0;
   }
   /// The joiner registers itself; false means the task completed first (resume at once).
   bool try_register_joiner(join_waiter& joiner) noexcept {
     continuation_ = &joiner;
-    std::uint32_t expected = 0;
-    return join_state_.compare_exchange_strong(expected, joiner_waiting, std::memory_order_acq_rel,
-                                               std::memory_order_acquire);
+    std::uint32_t expected = spawned;
+    return join_state_.compare_exchange_strong(
+        expected, spawned | joiner_waiting, std::memory_order_acq_rel, std::memory_order_acquire);
   }
   /// The handle lets go; true means the task already completed and the caller must destroy it.
   bool release_from_handle() noexcept {
@@ -120,7 +128,7 @@ class promise_base {
   // when it belongs to the same executor, and is scheduled on its own otherwise.
   void finish_spawned(std::coroutine_handle<> self) noexcept {
     executor* here = executor::current();
-    here->task_finished(link_);
+    here->task_finished(*this);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
       self.destroy();
@@ -139,11 +147,8 @@ class promise_base {
   // The awaiting coroutine's address (awaited task) or a join_waiter* (spawned task).
   void* continuation_ = nullptr;
   cancel_scope* scope_ = nullptr;
-  std::atomic<std::uint32_t> join_state_{0};
-  bool spawned_ = false;
-  bool joined_ = false;
-  cancel_scope own_scope_;
-  spawn_link link_;
+  [[no_unique_address]] cancel_scope own_scope_;
+  std::atomic<std::uint32_t> join_state_{0};  // fits in own_scope_'s tail padding
 };
 
 template <class T>
@@ -197,6 +202,10 @@ class task_promise<void> final : public promise_base {
  private:
   std::exception_ptr error_;
 };
+
+inline cancel_scope* scope_of_link(spawn_link& link) noexcept {
+  return static_cast<promise_base&>(link).scope();
+}
 
 }  // namespace detail
 
