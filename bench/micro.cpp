@@ -48,13 +48,21 @@ double wall_ns(Fn&& fn) {
   return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
 }
 
-void BM_spawn_join(benchmark::State& state) {
+// Runs `make_task(count)` to completion on a fresh executor per iteration and reports the wall
+// time per item as `counter` (items: `count`).
+template <class MakeTask>
+void per_item(benchmark::State& state, std::int64_t count, const char* items, const char* counter,
+              MakeTask make_task) {
   weft::sched::cooperative executor;
   double ns = 0;
-  for (auto _ : state) ns += wall_ns([&] { executor.block_on(spawn_join(tasks_n)); });
-  state.counters["tasks"] = static_cast<double>(tasks_n);
-  state.counters["ns_per_task"] =
-      ns / (static_cast<double>(tasks_n) * static_cast<double>(state.iterations()));
+  for (auto _ : state) ns += wall_ns([&] { executor.block_on(make_task(count)); });
+  state.counters[items] = static_cast<double>(count);
+  state.counters[counter] =
+      ns / (static_cast<double>(count) * static_cast<double>(state.iterations()));
+}
+
+void BM_spawn_join(benchmark::State& state) {
+  per_item(state, tasks_n, "tasks", "ns_per_task", spawn_join);
 }
 
 weft::task<> spawn_join_each(std::int64_t n) {
@@ -64,12 +72,7 @@ weft::task<> spawn_join_each(std::int64_t n) {
 // The same work with one task alive at a time: the per-task cost without a million frames'
 // worth of cache misses.
 void BM_spawn_join_each(benchmark::State& state) {
-  weft::sched::cooperative executor;
-  double ns = 0;
-  for (auto _ : state) ns += wall_ns([&] { executor.block_on(spawn_join_each(tasks_n)); });
-  state.counters["tasks"] = static_cast<double>(tasks_n);
-  state.counters["ns_per_task"] =
-      ns / (static_cast<double>(tasks_n) * static_cast<double>(state.iterations()));
+  per_item(state, tasks_n, "tasks", "ns_per_task", spawn_join_each);
 }
 
 weft::task<> yielder(std::int64_t n) {
@@ -82,12 +85,7 @@ weft::task<> ping_pong(std::int64_t switches) {
 }
 
 void BM_switch(benchmark::State& state) {
-  weft::sched::cooperative executor;
-  double ns = 0;
-  for (auto _ : state) ns += wall_ns([&] { executor.block_on(ping_pong(switches_n)); });
-  state.counters["switches"] = static_cast<double>(switches_n);
-  state.counters["ns_per_switch"] =
-      ns / (static_cast<double>(switches_n) * static_cast<double>(state.iterations()));
+  per_item(state, switches_n, "switches", "ns_per_switch", ping_pong);
 }
 
 struct sleep_results {

@@ -16,28 +16,34 @@ namespace weft {
 
 namespace detail {
 
+/// The part shared by the variadic when_all and when_any: the tasks, their outcomes, the
+/// counter and the child coroutines, and starting them.
 template <class... Ts>
-class when_all_awaitable {
- public:
-  explicit when_all_awaitable(task<Ts>... tasks) : tasks_(std::move(tasks)...) {}
+class fixed_children {
+ protected:
+  explicit fixed_children(task<Ts>... tasks) : tasks_(std::move(tasks)...) {}
 
-  bool await_ready() const noexcept { return sizeof...(Ts) == 0; }
-
-  template <class Promise>
-  bool await_suspend(std::coroutine_handle<Promise> awaiting) {
-    counter_.emplace(sizeof...(Ts), scope_of(awaiting));
+  /// Starts every child observing `scope`; false when all finished at once (do not suspend).
+  bool start_all(std::coroutine_handle<> awaiting, cancel_scope* scope,
+                 cancel_scope* stop_on_first) {
+    counter_.emplace(sizeof...(Ts), scope);
+    counter_->stop_on_first = stop_on_first;
     make_children(std::index_sequence_for<Ts...>{});
     return counter_->start(awaiting, [&] {
       for (auto& c : children_) c.start(*counter_);
     });
   }
 
-  std::tuple<stored_t<Ts>...> await_resume() {
-    if (counter_ && counter_->first_failed.load() != join_counter::none) {
-      rethrow_failed(std::index_sequence_for<Ts...>{});
-    }
-    return take_all(std::index_sequence_for<Ts...>{});
+  /// The outcome of child `index`: its value, or rethrows its exception.
+  template <std::size_t... I, class Visit>
+  void visit_outcome(std::size_t index, std::index_sequence<I...>, Visit&& visit) {
+    ((I == index ? (void)visit(std::integral_constant<std::size_t, I>{}, std::get<I>(outcomes_))
+                 : (void)0),
+     ...);
   }
+
+  std::tuple<outcome<Ts>...> outcomes_;
+  std::optional<join_counter> counter_;
 
  private:
   template <std::size_t... I>
@@ -46,20 +52,33 @@ class when_all_awaitable {
           run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
      ...);
   }
-  template <std::size_t... I>
-  void rethrow_failed(std::index_sequence<I...>) {
-    const std::size_t failed = counter_->first_failed.load();
-    ((I == failed ? (void)std::get<I>(outcomes_).take() : (void)0), ...);
-  }
-  template <std::size_t... I>
-  std::tuple<stored_t<Ts>...> take_all(std::index_sequence<I...>) {
-    return std::tuple<stored_t<Ts>...>(std::get<I>(outcomes_).take()...);
-  }
 
   std::tuple<task<Ts>...> tasks_;
-  std::tuple<outcome<Ts>...> outcomes_;
-  std::optional<join_counter> counter_;
   child children_[sizeof...(Ts) == 0 ? 1 : sizeof...(Ts)];
+};
+
+template <class... Ts>
+class when_all_awaitable : private fixed_children<Ts...> {
+  using base = fixed_children<Ts...>;
+
+ public:
+  explicit when_all_awaitable(task<Ts>... tasks) : base(std::move(tasks)...) {}
+
+  bool await_ready() const noexcept { return sizeof...(Ts) == 0; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> awaiting) {
+    return this->start_all(awaiting, scope_of(awaiting), nullptr);
+  }
+
+  std::tuple<stored_t<Ts>...> await_resume() {
+    if (this->counter_ && this->counter_->first_failed.load() != join_counter::none) {
+      this->visit_outcome(this->counter_->first_failed.load(), std::index_sequence_for<Ts...>{},
+                          [](auto, auto& failed) { failed.take(); });  // rethrows
+    }
+    return std::apply([](auto&... o) { return std::tuple<stored_t<Ts>...>(o.take()...); },
+                      this->outcomes_);
+  }
 };
 
 template <class T>
@@ -104,49 +123,32 @@ class when_all_range_awaitable {
 };
 
 template <class... Ts>
-class when_any_awaitable {
+class when_any_awaitable : private fixed_children<Ts...> {
+  using base = fixed_children<Ts...>;
+
  public:
-  explicit when_any_awaitable(task<Ts>... tasks) : tasks_(std::move(tasks)...) {}
+  explicit when_any_awaitable(task<Ts>... tasks) : base(std::move(tasks)...) {}
 
   bool await_ready() const noexcept { return false; }
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> awaiting) {
     race_scope_.emplace(scope_of(awaiting));
-    counter_.emplace(sizeof...(Ts), &*race_scope_);
-    counter_->stop_on_first = &*race_scope_;
-    make_children(std::index_sequence_for<Ts...>{});
-    return counter_->start(awaiting, [&] {
-      for (auto& c : children_) c.start(*counter_);
-    });
+    return this->start_all(awaiting, &*race_scope_, &*race_scope_);
   }
 
   std::variant<stored_t<Ts>...> await_resume() {
-    return take_winner(std::index_sequence_for<Ts...>{});
-  }
-
- private:
-  template <std::size_t... I>
-  void make_children(std::index_sequence<I...>) {
-    ((children_[I] =
-          run_child(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), *counter_, I)),
-     ...);
-  }
-  template <std::size_t... I>
-  std::variant<stored_t<Ts>...> take_winner(std::index_sequence<I...>) {
-    const std::size_t winner = counter_->first_done.load();
     std::optional<std::variant<stored_t<Ts>...>> result;
-    ((I == winner ? (void)result.emplace(std::in_place_index<I>, std::get<I>(outcomes_).take())
-                  : (void)0),
-     ...);
+    this->visit_outcome(this->counter_->first_done.load(), std::index_sequence_for<Ts...>{},
+                        [&](auto index, auto& winner) {
+                          result.emplace(std::in_place_index<decltype(index)::value>,
+                                         winner.take());
+                        });
     return std::move(*result);
   }
 
-  std::tuple<task<Ts>...> tasks_;
-  std::tuple<outcome<Ts>...> outcomes_;
+ private:
   std::optional<linked_cancel_scope> race_scope_;
-  std::optional<join_counter> counter_;
-  child children_[sizeof...(Ts)];
 };
 
 }  // namespace detail
