@@ -196,12 +196,11 @@ weft::task<bool> cancel_reaches_std_stop_token() {
   co_await weft::sleep_for(1ms);
   h.cancel();
   const bool requested = co_await h;
-  co_return requested && fired;
+  co_return requested&& fired;
 }
 
 }  // namespace
 
-TEST_CASE("cancelling a task stops its std::stop_token and runs std::stop_callbacks",
-          "[cancel]") {
+TEST_CASE("cancelling a task stops its std::stop_token and runs std::stop_callbacks", "[cancel]") {
   CHECK(weft::run(cancel_reaches_std_stop_token()));
 }
