@@ -34,6 +34,8 @@ TEST_CASE("run refuses a mode this build lacks with a clear error", "[run]") {
     CHECK(std::string(e.what()).find("multi-thread") != std::string::npos);
   }
   CHECK(weft::run(weft::run_options{}, seven()) == 7);
+  CHECK(weft::run(weft::mode::cooperative, seven()) == 7);
+  CHECK_THROWS_AS(weft::run(weft::mode::single_lock, seven()), std::system_error);
 }
 
 TEST_CASE("errc has readable messages in its own category", "[errc]") {

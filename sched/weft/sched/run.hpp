@@ -57,6 +57,12 @@ T run(run_options options, task<T> main) {
   return executor.block_on(std::move(main));
 }
 
+/// Runs `main` on the executor `m` with its default settings; see the overload above.
+template <class T>
+T run(mode m, task<T> main) {
+  return run(run_options{m, 0}, std::move(main));
+}
+
 /// Runs `main` on the cooperative executor.
 template <class T>
 T run(task<T> main) {
