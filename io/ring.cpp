@@ -3,7 +3,6 @@
 #include <sys/resource.h>
 
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <string>
 #include <system_error>
@@ -19,8 +18,8 @@ std::string read_sysctl(const char* path) {
 }
 
 std::string explain(int err) {
-  std::string why = "weft: cannot create an io_uring ring: ";
-  why += std::strerror(err);
+  // std::system_error appends strerror(err) to this text, so it names only the likely cause.
+  std::string why = "cannot create an io_uring ring";
   const std::string disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
   switch (err) {
     case ENOSYS:
@@ -70,8 +69,8 @@ ring::ring(unsigned entries) {
   if ((params.features & IORING_FEAT_EXT_ARG) == 0) {
     io_uring_queue_exit(&ring_);
     throw std::system_error(ENOSYS, std::generic_category(),
-                            "weft: this kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux >= 5.11 "
-                            "is needed for one-syscall submit-and-wait with a timeout)");
+                            "cannot use this kernel's io_uring: it lacks IORING_FEAT_EXT_ARG "
+                            "(weft needs Linux >= 5.11 for submit-and-wait with a timeout)");
   }
 }
 
