@@ -40,9 +40,12 @@ def weft_micro(data):
             continue
         name = b["name"].split("/")[0]
         runs.setdefault(name, []).append(b)
+    bookkeeping = {"family_index", "per_family_instance_index", "repetition_index",
+                   "repetitions", "threads", "iterations"}
     out = {}
     for name, items in runs.items():
-        counters = {k for b in items for k, v in b.items() if isinstance(v, (int, float))}
+        counters = {k for b in items for k, v in b.items()
+                    if isinstance(v, (int, float)) and k not in bookkeeping}
         out[name] = {k: statistics.median(b[k] for b in items if k in b) for k in counters}
         out[name]["repetitions"] = len(items)
     return out
