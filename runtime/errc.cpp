@@ -1,5 +1,10 @@
 #include <weft/errc.hpp>
 
+#include <cstdio>
+#include <exception>
+
+#include <weft/task.hpp>
+
 namespace weft {
 namespace {
 
@@ -34,3 +39,23 @@ void throw_error(errc e, const std::string& what) {
 }
 
 }  // namespace weft
+
+namespace weft::detail {
+
+void report_unobserved(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::system_error& e) {
+    if (e.code() == errc::cancelled) return;
+    std::fprintf(stderr, "weft: a detached task ended with an exception nobody joined: %s\n",
+                 e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: a detached task ended with an exception nobody joined: %s\n",
+                 e.what());
+  } catch (...) {
+    std::fputs("weft: a detached task ended with an exception nobody joined (not a std::exception)\n",
+               stderr);
+  }
+}
+
+}  // namespace weft::detail

@@ -53,6 +53,11 @@ void cooperative::schedule_slow(std::coroutine_handle<> h) noexcept {
   }
 }
 
+bool cooperative::remote_pending() {
+  std::lock_guard lock(remote_mutex_);
+  return !remote_.empty() || !remote_started_.empty();
+}
+
 void cooperative::drain_remote() noexcept {
   std::vector<std::coroutine_handle<>> pending;
   std::vector<detail::spawn_link*> started;
@@ -118,8 +123,9 @@ void cooperative::shutdown() {
   // Cancel every task nobody joined, then let them unwind: their frames, and the buffers the
   // kernel may still write to, are freed by the tasks themselves.
   shutting_down_ = true;
+  drain_remote();  // tasks other threads spawned just before the end are live tasks too
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
-  run_until([this] { return live_count_ == 0; });
+  run_until([this] { return live_count_ == 0 && !remote_pending(); });
   shutting_down_ = false;
 }
 

@@ -132,3 +132,61 @@ TEST_CASE("run cancels and drains tasks left behind when main ends", "[spawn][sh
   CHECK(weft::run(leaves_a_sleeper_behind()) == 3);
   CHECK(weft::clock::now() - start < 10s);  // not an hour; ASan reports the frame if leaked
 }
+
+namespace {
+
+weft::task<std::string> slow_text() {
+  co_await weft::sleep_for(5ms);
+  co_return "text";
+}
+
+weft::task<std::string> wait_on(weft::join_handle<std::string>& h) {
+  co_return co_await h;
+}
+
+weft::task<bool> two_joiners_at_once() {
+  auto h = weft::spawn(slow_text());
+  try {
+    co_await weft::when_all(wait_on(h), wait_on(h));
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::already_joined;
+  }
+  co_return false;
+}
+
+weft::task<bool> task_awaited_twice() {
+  auto t = slow_text();
+  const std::string first = co_await t;
+  try {
+    co_await t;
+  } catch (const std::logic_error&) {
+    co_return first == "text";
+  }
+  co_return false;
+}
+
+weft::task<int> fails_quietly() {
+  co_await weft::yield_now();
+  throw std::runtime_error("nobody is listening");
+}
+
+weft::task<int> detach_a_failing_task() {
+  weft::spawn(fails_quietly()).detach();
+  co_await weft::sleep_for(2ms);
+  co_return 0;
+}
+
+}  // namespace
+
+TEST_CASE("two tasks awaiting one join_handle get already_joined, not a crash", "[spawn]") {
+  CHECK(weft::run(two_joiners_at_once()));
+}
+
+TEST_CASE("awaiting a task twice is a clear error", "[task]") {
+  CHECK(weft::run(task_awaited_twice()));
+}
+
+TEST_CASE("a detached task's exception is reported, not lost", "[spawn]") {
+  // The report goes to stderr; here it is enough that nothing crashes and the run ends.
+  CHECK(weft::run(detach_a_failing_task()) == 0);
+}

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -163,4 +164,70 @@ TEST_CASE("an I/O operation cancelled from another thread ends with -ECANCELED",
   for (int i = 0; i < 20; ++i) CHECK(weft::run(io_cancelled_from_another_thread(fds[0])));
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+namespace {
+
+std::atomic<long> finished_tasks{0};
+
+weft::task<> count_finish() {
+  finished_tasks.fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+std::size_t heap_in_use() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
+weft::task<> wait_for_finished(long n) {
+  while (finished_tasks.load() < n) co_await weft::sleep_for(1ms);
+}
+
+}  // namespace
+
+TEST_CASE("frames spawned on one thread and freed on another are reused, not hoarded",
+          "[threads][memory]") {
+  // A producer thread spawns a million short tasks onto a running executor, keeping at most a
+  // thousand alive. The executor's thread frees every frame; without the shared pool the
+  // producer would carve ~100 MB of fresh slabs.
+  constexpr long total = 1'000'000;
+  finished_tasks = 0;
+  weft::sched::cooperative executor;
+  const std::size_t before = heap_in_use();
+  std::thread producer([&] {
+    for (long i = 0; i < total; ++i) {
+      while (i - finished_tasks.load(std::memory_order_relaxed) > 1000) std::this_thread::yield();
+      weft::spawn_on(executor, count_finish()).detach();
+    }
+  });
+  executor.block_on(wait_for_finished(total));
+  producer.join();
+  const std::size_t growth = heap_in_use() - before;
+  INFO("heap growth: " << growth << " bytes");
+  CHECK(growth < 32u * 1024 * 1024);
+}
+
+namespace {
+
+weft::task<> set_flag(bool& flag) {
+  flag = true;
+  co_return;
+}
+
+weft::task<int> returns_at_once() {
+  co_return 3;
+}
+
+}  // namespace
+
+TEST_CASE("tasks spawned from outside just before the end still run and are freed", "[threads]") {
+  // spawn_on from a thread that is not the loop's (here: before the loop even started) goes
+  // through the remote queue; shutdown must drain it rather than drop the task and leak it.
+  weft::sched::cooperative executor;
+  bool ran = false;
+  auto handle = weft::spawn_on(executor, set_flag(ran));
+  CHECK(executor.block_on(returns_at_once()) == 3);
+  CHECK(ran);
+  CHECK(handle.is_finished());
 }

@@ -204,3 +204,80 @@ weft::task<bool> cancel_reaches_std_stop_token() {
 TEST_CASE("cancelling a task stops its std::stop_token and runs std::stop_callbacks", "[cancel]") {
   CHECK(weft::run(cancel_reaches_std_stop_token()));
 }
+
+namespace {
+
+weft::task<int> quick_value() {
+  co_await weft::sleep_for(1ms);
+  co_return 4;
+}
+
+weft::task<bool> huge_durations_mean_forever() {
+  // A limit of "forever" must not overflow into the past and time out at once.
+  const int a = co_await weft::with_timeout(std::chrono::hours::max(), quick_value());
+  const int b = co_await weft::with_timeout(weft::clock::duration::max(), quick_value());
+  auto sleeper =
+      weft::spawn([]() -> weft::task<> { co_await weft::sleep_for(std::chrono::hours::max()); }());
+  co_await weft::sleep_for(5ms);
+  const bool still_sleeping = !sleeper.is_finished();
+  sleeper.cancel();
+  bool cancelled = false;
+  try {
+    co_await sleeper;
+  } catch (const std::system_error& e) {
+    cancelled = e.code() == weft::errc::cancelled;
+  }
+  co_return a == 4 && b == 4 && still_sleeping&& cancelled;
+}
+
+weft::task<bool> yield_is_a_cancellation_point() {
+  auto spinner = weft::spawn([]() -> weft::task<> {
+    for (;;) co_await weft::yield_now();
+  }());
+  co_await weft::sleep_for(2ms);
+  spinner.cancel();
+  try {
+    co_await spinner;
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::cancelled;
+  }
+  co_return false;
+}
+
+weft::task<int> busy_yielding(std::chrono::milliseconds d) {
+  const auto start = weft::clock::now();
+  while (weft::clock::now() - start < d) co_await weft::yield_now();
+  co_return 7;
+}
+
+weft::task<bool> timeout_stops_a_yielding_loop() {
+  const auto start = weft::clock::now();
+  try {
+    co_await weft::with_timeout(20ms, busy_yielding(10s));
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::timed_out&& weft::clock::now() - start < 5s;
+  }
+  co_return false;
+}
+
+weft::task<> spin_forever() {
+  for (;;) co_await weft::yield_now();
+}
+
+weft::task<int> leaves_a_spinner_behind() {
+  weft::spawn(spin_forever()).detach();
+  co_await weft::yield_now();
+  co_return 1;
+}
+
+}  // namespace
+
+TEST_CASE("durations too large for the clock mean forever, not the past", "[time]") {
+  CHECK(weft::run(huge_durations_mean_forever()));
+}
+
+TEST_CASE("yield_now is a cancellation point", "[time][cancel]") {
+  CHECK(weft::run(yield_is_a_cancellation_point()));
+  CHECK(weft::run(timeout_stops_a_yielding_loop()));
+  CHECK(weft::run(leaves_a_spinner_behind()) == 1);  // shutdown stops the spinner
+}

@@ -11,7 +11,9 @@ inline thread_local void (*check_hook)() = nullptr;
 
 /// A check point for CPU-bound loops. On the cooperative and multi-thread executors it does next
 /// to nothing; on the single-lock executor it is where the global lock may change hands (like
-/// CPython's eval-loop check). Never throws; callable from any thread.
+/// CPython's eval-loop check). Never throws and is not a cancellation point: a loop that must
+/// stop on cancellation also awaits `yield_now()` now and then, or checks
+/// `co_await get_stop_token()`. Callable from any thread.
 inline void check() noexcept {
   if (auto hook = detail::check_hook) hook();
 }

@@ -14,14 +14,16 @@ namespace weft {
 ///
 /// `co_await handle` waits for the task and gives its value, or rethrows its exception (a task
 /// stopped by `cancel()` typically ends with `std::system_error` carrying `weft::errc::cancelled`).
-/// A handle can be awaited once; a second await throws `errc::already_joined`. Dropping the
-/// handle detaches the task: it runs on, and its frame is freed when it finishes.
+/// A handle can be awaited once, by one task; a second await, or a second task awaiting while
+/// one already waits, throws `errc::already_joined`. Dropping the handle (or `detach()`) lets the
+/// task run on; its frame is freed when it finishes, and an exception it ends with that nobody
+/// joined is reported on stderr (cancellation excepted), as asyncio does.
 ///
 /// Thread-safety: one handle is used by one task at a time; `cancel()` and `is_finished()` may be
 /// called from any thread while the handle is alive. The join protocol is a single atomic word
 /// (completed / detached / joiner-waiting), so completion and joining may race across threads.
 template <class T>
-class [[nodiscard]] join_handle {
+class join_handle {
   using promise_type = detail::task_promise<T>;
 
  public:
@@ -67,7 +69,7 @@ class [[nodiscard]] join_handle {
       }
       return self->handle_.promise().is_completed();
     }
-    bool await_suspend(std::coroutine_handle<> joiner) noexcept {
+    bool await_suspend(std::coroutine_handle<> joiner) {
       waiter.handle = joiner;
       waiter.home = executor::current();
       return self->handle_.promise().try_register_joiner(waiter);

@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -14,6 +15,7 @@
 #include <weft/cancel.hpp>
 #include <weft/detail/frame_allocator.hpp>
 #include <weft/detail/transfer.hpp>
+#include <weft/errc.hpp>
 #include <weft/executor.hpp>
 
 namespace weft {
@@ -25,6 +27,10 @@ template <class T>
 class join_handle;
 
 namespace detail {
+
+/// Prints one line on stderr for an exception that a detached task ended with and that nobody
+/// can observe any more (cancellation is not reported: it is how tasks are stopped).
+void report_unobserved(const std::exception_ptr& error) noexcept;
 
 /// Who waits on a spawned task: lives in the joiner's frame (the join_handle's awaiter), so the
 /// task's frame needs one pointer for it. The joiner is resumed on its own executor.
@@ -67,6 +73,7 @@ class promise_base : public spawn_link {
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
   final_awaiter final_suspend() const noexcept { return {}; }
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
 
   /// Frames come from the per-thread recycling allocator (see frame_allocator.hpp).
   static void* operator new(std::size_t size) { return frame_allocator::allocate(size); }
@@ -109,17 +116,31 @@ class promise_base : public spawn_link {
     return (join_state_.load(std::memory_order_acquire) & completed) != 0;
   }
   /// The joiner registers itself; false means the task completed first (resume at once).
-  bool try_register_joiner(join_waiter& joiner) noexcept {
+  /// Throws `errc::already_joined` when another task is already waiting on this one.
+  bool try_register_joiner(join_waiter& joiner) {
+    if ((join_state_.load(std::memory_order_acquire) & joiner_waiting) != 0) {
+      throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+    }
     continuation_ = &joiner;
     std::uint32_t expected = spawned;
-    return join_state_.compare_exchange_strong(
-        expected, spawned | joiner_waiting, std::memory_order_acq_rel, std::memory_order_acquire);
+    if (join_state_.compare_exchange_strong(expected, spawned | joiner_waiting,
+                                            std::memory_order_acq_rel, std::memory_order_acquire)) {
+      return true;
+    }
+    if ((expected & completed) == 0) {  // another joiner won the race on another thread
+      throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+    }
+    return false;
   }
   /// The handle lets go; true means the task already completed and the caller must destroy it.
   bool release_from_handle() noexcept {
     // Once completed, the handle is the frame's only user: no read-modify-write needed.
-    if (is_completed()) return true;
-    return (join_state_.fetch_or(detached, std::memory_order_acq_rel) & completed) != 0;
+    if (is_completed() ||
+        (join_state_.fetch_or(detached, std::memory_order_acq_rel) & completed) != 0) {
+      if (!is_joined() && error_) report_unobserved(error_);  // nobody will see it otherwise
+      return true;
+    }
+    return false;
   }
 
  private:
@@ -131,6 +152,7 @@ class promise_base : public spawn_link {
     here->task_finished(*this);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
+      if (error_) report_unobserved(error_);
       self.destroy();
       return;
     }
@@ -149,6 +171,9 @@ class promise_base : public spawn_link {
   cancel_scope* scope_ = nullptr;
   [[no_unique_address]] cancel_scope own_scope_;
   std::atomic<std::uint32_t> join_state_{0};  // fits in own_scope_'s tail padding
+
+ protected:
+  std::exception_ptr error_;  // what the body ended with, if anything (values: derived promise)
 };
 
 template <class T>
@@ -158,19 +183,18 @@ class task_promise final : public promise_base {
   template <class U>
   requires std::is_convertible_v<U&&, T>
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
-    result_.template emplace<1>(std::forward<U>(v));
+    value_.emplace(std::forward<U>(v));
   }
-  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
 
   /// Moves the value out, or rethrows the task's exception.
   T take_result() {
-    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
-    assert(result_.index() == 1);
-    return std::move(std::get<1>(result_));
+    if (error_) std::rethrow_exception(error_);
+    assert(value_.has_value());
+    return std::move(*value_);
   }
 
  private:
-  std::variant<std::monostate, T, std::exception_ptr> result_;
+  std::optional<T> value_;
 };
 
 template <class T>
@@ -178,7 +202,6 @@ class task_promise<T&> final : public promise_base {
  public:
   task<T&> get_return_object() noexcept;
   void return_value(T& v) noexcept { value_ = std::addressof(v); }
-  void unhandled_exception() noexcept { error_ = std::current_exception(); }
   T& take_result() {
     if (error_) std::rethrow_exception(error_);
     return *value_;
@@ -186,7 +209,6 @@ class task_promise<T&> final : public promise_base {
 
  private:
   T* value_ = nullptr;
-  std::exception_ptr error_;
 };
 
 template <>
@@ -194,13 +216,9 @@ class task_promise<void> final : public promise_base {
  public:
   task<void> get_return_object() noexcept;
   void return_void() const noexcept {}
-  void unhandled_exception() noexcept { error_ = std::current_exception(); }
   void take_result() {
     if (error_) std::rethrow_exception(error_);
   }
-
- private:
-  std::exception_ptr error_;
 };
 
 inline cancel_scope* scope_of_link(spawn_link& link) noexcept {
@@ -250,7 +268,9 @@ class [[nodiscard]] task {
     std::coroutine_handle<promise_type> handle;
     bool await_ready() const {
       if (!handle) throw std::logic_error("weft::task: awaiting an empty task");
-      return handle.done();
+      // Tasks are lazy, so a finished one was awaited before: its value is gone.
+      if (handle.done()) throw std::logic_error("weft::task: awaited a second time");
+      return false;
     }
     template <class Promise>
     void await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {

@@ -21,6 +21,9 @@ namespace weft {
 /// the other children (their waits end with `errc::cancelled`), and so does cancelling the task
 /// that is waiting in `join()`. Children observe the group's cancel scope, not their spawner's.
 ///
+/// A group that failed stays failed: its scope is stopped, so children spawned afterwards are
+/// cancelled at their first wait and `join()` rethrows the same failure. Use a new group.
+///
 /// Always `co_await join()` before the group goes out of scope. If the group is destroyed with
 /// children still running (an exception unwound the owner before it joined), the destructor
 /// cancels them; they finish on their own and touch nothing of the owner, since the state they

@@ -17,6 +17,32 @@ namespace weft {
 
 namespace detail {
 
+/// `now + d`, saturated at the clock's limits (a "practically forever" duration must not
+/// overflow into the past).
+template <class Rep, class Period>
+clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  const clock::time_point now = clock::now();
+  using wide = std::chrono::duration<long double, std::nano>;
+  // Computed in floating point: `time_point::min() - now` itself would overflow.
+  const wide since_epoch = wide(now.time_since_epoch());
+  const wide room_up = wide(clock::time_point::max().time_since_epoch()) - since_epoch;
+  const wide room_down = wide(clock::time_point::min().time_since_epoch()) - since_epoch;
+  const wide wanted = std::chrono::duration_cast<wide>(d);
+  if (wanted >= room_up) return clock::time_point::max();
+  if (wanted <= room_down) return clock::time_point::min();
+  return now + std::chrono::ceil<clock::duration>(wanted);
+}
+
+/// `d` in the clock's units, rounded up and saturated at its limits.
+template <class Rep, class Period>
+clock::duration saturating(std::chrono::duration<Rep, Period> d) noexcept {
+  using wide = std::chrono::duration<long double, std::nano>;
+  const wide w = std::chrono::duration_cast<wide>(d);
+  if (w >= wide(clock::duration::max())) return clock::duration::max();
+  if (w <= wide(clock::duration::min())) return clock::duration::min();
+  return std::chrono::ceil<clock::duration>(w);
+}
+
 inline executor& current_executor_or_throw(const char* what) {
   executor* ex = executor::current();
   if (ex == nullptr) throw_error(errc::no_runtime, what);
@@ -93,12 +119,24 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
   cancel_scope* scope_ = nullptr;
 };
 
-struct yield_awaitable {
+class yield_awaitable {
+ public:
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const {
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    scope_ = scope_of(h);
+    if (scope_ != nullptr && scope_->stop_requested()) return false;  // throw without a turn
     current_executor_or_throw("weft::yield_now outside weft::run").schedule(h);
+    return true;
   }
-  void await_resume() const noexcept {}
+  void await_resume() const {
+    if (scope_ != nullptr && scope_->stop_requested()) {
+      throw_error(errc::cancelled, "weft::yield_now cancelled");
+    }
+  }
+
+ private:
+  cancel_scope* scope_ = nullptr;
 };
 
 template <class T>
@@ -115,7 +153,7 @@ class timeout_awaitable : private timer_node {
     counter_.emplace(1, &*scope_);
     executor_ = &current_executor_or_throw("weft::with_timeout outside weft::run");
     child_ = run_child(std::move(task_), outcome_, *counter_, 0);  // may throw: before the timer
-    deadline = clock::now() + limit_;
+    deadline = deadline_after(limit_);
     on_expire = &timeout_awaitable::expire;
     executor_->add_timer(*this);
     return counter_->start(awaiting, [&] { child_.start(*counter_); });
@@ -173,11 +211,14 @@ class timeout_awaitable : private timer_node {
 /// Suspends the calling task for `d`; see sleep_until.
 template <class Rep, class Period>
 [[nodiscard]] detail::sleep_awaitable sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
-  return detail::sleep_awaitable(clock::now() + std::chrono::ceil<clock::duration>(d));
+  return detail::sleep_awaitable(detail::deadline_after(d));
 }
 
 /// Puts the calling task at the back of its executor's run queue, letting every task that is
-/// ready run first. Throws `errc::no_runtime` outside `weft::run`.
+/// ready run first. It is a cancellation point: when the task's stop has been requested it
+/// throws `std::system_error` with `errc::cancelled` (so a CPU-bound loop that yields can be
+/// cancelled, timed out, and stopped at shutdown). Throws `errc::no_runtime` outside
+/// `weft::run`.
 [[nodiscard]] inline detail::yield_awaitable yield_now() noexcept {
   return {};
 }
@@ -185,11 +226,12 @@ template <class Rep, class Period>
 /// Runs `t` with a time limit. When `limit` passes first, `t` is cancelled (its waits end with
 /// `errc::cancelled`), the call waits for `t` to finish, then throws `std::system_error` with
 /// `errc::timed_out`. A value that `t` produced is never dropped: if it finishes with a value,
-/// that value is returned even when the limit passed meanwhile. If the caller itself is
-/// cancelled, `errc::cancelled` propagates unchanged.
+/// that value is returned even when the limit passed meanwhile. So a task whose cancelled wait
+/// yields a value rather than an exception (an io_uring operation gives -ECANCELED) returns that
+/// value: check it. If the caller itself is cancelled, `errc::cancelled` propagates unchanged.
 template <class T, class Rep, class Period>
 [[nodiscard]] auto with_timeout(std::chrono::duration<Rep, Period> limit, task<T> t) {
-  return detail::timeout_awaitable<T>(std::chrono::ceil<clock::duration>(limit), std::move(t));
+  return detail::timeout_awaitable<T>(detail::saturating(limit), std::move(t));
 }
 
 }  // namespace weft

@@ -95,6 +95,7 @@ class cooperative final : public executor {
   [[gnu::noinline]] void schedule_slow(std::coroutine_handle<> h) noexcept;
   static void stop(detail::spawn_link& link) noexcept;
   void link_started(detail::spawn_link& link) noexcept;
+  bool remote_pending();
 
   run_queue ready_;
   io::reactor reactor_;

@@ -49,7 +49,8 @@ void require_mode(mode m);
 /// Builds the executor `options` asks for, runs `main` to completion on it, and returns its
 /// value (or rethrows its exception). Throws `errc::mode_unavailable` for a mode this build does
 /// not have, and `std::system_error` naming the cause when io_uring cannot be set up.
-/// Not re-entrant on one thread.
+/// Called from inside a task it runs a separate, nested executor that blocks the outer one
+/// until it returns (asyncio forbids that; weft allows it but it is rarely what you want).
 template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
