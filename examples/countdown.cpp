@@ -8,6 +8,7 @@
 // wall_s=<seconds>.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,41 +44,65 @@ weft::task<int> run_workers(std::uint64_t count, unsigned workers) {
   co_return 0;
 }
 
+constexpr const char* usage =
+    "usage: countdown [--mode=sequential|cooperative|single-lock|multi-thread|processes] "
+    "[--workers=N] [--count=C]\n";
+
+int usage_error(const std::string& message) {
+  fmt::print(stderr, "countdown: {}\n{}", message, usage);
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Beazley's countdown: a CPU-bound loop split over workers"};
   std::string mode_name = "sequential";
   unsigned workers = 2;
-  std::uint64_t count = 1'000'000'000;
-  app.add_option("--mode", mode_name, "sequential, or a weft executor mode")
-      ->check(CLI::IsMember({"sequential", "cooperative", "single-lock", "multi-thread"}));
-  app.add_option("--workers", workers, "how many tasks share the count")
-      ->check(CLI::Range(1u, 1024u));
-  app.add_option("--count", count, "how far to count down")->check(CLI::Range(1ull, 1ull << 50));
+  std::int64_t count = 1'000'000'000;  // signed, so that -5 is reported as -5
+  app.add_option("--mode", mode_name, "sequential (no runtime), or a weft executor mode")
+      ->capture_default_str();
+  app.add_option("--workers", workers, "how many tasks share the count (not for sequential)")
+      ->capture_default_str();
+  app.add_option("--count", count, "how far to count down")->capture_default_str();
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    return usage_error(e.what());
+  }
+  if (workers < 1 || workers > 1024) {
+    return usage_error(fmt::format("--workers wants 1 to 1024, not {}", workers));
+  }
+  if (count < 1 || count > (std::int64_t{1} << 50)) {
+    return usage_error(fmt::format("--count wants 1 to 2^50, not {}", count));
+  }
+  const bool sequential = mode_name == "sequential";
+  const std::optional<weft::mode> mode = weft::parse_mode(mode_name);
+  if (!sequential && !mode) return usage_error("unknown mode '" + mode_name + "'");
+  if (mode && !weft::mode_available(*mode)) {
+    return usage_error("--mode=" + mode_name +
+                       " is not available in this build yet (sequential and cooperative are)");
   }
 
   try {
     const auto start = std::chrono::steady_clock::now();
-    if (mode_name == "sequential") {
-      countdown(count);
+    if (sequential) {
+      countdown(static_cast<std::uint64_t>(count));
     } else {
-      weft::run_options options{*weft::parse_mode(mode_name), workers};
-      weft::run(options, run_workers(count, workers));
+      weft::run(weft::run_options{*mode, workers},
+                run_workers(static_cast<std::uint64_t>(count), workers));
     }
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
-    fmt::print("countdown of {} with mode={} workers={}: {:.3f} s\n", count, mode_name,
-               mode_name == "sequential" ? 1 : workers, wall.count());
+    if (sequential) {
+      fmt::print("countdown of {} with mode=sequential: {:.3f} s\n", count, wall.count());
+    } else {
+      fmt::print("countdown of {} with mode={} workers={}: {:.3f} s\n", count, mode_name, workers,
+                 wall.count());
+    }
     fmt::print("wall_s={:.6f}\n", wall.count());
     return 0;
-  } catch (const std::system_error& e) {
-    fmt::print(stderr, "countdown: {}\n", e.what());
-    return e.code() == weft::errc::mode_unavailable ? 2 : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "countdown: {}\n", e.what());
     return 1;

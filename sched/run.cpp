@@ -12,12 +12,13 @@ std::string_view to_string(mode m) noexcept {
     case mode::cooperative: return "cooperative";
     case mode::single_lock: return "single-lock";
     case mode::multi_thread: return "multi-thread";
+    case mode::processes: return "processes";
   }
   return "unknown";
 }
 
 std::optional<mode> parse_mode(std::string_view name) noexcept {
-  for (mode m : {mode::cooperative, mode::single_lock, mode::multi_thread}) {
+  for (mode m : {mode::cooperative, mode::single_lock, mode::multi_thread, mode::processes}) {
     if (name == to_string(m)) return m;
   }
   return std::nullopt;
@@ -37,7 +38,7 @@ void require_mode(mode m) {
 
 std::string mode_usage(std::string_view program) {
   return "usage: " + std::string(program) +
-         " [--mode=cooperative|single-lock|multi-thread] [--workers=N]\n";
+         " [--mode=cooperative|single-lock|multi-thread|processes] [--workers=N]\n";
 }
 
 namespace {

@@ -44,9 +44,10 @@ class Loops(unittest.TestCase):
             self.assertIn("usage:", r.stderr)
 
     def test_unavailable_mode_is_a_clear_error(self):
-        r = run(ARGS.loops, "--mode=multi-thread", "--workers=2")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("not available", r.stderr)
+        for mode in ("single-lock", "multi-thread", "processes"):
+            r = run(ARGS.loops, f"--mode={mode}", "--workers=2")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("not available", r.stderr)
 
     def test_help(self):
         r = run(ARGS.loops, "--help")
@@ -62,6 +63,8 @@ class Countdown(unittest.TestCase):
             lines = r.stdout.strip().splitlines()
             self.assertEqual(len(lines), 2, r.stdout)
             self.assertIn(f"mode={mode}", lines[0])
+            if mode == "sequential":
+                self.assertNotIn("workers", lines[0])  # sequential has no workers
             self.assertIn("countdown of 20000000", lines[0])
             self.assertGreater(wall_s(r.stdout), 0.0)
 
@@ -70,12 +73,20 @@ class Countdown(unittest.TestCase):
                     ["--unknown"], ["--workers=2000"]):
             r = run(ARGS.countdown, *bad)
             self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
-            self.assertTrue(r.stderr.strip(), bad)
+            self.assertIn("usage:", r.stderr, bad)
 
     def test_unavailable_mode_exit_2(self):
-        r = run(ARGS.countdown, "--mode=single-lock", "--workers=2", "--count=1000")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("not available", r.stderr)
+        for mode in ("single-lock", "multi-thread", "processes"):
+            r = run(ARGS.countdown, f"--mode={mode}", "--workers=2", "--count=1000")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("not available", r.stderr)
+            self.assertIn("usage:", r.stderr)
+
+    def test_help_shows_defaults(self):
+        r = run(ARGS.countdown, "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("=sequential", r.stdout)
+        self.assertIn("=1000000000", r.stdout)
 
 
 class RingSetupFailure(unittest.TestCase):

@@ -9,8 +9,8 @@ weft::task<int> seven() {
 }  // namespace
 
 TEST_CASE("mode names round-trip", "[run]") {
-  for (weft::mode m :
-       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
+  for (weft::mode m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread,
+                       weft::mode::processes}) {
     CHECK(weft::parse_mode(weft::to_string(m)) == m);
   }
   CHECK_FALSE(weft::parse_mode("threads").has_value());

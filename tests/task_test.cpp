@@ -157,3 +157,33 @@ TEST_CASE("generator yields a sequence and rethrows", "[generator]") {
   for ([[maybe_unused]] int v : numbers(0)) ++empty_count;
   CHECK(empty_count == 0);
 }
+
+namespace {
+
+weft::task<std::string> run_capturing_lambda() {
+  auto handle = [] {
+    std::string name = "weft";  // owned by the closure, which dies at the end of this scope
+    return weft::spawn(weft::invoke([name]() -> weft::task<std::string> {
+      co_await weft::sleep_for(std::chrono::milliseconds(2));  // the closure must outlive this
+      co_return name + " done";
+    }));
+  }();
+  co_return co_await handle;
+}
+
+weft::task<> void_lambda(int& out) {
+  co_await weft::invoke([&out]() -> weft::task<> {
+    co_await weft::yield_now();
+    out = 5;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("invoke keeps a capturing lambda coroutine's closure alive", "[task]") {
+  // Without invoke this is a heap-use-after-free that ASan reports.
+  CHECK(weft::run(run_capturing_lambda()) == "weft done");
+  int out = 0;
+  weft::run(void_lambda(out));
+  CHECK(out == 5);
+}

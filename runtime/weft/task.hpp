@@ -304,4 +304,17 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 }
 }  // namespace detail
 
+/// Calls `fn`, a callable that returns a task (typically a lambda coroutine), and returns a task
+/// that owns `fn` until the coroutine `fn` started has finished.
+///
+/// Why: a lambda's captures live in the closure object, not in the coroutine frame, so a
+/// capturing lambda coroutine reads freed memory after its first suspension once the closure is
+/// gone (`spawn([x]() -> task<> {...}())` is that bug). `spawn(weft::invoke([x]() -> task<>
+/// {...}))` moves the closure into the returned task's frame, where it lives as long as it is
+/// needed. Throws what `fn` throws.
+template <class Fn>
+auto invoke(Fn fn) -> task<typename std::invoke_result_t<Fn&>::value_type> {
+  co_return co_await fn();
+}
+
 }  // namespace weft

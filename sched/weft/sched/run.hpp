@@ -16,6 +16,7 @@ enum class mode {
   cooperative,   ///< one thread, one ring (asyncio)
   single_lock,   ///< N threads sharing one global lock (CPython's GIL)
   multi_thread,  ///< N work-stealing worker threads (Tokio)
+  processes,     ///< N worker processes (multiprocessing)
 };
 
 /// How `run` builds its executor.
@@ -24,13 +25,14 @@ struct run_options {
   unsigned workers = 0;  ///< threads for the threaded modes; 0: one per CPU
 };
 
-/// The spelling used on command lines: "cooperative", "single-lock", "multi-thread".
+/// The spelling used on command lines: "cooperative", "single-lock", "multi-thread",
+/// "processes".
 std::string_view to_string(mode m) noexcept;
 
 /// Parses a mode name; nullopt when it names no mode. Never throws.
 std::optional<mode> parse_mode(std::string_view name) noexcept;
 
-/// True when this build can run `m` (the threaded modes arrive with the executors issue).
+/// True when this build can run `m` (the threaded modes and processes arrive with their issues).
 bool mode_available(mode m) noexcept;
 
 /// The usage text of the options mode_from_args understands.
