@@ -79,11 +79,7 @@ void cooperative::drain_remote() noexcept {
   }
 }
 
-void cooperative::task_started(detail::spawn_link& link) noexcept {
-  if (executor::current() == this) {
-    link_started(link);
-    return;
-  }
+void cooperative::task_started_remote(detail::spawn_link& link) noexcept {
   // Another thread spawns onto this executor: the list belongs to the loop's thread, so the
   // link waits beside the task's handle, which spawn_on schedules right after this call.
   std::lock_guard lock(remote_mutex_);
@@ -93,22 +89,6 @@ void cooperative::task_started(detail::spawn_link& link) noexcept {
     std::fputs("weft: out of memory while spawning from another thread; aborting\n", stderr);
     std::terminate();
   }
-}
-
-void cooperative::link_started(detail::spawn_link& link) noexcept {
-  link.next = &live_;
-  link.prev = live_.prev;
-  live_.prev->next = &link;
-  live_.prev = &link;
-  ++live_count_;
-  if (shutting_down_) stop(link);  // spawned by a task that is being cancelled
-}
-
-void cooperative::task_finished(detail::spawn_link& link) noexcept {
-  link.prev->next = link.next;
-  link.next->prev = link.prev;
-  link.prev = link.next = nullptr;
-  --live_count_;
 }
 
 void cooperative::run_ready() {

@@ -152,7 +152,8 @@ class promise_base : public spawn_link {
     here->task_finished(*this);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
-      if (error_) report_unobserved(error_);
+      if (error_) [[unlikely]]
+        report_unobserved(error_);
       self.destroy();
       return;
     }

@@ -37,13 +37,14 @@ class frame_allocator {
     if (cls < classes) {
       if (thread_exited) return ::operator new(class_size(cls));
       frame_allocator& self = local();
-      if (free_block* b = self.lists_[cls]) {
-        self.lists_[cls] = b->next;
-        --self.counts_[cls];
-        return b;
+      free_block* b = self.lists_[cls];
+      if (b == nullptr) [[unlikely]] {
+        b = self.refill_or_carve(cls);
+        if (b == nullptr) return self.carve(class_size(cls));
       }
-      if (self.refill(cls)) return allocate(size);
-      return self.carve(class_size(cls));
+      self.lists_[cls] = b->next;
+      --self.counts_[cls];
+      return b;
     }
     return ::operator new(size);
 #endif
@@ -65,7 +66,8 @@ class frame_allocator {
       frame_allocator& self = local();
       b->next = self.lists_[cls];
       self.lists_[cls] = b;
-      if (++self.counts_[cls] > spill_above) self.spill(cls);
+      if (++self.counts_[cls] > spill_above) [[unlikely]]
+        self.spill(cls);
       return;
     }
     ::operator delete(p);
@@ -124,7 +126,7 @@ class frame_allocator {
   }
 
   /// Moves the oldest-pushed `spill_batch` blocks beyond the first ones to the shared pool.
-  void spill(std::size_t cls) noexcept {
+  [[gnu::noinline]] void spill(std::size_t cls) noexcept {
     free_block* keep_tail = lists_[cls];
     for (std::size_t i = 1; i < counts_[cls] - spill_batch; ++i) keep_tail = keep_tail->next;
     free_block* chain = keep_tail->next;
@@ -133,14 +135,15 @@ class frame_allocator {
     pool().give(cls, chain, spill_batch);
   }
 
-  /// Takes a chain from the shared pool into an empty list; false when the pool has none.
-  bool refill(std::size_t cls) noexcept {
+  /// Takes a chain from the shared pool into the empty list and returns its head; null when the
+  /// pool has none (then the caller carves).
+  [[gnu::noinline]] free_block* refill_or_carve(std::size_t cls) noexcept {
     free_block* chain = nullptr;
     std::size_t count = 0;
-    if (!pool().take(cls, chain, count)) return false;
+    if (!pool().take(cls, chain, count)) return nullptr;
     lists_[cls] = chain;
     counts_[cls] = count;
-    return true;
+    return chain;
   }
 
   /// Every slab ever made, so they stay reachable (see the note at the top). Leaked on purpose:

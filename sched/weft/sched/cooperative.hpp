@@ -60,8 +60,19 @@ class cooperative final : public executor {
   }
   void add_timer(detail::timer_node& node) override { reactor_.add_timer(node); }
   void cancel_timer(detail::timer_node& node) noexcept override { reactor_.cancel_timer(node); }
-  void task_started(detail::spawn_link& link) noexcept override;
-  void task_finished(detail::spawn_link& link) noexcept override;
+  void task_started(detail::spawn_link& link) noexcept override {
+    if (executor::current() == this) [[likely]] {
+      link_started(link);
+    } else {
+      task_started_remote(link);
+    }
+  }
+  void task_finished(detail::spawn_link& link) noexcept override {
+    link.prev->next = link.next;
+    link.next->prev = link.prev;
+    link.prev = link.next = nullptr;
+    --live_count_;
+  }
 
   /// Tasks spawned on this executor that have not finished yet.
   std::size_t live_tasks() const noexcept { return live_count_; }
@@ -94,7 +105,16 @@ class cooperative final : public executor {
   void drain_remote() noexcept;
   [[gnu::noinline]] void schedule_slow(std::coroutine_handle<> h) noexcept;
   static void stop(detail::spawn_link& link) noexcept;
-  void link_started(detail::spawn_link& link) noexcept;
+  void link_started(detail::spawn_link& link) noexcept {
+    link.next = &live_;
+    link.prev = live_.prev;
+    live_.prev->next = &link;
+    live_.prev = &link;
+    ++live_count_;
+    if (shutting_down_) [[unlikely]]
+      stop(link);  // spawned by a task that is being cancelled
+  }
+  [[gnu::noinline]] void task_started_remote(detail::spawn_link& link) noexcept;
   bool remote_pending();
 
   run_queue ready_;
