@@ -53,8 +53,9 @@ void report_unobserved(const std::exception_ptr& error) noexcept {
     std::fprintf(stderr, "weft: a detached task ended with an exception nobody joined: %s\n",
                  e.what());
   } catch (...) {
-    std::fputs("weft: a detached task ended with an exception nobody joined (not a std::exception)\n",
-               stderr);
+    std::fputs(
+        "weft: a detached task ended with an exception nobody joined (not a std::exception)\n",
+        stderr);
   }
 }
 
