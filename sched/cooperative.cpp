@@ -94,8 +94,9 @@ void cooperative::task_started_remote(detail::spawn_link& link) noexcept {
 void cooperative::run_ready() {
   // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
   // the reactor have its say (fairness between CPU work and I/O).
+  detail::trampoline_scope trampoline;
   for (std::size_t n = event_interval; n > 0 && !ready_.empty(); --n) {
-    detail::resume(ready_.pop());
+    detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
   }
 }
 

@@ -34,6 +34,39 @@ inline void resume(std::coroutine_handle<> h) {
   slot.trampoline_active = outer_active;
 }
 
+/// Runs the chain that starts at `h` inside a trampoline that the caller already activated
+/// (see trampoline_scope): the per-task cost of a run loop, without saving and restoring the
+/// slot around every task.
+inline void resume_in_trampoline(transfer_slot& slot, std::coroutine_handle<> h) {
+  while (h) {
+    slot.next = nullptr;
+    h.resume();
+    h = slot.next;
+  }
+}
+
+/// Activates the trampoline for a batch of `resume_in_trampoline` calls and restores the outer
+/// state at the end (RAII, so a throw out of a task body cannot leave the slot active).
+class trampoline_scope {
+ public:
+  trampoline_scope() noexcept
+      : slot_(tls_transfer), outer_active_(slot_.trampoline_active), outer_next_(slot_.next) {
+    slot_.trampoline_active = true;
+  }
+  trampoline_scope(const trampoline_scope&) = delete;
+  trampoline_scope& operator=(const trampoline_scope&) = delete;
+  ~trampoline_scope() {
+    slot_.next = outer_next_;
+    slot_.trampoline_active = outer_active_;
+  }
+  transfer_slot& slot() noexcept { return slot_; }
+
+ private:
+  transfer_slot& slot_;
+  bool outer_active_;
+  std::coroutine_handle<> outer_next_;
+};
+
 /// Called from an await_suspend that has just suspended its coroutine: continue with `h`.
 /// Inside a trampoline this only records `h`; outside one (a coroutine resumed by hand) it
 /// starts a trampoline. If a successor is already recorded (a coroutine resumed by hand from
