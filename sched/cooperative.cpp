@@ -17,7 +17,6 @@ cooperative::~cooperative() {
 
 cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()), previous_reactor(io::reactor::current()) {
-  c.owner_ = std::this_thread::get_id();
   c.set_current(&c);
   io::reactor::set_current(&c.reactor_);
 }

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include <weft/errc.hpp>
+#include <weft/task.hpp>
 
 namespace weft::testing {
 
@@ -40,6 +41,31 @@ inline void run_on_small_stack(std::size_t stack_bytes, std::function<void()> fn
   pthread_join(thread, nullptr);
   pthread_attr_destroy(&attr);
   if (ctx.error) std::rethrow_exception(ctx.error);
+}
+
+namespace detail_support {
+inline weft::task<bool> fails_with_no_runtime(weft::task<> inner) {
+  try {
+    co_await std::move(inner);
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::no_runtime;
+  }
+  co_return false;
+}
+}  // namespace detail_support
+
+/// Drives `inner` by hand on this thread, with no executor running, and tells whether it ended
+/// with `errc::no_runtime` (a clear error rather than a crash). Throws if it did not finish.
+inline bool fails_outside_runtime(weft::task<> inner) {
+  auto handle = detail_support::fails_with_no_runtime(std::move(inner)).release();
+  weft::detail::resume(handle);
+  if (!handle.done()) {
+    handle.destroy();
+    throw std::logic_error("task suspended although no runtime could resume it");
+  }
+  const bool result = handle.promise().take_result();
+  handle.destroy();
+  return result;
 }
 
 /// True when `e` holds a std::system_error whose code is `code`.

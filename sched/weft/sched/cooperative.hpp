@@ -4,7 +4,6 @@
 #include <coroutine>
 #include <cstddef>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <weft/executor.hpp>
@@ -119,7 +118,6 @@ class cooperative final : public executor {
 
   run_queue ready_;
   io::reactor reactor_;
-  std::thread::id owner_;
 
   std::mutex remote_mutex_;
   std::vector<std::coroutine_handle<>> remote_;
