@@ -1,5 +1,6 @@
 #include <weft/io/reactor.hpp>
 
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -18,8 +19,21 @@ void throw_errno(int err, const char* what) {
 
 }  // namespace
 
+void ignore_sigpipe() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      ::sigaction(SIGPIPE, &ignore, nullptr);
+    }
+  });
+}
+
 reactor::reactor(unsigned entries, std::function<void()> on_wake)
     : ring_(entries), on_wake_(std::move(on_wake)) {
+  ignore_sigpipe();
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw_errno(errno, "weft: eventfd for the reactor's wake-up");
   wake_completion_.owner = this;
@@ -43,8 +57,24 @@ reactor::~reactor() {
   {
     std::lock_guard lock(remote_mutex_);  // a cancel() in progress on another thread finishes
   }
-  // Cancel the armed read and wait for its CQE, so the kernel never writes into freed memory.
+  // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
+  // kernel never writes into freed memory and their owners can free themselves.
   stopping_ = true;
+  for (persistent_completion* p = persistent_; p != nullptr; p = p->next_persistent) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+    if (sqe == nullptr) {
+      io_uring_submit(ring_.get());
+      sqe = io_uring_get_sqe(ring_.get());
+    }
+    if (sqe != nullptr) {
+      io_uring_prep_cancel(sqe, p, 0);
+      io_uring_sqe_set_data64(sqe, ignored_user_data);
+    }
+  }
+  for (int tries = 0; persistent_ != nullptr && tries < 1000; ++tries) {
+    io_uring_submit_and_wait(ring_.get(), 1);
+    reap();
+  }
   if (wake_completion_.armed) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
     if (sqe == nullptr) {
@@ -99,6 +129,23 @@ void reactor::cancel(completion* c) {
   wake();
 }
 
+void reactor::track(persistent_completion& c) noexcept {
+  c.prev_persistent = nullptr;
+  c.next_persistent = persistent_;
+  if (persistent_ != nullptr) persistent_->prev_persistent = &c;
+  persistent_ = &c;
+}
+
+void reactor::untrack(persistent_completion& c) noexcept {
+  if (c.prev_persistent != nullptr) {
+    c.prev_persistent->next_persistent = c.next_persistent;
+  } else if (persistent_ == &c) {
+    persistent_ = c.next_persistent;
+  }
+  if (c.next_persistent != nullptr) c.next_persistent->prev_persistent = c.prev_persistent;
+  c.prev_persistent = c.next_persistent = nullptr;
+}
+
 void reactor::retract_cancel(completion* c) noexcept {
   std::lock_guard lock(remote_mutex_);
   std::erase(remote_cancels_, c);
@@ -135,6 +182,9 @@ bool reactor::expire_timers(clock::time_point now) {
 
 void reactor::reap() {
   io_uring* r = ring_.get();
+  // With IORING_FEAT_NODROP the kernel parks completions that did not fit and sets this flag;
+  // liburing's peek enters the kernel to flush them once the ring has room, so none is lost.
+  if ((IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) ++stats_.cq_overflows;
   if (io_uring_cq_ready(r) == 0) return;  // the common case on a busy loop: no syscall, no call
   io_uring_cqe* cqe = nullptr;
   // One CQE at a time, marked seen before its callback: a callback may queue SQEs, and a full

@@ -18,6 +18,7 @@ class category final : public std::error_category {
       case errc::mode_unavailable: return "executor mode not available in this build";
       case errc::no_runtime: return "no weft runtime is running on this thread";
       case errc::already_joined: return "join_handle already awaited";
+      case errc::end_of_stream: return "end of stream before the expected bytes";
     }
     return "unknown weft error";
   }

@@ -15,6 +15,7 @@ enum class errc : int {
   mode_unavailable,  ///< the requested executor mode is not part of this build yet
   no_runtime,        ///< an operation that needs a running executor was called outside one
   already_joined,    ///< a `join_handle` was awaited a second time
+  end_of_stream,     ///< a stream or file ended before the bytes an exact read asked for
 };
 
 /// The category of `weft::errc`. Thread-safe: a function-local static.

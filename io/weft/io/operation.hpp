@@ -10,27 +10,33 @@
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
+#include <weft/io/result.hpp>
 
 namespace weft::io {
 
-/// One io_uring operation, awaited by one task. `Prepare` is called with the SQE to fill.
+/// One io_uring operation, awaited by one task. `Spec` says what the operation is:
+/// `void prepare(io_uring_sqe*)` fills the SQE, and `finish(int cqe_result)` turns the CQE's
+/// result (a count or fd >= 0, or a negated errno) into what `co_await` gives.
 ///
 /// The awaitable lives in the awaiting coroutine's frame and is the CQE's user_data, so the
-/// operation allocates nothing. `co_await` gives the CQE's result: a count or fd (>= 0), or a
-/// negated errno. When the task's stop is requested, the operation is cancelled with
-/// IORING_OP_ASYNC_CANCEL, and the task still resumes only after the operation's own CQE: a
-/// buffer the kernel may write to is never freed early. The result is then -ECANCELED, or the
-/// operation's real result if it completed first (which the caller must handle: an accepted fd,
-/// bytes read). An operation whose stop was requested before it started is not submitted and
-/// gives -ECANCELED.
+/// operation allocates nothing; `prepare` runs when the task suspends, so a Spec may point the
+/// SQE at its own members (a msghdr, a path). When the task's stop is requested, the operation
+/// is cancelled with IORING_OP_ASYNC_CANCEL, and the task still resumes only after the
+/// operation's own CQE: a buffer the kernel may write to is never freed early. The CQE then
+/// carries -ECANCELED, or the operation's real result if it completed first. An operation whose
+/// stop was requested before it started is not submitted and finishes with -ECANCELED.
 /// Errors: throws `errc::no_runtime` when no reactor runs on the calling thread.
-template <class Prepare>
-class operation : private completion, private cancel_scope::waiter {
+/// Thread-safety: awaited on one thread; its stop may be requested from any thread. Movable only
+/// before it is awaited.
+template <class Spec>
+class basic_operation : private completion, private cancel_scope::waiter {
  public:
-  explicit operation(Prepare prepare) noexcept(std::is_nothrow_move_constructible_v<Prepare>)
-      : prepare_(std::move(prepare)) {}
-  operation(const operation&) = delete;
-  operation& operator=(const operation&) = delete;
+  explicit basic_operation(Spec spec) noexcept(std::is_nothrow_move_constructible_v<Spec>)
+      : spec_(std::move(spec)) {}
+  basic_operation(basic_operation&& other) noexcept(std::is_nothrow_move_constructible_v<Spec>)
+      : spec_(std::move(other.spec_)) {}
+  basic_operation(const basic_operation&) = delete;
+  basic_operation& operator=(const basic_operation&) = delete;
 
   bool await_ready() const noexcept { return false; }
 
@@ -47,10 +53,11 @@ class operation : private completion, private cancel_scope::waiter {
       throw_error(errc::no_runtime, "weft::io operation outside weft::run");
     }
     handle_ = h;
-    on_complete = &operation::complete;
-    reactor_->submit(static_cast<completion*>(this), [&](io_uring_sqe* sqe) { prepare_(sqe); });
+    on_complete = &basic_operation::complete;
+    reactor_->submit(static_cast<completion*>(this),
+                     [&](io_uring_sqe* sqe) { spec_.prepare(sqe); });
     if (scope != nullptr) {
-      on_stop = &operation::stop;
+      on_stop = &basic_operation::stop;
       scope_ = scope;  // before registering: once registered, *this may be resumed elsewhere
       if (!scope->add_waiter(*this)) {  // stopped in between
         scope_ = nullptr;
@@ -63,7 +70,7 @@ class operation : private completion, private cancel_scope::waiter {
     return true;
   }
 
-  int await_resume() noexcept {
+  decltype(auto) await_resume() {
     if (scope_ != nullptr) {
       scope_->remove_waiter(*this);  // after this, stop() is not running and will not run
       // A cancel queued from another thread and not yet sent must not outlive this frame:
@@ -72,12 +79,15 @@ class operation : private completion, private cancel_scope::waiter {
         reactor_->retract_cancel(static_cast<completion*>(this));
       }
     }
-    return result_;
+    return spec_.finish(result_);
   }
+
+ protected:
+  Spec& spec() noexcept { return spec_; }
 
  private:
   static void stop(cancel_scope::waiter* w) noexcept {
-    auto* self = static_cast<operation*>(w);
+    auto* self = static_cast<basic_operation*>(w);
     if (reactor::current() != self->reactor_) {
       self->remote_cancel_.store(true, std::memory_order_relaxed);
     }
@@ -87,18 +97,71 @@ class operation : private completion, private cancel_scope::waiter {
     }
   }
   static void complete(completion* c, int result, std::uint32_t) noexcept {
-    auto* self = static_cast<operation*>(c);
+    auto* self = static_cast<basic_operation*>(c);
     self->result_ = result;
     self->executor_->schedule(self->handle_);
   }
 
-  Prepare prepare_;
+  Spec spec_;
   int result_ = 0;
   reactor* reactor_ = nullptr;
   executor* executor_ = nullptr;
   std::coroutine_handle<> handle_;
   cancel_scope* scope_ = nullptr;
   std::atomic<bool> remote_cancel_{false};  // ordered by the scope's firing flag
+};
+
+namespace detail {
+
+/// A Spec from a prepare callable; `co_await` gives the raw CQE result.
+template <class Prepare>
+struct raw_spec {
+  Prepare prepare_fn;
+  void prepare(io_uring_sqe* sqe) { prepare_fn(sqe); }
+  int finish(int result) const noexcept { return result; }
+};
+
+/// Throws `errc::cancelled` for a result that says the operation was cancelled; see `result`.
+inline void throw_if_cancelled(int result, const char* operation) {
+  if (result == -ECANCELED) throw_error(errc::cancelled, operation);
+}
+
+/// A Spec whose result is a count (`result<std::size_t>`).
+template <class Prepare>
+struct count_spec {
+  Prepare prepare_fn;
+  const char* name;
+  void prepare(io_uring_sqe* sqe) { prepare_fn(sqe); }
+  result<std::size_t> finish(int r) const {
+    throw_if_cancelled(r, name);
+    if (r < 0) return error_from_result(r, name);
+    return static_cast<std::size_t>(r);
+  }
+};
+
+/// A Spec whose result is success or an error (`result<void>`).
+template <class Prepare>
+struct void_spec {
+  Prepare prepare_fn;
+  const char* name;
+  void prepare(io_uring_sqe* sqe) { prepare_fn(sqe); }
+  result<void> finish(int r) const {
+    throw_if_cancelled(r, name);
+    if (r < 0) return error_from_result(r, name);
+    return {};
+  }
+};
+
+}  // namespace detail
+
+/// An operation defined by a prepare callable; `co_await` gives the raw CQE result (a count, an
+/// fd, or a negated errno: -ECANCELED when cancelled). The building block for operations weft
+/// does not wrap; the typed operations (sockets, files, pipes) give `result<T>` instead.
+template <class Prepare>
+class operation : public basic_operation<detail::raw_spec<Prepare>> {
+ public:
+  explicit operation(Prepare prepare)
+      : basic_operation<detail::raw_spec<Prepare>>(detail::raw_spec<Prepare>{std::move(prepare)}) {}
 };
 
 /// A no-op operation: one SQE, one CQE with result 0. Used to measure and test the loop.
@@ -112,6 +175,18 @@ class operation : private completion, private cancel_scope::waiter {
   return operation([=](io_uring_sqe* sqe) {
     io_uring_prep_read(sqe, fd, buffer, size, static_cast<__u64>(offset));
   });
+}
+
+/// An operation giving `result<std::size_t>` (bytes transferred), named `name` in errors.
+template <class Prepare>
+[[nodiscard]] auto count_operation(const char* name, Prepare prepare) {
+  return basic_operation<detail::count_spec<Prepare>>({std::move(prepare), name});
+}
+
+/// An operation giving `result<void>`, named `name` in errors.
+template <class Prepare>
+[[nodiscard]] auto void_operation(const char* name, Prepare prepare) {
+  return basic_operation<detail::void_spec<Prepare>>({std::move(prepare), name});
 }
 
 }  // namespace weft::io

@@ -13,10 +13,23 @@
 
 namespace weft::io {
 
+/// Makes the process ignore SIGPIPE (if its disposition is still the default), so that writing
+/// to a closed socket or pipe gives EPIPE instead of killing the process. every reactor calls it
+/// when it starts; sends also pass MSG_NOSIGNAL. Idempotent and thread-safe.
+void ignore_sigpipe() noexcept;
+
 /// What a completion queue entry resumes. An operation embeds one and puts its address in the
 /// SQE's user_data; `on_complete` runs on the reactor's thread when the CQE arrives.
 struct completion {
   void (*on_complete)(completion* self, int result, std::uint32_t cqe_flags) noexcept = nullptr;
+};
+
+/// A completion that outlives any one task: a multishot request (accept) whose object the
+/// reactor tracks, so that tearing the reactor down cancels it and waits for its last CQE before
+/// the ring goes away. Registered and unregistered on the reactor's thread.
+struct persistent_completion : completion {
+  persistent_completion* prev_persistent = nullptr;
+  persistent_completion* next_persistent = nullptr;
 };
 
 /// Counters a test or benchmark can read to check that the loop batches its system calls.
@@ -24,6 +37,8 @@ struct reactor_stats {
   std::uint64_t enter_calls = 0;   ///< io_uring_enter system calls made by the loop
   std::uint64_t completions = 0;   ///< CQEs handled
   std::uint64_t timers_fired = 0;  ///< timers that reached their deadline
+  std::uint64_t cq_overflows = 0;  ///< turns that found completions parked in the kernel's
+                                   ///< overflow list (a completion queue too small for the load)
 };
 
 /// One io_uring plus the timer heap of one thread.
@@ -75,6 +90,10 @@ class reactor {
   void cancel_timer(detail::timer_node& n) noexcept { timers_.remove(n); }
   std::size_t timer_count() const noexcept { return timers_.size(); }
 
+  /// Tracks / stops tracking a multishot request; see persistent_completion. Owner thread only.
+  void track(persistent_completion& c) noexcept;
+  void untrack(persistent_completion& c) noexcept;
+
   /// Operations whose CQE has not arrived yet (the wake-up read excluded).
   std::size_t in_flight() const noexcept { return in_flight_; }
 
@@ -111,6 +130,8 @@ class reactor {
   wake_read wake_completion_;
   bool stopping_ = false;
   std::function<void()> on_wake_;
+
+  persistent_completion* persistent_ = nullptr;
 
   std::mutex remote_mutex_;
   std::vector<completion*> remote_cancels_;

@@ -1,0 +1,76 @@
+// weft: pipes on io_uring.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <utility>
+
+#include <weft/io/fd.hpp>
+#include <weft/io/operation.hpp>
+#include <weft/io/result.hpp>
+#include <weft/task.hpp>
+
+namespace weft::io {
+
+/// The read end of a pipe. Owns its fd (O_CLOEXEC).
+/// Reads are awaitables giving `result<T>`, errors named "read". Buffers belong to the caller.
+/// Thread-safety: one reader at a time.
+class pipe_reader {
+ public:
+  pipe_reader() noexcept = default;
+  explicit pipe_reader(io::fd f) noexcept : fd_(std::move(f)) {}
+
+  /// Reads up to `buffer.size()` bytes; gives the count, 0 once every write end is closed.
+  [[nodiscard]] auto read(std::span<std::byte> buffer) const noexcept {
+    return count_operation("read", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
+      io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                         static_cast<__u64>(-1));
+    });
+  }
+  /// Reads exactly `buffer.size()` bytes; `errc::end_of_stream` ("read") if the pipe closes
+  /// first.
+  task<result<void>> read_exact(std::span<std::byte> buffer) const;
+  /// Reads until end of stream, appending to `out`. Gives the count read.
+  task<result<std::size_t>> read_to_end(std::string& out) const;
+
+  [[nodiscard]] auto close() noexcept { return fd_.close(); }
+  int native_handle() const noexcept { return fd_.get(); }
+  /// Gives up ownership (for handing the fd to a child process).
+  io::fd release() noexcept { return std::move(fd_); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ private:
+  io::fd fd_;
+};
+
+/// The write end of a pipe. Owns its fd (O_CLOEXEC). Writing after the read end closed gives
+/// EPIPE (SIGPIPE is ignored by the runtime). Errors named "write". Thread-safety: one writer at
+/// a time (writes up to PIPE_BUF bytes are atomic even with several writers, as with write(2)).
+class pipe_writer {
+ public:
+  pipe_writer() noexcept = default;
+  explicit pipe_writer(io::fd f) noexcept : fd_(std::move(f)) {}
+
+  /// Writes up to `buffer.size()` bytes; gives the count written.
+  [[nodiscard]] auto write(std::span<const std::byte> buffer) const noexcept {
+    return count_operation("write", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
+      io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+                          static_cast<__u64>(-1));
+    });
+  }
+  /// Writes all of `buffer`, resubmitting after short writes.
+  task<result<void>> write_all(std::span<const std::byte> buffer) const;
+
+  [[nodiscard]] auto close() noexcept { return fd_.close(); }
+  int native_handle() const noexcept { return fd_.get(); }
+  io::fd release() noexcept { return std::move(fd_); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ private:
+  io::fd fd_;
+};
+
+/// A new pipe (pipe2 with O_CLOEXEC). Errors: "pipe2" (EMFILE, ENFILE).
+result<std::pair<pipe_reader, pipe_writer>> make_pipe();
+
+}  // namespace weft::io

@@ -1,0 +1,325 @@
+// weft: sockets on io_uring: TCP and Unix streams and listeners, UDP.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+
+#include <weft/io/address.hpp>
+#include <weft/io/fd.hpp>
+#include <weft/io/operation.hpp>
+#include <weft/io/result.hpp>
+#include <weft/task.hpp>
+
+namespace weft::io {
+
+/// A connected byte stream over a socket (TCP or Unix). Owns its fd.
+///
+/// Reads and writes are io_uring operations: awaitables giving `result<T>`. The buffers belong
+/// to the caller and must stay valid until the co_await returns; a cancelled operation still
+/// waits for its own completion first (see `basic_operation`). Errors name the operation
+/// ("recv", "send", "shutdown"...). Thread-safety: one reader and one writer may use a stream
+/// concurrently (from tasks of one executor, or of several); two concurrent reads (or writes)
+/// interleave their bytes unpredictably, as with the system calls.
+class stream_socket {
+ public:
+  stream_socket() noexcept = default;
+  /// Takes ownership of a connected socket.
+  explicit stream_socket(io::fd socket) noexcept : fd_(std::move(socket)) {}
+
+  /// Receives up to `buffer.size()` bytes; gives the count, 0 when the peer has closed its side.
+  [[nodiscard]] auto read(std::span<std::byte> buffer) const noexcept {
+    return count_operation("recv", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
+      io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
+    });
+  }
+
+  /// Receives exactly `buffer.size()` bytes. Errors: `errc::end_of_stream` ("recv") when the
+  /// peer closes first (the bytes that came are in the buffer), or the socket's error.
+  task<result<void>> read_exact(std::span<std::byte> buffer) const;
+
+  /// Sends up to `buffer.size()` bytes (MSG_NOSIGNAL); gives the count sent.
+  [[nodiscard]] auto write(std::span<const std::byte> buffer) const noexcept {
+    return count_operation("send", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
+      io_uring_prep_send(sqe, fd, buffer.data(), buffer.size(), MSG_NOSIGNAL);
+    });
+  }
+
+  /// Sends all of `buffer`, resubmitting after short sends. On error, some prefix may have
+  /// been sent. Errors: the socket's (EPIPE, ECONNRESET...), named "send".
+  task<result<void>> write_all(std::span<const std::byte> buffer) const;
+
+  /// Shuts down one or both directions (SHUT_WR sends FIN: the peer reads end of stream).
+  [[nodiscard]] auto shutdown(int how = SHUT_WR) const noexcept {
+    return void_operation("shutdown", [fd = fd_.get(), how](io_uring_sqe* sqe) {
+      io_uring_prep_shutdown(sqe, fd, how);
+    });
+  }
+
+  /// The peer's and our own address (getpeername/getsockname; synchronous, never blocks).
+  result<socket_address> peer_address() const;
+  result<socket_address> local_address() const;
+
+  /// Closes through the ring and reports the error; see `fd::close`.
+  [[nodiscard]] auto close() noexcept { return fd_.close(); }
+
+  /// The socket, for options weft does not wrap. Still owned by this object.
+  int native_handle() const noexcept { return fd_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ protected:
+  io::fd fd_;
+};
+
+/// A TCP connection.
+class tcp_stream : public stream_socket {
+ public:
+  using stream_socket::stream_socket;
+
+  /// Connects to `address` (IPv4 or IPv6). Errors: "socket", or "connect" with the kernel's
+  /// cause (ECONNREFUSED, ENETUNREACH...); `describe_connect_error` formats the message with
+  /// the address ("connect 127.0.0.1:9: Connection refused").
+  static task<result<tcp_stream>> connect(socket_address address);
+
+  /// Sets TCP_NODELAY (send small writes at once rather than coalescing them).
+  result<void> set_nodelay(bool on = true) const;
+};
+
+/// A Unix-domain stream connection.
+class unix_stream : public stream_socket {
+ public:
+  using stream_socket::stream_socket;
+
+  /// Connects to a Unix-domain address (`socket_address::unix_path`).
+  static task<result<unix_stream>> connect(socket_address address);
+
+  /// A connected pair (socketpair(2)), for tests and for talking to a child process.
+  static result<std::pair<unix_stream, unix_stream>> pair();
+};
+
+/// "connect ADDRESS: cause", the message a program should print for a failed connect.
+std::string describe_connect_error(const socket_address& address, std::error_code code);
+
+/// How a listener is set up.
+struct listen_options {
+  int backlog = 1024;             ///< listen(2) backlog (the kernel caps it at somaxconn)
+  bool reuse_address = true;      ///< SO_REUSEADDR: rebind at once after a restart (TCP)
+  bool reuse_port = false;        ///< SO_REUSEPORT: several listeners share the port (TCP)
+  bool v6_only = false;           ///< IPV6_V6ONLY for an IPv6 address (false: also accepts IPv4)
+  std::size_t accept_queue = 64;  ///< accepted connections held before accept() is called
+};
+
+namespace detail {
+
+/// The state of one listener's multishot accept. Shared: the listener, each waiting accept and
+/// the armed request each hold a reference, so closing the listener while the kernel still
+/// holds the request is safe. Thread-safety: internally locked; the request is armed on the
+/// ring of the thread that first needs it and completes there.
+class acceptor;
+
+/// The awaitable behind accept(): gives the accepted fd or an error.
+class accept_awaitable : private cancel_scope::waiter {
+ public:
+  explicit accept_awaitable(std::shared_ptr<acceptor> owner) noexcept : owner_(std::move(owner)) {}
+
+  bool await_ready();
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    return suspend(h, weft::detail::scope_of(h));
+  }
+  result<io::fd> await_resume();
+
+ private:
+  friend class acceptor;
+  bool suspend(std::coroutine_handle<> h, cancel_scope* scope);
+  static void stop(cancel_scope::waiter* w) noexcept;
+
+  std::shared_ptr<acceptor> owner_;
+  accept_awaitable* next_waiter_ = nullptr;
+  accept_awaitable* prev_waiter_ = nullptr;
+  std::coroutine_handle<> handle_;
+  weft::executor* executor_ = nullptr;
+  cancel_scope* scope_ = nullptr;
+  int result_ = 0;
+  bool ready_ = false;
+  bool cancelled_ = false;
+};
+
+/// The socket setup shared by TCP and Unix listeners.
+result<std::shared_ptr<acceptor>> listen_on(const socket_address& address,
+                                            const listen_options& options);
+void close_acceptor(acceptor& a) noexcept;
+int acceptor_fd(const acceptor& a) noexcept;
+
+}  // namespace detail
+
+/// A listening socket whose connections come from one multishot accept request
+/// (IORING_ACCEPT_MULTISHOT): one SQE serves every connection until an error ends it.
+///
+/// `accept()` gives the next connection. Connections that arrive before anyone calls accept()
+/// wait in a small queue (`listen_options::accept_queue`); beyond it the request is paused and
+/// connections wait in the kernel's backlog. Errors: the kernel's, named "accept": EMFILE and
+/// ENFILE when the process or system is out of fds (back off, close something, and call accept
+/// again: the next call re-arms), ECONNABORTED... and EBADF once the listener is closed.
+/// Thread-safety: accept() may be awaited by several tasks, from any threads; close and
+/// destruction by the owner only.
+template <class Stream>
+class basic_listener {
+ public:
+  basic_listener() noexcept = default;
+  basic_listener(basic_listener&&) noexcept = default;
+  basic_listener& operator=(basic_listener&& other) noexcept {
+    if (this != &other) {
+      close();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  ~basic_listener() { close(); }
+
+  /// Creates the socket (SOCK_CLOEXEC), binds `address` and listens. Synchronous: none of
+  /// these calls blocks. Errors: "socket", "setsockopt", "bind" (EADDRINUSE, EACCES...),
+  /// "listen".
+  static result<basic_listener> bind(const socket_address& address, listen_options options = {}) {
+    auto state = detail::listen_on(address, options);
+    if (!state) return state.full_error();
+    basic_listener l;
+    l.state_ = std::move(state.value());
+    return l;
+  }
+
+  /// Awaitable giving `result<Stream>`: the next accepted connection (O_CLOEXEC).
+  /// Cancellation: throws `errc::cancelled`; a connection accepted meanwhile stays queued.
+  [[nodiscard]] auto accept() const { return awaitable(state_); }
+
+  /// The bound address (the port the kernel chose when binding port 0).
+  result<socket_address> local_address() const {
+    socket_address a;
+    socklen_t length = socket_address::capacity();
+    if (::getsockname(native_handle(), a.data(), &length) != 0) {
+      return io_error{std::error_code(errno, std::generic_category()), "getsockname"};
+    }
+    a.set_size(length);
+    return a;
+  }
+
+  /// Stops listening: cancels the accept request, closes the socket and the queued
+  /// connections, and ends waiting accepts with EBADF. Idempotent.
+  void close() noexcept {
+    if (state_) detail::close_acceptor(*state_);
+    state_.reset();
+  }
+
+  int native_handle() const noexcept { return state_ ? detail::acceptor_fd(*state_) : -1; }
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+ private:
+  class awaitable : public detail::accept_awaitable {
+   public:
+    explicit awaitable(const std::shared_ptr<detail::acceptor>& s) : accept_awaitable(s) {}
+    result<Stream> await_resume() {
+      result<io::fd> r = accept_awaitable::await_resume();
+      if (!r) return r.full_error();
+      return Stream(std::move(r.value()));
+    }
+  };
+
+  std::shared_ptr<detail::acceptor> state_;
+};
+
+/// A TCP listener (IPv4 or IPv6); see basic_listener.
+using tcp_listener = basic_listener<tcp_stream>;
+/// A Unix-domain stream listener; see basic_listener. The socket file is not removed on close.
+using unix_listener = basic_listener<unix_stream>;
+
+/// A UDP socket. Owns its fd. Thread-safety as for stream_socket.
+class udp_socket {
+ public:
+  udp_socket() noexcept = default;
+  explicit udp_socket(io::fd socket) noexcept : fd_(std::move(socket)) {}
+
+  /// A socket bound to `address` (port 0: the kernel picks one). Errors: "socket", "bind".
+  static result<udp_socket> bind(const socket_address& address);
+
+  /// One datagram from the peer: the count received (a longer datagram is truncated) and the
+  /// sender's address.
+  struct datagram {
+    std::size_t size = 0;
+    socket_address from;
+  };
+
+  /// Awaitable giving `result<std::size_t>`: sends `buffer` as one datagram to `to`.
+  [[nodiscard]] auto send_to(std::span<const std::byte> buffer, const socket_address& to) const {
+    return basic_operation<msg_spec<false>>(msg_spec<false>(fd_.get(), buffer, to));
+  }
+
+  /// Awaitable giving `result<datagram>`: receives one datagram into `buffer`.
+  [[nodiscard]] auto recv_from(std::span<std::byte> buffer) const {
+    return basic_operation<msg_spec<true>>(
+        msg_spec<true>(fd_.get(), std::span<const std::byte>(buffer.data(), buffer.size()), {}));
+  }
+
+  result<socket_address> local_address() const;
+  int native_handle() const noexcept { return fd_.get(); }
+  [[nodiscard]] auto close() noexcept { return fd_.close(); }
+
+ private:
+  // The msghdr, iovec and address live in the operation (in the awaiting frame), so the kernel
+  // reads and writes them where they stay put until the completion.
+  template <bool Receive>
+  struct msg_spec {
+    msg_spec(int fd, std::span<const std::byte> buffer, const socket_address& peer) noexcept
+        : fd(fd), buffer(buffer), peer(peer) {}
+    msg_spec(msg_spec&& o) noexcept : fd(o.fd), buffer(o.buffer), peer(o.peer) {}
+
+    void prepare(io_uring_sqe* sqe) noexcept {
+      iov.iov_base = const_cast<std::byte*>(buffer.data());
+      iov.iov_len = buffer.size();
+      msg = {};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_name = peer.data();
+      if constexpr (Receive) {
+        msg.msg_namelen = socket_address::capacity();
+        io_uring_prep_recvmsg(sqe, fd, &msg, 0);
+      } else {
+        msg.msg_namelen = peer.size();
+        io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
+      }
+    }
+    auto finish(int r) {
+      constexpr const char* name = Receive ? "recvmsg" : "sendmsg";
+      detail::throw_if_cancelled(r, name);
+      if constexpr (Receive) {
+        if (r < 0) return result<datagram>(error_from_result(r, name));
+        peer.set_size(msg.msg_namelen);
+        return result<datagram>(datagram{static_cast<std::size_t>(r), peer});
+      } else {
+        if (r < 0) return result<std::size_t>(error_from_result(r, name));
+        return result<std::size_t>(static_cast<std::size_t>(r));
+      }
+    }
+
+    int fd;
+    std::span<const std::byte> buffer;
+    socket_address peer;
+    msghdr msg{};
+    iovec iov{};
+  };
+
+  io::fd fd_;
+};
+
+/// Views any contiguous object as bytes (a string, a vector, an array) for read/write calls.
+template <class Range>
+std::span<const std::byte> as_bytes(const Range& r) noexcept {
+  return std::as_bytes(std::span(std::data(r), std::size(r)));
+}
+template <class Range>
+std::span<std::byte> as_writable_bytes(Range& r) noexcept {
+  return std::as_writable_bytes(std::span(std::data(r), std::size(r)));
+}
+
+}  // namespace weft::io
