@@ -1,0 +1,68 @@
+// An echo server: every byte a client sends comes back, on every connection, until the client
+// closes. The load generator beside it is echo_client.
+//
+//   ./echo_server --port=P [--host=127.0.0.1] [--mode=M --workers=N] [--drain-timeout=S]
+//
+// Prints "listening on ADDRESS" once it accepts connections. A peer that resets, half-closes or
+// vanishes ends only its own connection. When the process runs out of file descriptors, accept
+// backs off (no busy loop) and resumes once fds free up. SIGINT or SIGTERM: stop accepting, let
+// the connections finish for up to --drain-timeout seconds, close the rest, exit 0.
+#include <signal.h>
+
+#include <array>
+#include <cstddef>
+
+#include <fmt/core.h>
+#include <CLI/CLI.hpp>
+#include <weft/weft.hpp>
+#include "server_support.hpp"
+
+namespace {
+
+namespace io = weft::io;
+
+// One connection: read what is there, write all of it back, until end of stream or an error.
+// Errors (a reset, a vanished peer) end this connection only: nothing is thrown to the group.
+weft::task<> echo(io::tcp_stream conn) {
+  std::array<std::byte, 16384> buffer;
+  try {
+    for (;;) {
+      auto n = co_await conn.read(buffer);
+      if (!n || *n == 0) break;
+      if (!co_await conn.write_all(std::span(buffer).first(*n))) break;
+    }
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::cancelled) fmt::print(stderr, "echo_server: {}\n", e.what());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"echo_server: echoes every byte on every connection"};
+  examples::server_options options;
+  options.add_to(app);
+  if (auto status = examples::parse_or_exit(app, argc, argv, options, "echo_server")) {
+    return *status;
+  }
+  try {
+    // Before any thread exists, so every thread keeps the signals blocked for the signalfd.
+    io::signal_set signals{SIGINT, SIGTERM};
+    auto listener = io::tcp_listener::bind(options.address);
+    if (!listener) {
+      fmt::print(stderr, "echo_server: {} {}: {}\n", listener.full_error().operation,
+                 options.address.to_string(), listener.error().message());
+      return 1;
+    }
+    fmt::print("listening on {}\n", listener->local_address().value().to_string());
+    std::fflush(stdout);
+    weft::run(options.run, examples::serve_until_signal(
+                               std::move(*listener), signals,
+                               std::chrono::duration<double>(options.drain_seconds), "echo_server",
+                               [](io::tcp_stream c) { return echo(std::move(c)); }));
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "echo_server: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,372 @@
+// An HTTP/1.1 server: keep-alive, pipelining, static files under a root, limits and timeouts.
+//
+//   ./http_server --port=P [--root=DIR] [--host=127.0.0.1] [--mode=M --workers=N]
+//                 [--idle-timeout=15] [--header-timeout=10] [--drain-timeout=5]
+//
+// GET / answers "Hello, World!". GET /PATH serves DIR/PATH, never anything outside DIR: the
+// path is decoded and ".." refused (403), then opened with openat2(RESOLVE_BENEATH), so
+// neither an encoded "..", nor a symlink that points out of the root, gets out (403).
+// HEAD is answered like GET without the body. Malformed requests get 400, other methods 405 or
+// 501, an over-long request line 414, over-large headers 431, a body over 1 MiB 413; each error
+// closes the connection. A connection idle for --idle-timeout seconds is closed; a request head
+// not complete --header-timeout seconds after its first byte gets 408 (slow clients cannot hold
+// the server). SIGINT/SIGTERM: stop accepting, close idle connections, let requests in flight
+// finish for up to --drain-timeout seconds, exit 0.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+#include <CLI/CLI.hpp>
+#include <weft/weft.hpp>
+#include "http_parser.hpp"
+#include "server_support.hpp"
+
+namespace {
+
+namespace io = weft::io;
+namespace http = weft::http;
+using seconds = std::chrono::duration<double>;
+using clock_type = weft::clock;
+
+struct config {
+  http::limits limits;
+  seconds idle_timeout{15};
+  seconds header_timeout{10};
+  seconds write_timeout{30};
+  std::optional<io::file> root;
+};
+
+// The live connections, so that a shutdown can close the idle ones at once instead of waiting
+// for their idle timeout. Locked: connections may run on several threads.
+class connection_registry {
+ public:
+  struct entry {
+    int fd;
+    bool idle = true;
+  };
+
+  bool add(entry& e) {
+    std::lock_guard lock(mutex_);
+    live_.insert(&e);
+    return !stopping_;
+  }
+  void remove(entry& e) {
+    std::lock_guard lock(mutex_);
+    live_.erase(&e);
+  }
+  // Marks `e` idle or busy; returns false when the server is stopping (an idle connection should
+  // then close rather than wait for another request).
+  bool set_idle(entry& e, bool idle) {
+    std::lock_guard lock(mutex_);
+    e.idle = idle;
+    return !stopping_;
+  }
+  bool stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+  // Shutting down the read side ends a pending read with end of stream: the idle connections
+  // close by themselves; busy ones finish their request and then close.
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (entry* e : live_) {
+      if (e->idle) ::shutdown(e->fd, SHUT_RD);
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<entry*> live_;
+  bool stopping_ = false;
+};
+
+std::string error_response(int status) {
+  const std::string body = fmt::format("{} {}\n", status, http::reason_phrase(status));
+  const std::string_view extra = status == 405 ? "Allow: GET, HEAD\r\n" : "";
+  return http::response_head(status, "text/plain; charset=utf-8", body.size(), false, extra) + body;
+}
+
+// Reads into `buffer` for at most `limit`. nullopt when the time ran out.
+weft::task<std::optional<io::result<std::size_t>>> read_within(const io::tcp_stream& conn,
+                                                               std::span<std::byte> buffer,
+                                                               seconds limit) {
+  try {
+    co_return co_await weft::with_timeout(
+        limit, weft::invoke([&]() -> weft::task<io::result<std::size_t>> {
+          co_return co_await conn.read(buffer);
+        }));
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::timed_out) throw;
+  }
+  co_return std::nullopt;
+}
+
+// Sends all of `data` within the write timeout. False when the peer is gone or too slow.
+weft::task<bool> send_within(const io::tcp_stream& conn, std::span<const std::byte> data,
+                             seconds limit) {
+  try {
+    auto r = co_await weft::with_timeout(limit, conn.write_all(data));
+    co_return static_cast<bool>(r);
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::timed_out) throw;
+  }
+  co_return false;
+}
+
+// What a request for a file turns into: an error status, or an open file with its size.
+struct file_answer {
+  int status = 200;
+  io::file file;
+  std::uint64_t size = 0;
+};
+
+weft::task<file_answer> open_file(const config& cfg, const std::string& path) {
+  file_answer a;
+  if (!cfg.root) {
+    a.status = 404;
+    co_return a;
+  }
+  auto f = co_await io::file::open_beneath(*cfg.root, path, O_RDONLY | O_NONBLOCK);
+  if (!f) {
+    const auto e = f.error();
+    if (e == std::errc::no_such_file_or_directory || e == std::errc::not_a_directory ||
+        e == std::errc::filename_too_long) {
+      a.status = 404;
+    } else if (e == std::errc::cross_device_link || e == std::errc::too_many_symbolic_link_levels ||
+               e == std::errc::permission_denied || e == std::errc::operation_not_permitted) {
+      a.status = 403;  // outside the root, or not ours to read
+    } else {
+      a.status = 500;
+    }
+    co_return a;
+  }
+  auto st = co_await f->stat();
+  if (!st) {
+    a.status = 500;
+    co_return a;
+  }
+  if (!S_ISREG(st->stx_mode)) {
+    a.status = S_ISDIR(st->stx_mode) ? 404 : 403;  // no listings; no devices or fifos
+    co_return a;
+  }
+  a.file = std::move(*f);
+  a.size = st->stx_size;
+  co_return a;
+}
+
+weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_registry& registry) {
+  connection_registry::entry self{conn.native_handle()};
+  struct unregister {
+    connection_registry& r;
+    connection_registry::entry& e;
+    ~unregister() { r.remove(e); }
+  } guard{registry, self};
+  if (!registry.add(self)) co_return;
+
+  static const std::string hello_body = "Hello, World!";
+  std::string in;  // bytes received and not yet consumed start at in[start]
+  std::size_t start = 0;
+  std::string out;  // responses to pipelined requests, sent together
+  http::request req;
+  clock_type::time_point head_started{};
+
+  try {
+    for (;;) {
+      const std::string_view pending(in.data() + start, in.size() - start);
+      http::parse_result pr{};
+      if (!pending.empty()) pr = http::parse_request(pending, cfg.limits, req);
+
+      if (pr.status == http::parse_status::error) {
+        out += error_response(pr.error_status);
+        co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+        break;
+      }
+
+      if (pr.status == http::parse_status::complete) {
+        registry.set_idle(self, false);
+        head_started = {};  // the next request's clock starts with its first byte
+        // Skip the body (the server takes none): what is buffered, then the rest from the wire.
+        std::size_t body_left = req.content_length;
+        std::size_t after = start + pr.consumed;
+        const std::size_t buffered = std::min(body_left, in.size() - after);
+        after += buffered;
+        body_left -= buffered;
+        start = after;
+        bool lost = false;
+        while (body_left > 0) {
+          std::array<std::byte, 16384> scratch;
+          auto n = co_await read_within(
+              conn, std::span(scratch).first(std::min(body_left, scratch.size())),
+              cfg.header_timeout);
+          if (!n || !*n || **n == 0) {
+            lost = true;
+            break;
+          }
+          body_left -= **n;
+        }
+        if (lost) break;
+
+        const bool keep = req.keep_alive && !registry.stopping();
+        const http::method_kind kind = http::classify_method(req.method);
+        if (kind == http::method_kind::not_allowed || kind == http::method_kind::not_implemented) {
+          out += error_response(kind == http::method_kind::not_allowed ? 405 : 501);
+          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          break;
+        }
+        const bool head_only = kind == http::method_kind::head;
+        const http::target_result target = http::resolve_target(req.target);
+        if (target.error_status != 0) {
+          out += error_response(target.error_status);
+          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          break;
+        }
+        if (target.path.empty()) {
+          out += http::response_head(200, "text/plain; charset=utf-8", hello_body.size(), keep);
+          if (!head_only) out += hello_body;
+        } else {
+          file_answer a = co_await open_file(cfg, target.path);
+          if (a.status != 200) {
+            if (a.status == 404 && keep) {  // a missing file is not the client's fault: keep going
+              const std::string body = "404 Not Found\n";
+              out += http::response_head(404, "text/plain; charset=utf-8", body.size(), keep);
+              if (!head_only) out += body;
+            } else {
+              out += error_response(a.status);
+              co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+              break;
+            }
+          } else {
+            out += http::response_head(200, http::content_type_for(target.path), a.size, keep);
+            if (!head_only) {
+              // Stream the file: the pending responses and the head go out first.
+              std::vector<std::byte> chunk(std::min<std::uint64_t>(a.size, 256 * 1024));
+              if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) break;
+              out.clear();
+              std::uint64_t offset = 0;
+              bool ok = true;
+              while (ok && offset < a.size) {
+                auto n = co_await a.file.read_at(chunk, offset);
+                if (!n || *n == 0) {
+                  ok = false;  // the file shrank or failed: the length we promised is a lie now
+                  break;
+                }
+                ok = co_await send_within(conn, std::span(chunk).first(*n), cfg.write_timeout);
+                offset += *n;
+              }
+              if (!ok) break;
+            }
+          }
+        }
+        if (!keep) {
+          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          break;
+        }
+        continue;  // more pipelined requests may be buffered already
+      }
+
+      // Incomplete: answer what was parsed so far, then wait for more bytes.
+      if (!out.empty()) {
+        if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) break;
+        out.clear();
+      }
+      if (start > 0) {
+        in.erase(0, start);
+        start = 0;
+      }
+      seconds limit = cfg.idle_timeout;
+      if (in.empty()) {
+        if (!registry.set_idle(self, true)) break;  // stopping: no new request on this one
+      } else {
+        if (head_started == clock_type::time_point{}) head_started = clock_type::now();
+        limit = cfg.header_timeout - (clock_type::now() - head_started);
+      }
+      const std::size_t used = in.size();
+      in.resize(used + 16384);
+      auto n = co_await read_within(conn, io::as_writable_bytes(in).subspan(used),
+                                    limit.count() > 0 ? limit : seconds(0));
+      in.resize(used + (n && *n ? **n : 0));
+      if (!n) {  // timed out
+        if (used > 0) {
+          out = error_response(408);
+          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+        }
+        break;
+      }
+      if (!*n || **n == 0) break;  // reset, or the peer closed
+      // The first bytes of a new request: its head must now arrive within header_timeout.
+      if (used == 0) head_started = clock_type::now();
+      registry.set_idle(self, false);
+    }
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::cancelled) fmt::print(stderr, "http_server: {}\n", e.what());
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "http_server: out of memory on one connection; closing it\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"http_server: HTTP/1.1 with keep-alive, pipelining and static files"};
+  examples::server_options options;
+  options.add_to(app);
+  std::string root;
+  double idle = 15, header = 10;
+  app.add_option("--root", root, "serve the files under DIR (GET / always says Hello)");
+  app.add_option("--idle-timeout", idle, "seconds a keep-alive connection may stay idle")
+      ->capture_default_str();
+  app.add_option("--header-timeout", header,
+                 "seconds a request head may take to arrive after its first byte")
+      ->capture_default_str();
+  if (auto status = examples::parse_or_exit(app, argc, argv, options, "http_server")) {
+    return *status;
+  }
+  if (!(idle > 0 && idle <= 86400) || !(header > 0 && header <= 86400)) {
+    fmt::print(stderr, "http_server: timeouts want 0 < S <= 86400 seconds\n{}", app.help());
+    return 2;
+  }
+  config cfg;
+  cfg.idle_timeout = seconds(idle);
+  cfg.header_timeout = seconds(header);
+  if (!root.empty()) {
+    io::fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) {
+      fmt::print(stderr, "http_server: --root {}: {}\n", root,
+                 std::error_code(errno, std::generic_category()).message());
+      return 2;
+    }
+    cfg.root.emplace(std::move(dir));
+  }
+  try {
+    io::signal_set signals{SIGINT, SIGTERM};
+    auto listener = io::tcp_listener::bind(options.address);
+    if (!listener) {
+      fmt::print(stderr, "http_server: {} {}: {}\n", listener.full_error().operation,
+                 options.address.to_string(), listener.error().message());
+      return 1;
+    }
+    fmt::print("listening on {}\n", listener->local_address().value().to_string());
+    std::fflush(stdout);
+    connection_registry registry;
+    weft::run(options.run,
+              examples::serve_until_signal(
+                  std::move(*listener), signals, seconds(options.drain_seconds), "http_server",
+                  [&](io::tcp_stream c) { return serve_http(std::move(c), cfg, registry); },
+                  [&] { registry.stop(); }));
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "http_server: {}\n", e.what());
+    return 1;
+  }
+}

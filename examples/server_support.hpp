@@ -1,0 +1,154 @@
+// What the example servers share: the command line of a server, the accept loop that backs off
+// when the process runs out of file descriptors, and the shutdown on SIGINT/SIGTERM.
+// Public weft API only, like every example.
+#pragma once
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <fmt/core.h>
+#include <CLI/CLI.hpp>
+#include <weft/weft.hpp>
+
+namespace examples {
+
+/// The options every example server takes.
+struct server_options {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string mode_name = "cooperative";
+  unsigned workers = 0;
+  double drain_seconds = 5.0;  // after SIGINT/SIGTERM: how long requests in flight may take
+
+  weft::run_options run;  // filled by validate()
+  weft::io::socket_address address;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--port", port, "TCP port to listen on (0: any free port)")
+        ->capture_default_str();
+    app.add_option("--host", host, "numeric address to bind (127.0.0.1, ::1, 0.0.0.0)")
+        ->capture_default_str();
+    app.add_option("--mode", mode_name, "executor: cooperative, single-lock, multi-thread")
+        ->capture_default_str();
+    app.add_option("--workers", workers, "threads for the threaded modes (0: one per CPU)");
+    app.add_option("--drain-timeout", drain_seconds,
+                   "seconds that work in flight may take after SIGINT/SIGTERM")
+        ->capture_default_str();
+  }
+
+  /// The problem with the options, or nullopt when they are usable.
+  std::optional<std::string> validate() {
+    if (port < 0 || port > 65535) return fmt::format("--port wants 0 to 65535, not {}", port);
+    auto a = weft::io::socket_address::ip(host, static_cast<std::uint16_t>(port));
+    if (!a) return fmt::format("--host wants a numeric IPv4 or IPv6 address, not '{}'", host);
+    address = *a;
+    const auto m = weft::parse_mode(mode_name);
+    if (!m) return fmt::format("unknown mode '{}'", mode_name);
+    if (!weft::mode_available(*m)) {
+      return fmt::format("--mode={} is not available in this build yet", mode_name);
+    }
+    if (workers > 1024) return fmt::format("--workers wants 0 to 1024, not {}", workers);
+    if (!(drain_seconds >= 0 && drain_seconds <= 3600)) {
+      return "--drain-timeout wants 0 to 3600 seconds";
+    }
+    run = weft::run_options{*m, workers};
+    return std::nullopt;
+  }
+};
+
+/// True for accept errors that mean "out of a resource, try again later" rather than "broken".
+inline bool is_resource_exhaustion(std::error_code e) {
+  return e == std::errc::too_many_files_open || e == std::errc::too_many_files_open_in_system ||
+         e == std::errc::no_buffer_space || e == std::errc::not_enough_memory;
+}
+
+/// Accepts connections until the listener is closed, handing each to `serve` (which must not
+/// throw, apart from cancellation). When the process runs out of fds, it logs once per episode
+/// and backs off (10 ms doubling to 1 s) instead of spinning, so it recovers once fds free up.
+template <class Serve>
+weft::task<> accept_loop(weft::io::tcp_listener& listener, weft::task_group& connections,
+                         const char* program, Serve serve) {
+  using namespace std::chrono_literals;
+  std::chrono::milliseconds backoff = 0ms;
+  for (;;) {
+    auto conn = co_await listener.accept();
+    if (conn) {
+      if (backoff > 0ms) fmt::print(stderr, "{}: accepting again\n", program);
+      backoff = 0ms;
+      (void)conn->set_nodelay();  // replies go out at once, not after the peer's ACK
+      connections.spawn(serve(std::move(*conn)));
+      continue;
+    }
+    const std::error_code e = conn.error();
+    if (e == std::errc::bad_file_descriptor || e == std::errc::invalid_argument) co_return;
+    if (is_resource_exhaustion(e)) {
+      if (backoff == 0ms) {
+        fmt::print(stderr, "{}: {} (connections wait in the backlog; backing off)\n", program,
+                   conn.message());
+      }
+      backoff = backoff == 0ms ? 10ms : std::min<std::chrono::milliseconds>(backoff * 2, 1000ms);
+      co_await weft::sleep_for(backoff);
+      continue;
+    }
+    // ECONNABORTED and friends: one connection failed before we took it; the others are fine.
+    fmt::print(stderr, "{}: {}\n", program, conn.message());
+  }
+}
+
+/// Serves until SIGINT or SIGTERM: runs `accept_loop` over `listener`, then on the signal stops
+/// accepting, calls `on_stop` (a server closes its idle connections there), lets the
+/// connections finish for up to `drain`, cancels the rest, and returns.
+template <class Serve, class OnStop = void (*)()>
+weft::task<> serve_until_signal(
+    weft::io::tcp_listener listener, weft::io::signal_set& signals,
+    std::chrono::duration<double> drain, const char* program, Serve serve, OnStop on_stop = [] {}) {
+  weft::task_group connections;
+  auto acceptor = weft::spawn(accept_loop(listener, connections, program, std::move(serve)));
+  auto sig = co_await signals.wait();
+  fmt::print(stderr, "{}: {}, stopping: no new connections, draining the others\n", program,
+             sig ? (*sig == SIGINT ? "SIGINT" : "SIGTERM") : sig.message());
+  listener.close();  // the accept loop ends with EBADF
+  co_await acceptor;
+  on_stop();
+  bool drained = true;
+  try {
+    co_await weft::with_timeout(
+        drain, weft::invoke([&]() -> weft::task<> { co_await connections.join(); }));
+  } catch (const std::system_error& e) {
+    if (e.code() != weft::errc::timed_out) throw;
+    drained = false;
+  }
+  if (!drained) {
+    fmt::print(stderr, "{}: {} connection(s) still open after the drain timeout: closing them\n",
+               program, connections.running());
+    connections.cancel();
+    try {
+      co_await connections.join();
+    } catch (const std::system_error&) {  // the cancelled ones
+    }
+  }
+}
+
+/// Parses the command line, reporting errors as every example does: usage on stderr, exit 2.
+/// Returns the exit status to use, or nullopt to go on.
+inline std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,
+                                        server_options& options, const char* program) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "{}: {}\n{}", program, e.what(), app.help());
+    return 2;
+  }
+  if (auto problem = options.validate()) {
+    fmt::print(stderr, "{}: {}\n{}", program, *problem, app.help());
+    return 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace examples
