@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <stdexcept>
 #include <system_error>
 
 namespace weft::io {
@@ -53,9 +54,28 @@ reactor::reactor(unsigned entries, std::function<void()> on_wake)
   }
 }
 
+void reactor::attach_to_this_thread() {
+  const auto me = std::this_thread::get_id();
+  if (owner_thread_ == me) return;
+  if (owner_thread_ != std::thread::id{} && !ring_.disabled() && ring_.defer_taskrun()) {
+    throw std::logic_error(
+        "weft: this executor's ring was first run on another thread; an executor runs on one "
+        "thread (its ring accepts submissions from one thread only)");
+  }
+  ring_.enable();
+  owner_thread_ = me;
+}
+
 reactor::~reactor() {
   {
     std::lock_guard lock(remote_mutex_);  // a cancel() in progress on another thread finishes
+  }
+  if (ring_.disabled() || (ring_.defer_taskrun() && owner_thread_ != std::this_thread::get_id())) {
+    // Never run, or run by a thread that is not this one, which may not submit to the ring:
+    // tearing the ring down cancels the armed read (the eventfd is never written from here on,
+    // so the kernel has nothing to copy into our memory).
+    ::close(wake_fd_);
+    return;
   }
   // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
   // kernel never writes into freed memory and their owners can free themselves.
@@ -225,6 +245,13 @@ void reactor::poll(bool block) {
                                 : io_uring_submit_and_wait(r, 1);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit_and_wait");
+    }
+  } else if (ring_.defer_taskrun()) {
+    // Completions wait in the kernel until we ask: one enter submits and collects them.
+    ++stats_.enter_calls;
+    int rc = io_uring_submit_and_get_events(r);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      throw_errno(-rc, "weft: io_uring_submit_and_get_events");
     }
   } else if (io_uring_sq_ready(r) > 0) {
     ++stats_.enter_calls;

@@ -17,6 +17,7 @@ cooperative::~cooperative() {
 
 cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()), previous_reactor(io::reactor::current()) {
+  c.reactor_.attach_to_this_thread();
   c.set_current(&c);
   io::reactor::set_current(&c.reactor_);
 }

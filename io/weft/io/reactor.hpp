@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <weft/detail/timer_heap.hpp>
@@ -97,6 +98,11 @@ class reactor {
   /// Operations whose CQE has not arrived yet (the wake-up read excluded).
   std::size_t in_flight() const noexcept { return in_flight_; }
 
+  /// Makes the calling thread the one that runs this reactor: the first call enables the ring
+  /// with that thread as its only submitter. Called by an executor's loop before it polls.
+  /// Throws std::logic_error when another thread already runs it (a ring has one submitter).
+  void attach_to_this_thread();
+
   /// One loop turn; see the class comment. With `block`, waits until at least one completion,
   /// a timer deadline, or a `wake()`.
   void poll(bool block);
@@ -132,6 +138,7 @@ class reactor {
   std::function<void()> on_wake_;
 
   persistent_completion* persistent_ = nullptr;
+  std::thread::id owner_thread_{};
 
   std::mutex remote_mutex_;
   std::vector<completion*> remote_cancels_;

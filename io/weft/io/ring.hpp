@@ -14,7 +14,8 @@ namespace weft::io {
 class ring {
  public:
   /// Creates a ring of `entries` submission slots and a completion queue four times larger
-  /// (headroom against overflow).
+  /// (headroom against overflow), with IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN where the
+  /// kernel has them: only the thread that creates the ring may submit to it.
   explicit ring(unsigned entries);
   ring(const ring&) = delete;
   ring& operator=(const ring&) = delete;
@@ -23,9 +24,19 @@ class ring {
   io_uring* get() noexcept { return &ring_; }
   unsigned sq_entries() const noexcept { return ring_.sq.ring_entries; }
   unsigned cq_entries() const noexcept { return ring_.cq.ring_entries; }
+  /// True when completions are posted only when the owner asks for them
+  /// (IORING_SETUP_DEFER_TASKRUN): a non-blocking poll must then enter the kernel to get them.
+  bool defer_taskrun() const noexcept { return defer_taskrun_; }
+  /// True while the ring waits for `enable()` (nothing can be submitted yet).
+  bool disabled() const noexcept { return disabled_; }
+  /// Enables a ring created disabled; the calling thread becomes its only submitter.
+  /// Throws std::system_error. No-op when already enabled.
+  void enable();
 
  private:
   io_uring ring_{};
+  bool defer_taskrun_ = false;
+  bool disabled_ = false;
 };
 
 }  // namespace weft::io
