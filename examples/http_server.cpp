@@ -19,6 +19,8 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -180,6 +182,8 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
   std::string out;  // responses to pipelined requests, sent together
   http::request req;
   clock_type::time_point head_started{};
+  constexpr std::size_t kChunk = 256 * 1024;
+  std::unique_ptr<std::byte[]> file_buffer;
 
   try {
     for (;;) {
@@ -249,20 +253,29 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
           } else {
             out += http::response_head(200, http::content_type_for(target.path), a.size, keep);
             if (!head_only) {
-              // Stream the file: the pending responses and the head go out first.
-              std::vector<std::byte> chunk(std::min<std::uint64_t>(a.size, 256 * 1024));
-              if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) break;
+              // Stream the file through one per-connection buffer (allocated on the first
+              // file, not zeroed). The pending responses and the head share the first send.
+              if (!file_buffer) file_buffer = std::make_unique_for_overwrite<std::byte[]>(kChunk);
+              const std::span<std::byte> buffer(file_buffer.get(), kChunk);
+              std::size_t prefix = 0;
+              if (out.size() <= kChunk / 4) {
+                std::memcpy(buffer.data(), out.data(), out.size());
+                prefix = out.size();
+              } else if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) {
+                break;
+              }
               out.clear();
               std::uint64_t offset = 0;
               bool ok = true;
               while (ok && offset < a.size) {
-                auto n = co_await a.file.read_at(chunk, offset);
+                auto n = co_await a.file.read_at(buffer.subspan(prefix), offset);
                 if (!n || *n == 0) {
                   ok = false;  // the file shrank or failed: the length we promised is a lie now
                   break;
                 }
-                ok = co_await send_within(conn, std::span(chunk).first(*n), cfg.write_timeout);
+                ok = co_await send_within(conn, buffer.first(prefix + *n), cfg.write_timeout);
                 offset += *n;
+                prefix = 0;
               }
               if (!ok) break;
             }
