@@ -267,14 +267,20 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
               out.clear();
               std::uint64_t offset = 0;
               bool ok = true;
-              while (ok && offset < a.size) {
-                auto n = co_await a.file.read_at(buffer.subspan(prefix), offset);
-                if (!n || *n == 0) {
-                  ok = false;  // the file shrank or failed: the length we promised is a lie now
-                  break;
+              // The loop runs at least once when a head is waiting in the buffer, so an empty
+              // file still gets its response.
+              while (ok && (offset < a.size || prefix > 0)) {
+                std::size_t n = 0;
+                if (offset < a.size) {
+                  auto r = co_await a.file.read_at(buffer.subspan(prefix), offset);
+                  if (!r || *r == 0) {
+                    ok = false;  // the file shrank or failed: the promised length is a lie now
+                    break;
+                  }
+                  n = *r;
                 }
-                ok = co_await send_within(conn, buffer.first(prefix + *n), cfg.write_timeout);
-                offset += *n;
+                ok = co_await send_within(conn, buffer.first(prefix + n), cfg.write_timeout);
+                offset += n;
                 prefix = 0;
               }
               if (!ok) break;

@@ -1,0 +1,1446 @@
+#!/usr/bin/env python3
+"""Integration tests for the example servers, driven as real clients over loopback.
+
+  python3 tests/servers_test.py --echo-server build/examples/echo_server \
+      --echo-client build/examples/echo_client --http-server build/examples/http_server \
+      [--only NAME[,NAME...]] [--list]
+
+Every server is started with --port 0 and found through its "listening on ADDRESS" line. Each
+test is bounded in time, kills and reaps its children in finally blocks, and reports one line per
+check; the exit status is 1 when any check failed. Standard library only, plus the curl CLI.
+"""
+import argparse
+import ctypes
+import hashlib
+import http.client
+import os
+import random
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+ARGS = None
+PASSED = 0
+FAILURES = []
+CURRENT_TEST = [""]
+TMP = None  # the temporary directory of this run; removed at the end
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+class TestError(Exception):
+    """A failure that ends the current test (setup that did not work)."""
+
+
+def short(value, limit=160):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(value)} long)"
+
+
+def check(cond, what, detail=""):
+    global PASSED
+    if cond:
+        PASSED += 1
+        print(f"  ok    {what}", flush=True)
+    else:
+        FAILURES.append(f"{CURRENT_TEST[0]}: {what}: {detail}")
+        print(f"  FAIL  {what}: {detail}", flush=True)
+    return bool(cond)
+
+
+def check_eq(actual, expected, what):
+    return check(actual == expected, what, f"expected {short(expected)}, got {short(actual)}")
+
+
+def check_in(actual, allowed, what):
+    return check(actual in allowed, what, f"expected one of {allowed}, got {short(actual)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def make_preexec(nofile=None):
+    def preexec():
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # no orphan servers if this test dies
+    return preexec
+
+
+class Server:
+    """A server process started with --port 0; use as a context manager (kill + reap on exit).
+    Must be created from the main thread (the child dies with the thread that forked it)."""
+
+    def __init__(self, binary, *args, nofile=None, startup_s=10.0):
+        fd, self.out_path = tempfile.mkstemp(dir=TMP, prefix="stdout-")
+        os.close(fd)
+        fd, self.err_path = tempfile.mkstemp(dir=TMP, prefix="stderr-")
+        os.close(fd)
+        self.argv = [str(binary), "--port", "0", *[str(a) for a in args]]
+        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=err, preexec_fn=make_preexec(nofile))
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + startup_s
+        while True:
+            m = re.search(r"^listening on (\S+)$", self.stdout(), re.M)
+            if m:
+                break
+            if self.proc.poll() is not None:
+                raise TestError(f"{' '.join(self.argv)} exited {self.proc.returncode} before "
+                                f"listening; stderr: {self.stderr()!r}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TestError(f"{' '.join(self.argv)}: no 'listening on' line in {startup_s} s")
+            time.sleep(0.01)
+        self.address_text = m.group(1)
+        host, _, port = self.address_text.rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.addr = (self.host, self.port)
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        # fields[0] is field 3 (state): utime is field 14, stime field 15.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        for p in (self.out_path, self.err_path):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def run(*cmd, timeout=60, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, timeout=timeout,
+                          preexec_fn=make_preexec(), **kw)
+
+
+def curl(*args, timeout=60):
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return run("curl", "-sS", "--noproxy", "*", "--max-time", str(timeout - 5), *args,
+               timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sockets
+
+
+def connect(addr, timeout=10.0):
+    s = socket.create_connection(addr, timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def rst_close(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def recv_exact(s, n):
+    parts, got = [], 0
+    while got < n:
+        chunk = s.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError(f"end of stream after {got} of {n} bytes")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def wait_eof(s, timeout):
+    """True when the peer closes (EOF or reset) within timeout; False on timeout or extra data."""
+    s.settimeout(timeout)
+    try:
+        data = s.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return data == b""
+
+
+def echo_roundtrip(addr, data, timeout=30.0):
+    """Sends data (from a thread) while reading its echo; returns what came back."""
+    s = connect(addr, timeout)
+    err = []
+
+    def sender():
+        try:
+            view = memoryview(data)
+            rng = random.Random(len(data))
+            while view:
+                n = rng.choice((1, 7, 1000, 16384, 65536, 300000))
+                s.sendall(view[:n])
+                view = view[n:]
+        except Exception as e:  # reported by the caller through the echoed bytes
+            err.append(e)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        got = recv_exact(s, len(data))
+    finally:
+        t.join(timeout)
+        s.close()
+    if err:
+        raise err[0]
+    return got
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body):
+        self.version, self.status, self.reason = version, status, reason
+        self.header_list = headers
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+class Reader:
+    """Reads HTTP/1.1 responses from a socket, in order."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self):
+        data = self.sock.recv(262144)
+        if not data:
+            raise EOFError("the server closed the connection")
+        self.buf += data
+
+    def head(self):
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self.buf) > 65536:
+                raise TestError(f"no end of response head in {short(bytes(self.buf))}")
+            self._fill()
+        raw = bytes(self.buf[:end]).decode("latin-1")
+        del self.buf[:end + 4]
+        lines = raw.split("\r\n")
+        m = re.fullmatch(r"(HTTP/\d\.\d) (\d{3}) ?(.*)", lines[0])
+        if not m:
+            raise TestError(f"bad status line {lines[0]!r}")
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise TestError(f"bad header line {line!r}")
+            headers.append((name, value.strip()))
+        return Response(m.group(1), int(m.group(2)), m.group(3), headers, b"")
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def response(self, head_request=False):
+        r = self.head()
+        length = r.header("content-length")
+        if head_request:
+            return r
+        if length is None:
+            raise TestError(f"response without Content-Length: {r.header_list}")
+        r.body = self.exact(int(length))
+        return r
+
+    def at_eof(self, timeout=3.0):
+        if self.buf:
+            return False
+        return wait_eof(self.sock, timeout)
+
+
+def http_get(addr, target="/", method="GET", extra="", timeout=10.0):
+    """One request on a fresh connection; returns its response."""
+    s = connect(addr, timeout)
+    try:
+        s.sendall(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+        rd = Reader(s)
+        r = rd.response(head_request=(method == "HEAD"))
+        return r
+    finally:
+        s.close()
+
+
+def exchange(addr, raw, timeout=10.0, head_request=False, want_close=True):
+    """Sends raw bytes on a fresh connection; returns (response or None, closed, note).
+    closed: the server ended the connection after its answer (or without one). It is waited
+    for only when want_close is True or holds the response's status; else it is None."""
+    s = connect(addr, timeout)
+    note = ""
+    try:
+        try:
+            s.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            note = f"send: {e.__class__.__name__}"
+        rd = Reader(s)
+        try:
+            r = rd.response(head_request=head_request)
+        except (EOFError, ConnectionResetError) as e:
+            return None, True, f"{note} closed without a response ({e.__class__.__name__})"
+        except socket.timeout:
+            return None, False, f"{note} no response within {timeout} s"
+        wait = want_close is True or (want_close and r.status in want_close)
+        return r, (rd.at_eof(3.0) if wait else None), note
+    finally:
+        s.close()
+
+
+def serves_fresh(addr, what="the server still serves a fresh connection"):
+    try:
+        r = http_get(addr, "/", timeout=5.0)
+        return check(r.status == 200 and r.body == b"Hello, World!", what,
+                     f"got {r.status} {short(r.body)}")
+    except Exception as e:
+        return check(False, what, f"{e.__class__.__name__}: {e}")
+
+
+def echoes_fresh(addr, what="a fresh connection is echoed", size=65536):
+    data = os.urandom(size)
+    try:
+        got = echo_roundtrip(addr, data, timeout=10.0)
+        return check(got == data, what, f"{len(got)} bytes back, differing")
+    except Exception as e:
+        return check(False, what, f"{e.__class__.__name__}: {e}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+TESTS = []
+
+
+def test(name, group):
+    def register(fn):
+        TESTS.append((name, group, fn))
+        return fn
+    return register
+
+
+def port_in_use_check(binary, program):
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        try:
+            r = run(binary, "--port", port, timeout=5)
+        except subprocess.TimeoutExpired:
+            check(False, f"{program}: port in use exits", "still running after 5 s")
+            return
+        err = r.stderr.decode(errors="replace")
+        check_eq(r.returncode, 1, f"{program}: port in use exits 1")
+        check(f"bind 127.0.0.1:{port}: Address already in use" in err,
+              f"{program}: port in use names 'bind 127.0.0.1:{port}: Address already in use'",
+              f"stderr {err!r}")
+        check_eq(len(err.strip().splitlines()), 1, f"{program}: port in use is one line")
+    finally:
+        blocker.close()
+
+
+def bad_args_check(binary, program, argsets):
+    for bad in argsets:
+        try:
+            r = run(binary, *bad, timeout=5)
+        except subprocess.TimeoutExpired:
+            check(False, f"{program} {' '.join(bad)}: exits", "still running after 5 s")
+            continue
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and "usage" in err.lower(),
+              f"{program} {' '.join(bad)}: exit 2 with usage on stderr",
+              f"rc={r.returncode} stderr={short(err)}")
+
+
+# ---- echo ----------------------------------------------------------------------------------
+
+
+@test("echo_client_load", "echo")
+def t_echo_client_load():
+    with Server(ARGS.echo_server) as srv:
+        for conns, size in ((50, 64), (20, 102400)):
+            r = run(ARGS.echo_client, "--port", srv.port, "--connections", conns, "--size", size,
+                    "--duration", 1, timeout=30)
+            out = r.stdout.decode(errors="replace")
+            lines = out.strip().splitlines()
+            last = lines[-1] if lines else ""
+            m = re.fullmatch(r"connections=(\d+) size=(\d+) messages=(\d+) messages_per_s=(\d+) "
+                             r"p50_us=(\d+) p99_us=(\d+) errors=(\d+)", last)
+            what = f"echo_client {conns} conns x {size} B"
+            check_eq(r.returncode, 0, f"{what}: exit 0 (stderr {short(r.stderr)})")
+            if not check(m, f"{what}: last line is machine-readable", repr(last)):
+                continue
+            check_eq((int(m.group(1)), int(m.group(2))), (conns, size),
+                     f"{what}: reports its connections and size")
+            check_eq(int(m.group(7)), 0, f"{what}: errors=0")
+            check(int(m.group(3)) >= conns, f"{what}: messages >= connections",
+                  f"messages={m.group(3)}")
+        check(srv.alive(), "server alive after the load")
+
+
+@test("echo_raw_sizes", "echo")
+def t_echo_raw_sizes():
+    sizes = [1, 2, 1000, 16384, 16385, 65536, (1 << 20) + 3, 4 << 20]
+    with Server(ARGS.echo_server) as srv:
+        results = {}
+
+        def one(size):
+            data = os.urandom(size)
+            try:
+                got = echo_roundtrip(srv.addr, data)
+                results[size] = "ok" if got == data else f"{len(got)} bytes, content differs"
+            except Exception as e:
+                results[size] = f"{e.__class__.__name__}: {e}"
+
+        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in sizes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for n in sizes:
+            check_eq(results.get(n, "no result in 60 s"), "ok", f"{n} bytes echoed exactly "
+                     f"({len(sizes)} concurrent connections)")
+
+
+@test("echo_half_close", "echo")
+def t_echo_half_close():
+    with Server(ARGS.echo_server) as srv:
+        for size in (0, 5, 300000, 2 << 20):
+            data = os.urandom(size)
+            s = connect(srv.addr, 20)
+            err = []
+
+            def sender():
+                try:
+                    s.sendall(data)
+                    s.shutdown(socket.SHUT_WR)
+                except Exception as e:
+                    err.append(e)
+
+            t = threading.Thread(target=sender, daemon=True)
+            t.start()
+            got, eof = bytearray(), False
+            try:
+                while len(got) <= size:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        eof = True
+                        break
+                    got += chunk
+            except Exception as e:
+                err.append(e)
+            t.join(20)
+            s.close()
+            check(not err and bytes(got) == data and eof,
+                  f"half-close after {size} bytes: all echoed, then EOF",
+                  f"errors={err} got {len(got)} bytes, equal={bytes(got) == data}, eof={eof}")
+        check(srv.alive(), "server alive after half-closes")
+
+
+@test("echo_reset", "echo")
+def t_echo_reset():
+    with Server(ARGS.echo_server) as srv:
+        time.sleep(0.1)
+        baseline = srv.fd_count()
+        # 50 connections that send, then reset.
+        socks = [connect(srv.addr) for _ in range(50)]
+        for s in socks:
+            s.sendall(os.urandom(1000))
+        for s in socks:
+            rst_close(s)
+        # Peers that vanish while the server is blocked writing to them: a tiny receive buffer,
+        # never read, so the server's echo stalls; then reset (or close with unread data).
+        stalled = []
+        for i in range(10):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            s.settimeout(5)
+            s.connect(srv.addr)
+            s.setblocking(False)
+            stalled.append(s)
+        chunk = os.urandom(65536)
+        sent = [0] * len(stalled)
+        deadline = time.monotonic() + 3.0
+        blocked = set()
+        while time.monotonic() < deadline and len(blocked) < len(stalled):
+            for i, s in enumerate(stalled):
+                while i not in blocked and time.monotonic() < deadline:
+                    try:
+                        sent[i] += s.send(chunk)
+                    except BlockingIOError:
+                        blocked.add(i)
+            time.sleep(0.01)
+        check_eq(len(blocked), len(stalled),
+                 "each vanishing peer had the server stalled mid-write (its send blocked)")
+        for i, s in enumerate(stalled):
+            if i % 2:
+                rst_close(s)
+            else:
+                s.close()  # unread data: the kernel resets too
+        time.sleep(0.3)
+        check(srv.alive(), "server alive after 50 resets and 10 peers vanishing mid-write",
+              f"rc={srv.proc.returncode} stderr={short(srv.stderr())}")
+        echoes_fresh(srv.addr, "a fresh connection is echoed exactly after the resets")
+        count = srv.fd_count()
+        deadline = time.monotonic() + 3.0
+        while count > baseline and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = srv.fd_count()
+        check_eq(count, baseline, "server fds back to the baseline (no leak per reset)")
+
+
+@test("echo_fd_exhaustion", "echo")
+def t_echo_fd_exhaustion():
+    with Server(ARGS.echo_server, nofile=64) as srv:
+        clients = []
+        try:
+            for _ in range(100):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(srv.addr)
+                clients.append(s)
+            time.sleep(1.0)
+            check(srv.alive(), "server alive with 100 clients and RLIMIT_NOFILE 64",
+                  f"rc={srv.proc.returncode} stderr={short(srv.stderr())}")
+            first = clients[0]
+            first.setblocking(True)
+            first.settimeout(5)
+            try:
+                first.sendall(b"still here")
+                got = recv_exact(first, 10)
+            except Exception as e:
+                got = f"{e.__class__.__name__}: {e}"
+            check_eq(got, b"still here", "an accepted connection is echoed while fds are exhausted")
+            cpu0 = srv.cpu_seconds()
+            time.sleep(2.0)
+            used = srv.cpu_seconds() - cpu0
+            check(used < 0.3, "no busy loop while exhausted: < 0.3 s CPU over 2 s",
+                  f"{used:.2f} s CPU")
+            err = srv.stderr()
+            check("Too many open files" in err, "stderr mentions 'Too many open files'",
+                  short(err))
+            check(err.count("Too many open files") <= 3,
+                  "exhaustion logged once per episode, not per retry",
+                  f"{err.count('Too many open files')} times")
+        finally:
+            for s in clients:
+                s.close()
+        start = time.monotonic()
+        data = b"recovered " * 100
+        got, last_err = None, None
+        while time.monotonic() - start < 8.0:
+            try:
+                s = connect(srv.addr, 2.0)
+                try:
+                    s.sendall(data)
+                    got = recv_exact(s, len(data))
+                finally:
+                    s.close()
+                break
+            except Exception as e:
+                last_err = e
+                time.sleep(0.1)
+        took = time.monotonic() - start
+        check(got == data and took < 5.0, "recovery: a new connection is echoed within 5 s "
+              "of closing the clients", f"got={short(got)} after {took:.1f} s ({last_err})")
+        check(srv.alive(), "server alive after recovery")
+
+
+@test("echo_signals", "echo")
+def t_echo_signals():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        name = signal.Signals(sig).name
+        with Server(ARGS.echo_server, "--drain-timeout", 1) as srv:
+            idle = connect(srv.addr, 10)
+            idle.sendall(b"hi")
+            check_eq(recv_exact(idle, 2), b"hi", f"{name}: idle connection open and echoed")
+            start = time.monotonic()
+            srv.send_signal(sig)
+            rc = srv.wait(4.0)
+            took = time.monotonic() - start
+            check_eq(rc, 0, f"{name} with an idle connection: exit 0 within drain 1 s + 3 s "
+                     f"(took {took:.2f} s)")
+            check(took >= 0.8, f"{name}: the idle connection was given the drain time",
+                  f"exited after {took:.2f} s")
+            check(wait_eof(idle, 2.0), f"{name}: the idle client sees its connection end")
+            idle.close()
+            refused = False
+            try:
+                connect(srv.addr, 2.0).close()
+            except ConnectionRefusedError:
+                refused = True
+            except OSError:
+                pass
+            check(refused, f"{name}: connections refused after exit")
+    with Server(ARGS.echo_server) as srv:
+        start = time.monotonic()
+        srv.send_signal(signal.SIGINT)
+        rc = srv.wait(3.0)
+        check_eq(rc, 0, f"SIGINT with no connections: exit 0 within 3 s "
+                 f"(took {time.monotonic() - start:.2f} s)")
+
+
+@test("echo_bad_args", "echo")
+def t_echo_bad_args():
+    bad_args_check(ARGS.echo_server, "echo_server",
+                   [["--port", "70000"], ["--mode", "nope"], ["--bogus"], ["--port", "-1"],
+                    ["--host", "localhost"], ["--drain-timeout=-1"], ["--port"]])
+    r = run(ARGS.echo_server, "--port", "0", "--mode", "multi-thread", timeout=15)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 2 and "not available in this build yet" in err and
+          "usage" in err.lower(), "echo_server --mode multi-thread: exit 2, 'not available in "
+          "this build yet', usage", f"rc={r.returncode} stderr={short(err)}")
+    port_in_use_check(ARGS.echo_server, "echo_server")
+    r = run(ARGS.echo_client, "--port", "0", timeout=15)
+    check(r.returncode == 2 and "usage" in r.stderr.decode().lower(),
+          "echo_client --port 0: exit 2 with usage", f"rc={r.returncode}")
+
+
+@test("echo_ipv6", "echo")
+def t_echo_ipv6():
+    probe = socket.socket(socket.AF_INET6)
+    try:
+        probe.bind(("::1", 0))
+    except OSError as e:
+        check(False, "IPv6 loopback available on this machine (not a server problem)", str(e))
+        return
+    finally:
+        probe.close()
+    with Server(ARGS.echo_server, "--host", "::1") as srv:
+        check_eq(srv.host, "::1", f"listens on ::1 (line: {srv.address_text})")
+        check(srv.address_text.startswith("[::1]:"), "address printed as [::1]:PORT",
+              srv.address_text)
+        echoes_fresh(srv.addr, "IPv6 connection is echoed exactly", size=200000)
+        r = run(ARGS.echo_client, "--host", "::1", "--port", srv.port, "--connections", 4,
+                "--duration", 0.5, timeout=30)
+        check_eq(r.returncode, 0, "echo_client over IPv6 exits 0")
+
+
+# ---- http ----------------------------------------------------------------------------------
+
+ROOT = None
+FILES = {}      # url path -> bytes (small files)
+BIG_SIZE = 100 << 20
+BIG_SHA = None
+
+
+def http_root():
+    """Creates the document root once: small files, a nested dir, a 100 MiB file, symlinks."""
+    global ROOT, BIG_SHA
+    if ROOT:
+        return ROOT
+    root = os.path.join(TMP, "root")
+    os.makedirs(os.path.join(root, "sub", "dir"))
+    os.makedirs(os.path.join(TMP, "outside"))
+    with open(os.path.join(TMP, "outside", "secret.txt"), "w") as f:
+        f.write("root:x:0:0:outside secret\n")
+    FILES.update({
+        "/index.html": b"<!doctype html><title>weft</title><p>index</p>\n",
+        "/hello.txt": b"hello from a file\n",
+        "/image.png": b"\x89PNG\r\n\x1a\n" + os.urandom(3000),
+        "/style.css": b"p { color: red }\n",
+        "/data.json": b'{"a": 1}\n',
+        "/noext": os.urandom(100),
+        "/sub/dir/nested.txt": b"nested\n",
+        "/sub/my file.txt": b"space in the name\n",
+        "/empty.txt": b"",
+    })
+    for n in (1, 262143, 262144, 262145, 3 * 262144 + 17):  # around the server's 256 KiB chunk
+        FILES[f"/sizes/{n}.bin"] = os.urandom(n)
+    os.makedirs(os.path.join(root, "sizes"))
+    for path, data in FILES.items():
+        with open(root + path, "wb") as f:
+            f.write(data)
+    h = hashlib.sha256()
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        for _ in range(BIG_SIZE >> 20):
+            block = os.urandom(1 << 20)
+            h.update(block)
+            f.write(block)
+    BIG_SHA = h.hexdigest()
+    os.symlink("/etc/passwd", os.path.join(root, "escape"))
+    os.symlink("/etc", os.path.join(root, "etcdir"))
+    os.symlink(os.path.join(TMP, "outside"), os.path.join(root, "outdir"))
+    os.symlink("../outside/secret.txt", os.path.join(root, "relescape"))
+    os.symlink("hello.txt", os.path.join(root, "inlink.txt"))
+    ROOT = root
+    return root
+
+
+def http_server(*args, **kw):
+    return Server(ARGS.http_server, "--root", http_root(), *args, **kw)
+
+
+@test("http_curl_hello", "http")
+def t_http_curl_hello():
+    with http_server() as srv:
+        hdr = os.path.join(TMP, "curl-headers")
+        r = curl("-D", hdr, f"http://127.0.0.1:{srv.port}/", timeout=20)
+        check_eq(r.returncode, 0, f"curl GET / exits 0 ({short(r.stderr)})")
+        check_eq(r.stdout, b"Hello, World!", "curl GET / body")
+        with open(hdr, "rb") as f:
+            head = f.read().decode("latin-1")
+        check(head.startswith("HTTP/1.1 200"), "status line HTTP/1.1 200", head[:40])
+        lengths = re.findall(r"^content-length:\s*(\S+)\r?$", head, re.I | re.M)
+        types = re.findall(r"^content-type:\s*([^\r\n]*)\r?$", head, re.I | re.M)
+        check_eq(lengths, ["13"], "one Content-Length: 13")
+        check(len(types) == 1 and types[0].startswith("text/plain"),
+              "one Content-Type: text/plain", str(types))
+
+
+@test("http_keep_alive", "http")
+def t_http_keep_alive():
+    with http_server() as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        try:
+            conn.connect()
+            sock, local = conn.sock, conn.sock.getsockname()
+            bad = []
+            for i in range(100):
+                path = "/" if i % 2 == 0 else "/hello.txt"
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                expected = b"Hello, World!" if path == "/" else FILES["/hello.txt"]
+                if r.status != 200 or body != expected:
+                    bad.append((i, r.status, body[:40]))
+                if conn.sock is not sock or sock.getsockname() != local:
+                    bad.append((i, "connection was not kept"))
+                    break
+            check_eq(bad, [], "100 GETs on one keep-alive connection (http.client), all 200")
+        finally:
+            conn.close()
+
+        r, closed, note = exchange(srv.addr, b"GET / HTTP/1.0\r\n\r\n")
+        check(r is not None and r.status == 200 and r.body == b"Hello, World!",
+              "HTTP/1.0 GET / answered", note)
+        if r:
+            check_eq(r.header("connection"), "close", "HTTP/1.0 without keep-alive: "
+                     "Connection: close")
+        check(closed, "HTTP/1.0 without keep-alive: the server closes")
+
+        r, closed, note = exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                   b"\r\n\r\n")
+        check(r is not None and r.status == 200 and r.header("connection") == "close" and closed,
+              "HTTP/1.1 Connection: close: 200, Connection: close, then closed",
+              f"{note} {r and r.header_list} closed={closed}")
+
+        s = connect(srv.addr)
+        try:
+            rd = Reader(s)
+            for i in range(2):
+                s.sendall(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                r = rd.response()
+                check(r.status == 200 and r.body == FILES["/hello.txt"] and
+                      r.header("connection", ).lower() == "keep-alive",
+                      f"HTTP/1.0 keep-alive request {i + 1}: 200 and Connection: keep-alive",
+                      f"{r.status} {r.header_list}")
+        except Exception as e:
+            check(False, "HTTP/1.0 with Connection: keep-alive is kept open", repr(e))
+        finally:
+            s.close()
+
+
+@test("http_pipelining", "http")
+def t_http_pipelining():
+    kinds = [("GET", "/", b"Hello, World!"), ("GET", "/hello.txt", FILES["/hello.txt"]),
+             ("HEAD", "/index.html", FILES["/index.html"]),
+             ("GET", "/sub/dir/nested.txt", FILES["/sub/dir/nested.txt"]),
+             ("HEAD", "/", b"Hello, World!"), ("GET", "/image.png", FILES["/image.png"])]
+    plan = [kinds[i % len(kinds)] for i in range(50)]
+    raw = b""
+    for i, (method, path, _) in enumerate(plan):
+        last = "Connection: close\r\n" if i == len(plan) - 1 else ""
+        raw += f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-N: {i}\r\n{last}\r\n".encode()
+    with http_server() as srv:
+        s = connect(srv.addr, 10)
+        try:
+            s.sendall(raw)
+            rd = Reader(s)
+            bad = []
+            for i, (method, path, body) in enumerate(plan):
+                try:
+                    r = rd.response(head_request=(method == "HEAD"))
+                except Exception as e:
+                    bad.append((i, method, path, f"{e.__class__.__name__}: {e}"))
+                    break
+                if (r.status != 200 or r.header("content-length") != str(len(body))
+                        or (method == "GET" and r.body != body)):
+                    bad.append((i, method, path, r.status, r.header("content-length"),
+                                r.body[:30]))
+            check_eq(bad, [], "50 pipelined requests in one write: 50 responses, in order, "
+                     "exact lengths and bodies, no HEAD bodies")
+            check(rd.at_eof(3.0), "after the last (Connection: close) response: EOF, "
+                  "no stray bytes")
+        finally:
+            s.close()
+        # Many small responses queued before a file (more than 64 KiB of them).
+        s = connect(srv.addr, 10)
+        try:
+            big = "/sizes/262145.bin"
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 800 +
+                      f"GET {big} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            rd = Reader(s)
+            got = [rd.response().body for _ in range(800)]
+            last = rd.response()
+            check(got == [b"Hello, World!"] * 800 and last.status == 200 and
+                  last.body == FILES[big] and rd.at_eof(3.0),
+                  "800 pipelined GET / then a 256 KiB file: all exact, then closed",
+                  f"{sum(g == b'Hello, World!' for g in got)} hellos, last {last.status}")
+        except Exception as e:
+            check(False, "800 pipelined GET / then a 256 KiB file: all exact, then closed",
+                  f"{e.__class__.__name__}: {e}")
+        finally:
+            s.close()
+        # Pipelined requests split at awkward points (byte by byte for the first two).
+        s = connect(srv.addr, 10)
+        try:
+            two = (b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                   b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for b in two:
+                s.send(bytes([b]))
+            rd = Reader(s)
+            got = [rd.response().body, rd.response().body]
+            check_eq(got, [FILES["/hello.txt"], b"Hello, World!"],
+                     "two requests sent one byte per write: both answered")
+        except Exception as e:
+            check(False, "two requests sent one byte per write: both answered", repr(e))
+        finally:
+            s.close()
+
+
+@test("http_static_files", "http")
+def t_http_static_files():
+    expected_type = {"/index.html": "text/html", "/hello.txt": "text/plain",
+                     "/image.png": "image/png", "/style.css": "text/css",
+                     "/data.json": "application/json", "/noext": "application/octet-stream",
+                     "/sub/dir/nested.txt": "text/plain", "/empty.txt": "text/plain"}
+    with http_server() as srv:
+        for path, ctype in expected_type.items():
+            data = FILES[path]
+            what = f"GET {path}: 200, exact body and length, Content-Type {ctype}"
+            try:
+                r = http_get(srv.addr, path, timeout=5.0)
+            except Exception as e:
+                check(False, what, f"{e.__class__.__name__}: {e} (no complete response in 5 s)")
+                continue
+            check(r.status == 200 and r.body == data and
+                  r.header("content-length") == str(len(data)) and
+                  (r.header("content-type") or "").split(";")[0].strip() == ctype,
+                  what, f"{r.status} {r.header_list} body={short(r.body)}")
+        sized = [p for p in FILES if p.startswith("/sizes/")]
+        for path in sized:
+            try:
+                r = http_get(srv.addr, path, timeout=5.0)
+                got = (r.status, r.header("content-length"), r.body == FILES[path])
+            except Exception as e:
+                got = f"{e.__class__.__name__}: {e}"
+            check_eq(got, (200, str(len(FILES[path])), True), f"GET {path}: exact bytes")
+        # The same files pipelined behind small responses (the head shares the first write).
+        s = connect(srv.addr, 10)
+        try:
+            plan = []
+            for path in sized:
+                plan += [("GET", "/"), ("HEAD", path), ("GET", path)]
+            s.sendall(b"".join(f"{m} {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                               for m, p in plan))
+            rd = Reader(s)
+            bad = []
+            for m, p in plan:
+                r = rd.response(head_request=(m == "HEAD"))
+                want = b"Hello, World!" if p == "/" else FILES[p]
+                if (r.status != 200 or r.header("content-length") != str(len(want)) or
+                        (m == "GET" and r.body != want)):
+                    bad.append((m, p, r.status, r.header("content-length")))
+            check_eq(bad, [], "files around 256 KiB pipelined behind GET / and HEAD: exact")
+        except Exception as e:
+            check(False, "files around 256 KiB pipelined behind GET / and HEAD: exact",
+                  f"{e.__class__.__name__}: {e}")
+        finally:
+            s.close()
+        r = http_get(srv.addr, "/sub/my%20file.txt")
+        check(r.status == 200 and r.body == FILES["/sub/my file.txt"],
+              "percent-encoded name /sub/my%20file.txt served", f"{r.status}")
+        r = http_get(srv.addr, "/hello.txt?x=1&y=../../etc")
+        check(r.status == 200 and r.body == FILES["/hello.txt"],
+              "query string ignored: /hello.txt?x=1 served", f"{r.status}")
+        r = http_get(srv.addr, "/missing.txt")
+        check_eq(r.status, 404, "GET /missing.txt: 404")
+        r = http_get(srv.addr, "/sub/dir")
+        check_in(r.status, (403, 404), "GET of a directory: 403/404, no listing")
+        r = http_get(srv.addr, "/hello.txt/x")
+        check_in(r.status, (403, 404), "GET /hello.txt/x (file used as a dir): 403/404")
+
+        # HEAD: headers of the GET, no body (the next response follows directly).
+        s = connect(srv.addr, 10)
+        try:
+            s.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            rd = Reader(s)
+            r = rd.response(head_request=True)
+            check(r.status == 200 and r.header("content-length") == str(BIG_SIZE) and
+                  (r.header("content-type") or "") == "application/octet-stream",
+                  "HEAD /big.bin: 200, Content-Length 104857600, application/octet-stream",
+                  f"{r.status} {r.header_list}")
+            r2 = rd.response()
+            check(r2.status == 200 and r2.body == b"Hello, World!",
+                  "HEAD sent no body: the next pipelined response follows directly",
+                  f"{r2.status} {short(r2.body)}")
+        finally:
+            s.close()
+        r = curl("-I", f"http://127.0.0.1:{srv.port}/index.html", timeout=20)
+        out = r.stdout.decode("latin-1")
+        check(r.returncode == 0 and re.search(rf"^content-length: {len(FILES['/index.html'])}\r?$",
+                                              out, re.I | re.M),
+              "curl -I /index.html: Content-Length of the file", short(out))
+
+        out_path = os.path.join(TMP, "big.download")
+        start = time.monotonic()
+        r = curl("-o", out_path, "-w", "%{http_code} %{size_download} %{content_type}",
+                 f"http://127.0.0.1:{srv.port}/big.bin", timeout=90)
+        took = time.monotonic() - start
+        check_eq(r.stdout.decode(), f"200 {BIG_SIZE} application/octet-stream",
+                 f"curl downloads the 100 MiB file ({took:.1f} s, rc={r.returncode} "
+                 f"{short(r.stderr)})")
+        h = hashlib.sha256()
+        if os.path.exists(out_path):
+            with open(out_path, "rb") as f:
+                while True:
+                    block = f.read(1 << 20)
+                    if not block:
+                        break
+                    h.update(block)
+            os.unlink(out_path)
+        check_eq(h.hexdigest(), BIG_SHA, "100 MiB download: SHA-256 matches")
+        check(srv.alive(), "server alive after the static file checks")
+
+
+@test("http_traversal", "http")
+def t_http_traversal():
+    targets = ["/../etc/passwd", "/../../../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+               "/%2E%2e/x", "/..%2f..%2fetc%2fpasswd", "/sub/../../etc/passwd",
+               "/sub/%2e%2e/%2e%2e/etc/passwd", "/.%2e/.%2e/etc/passwd", "/escape",
+               "/etcdir/passwd", "/outdir/secret.txt", "/relescape", "//etc/passwd",
+               "/%2fetc%2fpasswd"]
+    with http_server() as srv:
+        for target in targets:
+            raw = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+            r, _, note = exchange(srv.addr, raw, want_close=False)
+            status = r.status if r else None
+            leaked = r is not None and b"root:" in r.body
+            check(status in (403, 404) and not leaked, f"GET {target}: 403/404, no file content",
+                  f"status={status} leaked={leaked} {note}")
+        for target in ("/../etc/passwd", "/../../../../etc/passwd", "/sub/../../etc/passwd"):
+            r = curl("--path-as-is", "-w", "\n%{http_code}",
+                     f"http://127.0.0.1:{srv.port}{target}", timeout=20)
+            body, _, code = r.stdout.rpartition(b"\n")
+            check(code in (b"403", b"404") and b"root:" not in body,
+                  f"curl --path-as-is {target}: 403/404, no file content",
+                  f"code={code} body={short(body)}")
+        r, _, note = exchange(srv.addr, b"GET /inlink.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                              want_close=False)
+        check(r is not None and r.status in (200, 403, 404) and
+              (r.status != 200 or r.body == FILES["/hello.txt"]),
+              "symlink inside the root: 200 with the target's bytes, or 403/404",
+              f"{r and r.status} {note}")
+        serves_fresh(srv.addr)
+
+
+# Bad requests: (description, raw bytes, expected status, extra header check)
+BIG_FIELD = "X-Big: " + "b" * 1000 + "\r\n"
+
+
+def bad_requests():
+    host = "Host: localhost\r\n"
+    return [
+        ("POST /", f"POST / HTTP/1.1\r\n{host}Content-Length: 5\r\n\r\nhello", 405),
+        ("PUT /hello.txt", f"PUT /hello.txt HTTP/1.1\r\n{host}Content-Length: 0\r\n\r\n", 405),
+        ("DELETE /hello.txt", f"DELETE /hello.txt HTTP/1.1\r\n{host}\r\n", 405),
+        ("BREW /", f"BREW / HTTP/1.1\r\n{host}\r\n", 501),
+        ("lower-case get", f"get / HTTP/1.1\r\n{host}\r\n", 501),
+        ("request line of 9000 bytes", f"GET /{'a' * 9000} HTTP/1.1\r\n{host}\r\n", 414),
+        ("request line of 8193 bytes", f"GET /{'a' * 8179} HTTP/1.1\r\n{host}\r\n", 414),
+        ("header block of 20 KiB", f"GET / HTTP/1.1\r\n{host}{BIG_FIELD * 20}\r\n", 431),
+        ("101 header fields", "GET / HTTP/1.1\r\n" + host +
+         "".join(f"X-F{i}: v\r\n" for i in range(100)) + "\r\n", 431),
+        ("Content-Length 2000000", f"GET / HTTP/1.1\r\n{host}Content-Length: 2000000\r\n\r\n",
+         413),
+        ("Content-Length 1048577", f"POST / HTTP/1.1\r\n{host}Content-Length: 1048577\r\n\r\n",
+         413),
+        ("Transfer-Encoding: chunked",
+         f"POST / HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+        ("Transfer-Encoding on GET", f"GET / HTTP/1.1\r\n{host}Transfer-Encoding: gzip\r\n\r\n",
+         501),
+        ("HTTP/2.0 request line", f"GET / HTTP/2.0\r\n{host}\r\n", 505),
+        ("HTTP/3.0 request line", f"GET / HTTP/3.0\r\n{host}\r\n", 505),
+        ("missing target", "GET HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("two spaces", f"GET  / HTTP/1.1\r\n{host}\r\n", 400),
+        ("no version", f"GET /\r\n{host}\r\n", 400),
+        ("HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400),
+        ("two Host fields", f"GET / HTTP/1.1\r\n{host}{host}\r\n", 400),
+        ("field without colon", f"GET / HTTP/1.1\r\n{host}Bad Header\r\n\r\n", 400),
+        ("space before colon", f"GET / HTTP/1.1\r\n{host}X-A : 1\r\n\r\n", 400),
+        ("obs-fold", f"GET / HTTP/1.1\r\n{host}X-A: 1\r\n  folded\r\n\r\n", 400),
+        ("bare CR", f"GET / HTTP/1.1\r{host}\r\n", 400),
+        ("bad percent escape", f"GET /%zz HTTP/1.1\r\n{host}\r\n", 400),
+        ("NUL in the path (%00)", f"GET /hello.txt%00.png HTTP/1.1\r\n{host}\r\n", 400),
+        ("Content-Length not digits", f"GET / HTTP/1.1\r\n{host}Content-Length: 1x\r\n\r\n", 400),
+        ("negative Content-Length", f"GET / HTTP/1.1\r\n{host}Content-Length: -1\r\n\r\n", 400),
+        ("conflicting Content-Lengths",
+         f"GET / HTTP/1.1\r\n{host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+        ("absolute-form target", f"GET http://localhost/ HTTP/1.1\r\n{host}\r\n", 400),
+        ("asterisk target", f"OPTIONS * HTTP/1.1\r\n{host}\r\n", (400, 405)),
+    ]
+
+
+@test("http_bad_requests", "http")
+def t_http_bad_requests():
+    with http_server() as srv:
+        for what, raw, expected in bad_requests():
+            allowed = expected if isinstance(expected, tuple) else (expected,)
+            r, closed, note = exchange(srv.addr, raw.encode("latin-1"), want_close=allowed)
+            status = r.status if r else None
+            ok = check(status in allowed, f"{what}: status {expected}",
+                       f"got {status} {note}")
+            if ok:
+                check_eq(r.header("connection"), "close", f"{what}: Connection: close")
+                check(closed, f"{what}: the server closes the connection")
+                if status == 405:
+                    check_eq(r.header("allow"), "GET, HEAD", f"{what}: Allow: GET, HEAD")
+            serves_fresh(srv.addr, f"{what}: a fresh connection is served afterwards")
+        # The limits are limits, not off by one.
+        ok_cases = [
+            ("request line of exactly 8192 bytes (a missing file)",
+             f"GET /{'a' * 8178} HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+            ("exactly 100 header fields", "GET / HTTP/1.1\r\nHost: x\r\n" +
+             "".join(f"X-F{i}: v\r\n" for i in range(99)) + "\r\n", 200),
+            ("Content-Length of exactly 1 MiB with its body",
+             "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n" + "z" * 1048576, 200),
+            ("up to 4 empty lines before the request line",
+             "\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            ("bare LF line ends", "GET / HTTP/1.1\nHost: x\n\n", 200),
+        ]
+        for what, raw, expected in ok_cases:
+            r, _, note = exchange(srv.addr, raw.encode(), want_close=False)
+            check_eq(r.status if r else note, expected, f"{what}: {expected}")
+        check(srv.alive(), "server alive after the bad requests")
+
+
+@test("http_garbage", "http")
+def t_http_garbage():
+    rng = random.Random(20240601)
+    hello = bytes.fromhex("160301020001") + b"\x00\x01\xfc\x03\x03" + rng.randbytes(200)
+    cases = [("1 KiB of random bytes", rng.randbytes(1024)),
+             ("64 KiB of random bytes", rng.randbytes(65536)),
+             ("a TLS ClientHello prefix", hello),
+             ("NUL bytes", b"\x00" * 256),
+             ("NUL bytes then CRLF", b"\x00" * 16 + b"\r\n\r\n"),
+             ("only CRLFCRLF", b"\r\n\r\n"),
+             ("only LF x 100", b"\n" * 100),
+             ("high bytes in the method", b"G\xffT / HTTP/1.1\r\nHost: x\r\n\r\n"),
+             ("a 20 KiB line without CRLF", b"A" * 20000)]
+    with http_server("--header-timeout", 2) as srv:
+        for what, raw in cases:
+            start = time.monotonic()
+            r, closed, note = exchange(srv.addr, raw, timeout=4.5)
+            took = time.monotonic() - start
+            status = r.status if r else None
+            check((status in (400, 408, 414, 431) and closed) or (r is None and closed),
+                  f"garbage ({what}): 400/408/414/431 then close, or close",
+                  f"status={status} closed={closed} after {took:.1f} s {note}")
+            serves_fresh(srv.addr, f"garbage ({what}): a fresh connection is served afterwards")
+        check(srv.alive(), "server alive after the garbage")
+
+
+@test("http_slow_clients", "http")
+def t_http_slow_clients():
+    with http_server("--header-timeout", 1, "--idle-timeout", 1) as srv:
+        results = {}
+
+        def slowloris():
+            s = connect(srv.addr, 10)
+            data = f"GET /{'a' * 60} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+            got, ended, first = bytearray(), None, None
+            sel = selectors.DefaultSelector()
+            sel.register(s, selectors.EVENT_READ)
+            try:
+                start = time.monotonic()
+                for i in range(len(data)):
+                    if time.monotonic() - start > 6.0:
+                        break
+                    try:
+                        s.send(data[i:i + 1])
+                    except OSError:
+                        pass
+                    if sel.select(0.2):
+                        try:
+                            chunk = s.recv(65536)
+                        except ConnectionResetError:
+                            chunk = b""
+                        if first is None:
+                            first = time.monotonic() - start
+                        if not chunk:
+                            ended = time.monotonic() - start
+                            break
+                        got += chunk
+                results["slowloris"] = (first, ended, bytes(got))
+            finally:
+                sel.close()
+                s.close()
+
+        def idle_keep_alive():
+            s = connect(srv.addr, 10)
+            try:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                r = Reader(s).response()
+                start = time.monotonic()
+                eof = wait_eof(s, 5.0)
+                results["idle"] = (r.status, eof, time.monotonic() - start)
+            finally:
+                s.close()
+
+        def silent():
+            s = connect(srv.addr, 10)
+            try:
+                start = time.monotonic()
+                eof = wait_eof(s, 5.0)
+                results["silent"] = (eof, time.monotonic() - start)
+            finally:
+                s.close()
+
+        def guarded(fn):
+            def run_it():
+                try:
+                    fn()
+                except Exception as e:
+                    results[fn.__name__] = f"{e.__class__.__name__}: {e}"
+            return threading.Thread(target=run_it, daemon=True)
+
+        threads = [guarded(f) for f in (slowloris, idle_keep_alive, silent)]
+        for t in threads:
+            t.start()
+        served, failed = 0, []
+        deadline = time.monotonic() + 8.0
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            try:
+                r = http_get(srv.addr, "/", timeout=2.0)
+                if r.status == 200:
+                    served += 1
+                else:
+                    failed.append(r.status)
+            except Exception as e:
+                failed.append(repr(e))
+            time.sleep(0.05)
+        for t in threads:
+            t.join(2.0)
+        check(served >= 5 and not failed, "other clients are served meanwhile",
+              f"served={served} failed={failed[:3]}")
+
+        res = results.get("slowloris")
+        if check(isinstance(res, tuple), "slowloris client finished", str(res)):
+            first, ended, got = res
+            check(first is not None and 0.7 <= first <= 3.0,
+                  "slowloris (1 byte / 200 ms, --header-timeout 1): answered or closed "
+                  "within 0.7-3 s of its first byte", f"first reaction after {first} s")
+            check(got == b"" or got.startswith(b"HTTP/1.1 408"),
+                  "slowloris: the reaction is a 408 or a plain close", short(got))
+            check(ended is not None, "slowloris: the connection is closed", f"ended={ended}")
+        res = results.get("idle")
+        if check(isinstance(res, tuple), "idle keep-alive client finished", str(res)):
+            status, eof, took = res
+            check(status == 200 and eof and 0.7 <= took <= 3.0,
+                  "idle keep-alive connection (--idle-timeout 1) closed within 0.7-3 s",
+                  f"status={status} eof={eof} after {took:.2f} s")
+        res = results.get("silent")
+        if check(isinstance(res, tuple), "silent client finished", str(res)):
+            eof, took = res
+            check(eof and 0.7 <= took <= 3.0,
+                  "a connection that never sends a byte is closed within 0.7-3 s",
+                  f"eof={eof} after {took:.2f} s")
+        check(srv.alive(), "server alive after the slow clients")
+
+
+@test("http_1000_connections", "http")
+def t_http_1000_connections():
+    n = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        check(False, f"this test process can open {n} sockets (RLIMIT_NOFILE {soft}/{hard}); "
+              "not a server problem")
+        return
+    with http_server() as srv:
+        sel = selectors.DefaultSelector()
+        socks, state = [], {}
+        request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(srv.addr)
+                socks.append(s)
+                state[s] = [bytearray(), None]
+                sel.register(s, selectors.EVENT_WRITE)
+            done, errors = 0, []
+            deadline = time.monotonic() + 40.0
+            while done + len(errors) < n and time.monotonic() < deadline:
+                for key, ev in sel.select(0.5):
+                    s = key.fileobj
+                    buf, _ = state[s]
+                    try:
+                        if ev & selectors.EVENT_WRITE:
+                            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                            if err:
+                                raise OSError(err, os.strerror(err))
+                            s.send(request)
+                            sel.modify(s, selectors.EVENT_READ)
+                            continue
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            raise EOFError(f"closed after {bytes(buf)!r}")
+                        buf += chunk
+                        end = buf.find(b"\r\n\r\n")
+                        if end >= 0 and len(buf) >= end + 4 + 13:
+                            state[s][1] = bytes(buf[:12])
+                            if (buf[end + 4:] == b"Hello, World!"
+                                    and buf.startswith(b"HTTP/1.1 200")):
+                                done += 1
+                            else:
+                                errors.append(bytes(buf[:60]))
+                            sel.unregister(s)
+                    except Exception as e:
+                        errors.append(f"{e.__class__.__name__}: {e}")
+                        sel.unregister(s)
+            check(done == n, f"{n} concurrent connections: all {n} get 200 Hello, World!",
+                  f"{done} ok, {len(errors)} errors {errors[:3]}, "
+                  f"{n - done - len(errors)} unanswered")
+            fds = srv.fd_count()
+            check(fds >= n, f"the server held all {n} connections open at once",
+                  f"{fds} fds open in the server")
+        finally:
+            sel.close()
+            for s in socks:
+                s.close()
+        time.sleep(0.2)
+        serves_fresh(srv.addr, "served after the 1000 connections closed")
+
+
+@test("http_shutdown", "http")
+def t_http_shutdown():
+    # SIGTERM during a slow 100 MiB download: the download finishes, the server exits 0.
+    with http_server("--drain-timeout", 10) as srv:
+        s = connect(srv.addr, 20)
+        sig_at = done_at = time.monotonic()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            rd = Reader(s)
+            r = rd.head()
+            check(r.status == 200 and r.header("content-length") == str(BIG_SIZE),
+                  "download starts: 200, Content-Length 104857600", f"{r.status} {r.header_list}")
+            h, got = hashlib.sha256(), 0
+            first = bytes(rd.buf)
+            rd.buf.clear()
+            h.update(first)
+            got += len(first)
+            for _ in range(15):  # slowly for a moment
+                chunk = s.recv(16384)
+                h.update(chunk)
+                got += len(chunk)
+                time.sleep(0.04)
+            sig_at = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            refused = False
+            while time.monotonic() - sig_at < 3.0:
+                try:
+                    c = socket.create_connection(srv.addr, timeout=1.0)
+                    c.close()
+                    time.sleep(0.05)
+                except ConnectionRefusedError:
+                    refused = True
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            check(refused, "after SIGTERM, new connections are refused (within 3 s)")
+            check(srv.alive(), "the server is still running while the download is in flight",
+                  f"rc={srv.proc.returncode}")
+            while got < BIG_SIZE:
+                chunk = s.recv(min(1 << 20, BIG_SIZE - got))
+                if not chunk:
+                    break
+                h.update(chunk)
+                got += len(chunk)
+            done_at = time.monotonic()
+            check_eq(got, BIG_SIZE, "the download in flight completes after SIGTERM")
+            check_eq(h.hexdigest(), BIG_SHA, "the download's SHA-256 matches")
+            check(wait_eof(s, 3.0), "the connection is closed after the response (stopping)")
+        except Exception as e:
+            check(False, "download during shutdown", f"{e.__class__.__name__}: {e}")
+            done_at = time.monotonic()
+        finally:
+            s.close()
+        rc = srv.wait(max(1.0, 13.0 - (time.monotonic() - sig_at)))
+        check_eq(rc, 0, f"exit 0 after the drain (at {time.monotonic() - sig_at:.1f} s after "
+                 f"SIGTERM, {time.monotonic() - done_at:.1f} s after the download)")
+        check(time.monotonic() - done_at < 3.0, "exits within 3 s of the download finishing",
+              f"{time.monotonic() - done_at:.1f} s")
+
+    # An idle keep-alive connection does not hold the shutdown for the drain timeout.
+    with http_server("--drain-timeout", 10) as srv:
+        s = connect(srv.addr, 10)
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            Reader(s).response()
+            start = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            rc = srv.wait(5.0)
+            took = time.monotonic() - start
+            check(rc == 0 and took < 3.0, "SIGTERM with an idle keep-alive connection: exit 0 "
+                  "within 3 s (idle connections closed, not drained for 10 s)",
+                  f"rc={rc} after {took:.1f} s")
+            check(wait_eof(s, 2.0), "the idle client sees its connection closed")
+        finally:
+            s.close()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with http_server() as srv:
+            start = time.monotonic()
+            srv.send_signal(sig)
+            rc = srv.wait(3.0)
+            check_eq(rc, 0, f"{signal.Signals(sig).name} with no connections: exit 0 within 3 s "
+                     f"(took {time.monotonic() - start:.2f} s)")
+
+
+@test("http_bad_args", "http")
+def t_http_bad_args():
+    bad_args_check(ARGS.http_server, "http_server",
+                   [["--port", "70000"], ["--bogus"], ["--mode", "nope"],
+                    ["--idle-timeout", "0"], ["--header-timeout=-1"], ["--idle-timeout", "abc"],
+                    ["--drain-timeout=-5"], ["--root"]])
+    for root in ("/nonexistent", os.path.join(http_root(), "hello.txt")):
+        try:
+            r = run(ARGS.http_server, "--port", "0", "--root", root, timeout=5)
+        except subprocess.TimeoutExpired:
+            check(False, f"http_server --root {root}: exits", "still running after 5 s")
+            continue
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode in (1, 2) and root in err,
+              f"http_server --root {root}: exit 1 or 2 naming the path",
+              f"rc={r.returncode} stderr={short(err)}")
+    port_in_use_check(ARGS.http_server, "http_server")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    global ARGS, TMP
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--echo-server", required=True)
+    parser.add_argument("--echo-client", required=True)
+    parser.add_argument("--http-server", required=True)
+    parser.add_argument("--only", default="",
+                        help="comma-separated test names (or parts of names) to run")
+    parser.add_argument("--list", action="store_true", help="list the tests and exit")
+    ARGS = parser.parse_args()
+    if ARGS.list:
+        for name, group, _ in TESTS:
+            print(f"{name} ({group})")
+        return 0
+    wanted = [w for w in ARGS.only.split(",") if w]
+    selected = [t for t in TESTS if not wanted or any(w in t[0] for w in wanted)]
+    if not selected:
+        print(f"no test matches --only {ARGS.only!r}", file=sys.stderr)
+        return 2
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    binaries = {"echo": [ARGS.echo_server, ARGS.echo_client], "http": [ARGS.http_server]}
+    TMP = tempfile.mkdtemp(prefix="weft-servers-test-")
+    started = time.monotonic()
+    try:
+        for name, group, fn in selected:
+            CURRENT_TEST[0] = name
+            print(f"[{name}]", flush=True)
+            missing = [b for b in binaries[group] if not os.access(b, os.X_OK)]
+            if group == "http" and not shutil.which("curl"):
+                missing.append("curl (apt-get install -y curl)")
+            if missing:
+                check(False, "binaries present", f"missing {missing}")
+                continue
+            t0 = time.monotonic()
+            try:
+                if group == "http":
+                    http_root()  # the document root and FILES, made once
+                fn()
+            except Exception as e:
+                check(False, "test ran to the end",
+                      f"{e.__class__.__name__}: {e}\n{traceback.format_exc()}")
+            print(f"  ({time.monotonic() - t0:.1f} s)", flush=True)
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    total = PASSED + len(FAILURES)
+    print(f"\n{PASSED}/{total} checks passed in {time.monotonic() - started:.1f} s")
+    for f in FAILURES:
+        print(f"FAILED {f}")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
