@@ -68,8 +68,7 @@ ring::ring(unsigned entries) {
       // executor may be built on one thread and run on another.
       IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
           IORING_SETUP_R_DISABLED,
-      IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN,
-      IORING_SETUP_CQSIZE,
+      IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN, IORING_SETUP_CQSIZE,
       0,  // kernels before 5.5 lack CQSIZE; the feature check below explains what is missing
   };
   io_uring_params params{};

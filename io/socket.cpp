@@ -1,6 +1,10 @@
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <weft/io/socket.hpp>
@@ -49,7 +53,7 @@ task<result<Stream>> connect_stream(socket_address address) {
 task<result<void>> stream_socket::read_exact(std::span<std::byte> buffer) const {
   std::size_t done = 0;
   while (done < buffer.size()) {
-    result<std::size_t> r = co_await read(buffer.subspan(done));
+    result<std::size_t> r = co_await read_available(buffer.subspan(done));
     if (!r) co_return r.full_error();
     if (*r == 0) co_return io_error{make_error_code(errc::end_of_stream), "recv"};
     done += *r;
@@ -65,6 +69,47 @@ task<result<void>> stream_socket::write_all(std::span<const std::byte> buffer) c
     done += *r;
   }
   co_return result<void>();
+}
+
+task<result<std::uint64_t>> stream_socket::send_file(const file& f, std::uint64_t offset,
+                                                     std::uint64_t count,
+                                                     std::span<const std::byte> header) const {
+  const int sock = fd_.get();
+  const int flags = ::fcntl(sock, F_GETFL);
+  if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0) co_return last_error("fcntl");
+  struct restore_blocking {
+    int sock, flags;
+    ~restore_blocking() { ::fcntl(sock, F_SETFL, flags); }
+  } restore{sock, flags};
+
+  // The header goes first, marked MSG_MORE so that it shares a segment with the file's start.
+  while (!header.empty()) {
+    const ssize_t n = ::send(sock, header.data(), header.size(), MSG_NOSIGNAL | MSG_MORE);
+    if (n > 0) {
+      header = header.subspan(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EAGAIN) {
+      if (auto ready = co_await poll(sock, POLLOUT); !ready) co_return ready.full_error();
+    } else if (n < 0 && errno != EINTR) {
+      co_return last_error("send");
+    }
+  }
+  std::uint64_t sent = 0;
+  while (sent < count) {
+    off_t position = static_cast<off_t>(offset + sent);
+    const std::size_t chunk =
+        static_cast<std::size_t>(std::min<std::uint64_t>(count - sent, 1u << 30));
+    const ssize_t n = ::sendfile(sock, f.native_handle(), &position, chunk);
+    if (n > 0) {
+      sent += static_cast<std::uint64_t>(n);
+    } else if (n == 0) {
+      co_return io_error{make_error_code(errc::end_of_stream), "sendfile"};
+    } else if (errno == EAGAIN) {
+      if (auto ready = co_await poll(sock, POLLOUT); !ready) co_return ready.full_error();
+    } else if (errno != EINTR) {
+      co_return last_error("sendfile");
+    }
+  }
+  co_return sent;
 }
 
 result<socket_address> stream_socket::peer_address() const {

@@ -379,11 +379,10 @@ std::string_view reason_phrase(int status) noexcept {
   }
 }
 
-std::string response_head(int status, std::string_view content_type, std::size_t content_length,
-                          bool keep_alive, std::string_view extra_headers) {
+void append_response_head(std::string& head, int status, std::string_view content_type,
+                          std::size_t content_length, bool keep_alive,
+                          std::string_view extra_headers) {
   char number[24];
-  std::string head;
-  head.reserve(128 + content_type.size() + extra_headers.size());
   head.append("HTTP/1.1 ");
   head.append(number, std::to_chars(number, number + sizeof number, status).ptr);
   head.push_back(' ');
@@ -402,6 +401,13 @@ std::string response_head(int status, std::string_view content_type, std::size_t
     if (!extra_headers.ends_with('\n')) head.append("\r\n");
   }
   head.append("\r\n");
+}
+
+std::string response_head(int status, std::string_view content_type, std::size_t content_length,
+                          bool keep_alive, std::string_view extra_headers) {
+  std::string head;
+  head.reserve(128 + content_type.size() + extra_headers.size());
+  append_response_head(head, status, content_type, content_length, keep_alive, extra_headers);
   return head;
 }
 

@@ -164,4 +164,10 @@ std::string_view reason_phrase(int status) noexcept;
 std::string response_head(int status, std::string_view content_type, std::size_t content_length,
                           bool keep_alive, std::string_view extra_headers = {});
 
+/// Like response_head, but appends the head to `out` (no allocation once `out` has room: the
+/// server batches the responses of pipelined requests in one buffer). Throws std::bad_alloc.
+void append_response_head(std::string& out, int status, std::string_view content_type,
+                          std::size_t content_length, bool keep_alive,
+                          std::string_view extra_headers = {});
+
 }  // namespace weft::http
