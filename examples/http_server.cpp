@@ -134,10 +134,7 @@ weft::task<std::optional<io::result<std::size_t>>> read_within(const io::tcp_str
                                                                std::span<std::byte> buffer,
                                                                seconds limit) {
   try {
-    co_return co_await weft::with_timeout(
-        limit, weft::invoke([&]() -> weft::task<io::result<std::size_t>> {
-          co_return co_await conn.read(buffer);
-        }));
+    co_return co_await weft::with_timeout(limit, conn.read(buffer));
   } catch (const std::system_error& e) {
     if (e.code() != weft::errc::timed_out) throw;
   }
@@ -154,6 +151,24 @@ weft::task<bool> send_within(const io::tcp_stream& conn, std::span<const std::by
     if (e.code() != weft::errc::timed_out) throw;
   }
   co_return false;
+}
+
+// Closes after an error response without losing it: closing a socket whose receive buffer
+// still holds unread bytes (the rest of a rejected body) makes the kernel send a reset, and the
+// client may then never read the response. So: send FIN, then read and discard what the client
+// still sends, for at most 2 s and 8 MiB, before the close.
+weft::task<> linger_close(const io::tcp_stream& conn) {
+  (void)co_await conn.shutdown(SHUT_WR);
+  const auto deadline = clock_type::now() + std::chrono::seconds(2);
+  std::array<std::byte, 16384> scratch;
+  std::size_t discarded = 0;
+  while (discarded < (8u << 20)) {
+    const seconds remaining = deadline - clock_type::now();
+    if (remaining.count() <= 0) break;
+    auto n = co_await read_within(conn, scratch, remaining);
+    if (!n || !*n || **n == 0) break;
+    discarded += **n;
+  }
 }
 
 // What a request for a file turns into: an error status, or an open file with its size.
@@ -192,6 +207,10 @@ weft::task<file_answer> open_file(const config& cfg, const std::string& path) {
     a.status = S_ISDIR(st->stx_mode) ? 404 : 403;  // no listings; no devices or fifos
     co_return a;
   }
+  // O_NONBLOCK kept a FIFO from blocking the open; on a regular file it would make reads on
+  // file systems without non-blocking support (FUSE, NFS) fail with EAGAIN instead of waiting.
+  const int flags = ::fcntl(f->native_handle(), F_GETFL);
+  if (flags >= 0) ::fcntl(f->native_handle(), F_SETFL, flags & ~O_NONBLOCK);
   a.file = std::move(*f);
   a.size = st->stx_size;
   co_return a;
@@ -212,6 +231,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
   std::string out;  // responses to pipelined requests, sent together
   http::request req;
   clock_type::time_point head_started{};
+  bool linger = false;  // close gently: an error response must not be lost to a reset
   constexpr std::size_t kChunk = 256 * 1024;
   constexpr std::uint64_t kSendfileFrom = 32 * 1024;  // smaller files: one copy, one send
   struct free_deleter {
@@ -228,6 +248,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
       if (pr.status == http::parse_status::error) {
         out += error_response(pr.error_status);
         co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+        linger = true;  // an error: let the client read it before we close
         break;
       }
 
@@ -242,11 +263,14 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
         body_left -= buffered;
         start = after;
         bool lost = false;
+        // One deadline for the whole body: a client cannot hold the connection by trickling it.
+        const auto body_deadline = clock_type::now() + cfg.header_timeout;
         while (body_left > 0) {
           std::array<std::byte, 16384> scratch;
+          const seconds remaining = body_deadline - clock_type::now();
           auto n = co_await read_within(
               conn, std::span(scratch).first(std::min(body_left, scratch.size())),
-              cfg.header_timeout);
+              remaining.count() > 0 ? remaining : seconds(0));
           if (!n || !*n || **n == 0) {
             lost = true;
             break;
@@ -260,6 +284,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
         if (kind == http::method_kind::not_allowed || kind == http::method_kind::not_implemented) {
           out += error_response(kind == http::method_kind::not_allowed ? 405 : 501);
           co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          linger = true;  // an error: let the client read it before we close
           break;
         }
         const bool head_only = kind == http::method_kind::head;
@@ -267,6 +292,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
         if (target.error_status != 0) {
           out += error_response(target.error_status);
           co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          linger = true;  // an error: let the client read it before we close
           break;
         }
         if (target.path.empty()) {
@@ -283,6 +309,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
             } else {
               out += error_response(a.status);
               co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+              linger = true;  // an error: let the client read it before we close
               break;
             }
           } else {
@@ -333,7 +360,10 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
               while (ok && (offset < a.size || prefix > 0)) {
                 std::size_t n = 0;
                 if (offset < a.size) {
-                  auto r = co_await a.file.read_at(buffer.subspan(prefix), offset);
+                  // Never more than the length announced, even if the file grew meanwhile.
+                  const std::size_t want = static_cast<std::size_t>(
+                      std::min<std::uint64_t>(buffer.size() - prefix, a.size - offset));
+                  auto r = co_await a.file.read_at(buffer.subspan(prefix, want), offset);
                   if (!r || *r == 0) {
                     ok = false;  // the file shrank or failed: the promised length is a lie now
                     break;
@@ -379,6 +409,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
         if (used > 0) {
           out = error_response(408);
           co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
+          linger = true;
         }
         break;
       }
@@ -387,6 +418,7 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
       if (used == 0) head_started = clock_type::now();
       registry.set_idle(self, false);
     }
+    if (linger) co_await linger_close(conn);
   } catch (const std::system_error& e) {
     if (e.code() != weft::errc::cancelled) fmt::print(stderr, "http_server: {}\n", e.what());
   } catch (const std::bad_alloc&) {

@@ -112,6 +112,7 @@ signal_set::signal_set(std::initializer_list<int> signals) {
   sigset_t set;
   sigemptyset(&set);
   for (int s : signals) sigaddset(&set, s);
+  signals_.assign(signals.begin(), signals.end());
   ::pthread_sigmask(SIG_BLOCK, &set, &previous_);
   fd_ = io::fd(::signalfd(-1, &set, SFD_CLOEXEC));
   if (!fd_) {
@@ -123,6 +124,15 @@ signal_set::signal_set(std::initializer_list<int> signals) {
 
 signal_set::~signal_set() {
   fd_.reset();
+  // Signals that arrived after the last wait() (a second Ctrl-C during a graceful shutdown)
+  // are consumed here: unblocking them would apply their default action and turn a clean
+  // exit into death by signal.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : signals_) sigaddset(&set, s);
+  const timespec zero{};
+  while (::sigtimedwait(&set, nullptr, &zero) > 0) {
+  }
   ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
 }
 

@@ -73,7 +73,13 @@ reactor::~reactor() {
   if (ring_.disabled() || (ring_.defer_taskrun() && owner_thread_ != std::this_thread::get_id())) {
     // Never run, or run by a thread that is not this one, which may not submit to the ring:
     // tearing the ring down cancels the armed read (the eventfd is never written from here on,
-    // so the kernel has nothing to copy into our memory).
+    // so the kernel has nothing to copy into our memory). Multishot owners are told their
+    // request is gone, as by a final CQE, so none keeps pointing at this reactor.
+    stopping_ = true;
+    while (persistent_completion* p = persistent_) {
+      p->on_complete(p, -ECANCELED, 0);
+      if (persistent_ == p) untrack(*p);
+    }
     ::close(wake_fd_);
     return;
   }
@@ -205,7 +211,10 @@ void reactor::reap() {
   // With IORING_FEAT_NODROP the kernel parks completions that did not fit and sets this flag;
   // liburing's peek enters the kernel to flush them once the ring has room, so none is lost.
   if ((IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) ++stats_.cq_overflows;
-  if (io_uring_cq_ready(r) == 0) return;  // the common case on a busy loop: no syscall, no call
+  if (io_uring_cq_ready(r) == 0 &&
+      (IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) == 0) {
+    return;  // the common case on a busy loop: no syscall, no call
+  }
   io_uring_cqe* cqe = nullptr;
   // One CQE at a time, marked seen before its callback: a callback may queue SQEs, and a full
   // submission queue makes get_sqe() reap re-entrantly.
@@ -253,9 +262,12 @@ void reactor::poll(bool block) {
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit_and_get_events");
     }
-  } else if (io_uring_sq_ready(r) > 0) {
+  } else if (io_uring_sq_ready(r) > 0 || (IO_URING_READ_ONCE(*r->sq.kflags) &
+                                          (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0) {
+    // Also enter when the kernel has completion work waiting for us (COOP_TASKRUN's flag) or
+    // parked completions: otherwise a loop whose tasks are always ready would never see them.
     ++stats_.enter_calls;
-    int rc = io_uring_submit(r);
+    int rc = io_uring_submit_and_get_events(r);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit");
     }

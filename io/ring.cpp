@@ -66,9 +66,11 @@ ring::ring(unsigned entries) {
   const unsigned attempts[] = {
       // Disabled until enable(): the thread that enables it becomes its single issuer, so an
       // executor may be built on one thread and run on another.
-      IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-          IORING_SETUP_R_DISABLED,
-      IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN, IORING_SETUP_CQSIZE,
+      IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |
+          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+      IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN |
+          IORING_SETUP_TASKRUN_FLAG,
+      IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
       0,  // kernels before 5.5 lack CQSIZE; the feature check below explains what is missing
   };
   io_uring_params params{};

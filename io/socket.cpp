@@ -53,7 +53,10 @@ task<result<Stream>> connect_stream(socket_address address) {
 task<result<void>> stream_socket::read_exact(std::span<std::byte> buffer) const {
   std::size_t done = 0;
   while (done < buffer.size()) {
-    result<std::size_t> r = co_await read_available(buffer.subspan(done));
+    // The first read usually waits for the peer (a reply): poll first; the rest of a large
+    // message is usually there already: try at once.
+    result<std::size_t> r =
+        done == 0 ? co_await read(buffer) : co_await read_available(buffer.subspan(done));
     if (!r) co_return r.full_error();
     if (*r == 0) co_return io_error{make_error_code(errc::end_of_stream), "recv"};
     done += *r;
@@ -84,7 +87,8 @@ task<result<std::uint64_t>> stream_socket::send_file(const file& f, std::uint64_
 
   // The header goes first, marked MSG_MORE so that it shares a segment with the file's start.
   while (!header.empty()) {
-    const ssize_t n = ::send(sock, header.data(), header.size(), MSG_NOSIGNAL | MSG_MORE);
+    const int more = count > 0 ? MSG_MORE : 0;  // nothing follows: do not cork the header
+    const ssize_t n = ::send(sock, header.data(), header.size(), MSG_NOSIGNAL | more);
     if (n > 0) {
       header = header.subspan(static_cast<std::size_t>(n));
     } else if (n < 0 && errno == EAGAIN) {
@@ -209,7 +213,25 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
       }
       arm = claim_arm_locked(here);
     }
-    if (arm) submit_accept(*here);
+    if (arm) {
+      try {
+        submit_accept(*here);
+      } catch (...) {
+        // No SQE could be submitted: undo the registration so that nothing points at `w`
+        // once the exception unwinds its frame, and report the failure to the caller.
+        {
+          std::lock_guard lock(mutex_);
+          if (!w.ready_ && !w.cancelled_) unlink(w);
+          armed_on_ = nullptr;
+          self_while_armed_.reset();
+        }
+        if (w.scope_ != nullptr) {
+          w.scope_->remove_waiter(w);
+          w.scope_ = nullptr;
+        }
+        throw;
+      }
+    }
     return true;
   }
 
@@ -254,7 +276,10 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
       } catch (...) {  // the request ends with the reactor
       }
     }
-    socket_.reset();
+    // The socket itself closes with the acceptor, once the request's last CQE and every
+    // waiting accept have let go of it: a thread arming the request concurrently may still be
+    // about to put its number in an SQE, and a closed number could already belong to another
+    // file by then. Until that moment, new connections wait in the backlog and are reset.
   }
 
  private:
@@ -282,9 +307,14 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
 
   void submit_accept(reactor& r) {
     r.track(*this);
-    r.submit(this, [&](io_uring_sqe* sqe) {
-      io_uring_prep_multishot_accept(sqe, socket_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    });
+    try {
+      r.submit(this, [&](io_uring_sqe* sqe) {
+        io_uring_prep_multishot_accept(sqe, socket_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      });
+    } catch (...) {
+      r.untrack(*this);
+      throw;
+    }
   }
 
   static void wake_all(accept_awaitable* list) noexcept {
@@ -310,7 +340,12 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
       const bool final_cqe = (flags & IORING_CQE_F_MORE) == 0;
       reactor* armed = armed_on_;
       if (final_cqe) {
-        if (armed != nullptr) armed->untrack(*this);
+        if (armed != nullptr) {
+          armed->untrack(*this);
+          // A cancel another thread queued (close()) must not outlive the request: this
+          // address may be freed and reused.
+          armed->retract_cancel(this);
+        }
         armed_on_ = nullptr;
         release_after = std::move(self_while_armed_);
       }
@@ -351,11 +386,22 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
     if (rearm) {
       try {
         submit_accept(*here);
-      } catch (...) {  // no SQE: the waiters stay queued until the next accept() arms it
-        std::lock_guard lock(mutex_);
-        armed_on_ = nullptr;
-        here->untrack(*this);
-        self_while_armed_.reset();
+      } catch (...) {
+        // No SQE: the waiting accepts get EAGAIN (a retry re-arms) rather than waiting for a
+        // request that does not exist.
+        accept_awaitable* waiters = nullptr;
+        {
+          std::lock_guard lock(mutex_);
+          armed_on_ = nullptr;
+          self_while_armed_.reset();
+          waiters = head_;
+          for (accept_awaitable* w = head_; w != nullptr; w = w->next_waiter_) {
+            w->ready_ = true;
+            w->result_ = -EAGAIN;
+          }
+          head_ = tail_ = nullptr;
+        }
+        wake_all(waiters);
       }
     }
   }
@@ -402,6 +448,10 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
 };
 
 bool accept_awaitable::await_ready() {
+  if (!owner_) {  // the listener was closed (or never bound)
+    result_ = -EBADF;
+    return true;
+  }
   return owner_->try_take(*this);
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -148,6 +149,23 @@ TEST_CASE("a read in progress is cancelled by with_timeout and waits for its com
     (co_await a.write_all(io::as_bytes(ping))).value();
     auto n = co_await b.read(buffer);
     CHECK(*n == 4);
+  }));
+}
+
+TEST_CASE("with_timeout takes an I/O operation directly", "[socket]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    std::vector<std::byte> buffer(16);
+    bool timed_out = false;
+    try {
+      (void)co_await weft::with_timeout(10ms, b.read(buffer));
+    } catch (const std::system_error& e) {
+      timed_out = e.code() == weft::errc::timed_out;
+    }
+    CHECK(timed_out);
+    (co_await a.write_all(io::as_bytes(std::string("ok")))).value();
+    auto n = co_await weft::with_timeout(5s, b.read(buffer));
+    CHECK(*n == 2);
   }));
 }
 
@@ -348,4 +366,45 @@ TEST_CASE("a tiny ring survives a full submission queue and completion-queue ove
   CHECK(executor.reactor().stats().cq_overflows > 0);  // the test did overflow the queue
   // Only the closed listener's multishot accept may still await its cancellation's CQE.
   CHECK(executor.reactor().in_flight() <= 1);
+}
+
+TEST_CASE("accept on a closed listener gives EBADF, not a crash", "[socket]") {
+  run_main(weft::invoke([&]() -> task<> {
+    io::tcp_listener l = listen_loopback();
+    l.close();
+    auto r = co_await l.accept();
+    CHECK(r.error() == std::errc::bad_file_descriptor);
+    io::tcp_listener never_bound;
+    auto r2 = co_await never_bound.accept();
+    CHECK(r2.error() == std::errc::bad_file_descriptor);
+  }));
+}
+
+TEST_CASE("a listener that outlives an executor run on another thread is safe to close",
+          "[socket]") {
+  io::tcp_listener l = listen_loopback();
+  {
+    weft::sched::cooperative executor;  // built here, run on another thread, destroyed here
+    std::thread runner([&] {
+      executor.block_on(weft::invoke([&]() -> task<> {
+        auto h = weft::spawn(weft::invoke([&]() -> task<> { (void)co_await l.accept(); }));
+        co_await weft::sleep_for(5ms);  // the multishot request is armed on this ring
+        h.cancel();
+        try {
+          co_await h;
+        } catch (const std::system_error&) {
+        }
+      }));
+    });
+    runner.join();
+  }
+  // The request's reactor is gone. A new executor accepts on the same listener: the request
+  // re-arms on its ring (a stale pointer to the old reactor would hang or crash here).
+  const bool accepted = weft::run(weft::invoke([&]() -> task<bool> {
+    auto c = (co_await io::tcp_stream::connect(l.local_address().value())).value();
+    auto s = co_await weft::with_timeout(5s, l.accept());
+    co_return static_cast<bool>(s);
+  }));
+  CHECK(accepted);
+  l.close();
 }

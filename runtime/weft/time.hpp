@@ -5,6 +5,8 @@
 #include <chrono>
 #include <coroutine>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include <weft/cancel.hpp>
 #include <weft/detail/children.hpp>
@@ -232,6 +234,35 @@ template <class Rep, class Period>
 template <class T, class Rep, class Period>
 [[nodiscard]] auto with_timeout(std::chrono::duration<Rep, Period> limit, task<T> t) {
   return detail::timeout_awaitable<T>(detail::saturating(limit), std::move(t));
+}
+
+namespace detail {
+template <class T>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<task<T>> = true;
+
+template <class Awaitable>
+using await_result_t = decltype(std::declval<Awaitable&>().await_resume());
+
+// Awaits `a` inside a task of its own, so that with_timeout can cancel it.
+template <class Awaitable>
+task<await_result_t<Awaitable>> await_in_task(Awaitable a) {
+  co_return co_await std::move(a);
+}
+}  // namespace detail
+
+/// Runs one awaitable that is not a task (an I/O operation such as `stream.read(buffer)`) with
+/// a time limit; see the overload above. The awaitable is moved into a task of its own (one
+/// frame), so it must be movable before it is awaited, as weft's I/O operations are.
+/// Example: `auto n = co_await with_timeout(5s, conn.read(buffer));` throws `errc::timed_out`
+/// when nothing arrives for 5 s, and the read is cancelled and waited for first.
+template <class Rep, class Period, class Awaitable>
+requires(!detail::is_task_v<std::remove_cvref_t<Awaitable>> &&
+         std::is_move_constructible_v<std::remove_cvref_t<Awaitable>>)
+    [[nodiscard]] auto with_timeout(std::chrono::duration<Rep, Period> limit, Awaitable&& a) {
+  using A = std::remove_cvref_t<Awaitable>;
+  return with_timeout(limit, detail::await_in_task<A>(std::forward<Awaitable>(a)));
 }
 
 }  // namespace weft

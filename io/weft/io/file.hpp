@@ -84,10 +84,11 @@ class file {
   /// RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS so that neither ".." nor a symlink can leave
   /// `dir` (a server's document root): such a path fails with EXDEV. Errors: "openat".
   [[nodiscard]] static auto open_beneath(const file& dir, std::string path, int flags = O_RDONLY,
+                                         mode_t mode = 0644,
                                          std::uint64_t resolve = RESOLVE_BENEATH |
                                                                  RESOLVE_NO_MAGICLINKS) {
     return basic_operation<detail::open_spec>(
-        {dir.native_handle(), std::move(path), flags, 0, resolve});
+        {dir.native_handle(), std::move(path), flags, mode, resolve});
   }
 
   /// Reads up to `buffer.size()` bytes at `offset`; gives the count (0 at end of file).

@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 
 #include <initializer_list>
+#include <vector>
 
 #include <weft/io/fd.hpp>
 #include <weft/io/operation.hpp>
@@ -18,7 +19,9 @@ namespace weft::io {
 ///
 /// Construction blocks the signals in the calling thread's mask (sigprocmask); create it in
 /// `main` before starting any thread, so that every thread inherits the mask and the signals
-/// stay pending for the signalfd. Destruction closes the fd and restores the previous mask.
+/// stay pending for the signalfd. Destruction closes the fd, consumes the signals of the set that
+/// are still pending (so a second Ctrl-C during a graceful shutdown does not kill the process
+/// after all) and restores the previous mask.
 /// Thread-safety: wait() from one task at a time.
 class signal_set {
  public:
@@ -52,6 +55,7 @@ class signal_set {
 
   io::fd fd_;
   sigset_t previous_{};
+  std::vector<int> signals_;
 };
 
 }  // namespace weft::io

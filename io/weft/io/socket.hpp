@@ -34,7 +34,8 @@ class stream_socket {
   /// Receives up to `buffer.size()` bytes; gives the count, 0 when the peer has closed its side.
   /// Tuned for request/response traffic, where a read usually waits for the peer: the kernel
   /// waits for readiness before trying (IORING_RECVSEND_POLL_FIRST), which saved ~14% of an
-  /// HTTP keep-alive server's CPU per request. `read_exact` (bulk data) tries at once.
+  /// HTTP keep-alive server's CPU per request. `read_exact` polls first for its first read only;
+  /// `read_available` always tries at once.
   [[nodiscard]] auto read(std::span<std::byte> buffer) const noexcept {
     return count_operation("recv", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
       io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
@@ -64,7 +65,9 @@ class stream_socket {
   /// Errors: "sendfile", "send", "poll", "fcntl"; `errc::end_of_stream` ("sendfile") when the
   /// file is shorter than `offset + count`. While it runs the socket is in non-blocking mode, so
   /// no other operation may be started on this socket concurrently (a read would fail with
-  /// EAGAIN); it is restored before the call returns, also on cancellation.
+  /// EAGAIN); it is restored before the call returns, also on cancellation. sendfile reads the
+  /// file on the calling thread: a file that is not in the page cache stalls the executor for
+  /// the disk read (fine for a static server's hot files; read_at is the alternative).
   task<result<std::uint64_t>> send_file(const file& f, std::uint64_t offset, std::uint64_t count,
                                         std::span<const std::byte> header = {}) const;
 
@@ -147,6 +150,9 @@ class acceptor;
 class accept_awaitable : private cancel_scope::waiter {
  public:
   explicit accept_awaitable(std::shared_ptr<acceptor> owner) noexcept : owner_(std::move(owner)) {}
+  /// Movable before it is awaited (with_timeout moves it into a task of its own).
+  accept_awaitable(accept_awaitable&& other) noexcept
+      : cancel_scope::waiter(), owner_(std::move(other.owner_)) {}
 
   bool await_ready();
   template <class Promise>
@@ -230,7 +236,8 @@ class basic_listener {
   }
 
   /// Stops listening: cancels the accept request, closes the socket and the queued
-  /// connections, and ends waiting accepts with EBADF. Idempotent.
+  /// connections, and ends waiting accepts with EBADF (so does any later accept()); the
+  /// socket itself closes once the kernel has given the request back. Idempotent.
   void close() noexcept {
     if (state_) detail::close_acceptor(*state_);
     state_.reset();
