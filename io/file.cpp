@@ -64,14 +64,8 @@ task<result<void>> write_file(std::string path, std::span<const std::byte> data,
 // ---- pipes
 
 task<result<void>> pipe_reader::read_exact(std::span<std::byte> buffer) const {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    result<std::size_t> r = co_await read(buffer.subspan(done));
-    if (!r) co_return r.full_error();
-    if (*r == 0) co_return io_error{make_error_code(errc::end_of_stream), "read"};
-    done += *r;
-  }
-  co_return result<void>();
+  return detail::read_exact_with([this](std::span<std::byte> rest, bool) { return read(rest); },
+                                 buffer, "read");
 }
 
 task<result<std::size_t>> pipe_reader::read_to_end(std::string& out) const {
@@ -89,13 +83,8 @@ task<result<std::size_t>> pipe_reader::read_to_end(std::string& out) const {
 }
 
 task<result<void>> pipe_writer::write_all(std::span<const std::byte> buffer) const {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    result<std::size_t> r = co_await write(buffer.subspan(done));
-    if (!r) co_return r.full_error();
-    done += *r;
-  }
-  co_return result<void>();
+  return detail::write_all_with([this](std::span<const std::byte> rest) { return write(rest); },
+                                buffer);
 }
 
 result<std::pair<pipe_reader, pipe_writer>> make_pipe() {

@@ -51,27 +51,16 @@ task<result<Stream>> connect_stream(socket_address address) {
 // ---- streams
 
 task<result<void>> stream_socket::read_exact(std::span<std::byte> buffer) const {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    // The first read usually waits for the peer (a reply): poll first; the rest of a large
-    // message is usually there already: try at once.
-    result<std::size_t> r =
-        done == 0 ? co_await read(buffer) : co_await read_available(buffer.subspan(done));
-    if (!r) co_return r.full_error();
-    if (*r == 0) co_return io_error{make_error_code(errc::end_of_stream), "recv"};
-    done += *r;
-  }
-  co_return result<void>();
+  // The first read usually waits for the peer (a reply): poll first; the rest of a large
+  // message is usually there already: try at once.
+  return detail::read_exact_with(
+      [this](std::span<std::byte> rest, bool first) { return receive(rest, first); }, buffer,
+      "recv");
 }
 
 task<result<void>> stream_socket::write_all(std::span<const std::byte> buffer) const {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    result<std::size_t> r = co_await write(buffer.subspan(done));
-    if (!r) co_return r.full_error();
-    done += *r;
-  }
-  co_return result<void>();
+  return detail::write_all_with([this](std::span<const std::byte> rest) { return write(rest); },
+                                buffer);
 }
 
 task<result<std::uint64_t>> stream_socket::send_file(const file& f, std::uint64_t offset,

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cerrno>
 #include <coroutine>
+#include <span>
 #include <utility>
 
 #include <weft/cancel.hpp>
@@ -11,6 +12,7 @@
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/io/result.hpp>
+#include <weft/task.hpp>
 
 namespace weft::io {
 
@@ -151,6 +153,34 @@ struct void_spec {
     return {};
   }
 };
+
+/// Sends all of `buffer` through `write_some(span)` (an awaitable giving
+/// `result<std::size_t>`), resubmitting after short writes. Shared by sockets and pipes.
+template <class WriteSome>
+task<result<void>> write_all_with(WriteSome write_some, std::span<const std::byte> buffer) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    result<std::size_t> r = co_await write_some(buffer.subspan(done));
+    if (!r) co_return r.full_error();
+    done += *r;
+  }
+  co_return result<void>();
+}
+
+/// Fills all of `buffer` through `read_some(span, first)` (`first` is true for the first read
+/// only), reporting a stream that ends early as `errc::end_of_stream` named `name`.
+template <class ReadSome>
+task<result<void>> read_exact_with(ReadSome read_some, std::span<std::byte> buffer,
+                                   const char* name) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    result<std::size_t> r = co_await read_some(buffer.subspan(done), done == 0);
+    if (!r) co_return r.full_error();
+    if (*r == 0) co_return io_error{make_error_code(errc::end_of_stream), name};
+    done += *r;
+  }
+  co_return result<void>();
+}
 
 }  // namespace detail
 

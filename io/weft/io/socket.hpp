@@ -26,6 +26,17 @@ namespace weft::io {
 /// concurrently (from tasks of one executor, or of several); two concurrent reads (or writes)
 /// interleave their bytes unpredictably, as with the system calls.
 class stream_socket {
+ protected:
+  io::fd fd_;
+
+  /// One recv; `poll_first` waits for readiness before trying (IORING_RECVSEND_POLL_FIRST).
+  [[nodiscard]] auto receive(std::span<std::byte> buffer, bool poll_first) const noexcept {
+    return count_operation("recv", [fd = fd_.get(), buffer, poll_first](io_uring_sqe* sqe) {
+      io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
+      if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    });
+  }
+
  public:
   stream_socket() noexcept = default;
   /// Takes ownership of a connected socket.
@@ -37,10 +48,7 @@ class stream_socket {
   /// HTTP keep-alive server's CPU per request. `read_exact` polls first for its first read only;
   /// `read_available` always tries at once.
   [[nodiscard]] auto read(std::span<std::byte> buffer) const noexcept {
-    return count_operation("recv", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
-      io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
-      sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    });
+    return receive(buffer, true);
   }
 
   /// Receives exactly `buffer.size()` bytes. Errors: `errc::end_of_stream` ("recv") when the
@@ -73,9 +81,7 @@ class stream_socket {
 
   /// Like read, but tries to receive at once: for data that is likely there already.
   [[nodiscard]] auto read_available(std::span<std::byte> buffer) const noexcept {
-    return count_operation("recv", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
-      io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
-    });
+    return receive(buffer, false);
   }
 
   /// Shuts down one or both directions (SHUT_WR sends FIN: the peer reads end of stream).
@@ -95,9 +101,6 @@ class stream_socket {
   /// The socket, for options weft does not wrap. Still owned by this object.
   int native_handle() const noexcept { return fd_.get(); }
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
-
- protected:
-  io::fd fd_;
 };
 
 /// A TCP connection.
