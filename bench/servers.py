@@ -673,7 +673,7 @@ def fmt_ratio(v):
     return "-" if v is None else f"{v:.2f}x"
 
 
-def print_table(rows):
+def print_table(rows, quick=False):
     head = ["suite", "config", "vs", "weft", "reference", "unit", "ratio", "goal", "",
             "cpu/1k weft", "cpu/1k ref", "cpu ratio", "goal", ""]
     table = []
@@ -713,6 +713,9 @@ def print_table(rows):
         print(line(row))
     for n in dict.fromkeys(notes):
         print(f"note: {n}")
+    if quick:
+        print("note: --quick runs one short pair per row: a smoke test of the set-up, not a "
+              "measurement (PASS/MISS there mean nothing)")
 
 
 def parse_args(argv):
@@ -766,7 +769,7 @@ def main(argv=None):
                     fn(args, rows, workdir)
                 except Exception as e:  # keep going: the other suites still run
                     rows.append(failed_row(name, "-", "-", f"{type(e).__name__}: {e}"))
-    print_table(rows)
+    print_table(rows, quick=args.quick)
     result = {
         "date": started.isoformat(timespec="seconds"),
         "command": [sys.executable] + sys.argv,

@@ -54,8 +54,6 @@ int main(int argc, char** argv) {
                  options.address.to_string(), listener.error().message());
       return 1;
     }
-    fmt::print("listening on {}\n", listener->local_address().value().to_string());
-    std::fflush(stdout);
     weft::run(options.run, examples::serve_until_signal(
                                std::move(*listener), signals,
                                std::chrono::duration<double>(options.drain_seconds), "echo_server",

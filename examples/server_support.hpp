@@ -31,8 +31,13 @@ struct server_options {
         ->capture_default_str();
     app.add_option("--host", host, "numeric address to bind (127.0.0.1, ::1, 0.0.0.0)")
         ->capture_default_str();
-    app.add_option("--mode", mode_name, "executor: cooperative, single-lock, multi-thread")
-        ->capture_default_str();
+    std::string modes;
+    for (auto m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
+      if (!modes.empty()) modes += ", ";
+      modes += weft::to_string(m);
+      if (!weft::mode_available(m)) modes += " (not in this build yet)";
+    }
+    app.add_option("--mode", mode_name, "executor: " + modes)->capture_default_str();
     app.add_option("--workers", workers, "threads for the threaded modes (0: one per CPU)");
     app.add_option("--drain-timeout", drain_seconds,
                    "seconds that work in flight may take after SIGINT/SIGTERM")
@@ -62,7 +67,8 @@ struct server_options {
 /// True for accept errors that mean "out of a resource, try again later" rather than "broken".
 inline bool is_resource_exhaustion(std::error_code e) {
   return e == std::errc::too_many_files_open || e == std::errc::too_many_files_open_in_system ||
-         e == std::errc::no_buffer_space || e == std::errc::not_enough_memory;
+         e == std::errc::no_buffer_space || e == std::errc::not_enough_memory ||
+         e == std::errc::resource_unavailable_try_again;
 }
 
 /// Accepts connections until the listener is closed, handing each to `serve` (which must not
@@ -73,10 +79,13 @@ weft::task<> accept_loop(weft::io::tcp_listener& listener, weft::task_group& con
                          const char* program, Serve serve) {
   using namespace std::chrono_literals;
   std::chrono::milliseconds backoff = 0ms;
+  // At most one line a second about exhaustion: a server at its fd limit under load would
+  // otherwise alternate "out of fds" and "accepting again" hundreds of times a second.
+  weft::clock::time_point last_log{};
+  std::uint64_t episodes = 0;
   for (;;) {
     auto conn = co_await listener.accept();
     if (conn) {
-      if (backoff > 0ms) fmt::print(stderr, "{}: accepting again\n", program);
       backoff = 0ms;
       (void)conn->set_nodelay();  // replies go out at once, not after the peer's ACK
       connections.spawn(serve(std::move(*conn)));
@@ -86,8 +95,15 @@ weft::task<> accept_loop(weft::io::tcp_listener& listener, weft::task_group& con
     if (e == std::errc::bad_file_descriptor || e == std::errc::invalid_argument) co_return;
     if (is_resource_exhaustion(e)) {
       if (backoff == 0ms) {
-        fmt::print(stderr, "{}: {} (connections wait in the backlog; backing off)\n", program,
-                   conn.message());
+        ++episodes;
+        if (weft::clock::now() - last_log >= 1s) {
+          fmt::print(stderr, "{}: {} (connections wait in the backlog; backing off){}\n", program,
+                     conn.message(),
+                     episodes > 1 ? fmt::format(" [{} times since the last report]", episodes)
+                                  : std::string());
+          last_log = weft::clock::now();
+          episodes = 0;
+        }
       }
       backoff = backoff == 0ms ? 10ms : std::min<std::chrono::milliseconds>(backoff * 2, 1000ms);
       co_await weft::sleep_for(backoff);
@@ -98,32 +114,50 @@ weft::task<> accept_loop(weft::io::tcp_listener& listener, weft::task_group& con
   }
 }
 
-/// Serves until SIGINT or SIGTERM: runs `accept_loop` over `listener`, then on the signal stops
-/// accepting, calls `on_stop` (a server closes its idle connections there), lets the
-/// connections finish for up to `drain`, cancels the rest, and returns.
+/// Serves until SIGINT or SIGTERM: prints "listening on ADDRESS", runs `accept_loop` over
+/// `listener`, then on the signal stops accepting, calls `on_stop` (a server closes its idle
+/// connections there), lets the connections finish for up to `drain` (a second signal cuts
+/// that short), cancels the rest, and returns.
 template <class Serve, class OnStop = void (*)()>
 weft::task<> serve_until_signal(
     weft::io::tcp_listener listener, weft::io::signal_set& signals,
     std::chrono::duration<double> drain, const char* program, Serve serve, OnStop on_stop = [] {}) {
   weft::task_group connections;
   auto acceptor = weft::spawn(accept_loop(listener, connections, program, std::move(serve)));
+  // Printed from inside the runtime: once this line is out, the ring exists and accepts run
+  // (a script that waits for it never talks to a server that is about to fail its set-up).
+  fmt::print("listening on {}\n", listener.local_address().value().to_string());
+  std::fflush(stdout);
   auto sig = co_await signals.wait();
   fmt::print(stderr, "{}: {}, stopping: no new connections, draining the others\n", program,
              sig ? (*sig == SIGINT ? "SIGINT" : "SIGTERM") : sig.message());
   listener.close();  // the accept loop ends with EBADF
   co_await acceptor;
   on_stop();
+  // The drain ends when the connections are done, when `drain` has passed, or at a second
+  // SIGINT/SIGTERM (an impatient operator), whichever comes first.
   bool drained = true;
+  bool forced = false;
   try {
-    co_await weft::with_timeout(
-        drain, weft::invoke([&]() -> weft::task<> { co_await connections.join(); }));
+    auto first = co_await weft::when_any(
+        weft::invoke([&]() -> weft::task<> {
+          co_await weft::with_timeout(
+              drain, weft::invoke([&]() -> weft::task<> { co_await connections.join(); }));
+        }),
+        weft::invoke([&]() -> weft::task<> { (void)co_await signals.wait(); }));
+    forced = first.index() == 1;
+    drained = !forced;
   } catch (const std::system_error& e) {
     if (e.code() != weft::errc::timed_out) throw;
     drained = false;
   }
   if (!drained) {
-    fmt::print(stderr, "{}: {} connection(s) still open after the drain timeout: closing them\n",
-               program, connections.running());
+    if (forced) {  // the drain's loser was cancelled, and its group with it
+      fmt::print(stderr, "{}: second signal: closing the connections still open\n", program);
+    } else {
+      fmt::print(stderr, "{}: {} connection(s) still open after the drain timeout: closing them\n",
+                 program, connections.running());
+    }
     connections.cancel();
     try {
       co_await connections.join();

@@ -633,6 +633,19 @@ def t_echo_signals():
         rc = srv.wait(3.0)
         check_eq(rc, 0, f"SIGINT with no connections: exit 0 within 3 s "
                  f"(took {time.monotonic() - start:.2f} s)")
+    # A second signal cuts a long drain short, and the exit is still clean (status 0).
+    with Server(ARGS.echo_server, "--drain-timeout", 30) as srv:
+        busy = connect(srv.addr, 10)
+        busy.sendall(b"hi")
+        check_eq(recv_exact(busy, 2), b"hi", "second signal: connection open and echoed")
+        srv.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.send_signal(signal.SIGINT)
+        rc = srv.wait(5.0)
+        check_eq(rc, 0, f"a second SIGINT ends a 30 s drain at once with status 0 "
+                 f"(took {time.monotonic() - start:.2f} s)")
+        busy.close()
 
 
 @test("echo_bad_args", "echo")
