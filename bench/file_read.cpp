@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
-#include <span>
 #include <memory>
+#include <span>
 
 #include <fmt/core.h>
 #include <weft/weft.hpp>

@@ -45,22 +45,6 @@ int main(int argc, char** argv) {
   if (auto status = examples::parse_or_exit(app, argc, argv, options, "echo_server")) {
     return *status;
   }
-  try {
-    // Before any thread exists, so every thread keeps the signals blocked for the signalfd.
-    io::signal_set signals{SIGINT, SIGTERM};
-    auto listener = io::tcp_listener::bind(options.address);
-    if (!listener) {
-      fmt::print(stderr, "echo_server: {} {}: {}\n", listener.full_error().operation,
-                 options.address.to_string(), listener.error().message());
-      return 1;
-    }
-    weft::run(options.run, examples::serve_until_signal(
-                               std::move(*listener), signals,
-                               std::chrono::duration<double>(options.drain_seconds), "echo_server",
-                               [](io::tcp_stream c) { return echo(std::move(c)); }));
-    return 0;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "echo_server: {}\n", e.what());
-    return 1;
-  }
+  return examples::run_server(options, "echo_server",
+                              [](io::tcp_stream c) { return echo(std::move(c)); });
 }

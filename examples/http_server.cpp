@@ -459,23 +459,9 @@ int main(int argc, char** argv) {
     }
     cfg.root.emplace(std::move(dir));
   }
-  try {
-    io::signal_set signals{SIGINT, SIGTERM};
-    auto listener = io::tcp_listener::bind(options.address);
-    if (!listener) {
-      fmt::print(stderr, "http_server: {} {}: {}\n", listener.full_error().operation,
-                 options.address.to_string(), listener.error().message());
-      return 1;
-    }
-    connection_registry registry;
-    weft::run(options.run,
-              examples::serve_until_signal(
-                  std::move(*listener), signals, seconds(options.drain_seconds), "http_server",
-                  [&](io::tcp_stream c) { return serve_http(std::move(c), cfg, registry); },
-                  [&] { registry.stop(); }));
-    return 0;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "http_server: {}\n", e.what());
-    return 1;
-  }
+  connection_registry registry;
+  return examples::run_server(
+      options, "http_server",
+      [&](io::tcp_stream c) { return serve_http(std::move(c), cfg, registry); },
+      [&] { registry.stop(); });
 }

@@ -166,6 +166,31 @@ weft::task<> serve_until_signal(
   }
 }
 
+/// A server's `main` after its options are parsed: blocks SIGINT/SIGTERM for a signalfd (before
+/// any thread exists, so every thread inherits the mask), binds, and serves on the executor the
+/// options chose until a signal (see serve_until_signal). Returns the exit status: 0 after a
+/// clean shutdown, 1 with one line on stderr when binding or the runtime's set-up fails.
+template <class Serve, class OnStop = void (*)()>
+int run_server(
+    const server_options& options, const char* program, Serve serve, OnStop on_stop = [] {}) {
+  try {
+    weft::io::signal_set signals{SIGINT, SIGTERM};
+    auto listener = weft::io::tcp_listener::bind(options.address);
+    if (!listener) {
+      fmt::print(stderr, "{}: {} {}: {}\n", program, listener.full_error().operation,
+                 options.address.to_string(), listener.error().message());
+      return 1;
+    }
+    weft::run(options.run, serve_until_signal(std::move(*listener), signals,
+                                              std::chrono::duration<double>(options.drain_seconds),
+                                              program, std::move(serve), std::move(on_stop)));
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 1;
+  }
+}
+
 /// Parses the command line, reporting errors as every example does: usage on stderr, exit 2.
 /// Returns the exit status to use, or nullopt to go on.
 inline std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,

@@ -36,7 +36,9 @@ int epfd = -1;
 std::vector<std::unique_ptr<connection>> conns;  // indexed by fd
 volatile std::sig_atomic_t stop = 0;
 
-void on_signal(int) { stop = 1; }
+void on_signal(int) {
+  stop = 1;
+}
 
 void watch(int fd, std::uint32_t events, int how) {
   epoll_event ev{};
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "echo_epoll: bad port '%s'\n", argv[1]);
     return 2;
   }
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;  // no SA_RESTART: epoll_wait returns EINTR
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);

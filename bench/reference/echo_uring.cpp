@@ -40,9 +40,13 @@ int listen_fd = -1;
 std::vector<std::unique_ptr<connection>> conns;  // indexed by fd
 volatile std::sig_atomic_t stop = 0;
 
-void on_signal(int) { stop = 1; }
+void on_signal(int) {
+  stop = 1;
+}
 
-std::uint64_t tag(int fd, op o) { return (static_cast<std::uint64_t>(fd) << 2) | o; }
+std::uint64_t tag(int fd, op o) {
+  return (static_cast<std::uint64_t>(fd) << 2) | o;
+}
 
 io_uring_sqe* sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring);
@@ -143,7 +147,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "echo_uring: bad port '%s'\n", argv[1]);
     return 2;
   }
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;  // no SA_RESTART: the wait returns -EINTR
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
