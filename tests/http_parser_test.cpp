@@ -447,7 +447,11 @@ TEST_CASE("resolve_target maps targets to safe relative paths", "[http]") {
       {"relative", 400, ""},
       {"", 400, ""},
       {"*", 400, ""},
-      {"http://example.com/a", 400, ""},
+      {"http://example.com/a", 0, "a"},
+      {"HTTP://example.com/a/%2e%2e/b", 403, ""},
+      {"https://example.com", 0, ""},
+      {"http:///a", 400, ""},
+      {"ftp://example.com/a", 400, ""},
       {"?x", 400, ""},
   };
   for (const row& x : rows) {

@@ -266,6 +266,18 @@ method_kind classify_method(std::string_view method) noexcept {
 }
 
 target_result resolve_target(std::string_view target) {
+  // Absolute-form ("http://host/path"), which RFC 9112 says a server must accept: the path part
+  // is what is served (the authority is not checked: this server has one site).
+  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.size() >= scheme.size() &&
+        std::equal(scheme.begin(), scheme.end(), target.begin(),
+                   [](char a, char b) { return a == (b | 0x20); })) {
+      const std::size_t slash = target.find('/', scheme.size());
+      if (slash == scheme.size()) return {400, {}};  // no authority
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
   if (target.empty() || target.front() != '/') return {400, {}};
   target = target.substr(0, target.find_first_of("?#"));
 

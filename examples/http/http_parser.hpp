@@ -133,9 +133,11 @@ struct target_result {
 
 /// Maps an origin-form request-target to a path relative to a document root.
 ///
-/// Steps: the target must start with '/' (else 400; absolute-form, authority-form and "*" are not
-/// served); the query ('?...') and fragment ('#...') are cut off; the rest is percent-decoded ONCE
-/// as a whole (an invalid escape such as "%zz" or "%4" -> 400); THEN split on '/', so a decoded
+/// Steps: an absolute-form target ("http://host/path", "https://...", scheme case-insensitive)
+/// is reduced to its path ("/" when it has none; 400 when it has no authority); the target must
+/// then start with '/' (else 400; authority-form and "*" are not served); the query ('?...') and
+/// fragment ('#...') are cut off; the rest is percent-decoded ONCE as a whole (an invalid escape
+/// such as "%zz" or "%4" -> 400); THEN split on '/', so a decoded
 /// "%2f" separates segments like a literal '/' and cannot hide a ".." ("/..%2fetc" -> 403). Empty
 /// and "." segments are dropped; a ".." segment -> 403 (also "%2e%2e", "%2E%2e", ...). A decoded
 /// byte below 0x20 (NUL included) or 0x7F -> 400; a backslash, literal or decoded, -> 400 (it is a
