@@ -408,3 +408,61 @@ TEST_CASE("a listener that outlives an executor run on another thread is safe to
   CHECK(accepted);
   l.close();
 }
+
+TEST_CASE("send_file sends a header and a file range; a short file is end_of_stream", "[socket]") {
+  char name[] = "/tmp/weft-send-file-XXXXXX";
+  const int raw = ::mkstemp(name);
+  REQUIRE(raw >= 0);
+  ::close(raw);
+  std::string content(300 * 1024, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>('a' + i % 26);
+  run_main(weft::invoke([&]() -> task<> {
+    (co_await io::write_file(name, io::as_bytes(content))).value();
+    io::file f = (co_await io::file::open(name)).value();
+    auto [a, b] = io::unix_stream::pair().value();
+    const std::string header = "HEADER";
+    // More than the socket buffer holds: the sender must wait for POLLOUT on the ring.
+    auto sender = weft::spawn(weft::invoke([&, &a = a]() -> task<std::uint64_t> {
+      co_return (co_await a.send_file(f, 1000, content.size() - 1000, io::as_bytes(header)))
+          .value();
+    }));
+    std::string got(header.size() + content.size() - 1000, '\0');
+    (co_await b.read_exact(io::as_writable_bytes(got))).value();
+    const std::uint64_t sent = co_await sender;
+    CHECK(sent == content.size() - 1000);
+    CHECK(got == header + content.substr(1000));
+    // The socket is blocking again afterwards.
+    CHECK((::fcntl(a.native_handle(), F_GETFL) & O_NONBLOCK) == 0);
+    // Asking for more than the file holds: the bytes that exist, then end_of_stream.
+    auto short_file = co_await a.send_file(f, content.size() - 10, 100);
+    CHECK(short_file.error() == weft::errc::end_of_stream);
+    std::string tail(10, '\0');
+    (co_await b.read_exact(io::as_writable_bytes(tail))).value();
+    CHECK(tail == content.substr(content.size() - 10));
+  }));
+  ::unlink(name);
+}
+
+TEST_CASE("poll waits for readiness and reports errors", "[socket]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    auto waiter = weft::spawn(weft::invoke([&, &b = b]() -> task<unsigned> {
+      co_return (co_await io::poll(b.native_handle(), POLLIN)).value();
+    }));
+    co_await weft::sleep_for(2ms);
+    CHECK_FALSE(waiter.is_finished());  // nothing to read yet
+    (co_await a.write_all(io::as_bytes(std::string("x")))).value();
+    const unsigned ready = co_await waiter;
+    CHECK((ready & POLLIN) != 0);
+    auto bad = co_await io::poll(-1, POLLIN);
+    CHECK(bad.error() == std::errc::bad_file_descriptor);
+    CHECK(bad.message() == "poll: Bad file descriptor");
+    bool timed_out = false;
+    try {
+      (void)co_await weft::with_timeout(5ms, io::poll(a.native_handle(), POLLIN));
+    } catch (const std::system_error& e) {
+      timed_out = e.code() == weft::errc::timed_out;
+    }
+    CHECK(timed_out);
+  }));
+}
