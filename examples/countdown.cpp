@@ -1,11 +1,15 @@
 // Beazley's countdown experiment from the seed: count C down to zero, split over N workers.
 //
-//   ./countdown --mode=sequential|cooperative --workers=N --count=C
+//   ./countdown --mode=sequential|cooperative|single-lock|multi-thread --workers=N --count=C
+//               [--switch-interval=5ms] [--gil=interval|ticks:100]
 //
-// sequential runs the whole count in one loop with no runtime at all (the baseline);
-// cooperative splits it over N tasks on one thread. The loop calls weft::check() on every
-// iteration in every mode, so all modes run the same code. The last line is machine-readable:
-// wall_s=<seconds>.
+// sequential runs the whole count in one loop with no runtime at all (the baseline). The other
+// modes split it over N spawned tasks on an executor with N threads (one thread for
+// cooperative): multi-thread runs them in parallel; single-lock runs them on N threads that
+// share one lock, so they take turns, as Python threads do under the GIL. The loop calls
+// weft::check() on every iteration in every mode, so all modes run the same code. For
+// single-lock the lock's hand-overs and the time threads waited for it are printed before the
+// last line, which is machine-readable: wall_s=<seconds>.
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -35,19 +39,21 @@ weft::task<> countdown_task(std::uint64_t n) {
 }
 
 weft::task<int> run_workers(std::uint64_t count, unsigned workers) {
-  std::vector<weft::task<>> parts;
+  // Spawned, not awaited together: spawned tasks are what the threaded executors spread over
+  // their threads (like starting N Python threads).
+  std::vector<weft::join_handle<void>> parts;
   for (unsigned i = 0; i < workers; ++i) {
     // The remainder goes to the first worker, so the parts always add up to count.
     const std::uint64_t share = count / workers + (i == 0 ? count % workers : 0);
-    parts.push_back(countdown_task(share));
+    parts.push_back(weft::spawn(countdown_task(share)));
   }
-  co_await weft::when_all(std::move(parts));
+  for (auto& part : parts) co_await part;
   co_return 0;
 }
 
 constexpr const char* usage =
-    "usage: countdown [--mode=sequential|cooperative|single-lock|multi-thread|processes] "
-    "[--workers=N] [--count=C]\n";
+    "usage: countdown [--mode=sequential|cooperative|single-lock|multi-thread] [--workers=N]\n"
+    "                 [--count=C] [--switch-interval=5ms] [--gil=interval|ticks:N]\n";
 
 int usage_error(const std::string& message) {
   fmt::print(stderr, "countdown: {}\n{}", message, usage);
@@ -66,6 +72,13 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "how many tasks share the count (not for sequential)")
       ->capture_default_str();
   app.add_option("--count", count, "how far to count down")->capture_default_str();
+  std::string switch_interval = "5ms";
+  std::string gil = "interval";
+  app.add_option("--switch-interval", switch_interval,
+                 "single-lock: how long a thread waits before asking for the lock")
+      ->capture_default_str();
+  app.add_option("--gil", gil, "single-lock: interval (new GIL) or ticks:N (old GIL)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -84,16 +97,29 @@ int main(int argc, char** argv) {
   if (!sequential && !mode) return usage_error("unknown mode '" + mode_name + "'");
   if (mode && !weft::mode_available(*mode)) {
     return usage_error("--mode=" + mode_name +
-                       " is not available in this build yet (sequential and cooperative are)");
+                       " runs no tasks (countdown runs on sequential, cooperative, single-lock "
+                       "and multi-thread)");
   }
+  weft::run_options options{mode.value_or(weft::mode::cooperative), workers};
+  if (auto d = weft::parse_duration(switch_interval)) {
+    options.switch_interval = *d;
+  } else {
+    return usage_error("--switch-interval wants a duration such as 5ms, not '" + switch_interval +
+                       "'");
+  }
+  if (!weft::parse_gil(gil, options)) {
+    return usage_error("--gil wants 'interval' or 'ticks:N', not '" + gil + "'");
+  }
+  weft::run_report report;
+  options.report = &report;
 
   try {
     const auto start = std::chrono::steady_clock::now();
     if (sequential) {
       countdown(static_cast<std::uint64_t>(count));
     } else {
-      weft::run(weft::run_options{*mode, workers},
-                run_workers(static_cast<std::uint64_t>(count), workers));
+      if (options.mode == weft::mode::cooperative) options.workers = 1;
+      weft::run(options, run_workers(static_cast<std::uint64_t>(count), workers));
     }
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
     if (sequential) {
@@ -101,6 +127,15 @@ int main(int argc, char** argv) {
     } else {
       fmt::print("countdown of {} with mode={} workers={}: {:.3f} s\n", count, mode_name, workers,
                  wall.count());
+    }
+    if (options.mode == weft::mode::single_lock && !sequential) {
+      const auto& lock = report.single_lock;
+      fmt::print(
+          "single-lock: gil={} switch_interval_us={} switches={} forced_switches={} "
+          "drop_requests={} releases_at_check={} lock_wait_s={:.3f}\n",
+          gil, std::chrono::duration<double, std::micro>(options.switch_interval).count(),
+          lock.switches, lock.forced_switches, lock.drop_requests, lock.releases_at_check,
+          std::chrono::duration<double>(lock.lock_wait).count());
     }
     fmt::print("wall_s={:.6f}\n", wall.count());
     return 0;

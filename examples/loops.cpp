@@ -1,7 +1,7 @@
 // The seed's `_thread` demo: loop 1 sleeps 4 s, loop 2 sleeps 2 s. Run concurrently, the whole
 // program takes about 4 s, not 6: while one task sleeps, the ring waits and the thread is free.
 //
-//   ./loops [--mode=cooperative] [--workers=N]
+//   ./loops [--mode=cooperative|single-lock|multi-thread] [--workers=N]
 #include <chrono>
 #include <ctime>
 #include <string>

@@ -35,7 +35,6 @@ struct server_options {
     for (auto m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
       if (!modes.empty()) modes += ", ";
       modes += weft::to_string(m);
-      if (!weft::mode_available(m)) modes += " (not in this build yet)";
     }
     app.add_option("--mode", mode_name, "executor: " + modes)->capture_default_str();
     app.add_option("--workers", workers, "threads for the threaded modes (0: one per CPU)");
@@ -53,7 +52,9 @@ struct server_options {
     const auto m = weft::parse_mode(mode_name);
     if (!m) return fmt::format("unknown mode '{}'", mode_name);
     if (!weft::mode_available(*m)) {
-      return fmt::format("--mode={} is not available in this build yet", mode_name);
+      return fmt::format("--mode={} is not available for a server (it runs no tasks); use "
+                         "cooperative, single-lock or multi-thread",
+                         mode_name);
     }
     if (workers > 1024) return fmt::format("--workers wants 0 to 1024, not {}", workers);
     if (!(drain_seconds >= 0 && drain_seconds <= 3600)) {

@@ -32,8 +32,8 @@ void ignore_sigpipe() noexcept {
   });
 }
 
-reactor::reactor(unsigned entries, std::function<void()> on_wake)
-    : ring_(entries), on_wake_(std::move(on_wake)) {
+reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_timers)
+    : ring_(entries), shared_timers_(shared_timers), on_wake_(std::move(on_wake)) {
   ignore_sigpipe();
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw_errno(errno, "weft: eventfd for the reactor's wake-up");
@@ -196,7 +196,18 @@ void reactor::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
+bool reactor::next_deadline(clock::time_point& deadline) noexcept {
+  timer_guard guard(*this);
+  if (timers_.empty()) return false;
+  deadline = timers_.top()->deadline;
+  return true;
+}
+
 bool reactor::expire_timers(clock::time_point now) {
+  // Under the lock when timers are shared: a task resumed on another thread may cancel its
+  // timer at any moment, and once cancel_timer returns its node may be freed, so a node is
+  // taken out and its callback run without letting go of the heap in between.
+  timer_guard guard(*this);
   bool any = false;
   while (detail::timer_node* n = timers_.pop_expired(now)) {
     ++stats_.timers_fired;
@@ -233,15 +244,16 @@ void reactor::reap() {
 
 void reactor::poll(bool block) {
   io_uring* r = ring_.get();
-  if (block && !timers_.empty()) {
+  clock::time_point deadline{};
+  if (block && next_deadline(deadline)) {
     // Timers that are already due make this turn non-blocking.
-    if (expire_timers(clock::now())) block = false;
+    if (deadline <= clock::now() && expire_timers(clock::now())) block = false;
   }
   if (block) {
     __kernel_timespec ts{};
     __kernel_timespec* timeout = nullptr;
-    if (!timers_.empty()) {
-      const auto wait = timers_.top()->deadline - clock::now();
+    if (next_deadline(deadline)) {
+      const auto wait = deadline - clock::now();
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
       const long long clamped = ns < 0 ? 0 : ns;
       ts.tv_sec = clamped / 1'000'000'000;
@@ -273,7 +285,7 @@ void reactor::poll(bool block) {
     }
   }
   reap();
-  if (!timers_.empty()) expire_timers(clock::now());
+  if (next_deadline(deadline) && deadline <= clock::now()) expire_timers(clock::now());
 }
 
 }  // namespace weft::io

@@ -25,20 +25,69 @@ std::optional<mode> parse_mode(std::string_view name) noexcept {
 }
 
 bool mode_available(mode m) noexcept {
-  return m == mode::cooperative;
+  return m != mode::processes;
 }
 
+namespace {
+std::string unavailable_message(mode m) {
+  return "--mode=" + std::string(to_string(m)) +
+         " is not available to run a task in this build (--mode=processes runs functions in a "
+         "process pool, not a task; use cooperative, single-lock or multi-thread)";
+}
+}  // namespace
+
 void require_mode(mode m) {
-  if (!mode_available(m)) {
-    throw_error(errc::mode_unavailable,
-                "--mode=" + std::string(to_string(m)) +
-                    " is not available in this build yet (only --mode=cooperative is)");
-  }
+  if (!mode_available(m)) throw_error(errc::mode_unavailable, unavailable_message(m));
 }
 
 std::string mode_usage(std::string_view program) {
   return "usage: " + std::string(program) +
-         " [--mode=cooperative|single-lock|multi-thread|processes] [--workers=N]\n";
+         " [--mode=cooperative|single-lock|multi-thread] [--workers=N]\n"
+         "       [--switch-interval=5ms] [--gil=interval|ticks:N]\n";
+}
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) noexcept {
+  std::size_t digits = 0;
+  while (digits < text.size() &&
+         ((text[digits] >= '0' && text[digits] <= '9') || text[digits] == '.')) {
+    ++digits;
+  }
+  if (digits == 0) return std::nullopt;
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  if (ec != std::errc() || end != text.data() + digits || !(value >= 0)) return std::nullopt;
+  const std::string_view unit = text.substr(digits);
+  double scale = 0;
+  if (unit.empty() || unit == "ms") {
+    scale = 1e6;
+  } else if (unit == "us") {
+    scale = 1e3;
+  } else if (unit == "ns") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1e9;
+  } else {
+    return std::nullopt;
+  }
+  const double ns = value * scale;
+  if (ns > 3.6e12) return std::nullopt;  // an hour: anything longer is a typo
+  return std::chrono::nanoseconds(static_cast<long long>(ns));
+}
+
+bool parse_gil(std::string_view text, run_options& options) noexcept {
+  if (text == "interval") {
+    options.gil = sched::gil_policy::interval;
+    return true;
+  }
+  constexpr std::string_view prefix = "ticks:";
+  if (text.substr(0, prefix.size()) != prefix) return false;
+  unsigned n = 0;
+  const std::string_view number = text.substr(prefix.size());
+  auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), n);
+  if (ec != std::errc() || end != number.data() + number.size() || n == 0) return false;
+  options.gil = sched::gil_policy::ticks;
+  options.gil_ticks = n;
+  return true;
 }
 
 namespace {
@@ -75,11 +124,7 @@ run_options mode_from_args(int argc, char** argv) {
     } else if (take_value("--mode")) {
       auto m = parse_mode(value);
       if (!m) usage_error(program, "unknown mode '" + std::string(value) + "'");
-      if (!mode_available(*m)) {
-        usage_error(program,
-                    "--mode=" + std::string(value) +
-                        " is not available in this build yet (only --mode=cooperative is)");
-      }
+      if (!mode_available(*m)) usage_error(program, unavailable_message(*m));
       options.mode = *m;
     } else if (take_value("--workers")) {
       unsigned n = 0;
@@ -89,6 +134,18 @@ run_options mode_from_args(int argc, char** argv) {
                     "--workers wants a number from 1 to 1024, not '" + std::string(value) + "'");
       }
       options.workers = n;
+    } else if (take_value("--switch-interval")) {
+      auto d = parse_duration(value);
+      if (!d) {
+        usage_error(program, "--switch-interval wants a duration such as 5ms, 100us or 1s, not '" +
+                                 std::string(value) + "'");
+      }
+      options.switch_interval = *d;
+    } else if (take_value("--gil")) {
+      if (!parse_gil(value, options)) {
+        usage_error(program,
+                    "--gil wants 'interval' or 'ticks:N' (N >= 1), not '" + std::string(value) + "'");
+      }
     } else {
       usage_error(program, "unknown argument '" + std::string(arg) + "'");
     }

@@ -22,20 +22,26 @@ def wall_s(stdout):
 
 
 class Loops(unittest.TestCase):
-    def test_two_loops_overlap(self):
+    def test_two_loops_overlap_on_every_mode(self):
+        # The modes run in parallel (each takes 4 s of sleeping), to keep the suite short.
+        modes = (["--mode=cooperative"], ["--mode=single-lock", "--workers=4"],
+                 ["--mode=multi-thread", "--workers=2"])
         start = time.monotonic()
-        r = run(ARGS.loops, "--mode=cooperative")
-        elapsed = time.monotonic() - start
-        self.assertEqual(r.returncode, 0, r.stderr)
-        lines = r.stdout.splitlines()
-        # Both loops start before either finishes, and loop 2 (2 s) finishes first.
-        order = [l.split(" at:")[0] for l in lines if " at:" in l]
-        self.assertEqual(order, ["Starting", "Start loop 1", "Start loop 2",
-                                 "Loop 2 done", "Loop 1 done", "All tasks done"])
-        # About 4 s, not 6 s: the sleeps overlap. Generous upper bound for a loaded machine.
-        self.assertGreaterEqual(wall_s(r.stdout), 3.99)
-        self.assertLess(wall_s(r.stdout), 5.5)
-        self.assertLess(elapsed, 5.9)
+        procs = [(m, subprocess.Popen([str(ARGS.loops), *m], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)) for m in modes]
+        for mode, p in procs:
+            out, err = p.communicate(timeout=60)
+            with self.subTest(mode=mode):
+                self.assertEqual(p.returncode, 0, err)
+                lines = out.splitlines()
+                # Both loops start before either finishes, and loop 2 (2 s) finishes first.
+                order = [l.split(" at:")[0] for l in lines if " at:" in l]
+                self.assertEqual(order, ["Starting", "Start loop 1", "Start loop 2",
+                                         "Loop 2 done", "Loop 1 done", "All tasks done"])
+                # About 4 s, not 6 s: the sleeps overlap. Generous bound for a loaded machine.
+                self.assertGreaterEqual(wall_s(out), 3.99)
+                self.assertLess(wall_s(out), 5.5)
+        self.assertLess(time.monotonic() - start, 8)
 
     def test_bad_arguments_exit_2_with_usage(self):
         for bad in (["--mode=bogus"], ["--workers=0"], ["--frobnicate"], ["--mode"]):
@@ -43,11 +49,12 @@ class Loops(unittest.TestCase):
             self.assertEqual(r.returncode, 2, bad)
             self.assertIn("usage:", r.stderr)
 
-    def test_unavailable_mode_is_a_clear_error(self):
-        for mode in ("single-lock", "multi-thread", "processes"):
-            r = run(ARGS.loops, f"--mode={mode}", "--workers=2")
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("not available", r.stderr)
+    def test_processes_mode_is_a_clear_error(self):
+        # --mode=processes runs functions in a process pool, not a task.
+        r = run(ARGS.loops, "--mode=processes", "--workers=2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not available", r.stderr)
+        self.assertIn("process pool", r.stderr)
 
     def test_help(self):
         r = run(ARGS.loops, "--help")
@@ -56,31 +63,50 @@ class Loops(unittest.TestCase):
 
 
 class Countdown(unittest.TestCase):
-    def test_sequential_and_cooperative(self):
-        for mode, workers in (("sequential", 1), ("cooperative", 1), ("cooperative", 4)):
-            r = run(ARGS.countdown, f"--mode={mode}", f"--workers={workers}", "--count=20000000")
+    def test_every_mode(self):
+        for mode, workers in (("sequential", 1), ("cooperative", 1), ("cooperative", 4),
+                              ("multi-thread", 2), ("multi-thread", 4), ("single-lock", 2),
+                              ("single-lock", 3)):
+            r = run(ARGS.countdown, f"--mode={mode}", f"--workers={workers}", "--count=20000000",
+                    "--switch-interval=1ms")
             self.assertEqual(r.returncode, 0, r.stderr)
             lines = r.stdout.strip().splitlines()
-            self.assertEqual(len(lines), 2, r.stdout)
+            self.assertEqual(len(lines), 3 if mode == "single-lock" else 2, r.stdout)
             self.assertIn(f"mode={mode}", lines[0])
             if mode == "sequential":
                 self.assertNotIn("workers", lines[0])  # sequential has no workers
             self.assertIn("countdown of 20000000", lines[0])
+            if mode == "single-lock":
+                # The lock's story comes before the last line.
+                stats = dict(kv.split("=") for kv in lines[1].split()[1:])
+                self.assertEqual(stats["gil"], "interval")
+                for key in ("switches", "forced_switches", "drop_requests", "lock_wait_s"):
+                    self.assertIn(key, stats)
+                self.assertGreaterEqual(float(stats["lock_wait_s"]), 0.0)
             self.assertGreater(wall_s(r.stdout), 0.0)
+
+    def test_old_gil(self):
+        r = run(ARGS.countdown, "--mode=single-lock", "--workers=2", "--count=1000000",
+                "--gil=ticks:100")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        stats = dict(kv.split("=") for kv in r.stdout.splitlines()[1].split()[1:])
+        self.assertEqual(stats["gil"], "ticks:100")
+        self.assertEqual(int(stats["releases_at_check"]), 1000000 // 100)
+        self.assertEqual(int(stats["drop_requests"]), 0)
 
     def test_bad_arguments_exit_2(self):
         for bad in (["--mode=threads"], ["--workers=0"], ["--count=-5"], ["--count=abc"],
-                    ["--unknown"], ["--workers=2000"]):
+                    ["--unknown"], ["--workers=2000"], ["--gil=ticks:0"], ["--gil=new"],
+                    ["--switch-interval=5h"], ["--switch-interval=-1ms"]):
             r = run(ARGS.countdown, *bad)
             self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
             self.assertIn("usage:", r.stderr, bad)
 
-    def test_unavailable_mode_exit_2(self):
-        for mode in ("single-lock", "multi-thread", "processes"):
-            r = run(ARGS.countdown, f"--mode={mode}", "--workers=2", "--count=1000")
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("not available", r.stderr)
-            self.assertIn("usage:", r.stderr)
+    def test_processes_mode_exit_2(self):
+        r = run(ARGS.countdown, "--mode=processes", "--workers=2", "--count=1000")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("runs no tasks", r.stderr)
+        self.assertIn("usage:", r.stderr)
 
     def test_help_shows_defaults(self):
         r = run(ARGS.countdown, "--help")

@@ -653,11 +653,11 @@ def t_echo_bad_args():
     bad_args_check(ARGS.echo_server, "echo_server",
                    [["--port", "70000"], ["--mode", "nope"], ["--bogus"], ["--port", "-1"],
                     ["--host", "localhost"], ["--drain-timeout=-1"], ["--port"]])
-    r = run(ARGS.echo_server, "--port", "0", "--mode", "multi-thread", timeout=15)
+    r = run(ARGS.echo_server, "--port", "0", "--mode", "processes", timeout=15)
     err = r.stderr.decode(errors="replace")
-    check(r.returncode == 2 and "not available in this build yet" in err and
-          "usage" in err.lower(), "echo_server --mode multi-thread: exit 2, 'not available in "
-          "this build yet', usage", f"rc={r.returncode} stderr={short(err)}")
+    check(r.returncode == 2 and "not available" in err and
+          "usage" in err.lower(), "echo_server --mode processes: exit 2, 'not available', usage",
+          f"rc={r.returncode} stderr={short(err)}")
     port_in_use_check(ARGS.echo_server, "echo_server")
     r = run(ARGS.echo_client, "--port", "0", timeout=15)
     check(r.returncode == 2 and "usage" in r.stderr.decode().lower(),

@@ -1,12 +1,32 @@
-// weft: check(), the check point that CPU-bound code calls.
+// weft: check() and blocking(), the points where the single-lock executor's lock may change hands.
 #pragma once
+
+#include <atomic>
+#include <type_traits>
+#include <utility>
 
 namespace weft {
 
 namespace detail {
-/// Set by executors that need check points (the single-lock executor hands its lock over
-/// there); null everywhere else, so check() is one thread-local load and a branch.
-inline thread_local void (*check_hook)() = nullptr;
+/// What check() looks at. Set by executors that need check points (the single-lock executor
+/// hands its lock over there); `slow` is null everywhere else, so there check() is one
+/// thread-local load and a branch. Where it is set, the inline part is a relaxed load of
+/// `request` and a decrement: the executor's `slow` runs only when another thread asked for
+/// the lock or `countdown` ran out (CPython's eval_breaker works the same way).
+struct check_state {
+  void (*slow)() = nullptr;
+  const std::atomic<bool>* request = nullptr;
+  long countdown = 0;
+};
+inline constinit thread_local check_state check_hook{};
+
+/// Set by the single-lock executor on its threads: `release` drops the global lock before a
+/// blocking call, `reacquire` takes it back after. Null elsewhere.
+struct blocking_hooks {
+  void (*release)();
+  void (*reacquire)();
+};
+inline constinit thread_local const blocking_hooks* blocking_hook = nullptr;
 }  // namespace detail
 
 /// A check point for CPU-bound loops. On the cooperative and multi-thread executors it does next
@@ -15,7 +35,31 @@ inline thread_local void (*check_hook)() = nullptr;
 /// stop on cancellation also awaits `yield_now()` now and then, or checks
 /// `co_await get_stop_token()`. Callable from any thread.
 inline void check() noexcept {
-  if (auto hook = detail::check_hook) hook();
+  detail::check_state& state = detail::check_hook;
+  if (state.slow == nullptr) [[likely]]
+    return;
+  if (state.request->load(std::memory_order_relaxed) || --state.countdown <= 0) [[unlikely]]
+    state.slow();
+}
+
+/// Runs `fn()` (a blocking call: a read(2), a sleep, a computation in a C library that never
+/// calls check()) and returns what it returns. On the single-lock executor the global lock is
+/// dropped while `fn` runs, so the other threads run tasks meanwhile (CPython releases the GIL
+/// around blocking system calls the same way); `fn` must not touch weft tasks or
+/// non-thread-safe state that tasks share. Elsewhere it simply calls `fn`, which then blocks its
+/// thread: on the cooperative and multi-thread executors prefer `co_await spawn_blocking(fn)`.
+/// Rethrows what `fn` throws (the lock is taken back first). Callable from any thread.
+template <class Fn>
+decltype(auto) blocking(Fn&& fn) {
+  const detail::blocking_hooks* hooks = detail::blocking_hook;
+  if (hooks == nullptr) return std::forward<Fn>(fn)();
+  struct reacquire_on_exit {
+    const detail::blocking_hooks* hooks;
+    ~reacquire_on_exit() { hooks->reacquire(); }
+  };
+  hooks->release();
+  reacquire_on_exit guard{hooks};
+  return std::forward<Fn>(fn)();
 }
 
 }  // namespace weft

@@ -35,11 +35,23 @@ class executor {
   /// threads that run no executor. `h` must be suspended and owned by nobody else.
   virtual void schedule(std::coroutine_handle<> h) noexcept = 0;
 
-  /// Arms `node`: its `on_expire` runs on this executor's thread once its deadline has passed.
-  /// Only on the thread that runs this executor. Throws std::bad_alloc.
+  /// Queues `h` behind every task that is ready now (what `yield_now` does). Executors that run
+  /// a woken task next (the multi-thread executor's LIFO slot) must not do that for a yield.
+  /// Same contract as `schedule`; by default it is `schedule`.
+  virtual void defer(std::coroutine_handle<> h) noexcept { schedule(h); }
+
+  /// Queues a task that was just spawned. The multi-thread executor puts it where an idle
+  /// worker can steal it at once, instead of in the LIFO slot meant for wake-ups. Same contract
+  /// as `schedule`; by default it is `schedule`.
+  virtual void start(std::coroutine_handle<> h) noexcept { schedule(h); }
+
+  /// Arms `node`: its `on_expire` runs on the calling thread's loop once its deadline has
+  /// passed. Only on a thread that runs this executor. Throws std::bad_alloc.
   virtual void add_timer(detail::timer_node& node) = 0;
 
-  /// Disarms `node` if it is still armed. Only on the thread that runs this executor.
+  /// Disarms `node` if it is still armed. On the cooperative executor only on its thread; on
+  /// the threaded executors on any of their threads (a task may resume on another worker than
+  /// the one whose heap holds its timer).
   virtual void cancel_timer(detail::timer_node& node) noexcept = 0;
 
   /// Registers / unregisters a spawned task (called by spawn, and by the task's completion on

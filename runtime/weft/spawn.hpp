@@ -100,7 +100,7 @@ join_handle<T> spawn_on(executor& ex, task<T> t) {
   auto h = t.release();
   if (!h) throw std::logic_error("weft::spawn: empty task");
   h.promise().mark_spawned(ex);
-  ex.schedule(h);
+  ex.start(h);
   return join_handle<T>(h);
 }
 

@@ -83,7 +83,7 @@ class task_group {
     }
     auto handle = wrapper.release();
     handle.promise().mark_spawned(*ex, &state_->scope);
-    ex->schedule(handle);
+    ex->start(handle);
     join_handle<void>(handle).detach();
   }
 

@@ -128,7 +128,7 @@ class yield_awaitable {
   bool await_suspend(std::coroutine_handle<Promise> h) {
     scope_ = scope_of(h);
     if (scope_ != nullptr && scope_->stop_requested()) return false;  // throw without a turn
-    current_executor_or_throw("weft::yield_now outside weft::run").schedule(h);
+    current_executor_or_throw("weft::yield_now outside weft::run").defer(h);
     return true;
   }
   void await_resume() const {

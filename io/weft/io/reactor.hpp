@@ -1,6 +1,7 @@
 // weft: the io_uring reactor of one thread: the ring, its in-flight operations and the timers.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -55,7 +56,11 @@ class reactor {
  public:
   /// Creates the ring (see `ring` for the errors) and an eventfd used to wake the loop.
   /// `on_wake` runs on the reactor's thread after another thread called `wake()`.
-  explicit reactor(unsigned entries, std::function<void()> on_wake);
+  /// With `shared_timers`, `cancel_timer` may be called from any thread: a spin lock guards the
+  /// timer heap, and expiry callbacks run under it (so they must not add or cancel timers of
+  /// this reactor). Executors whose tasks move between threads need that: a task may resume on
+  /// another thread than the one whose heap holds its timer.
+  explicit reactor(unsigned entries, std::function<void()> on_wake, bool shared_timers = false);
   reactor(const reactor&) = delete;
   reactor& operator=(const reactor&) = delete;
   ~reactor();
@@ -87,9 +92,20 @@ class reactor {
   /// Called by the operation on the reactor's thread before its memory may be reused.
   void retract_cancel(completion* c) noexcept;
 
-  void add_timer(detail::timer_node& n) { timers_.push(n); }
-  void cancel_timer(detail::timer_node& n) noexcept { timers_.remove(n); }
-  std::size_t timer_count() const noexcept { return timers_.size(); }
+  /// Arms `n`. Owner thread only. Throws std::bad_alloc.
+  void add_timer(detail::timer_node& n) {
+    timer_guard guard(*this);
+    timers_.push(n);
+  }
+  /// Disarms `n` if armed. Owner thread only, or any thread with `shared_timers`.
+  void cancel_timer(detail::timer_node& n) noexcept {
+    timer_guard guard(*this);
+    timers_.remove(n);
+  }
+  std::size_t timer_count() noexcept {
+    timer_guard guard(*this);
+    return timers_.size();
+  }
 
   /// Tracks / stops tracking a multishot request; see persistent_completion. Owner thread only.
   void track(persistent_completion& c) noexcept;
@@ -114,6 +130,26 @@ class reactor {
   io_uring* raw() noexcept { return ring_.get(); }
 
  private:
+  // Takes the timer lock when timers are shared; does nothing otherwise.
+  struct timer_guard {
+    explicit timer_guard(reactor& r) noexcept : self(r.shared_timers_ ? &r : nullptr) {
+      if (self != nullptr) self->lock_timers();
+    }
+    ~timer_guard() {
+      if (self != nullptr) self->timer_lock_.store(false, std::memory_order_release);
+    }
+    timer_guard(const timer_guard&) = delete;
+    timer_guard& operator=(const timer_guard&) = delete;
+    reactor* self;
+  };
+  void lock_timers() noexcept {
+    while (timer_lock_.exchange(true, std::memory_order_acquire)) {
+      while (timer_lock_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+  }
+  // The earliest deadline, if any timer is armed.
+  bool next_deadline(clock::time_point& deadline) noexcept;
+
   void arm_wake_read();
   bool expire_timers(clock::time_point now);
   void reap();
@@ -123,6 +159,8 @@ class reactor {
 
   ring ring_;
   detail::timer_heap timers_;
+  const bool shared_timers_;
+  std::atomic<bool> timer_lock_{false};
   std::size_t in_flight_ = 0;
   reactor_stats stats_;
 

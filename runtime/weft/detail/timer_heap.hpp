@@ -23,6 +23,9 @@ struct timer_node {
   /// has been taken out of the heap.
   void (*on_expire)(timer_node*) noexcept = nullptr;
   std::size_t heap_index = not_queued;
+  /// The heap's owner, for executors whose tasks move between threads (the multi-thread and
+  /// single-lock executors cancel a timer through the heap that holds it). Null otherwise.
+  void* owner = nullptr;
 
   bool queued() const noexcept { return heap_index != not_queued; }
 };

@@ -1,12 +1,15 @@
 // weft: choosing an executor mode and running a program's main task on it.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include <weft/errc.hpp>
 #include <weft/sched/cooperative.hpp>
+#include <weft/sched/multi_thread.hpp>
+#include <weft/sched/single_lock.hpp>
 #include <weft/task.hpp>
 
 namespace weft {
@@ -19,10 +22,27 @@ enum class mode {
   processes,     ///< N worker processes (multiprocessing)
 };
 
+/// What an executor counted during one `run` (see `run_options::report`).
+struct run_report {
+  weft::mode mode = mode::cooperative;
+  unsigned workers = 1;                      ///< threads the executor used
+  sched::single_lock_stats single_lock{};    ///< the global lock (single-lock mode only)
+  sched::multi_thread_stats multi_thread{};  ///< scheduling counters (multi-thread mode only)
+};
+
 /// How `run` builds its executor.
 struct run_options {
   weft::mode mode = mode::cooperative;
   unsigned workers = 0;  ///< threads for the threaded modes; 0: one per CPU
+  /// single-lock: how long a thread waits for the lock before asking the holder to drop it
+  /// (CPython's sys.setswitchinterval; 5 ms there too).
+  std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
+  /// single-lock: the new GIL (interval, the default) or the old one (ticks).
+  sched::gil_policy gil = sched::gil_policy::interval;
+  unsigned gil_ticks = 100;  ///< single-lock with the ticks policy: check points per release
+  /// When not null, filled in with the executor's counters when `run` returns (also when
+  /// `main` threw).
+  run_report* report = nullptr;
 };
 
 /// The spelling used on command lines: "cooperative", "single-lock", "multi-thread",
@@ -38,7 +58,16 @@ bool mode_available(mode m) noexcept;
 /// The usage text of the options mode_from_args understands.
 std::string mode_usage(std::string_view program);
 
-/// Reads `--mode=M` and `--workers=N` (also as two words) from a program's arguments.
+/// Parses a duration such as "5ms", "250us", "1s", "100ns" or "0.5ms" (a bare number means
+/// milliseconds); nullopt when malformed or negative. Never throws.
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) noexcept;
+
+/// Parses a `--gil` value into `options`: "interval" (the new GIL) or "ticks:N" (the old GIL
+/// releasing every N check points, N >= 1); false when malformed. Never throws.
+bool parse_gil(std::string_view text, run_options& options) noexcept;
+
+/// Reads `--mode=M`, `--workers=N`, `--switch-interval=D` and `--gil=interval|ticks:N` (also as
+/// two words) from a program's arguments.
 /// `--help` prints the usage and exits 0. Anything else, an unknown mode, a mode this build does
 /// not have yet, or a bad worker count prints one error line and the usage on stderr and exits
 /// with status 2: it is meant for a `main` whose only options are these.
@@ -56,8 +85,36 @@ void require_mode(mode m);
 template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
-  sched::cooperative executor;
-  return executor.block_on(std::move(main));
+  switch (options.mode) {
+    case mode::single_lock: {
+      sched::single_lock executor(sched::single_lock_options{
+          options.workers, 256, options.gil, options.switch_interval, options.gil_ticks});
+      struct fill_report {
+        sched::single_lock& e;
+        run_report* r;
+        ~fill_report() {
+          if (r != nullptr) *r = run_report{mode::single_lock, e.workers(), e.stats(), {}};
+        }
+      } report{executor, options.report};
+      return executor.block_on(std::move(main));
+    }
+    case mode::multi_thread: {
+      sched::multi_thread executor(sched::multi_thread_options{options.workers, 256});
+      struct fill_report {
+        sched::multi_thread& e;
+        run_report* r;
+        ~fill_report() {
+          if (r != nullptr) *r = run_report{mode::multi_thread, e.workers(), {}, e.stats()};
+        }
+      } report{executor, options.report};
+      return executor.block_on(std::move(main));
+    }
+    default: {
+      if (options.report != nullptr) *options.report = run_report{};
+      sched::cooperative executor;
+      return executor.block_on(std::move(main));
+    }
+  }
 }
 
 /// Runs `main` on the executor `m` with its default settings; see the overload above.

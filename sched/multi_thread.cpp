@@ -1,0 +1,465 @@
+#include <weft/sched/multi_thread.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include <weft/detail/transfer.hpp>
+#include <weft/sched/fence.hpp>
+
+namespace weft::sched {
+
+namespace {
+[[noreturn]] void out_of_memory(const char* where) noexcept {
+  std::fprintf(stderr, "weft: out of memory %s; aborting\n", where);
+  std::terminate();
+}
+}  // namespace
+
+/// One worker: its ring, its queues and its counters. Everything but the queue's consumer side,
+/// `reactor.wake()` and the counters (read by stats()) belongs to the worker's thread.
+struct multi_thread::worker {
+  multi_thread* owner = nullptr;
+  unsigned index = 0;
+  steal_queue queue;
+  std::optional<io::reactor> reactor;
+  std::coroutine_handle<> lifo;  // the task woken last by the running task; runs next
+  std::uint32_t lifo_streak = 0;
+  std::uint32_t tick = 0;
+  bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
+  bool searching = false;     // counted in owner->searching_
+  bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
+  std::uint64_t rng = 0;
+
+  struct counters {
+    std::atomic<std::uint64_t> tasks_run{0}, lifo_runs{0}, steals{0}, stolen{0}, injected{0},
+        overflows{0}, parks{0}, wakeups{0};
+  } stats;
+
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // one writer
+  }
+  std::uint32_t next_random() noexcept {  // xorshift64: picks the first victim of a steal
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return static_cast<std::uint32_t>(rng);
+  }
+};
+
+namespace {
+// The worker the calling thread runs, if any (of whichever multi_thread executor).
+thread_local void* tls_worker = nullptr;
+}  // namespace
+
+multi_thread::multi_thread(multi_thread_options options)
+    : worker_count_(options.workers != 0
+                        ? options.workers
+                        : std::max(1u, std::thread::hardware_concurrency())),
+      ring_entries_(options.ring_entries) {
+  if (worker_count_ > 1024) {
+    throw std::invalid_argument("weft: multi_thread wants 1 to 1024 workers, not " +
+                                std::to_string(worker_count_));
+  }
+  workers_.reserve(worker_count_);
+  for (unsigned i = 0; i < worker_count_; ++i) {
+    auto w = std::make_unique<worker>();
+    w->owner = this;
+    w->index = i;
+    w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+    workers_.push_back(std::move(w));
+  }
+  sleepers_.reserve(worker_count_);
+}
+
+multi_thread::~multi_thread() {
+  // Another thread may still be inside schedule() (it pushed and is waking a worker).
+  std::lock_guard inject(inject_mutex_);
+  std::lock_guard idle(idle_mutex_);
+}
+
+multi_thread_stats multi_thread::stats() const noexcept {
+  multi_thread_stats s;
+  for (const auto& w : workers_) {
+    s.tasks_run += w->stats.tasks_run.load(std::memory_order_relaxed);
+    s.lifo_runs += w->stats.lifo_runs.load(std::memory_order_relaxed);
+    s.steals += w->stats.steals.load(std::memory_order_relaxed);
+    s.stolen += w->stats.stolen.load(std::memory_order_relaxed);
+    s.injected += w->stats.injected.load(std::memory_order_relaxed);
+    s.overflows += w->stats.overflows.load(std::memory_order_relaxed);
+    s.parks += w->stats.parks.load(std::memory_order_relaxed);
+    s.wakeups += w->stats.wakeups.load(std::memory_order_relaxed);
+  }
+  return s;
+}
+
+// ---- scheduling --------------------------------------------------------------------------
+
+void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
+  auto* w = static_cast<worker*>(tls_worker);
+  if (w != nullptr && w->owner == this) [[likely]] {
+    if (w->running_task) {
+      // A wake-up by the running task: run it next on this core. The task it displaces goes
+      // to the queue, where an idle worker may steal it.
+      std::coroutine_handle<> previous = std::exchange(w->lifo, h);
+      if (!previous) return;
+      h = previous;
+    }
+    push_local(*w, h);
+    notify_parked();
+    return;
+  }
+  push_inject(h);
+  notify_parked();
+}
+
+void multi_thread::defer(std::coroutine_handle<> h) noexcept {
+  auto* w = static_cast<worker*>(tls_worker);
+  if (w != nullptr && w->owner == this) [[likely]] {
+    // Behind every ready task of this worker, and without waking anyone: a task that yields
+    // in a loop must not bounce between workers at the price of a wake-up each time.
+    push_local(*w, h);
+    return;
+  }
+  push_inject(h);
+  notify_parked();
+}
+
+void multi_thread::start(std::coroutine_handle<> h) noexcept {
+  auto* w = static_cast<worker*>(tls_worker);
+  if (w != nullptr && w->owner == this) [[likely]] {
+    push_local(*w, h);
+    notify_parked();
+    return;
+  }
+  push_inject(h);
+  notify_parked();
+}
+
+void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
+  if (w.queue.try_push(h)) [[likely]]
+    return;
+  // Full: move the older half and `h` to the inject queue in one batch (Tokio does the same),
+  // so a burst of spawns costs one lock per 128 tasks and other workers can take them.
+  std::array<std::coroutine_handle<>, steal_queue::capacity / 2> batch;
+  const std::uint32_t n = w.queue.claim_half(batch);
+  worker::bump(w.stats.overflows);
+  std::lock_guard lock(inject_mutex_);
+  try {
+    for (std::uint32_t i = 0; i < n; ++i) inject_.push(batch[i]);
+    inject_.push(h);
+  } catch (...) {
+    out_of_memory("in the inject queue");
+  }
+  inject_size_.store(inject_.size(), std::memory_order_release);
+}
+
+void multi_thread::push_inject(std::coroutine_handle<> h) noexcept {
+  std::lock_guard lock(inject_mutex_);
+  try {
+    inject_.push(h);
+  } catch (...) {
+    out_of_memory("while scheduling a task from another thread");
+  }
+  inject_size_.store(inject_.size(), std::memory_order_release);
+}
+
+std::coroutine_handle<> multi_thread::pop_inject() noexcept {
+  if (inject_size_.load(std::memory_order_acquire) == 0) return {};
+  std::lock_guard lock(inject_mutex_);
+  if (inject_.empty()) return {};
+  std::coroutine_handle<> h = inject_.pop();
+  inject_size_.store(inject_.size(), std::memory_order_release);
+  return h;
+}
+
+// ---- timers and the live set ------------------------------------------------------------
+
+void multi_thread::add_timer(detail::timer_node& node) {
+  auto* w = static_cast<worker*>(tls_worker);
+  if (w == nullptr || w->owner != this) {
+    throw std::logic_error("weft: a timer armed outside the multi-thread executor's workers");
+  }
+  node.owner = w;
+  w->reactor->add_timer(node);
+}
+
+void multi_thread::cancel_timer(detail::timer_node& node) noexcept {
+  // The heap that holds the node may belong to another worker: its lock makes that safe.
+  if (auto* w = static_cast<worker*>(node.owner)) w->reactor->cancel_timer(node);
+}
+
+void multi_thread::task_started(detail::spawn_link& link) noexcept {
+  live_.add(link);
+  if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
+    detail::scope_of_link(link)->request_stop();  // spawned while everything is being stopped
+  }
+}
+
+void multi_thread::task_finished(detail::spawn_link& link) noexcept {
+  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_acquire)) {
+    wake_worker0();  // the last task of the shutdown: worker 0 may be parked
+  }
+}
+
+// ---- parking (see ARCHITECTURE.md, "Parking") -------------------------------------------
+
+void multi_thread::notify_parked() noexcept {
+  // Pairs with the fence in park(): either we see the sleeper, or it sees our task.
+  weft::detail::store_load_fence();
+  if (searching_.load(std::memory_order_seq_cst) != 0 ||
+      sleeping_.load(std::memory_order_seq_cst) == 0) {
+    return;  // a searching worker will find the task, or nobody sleeps
+  }
+  std::lock_guard lock(idle_mutex_);
+  if (searching_.load(std::memory_order_relaxed) != 0 || sleepers_.empty()) return;
+  // The most recent sleeper (its caches are the warmest), but not the calling worker itself:
+  // it is about to run what it scheduled anyway.
+  auto* self = static_cast<worker*>(tls_worker);
+  auto it = sleepers_.end();
+  do {
+    --it;
+  } while (*it == self && it != sleepers_.begin());
+  if (*it == self) return;
+  worker* sleeper = *it;
+  sleepers_.erase(it);
+  sleeper->sleeping = false;
+  sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+  searching_.fetch_add(1, std::memory_order_seq_cst);  // it wakes up searching
+  if (self != nullptr && self->owner == this) worker::bump(self->stats.wakeups);
+  // Under the lock: a worker leaves its ring only after taking this lock (park, stop), so the
+  // eventfd cannot be closed under our feet.
+  sleeper->reactor->wake();
+}
+
+bool multi_thread::transition_to_searching(worker& w) noexcept {
+  if (w.searching) return true;
+  // At most half of the workers search at once: more would only fight over the same queues.
+  const int searching = searching_.load(std::memory_order_relaxed);
+  const int awake = static_cast<int>(worker_count_) - sleeping_.load(std::memory_order_relaxed);
+  if (2 * searching >= awake && searching > 0) return false;
+  searching_.fetch_add(1, std::memory_order_seq_cst);
+  w.searching = true;
+  return true;
+}
+
+void multi_thread::transition_from_searching(worker& w) noexcept {
+  if (!w.searching) return;
+  w.searching = false;
+  // The last searcher to find work wakes another worker: there may be more work where it
+  // found this (notify_parked skipped waking anyone while it searched).
+  if (searching_.fetch_sub(1, std::memory_order_seq_cst) == 1) notify_parked();
+}
+
+bool multi_thread::work_visible() const noexcept {
+  if (inject_size_.load(std::memory_order_seq_cst) != 0) return true;
+  for (const auto& other : workers_) {
+    if (!other->queue.empty_hint()) return true;
+  }
+  return false;
+}
+
+void multi_thread::park(worker& w) {
+  {
+    std::lock_guard lock(idle_mutex_);
+    if (stopping_.load(std::memory_order_acquire)) return;
+    try {
+      sleepers_.push_back(&w);  // reserved for every worker: never allocates
+    } catch (...) {
+      return;
+    }
+    w.sleeping = true;
+    sleeping_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (w.searching) {
+    w.searching = false;
+    searching_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  // Pairs with the fence in notify_parked: a task pushed before it saw us asleep is seen here.
+  weft::detail::store_load_fence();
+  bool go = work_visible() || (w.index == 0 && main_done_.load(std::memory_order_acquire));
+  if (!go) {
+    worker::bump(w.stats.parks);
+    w.reactor->poll(/*block=*/true);  // I/O, a timer, or a wake-up
+  }
+  std::lock_guard lock(idle_mutex_);
+  if (w.sleeping) {  // woke on its own (I/O, timer) or saw work: leave the list itself
+    std::erase(sleepers_, &w);
+    w.sleeping = false;
+    sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+  } else {
+    w.searching = true;  // woken by notify_parked, which counted it as searching
+  }
+}
+
+void multi_thread::wake_worker0() noexcept {
+  std::lock_guard lock(idle_mutex_);
+  worker& w0 = *workers_[0];
+  if (w0.reactor) w0.reactor->wake();
+}
+
+// ---- the worker loop ----------------------------------------------------------------------
+
+std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
+  // Every event_interval ticks, the inject queue first: tasks from outside are not starved by
+  // a worker whose own queue never empties.
+  if (w.tick % event_interval == 0) {
+    if (auto h = pop_inject()) {
+      worker::bump(w.stats.injected);
+      return h;
+    }
+  }
+  if (w.lifo) {
+    if (w.lifo_streak < lifo_limit) {
+      ++w.lifo_streak;
+      worker::bump(w.stats.lifo_runs);
+      return std::exchange(w.lifo, {});
+    }
+    push_local(w, std::exchange(w.lifo, {}));  // its turn is over: behind the others
+  }
+  w.lifo_streak = 0;
+  if (auto h = w.queue.pop()) return h;
+  if (auto h = pop_inject()) {
+    worker::bump(w.stats.injected);
+    return h;
+  }
+  return {};
+}
+
+std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
+  if (auto h = pop_inject()) {
+    worker::bump(w.stats.injected);
+    return h;
+  }
+  const unsigned n = worker_count_;
+  const unsigned start = n > 1 ? w.next_random() % n : 0;
+  for (unsigned i = 0; i < n; ++i) {
+    worker& victim = *workers_[(start + i) % n];
+    if (&victim == &w) continue;
+    const std::uint32_t before = w.queue.size_hint();
+    if (auto h = victim.queue.steal_into(w.queue)) {
+      worker::bump(w.stats.steals);
+      worker::bump(w.stats.stolen, 1 + w.queue.size_hint() - before);
+      return h;
+    }
+  }
+  return pop_inject();
+}
+
+void multi_thread::worker_loop(worker& w) {
+  executor* const previous_executor = executor::current();
+  io::reactor* const previous_reactor = io::reactor::current();
+  void* const previous_worker = tls_worker;
+  set_current(this);
+  io::reactor::set_current(&*w.reactor);
+  tls_worker = &w;
+  struct restore {
+    executor* e;
+    io::reactor* r;
+    void* w;
+    ~restore() {
+      executor::set_current(e);
+      io::reactor::set_current(r);
+      tls_worker = w;
+    }
+  } restore_on_exit{previous_executor, previous_reactor, previous_worker};
+  w.reactor->attach_to_this_thread();
+
+  const bool is_main_worker = w.index == 0;
+  auto finished = [&] {
+    if (!is_main_worker) return stopping_.load(std::memory_order_acquire);
+    if (!main_done_.load(std::memory_order_acquire)) return false;
+    // The program's main task is done: cancel what is left, then wait for it to unwind.
+    if (!shutting_down_.load(std::memory_order_relaxed)) cancel_all();
+    return live_.size() == 0;
+  };
+
+  detail::trampoline_scope trampoline;
+  while (!finished()) {
+    std::coroutine_handle<> h = next_task(w);
+    if (!h) {
+      w.reactor->poll(/*block=*/false);  // completions may have made tasks ready
+      h = next_task(w);
+    }
+    if (!h && transition_to_searching(w)) h = search(w);
+    if (!h) {
+      park(w);
+      continue;
+    }
+    transition_from_searching(w);
+    w.running_task = true;
+    detail::resume_in_trampoline(trampoline.slot(), h);
+    w.running_task = false;
+    worker::bump(w.stats.tasks_run);
+    if (++w.tick % event_interval == 0) w.reactor->poll(/*block=*/false);
+  }
+  transition_from_searching(w);
+}
+
+void multi_thread::cancel_all() noexcept {
+  shutting_down_.store(true, std::memory_order_seq_cst);
+  live_.for_each([](detail::spawn_link& link) { detail::scope_of_link(link)->request_stop(); });
+}
+
+void multi_thread::main_finished() noexcept {
+  main_done_.store(true, std::memory_order_release);
+  wake_worker0();
+}
+
+void multi_thread::start_main(task<void> wrapper) {
+  main_done_.store(false, std::memory_order_relaxed);
+  shutting_down_.store(false, std::memory_order_relaxed);
+  stopping_.store(false, std::memory_order_relaxed);
+  spawn_on(*this, std::move(wrapper)).detach();
+}
+
+void multi_thread::run_workers() {
+  // Rings first, on this thread, so that a failure is reported before any thread starts. Each
+  // ring is enabled by the thread that runs it (SINGLE_ISSUER).
+  for (auto& w : workers_) w->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
+  std::vector<std::thread> threads;
+  std::exception_ptr thread_error;
+  try {
+    threads.reserve(worker_count_ - 1);
+    for (unsigned i = 1; i < worker_count_; ++i) {
+      threads.emplace_back([this, i] {
+        try {
+          worker_loop(*workers_[i]);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "weft: worker %u failed: %s; aborting\n", i, e.what());
+          std::terminate();
+        }
+      });
+    }
+  } catch (...) {
+    thread_error = std::current_exception();  // run with the workers that did start
+  }
+  try {
+    worker_loop(*workers_[0]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: worker 0 failed: %s; aborting\n", e.what());
+    std::terminate();
+  }
+
+  {
+    // Every worker that parked before this sees stopping_ when it wakes; every later one sees
+    // it before it parks (park() checks it under the same lock).
+    std::lock_guard lock(idle_mutex_);
+    stopping_.store(true, std::memory_order_release);
+    for (worker* s : sleepers_) s->reactor->wake();
+  }
+  for (std::thread& t : threads) t.join();
+  {
+    std::lock_guard lock(idle_mutex_);  // wake_worker0 may be running on a finished task's thread
+    for (auto& w : workers_) {
+      w->reactor.reset();
+      w->lifo = {};
+      w->searching = false;
+    }
+  }
+  searching_.store(0, std::memory_order_relaxed);
+  if (thread_error) std::rethrow_exception(thread_error);
+}
+
+}  // namespace weft::sched

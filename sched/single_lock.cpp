@@ -1,0 +1,388 @@
+#include <weft/sched/single_lock.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include <weft/check.hpp>
+#include <weft/detail/transfer.hpp>
+#include <weft/sched/fence.hpp>
+
+namespace weft::sched {
+
+/// One thread of the executor: its ring and its place in the parking protocol.
+struct single_lock::thread_state {
+  single_lock* owner = nullptr;
+  unsigned index = 0;
+  std::optional<io::reactor> reactor;
+  bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
+  bool woken = false;         // woken by wake_one: counted in owner->waking_ until it looks
+  bool parked_poll = false;   // blocked in its ring without the lock; will look at the queue
+};
+
+namespace {
+thread_local void* tls_thread = nullptr;  // the single_lock thread_state of this thread, if any
+
+// check()'s countdown when only drop requests matter (reset whenever the slow path runs).
+constexpr long never = 1L << 60;
+// The request flag of the ticks policy, where nobody asks: the countdown alone decides.
+const std::atomic<bool> never_requested{false};
+
+[[noreturn]] void out_of_memory(const char* where) noexcept {
+  std::fprintf(stderr, "weft: out of memory %s; aborting\n", where);
+  std::terminate();
+}
+}  // namespace
+
+single_lock::single_lock(single_lock_options options)
+    : worker_count_(options.workers != 0
+                        ? options.workers
+                        : std::max(1u, std::thread::hardware_concurrency())),
+      ring_entries_(options.ring_entries),
+      policy_(options.policy),
+      switch_interval_(options.switch_interval),
+      ticks_(options.ticks) {
+  if (worker_count_ > 1024) {
+    throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
+                                std::to_string(worker_count_));
+  }
+  if (switch_interval_.count() < 0) {
+    throw std::invalid_argument("weft: single_lock's switch interval must not be negative");
+  }
+  if (policy_ == gil_policy::ticks && ticks_ == 0) {
+    throw std::invalid_argument("weft: single_lock's ticks policy wants at least 1 tick");
+  }
+  for (unsigned i = 0; i < worker_count_; ++i) {
+    auto t = std::make_unique<thread_state>();
+    t->owner = this;
+    t->index = i;
+    threads_.push_back(std::move(t));
+  }
+  sleepers_.reserve(worker_count_);
+}
+
+single_lock::~single_lock() {
+  std::lock_guard queue(queue_mutex_);  // a schedule() from another thread finishes first
+  std::lock_guard idle(idle_mutex_);
+}
+
+single_lock_stats single_lock::stats() const noexcept {
+  std::lock_guard lock(gil_mutex_);
+  single_lock_stats s = gil_stats_;
+  s.tasks_run = tasks_run_.load(std::memory_order_relaxed);
+  return s;
+}
+
+// ---- the global lock ------------------------------------------------------------------------
+
+void single_lock::take_lock(thread_state& t) {
+  std::unique_lock lock(gil_mutex_);
+  if (gil_locked_) {
+    const auto start = std::chrono::steady_clock::now();
+    while (gil_locked_) {
+      if (policy_ == gil_policy::interval) {
+        // Like CPython's take_gil: after an interval with no switch, ask the holder to drop it.
+        const std::uint64_t switches_before = gil_switch_number_;
+        const bool timed_out =
+            gil_released_.wait_for(lock, switch_interval_) == std::cv_status::timeout;
+        if (timed_out && gil_locked_ && gil_switch_number_ == switches_before &&
+            !drop_request_.load(std::memory_order_relaxed)) {
+          drop_request_.store(true, std::memory_order_relaxed);
+          ++gil_stats_.drop_requests;
+        }
+      } else {
+        gil_released_.wait(lock);
+      }
+    }
+    gil_stats_.lock_wait += std::chrono::steady_clock::now() - start;
+  }
+  gil_locked_ = true;
+  gil_holder_ = &t;
+  ++gil_stats_.acquisitions;
+  if (gil_last_holder_ != &t) {
+    gil_last_holder_ = &t;
+    ++gil_switch_number_;
+    ++gil_stats_.switches;
+  }
+  // The request was addressed to the previous holder; a thread still waiting asks again after
+  // another interval.
+  drop_request_.store(false, std::memory_order_relaxed);
+  gil_switched_.notify_all();
+}
+
+void single_lock::drop_lock(thread_state& t, bool forced) {
+  std::unique_lock lock(gil_mutex_);
+  gil_locked_ = false;
+  gil_holder_ = nullptr;
+  gil_released_.notify_one();
+  if (forced) {
+    // CPython's FORCE_SWITCHING: wait until the thread that asked has taken the lock, or this
+    // thread would usually take it straight back.
+    ++gil_stats_.forced_switches;
+    gil_switched_.wait(lock, [&] {
+      return gil_last_holder_ != &t || stopping_.load(std::memory_order_relaxed);
+    });
+  }
+}
+
+void single_lock::check_point() {
+  auto* t = static_cast<thread_state*>(tls_thread);
+  if (t == nullptr) return;
+  single_lock& self = *t->owner;
+  if (self.policy_ == gil_policy::interval) {
+    detail::check_hook.countdown = never;  // only drop requests call us
+    if (!self.drop_request_.load(std::memory_order_relaxed)) [[likely]]
+      return;
+    self.drop_lock(*t, /*forced=*/true);
+    self.take_lock(*t);
+    return;
+  }
+  detail::check_hook.countdown = self.ticks_;  // the next release, ticks check points from now
+  {
+    std::lock_guard lock(self.gil_mutex_);
+    ++self.gil_stats_.releases_at_check;
+  }
+  self.drop_lock(*t, /*forced=*/false);
+  self.take_lock(*t);
+}
+
+void single_lock::blocking_release() {
+  auto* t = static_cast<thread_state*>(tls_thread);
+  if (t != nullptr) t->owner->drop_lock(*t, /*forced=*/false);
+}
+
+void single_lock::blocking_reacquire() {
+  auto* t = static_cast<thread_state*>(tls_thread);
+  if (t != nullptr) t->owner->take_lock(*t);
+}
+
+// ---- scheduling, timers, live set -------------------------------------------------------
+
+void single_lock::schedule(std::coroutine_handle<> h) noexcept {
+  {
+    std::lock_guard lock(queue_mutex_);
+    try {
+      ready_.push(h);
+    } catch (...) {
+      out_of_memory("in the run queue");
+    }
+    ready_size_.store(ready_.size(), std::memory_order_release);
+  }
+  wake_one();
+}
+
+void single_lock::wake_one() noexcept {
+  // Pairs with the fence in the parking code: either we see a sleeper, or it sees the task.
+  weft::detail::store_load_fence();
+  if (sleeping_.load(std::memory_order_seq_cst) == 0 ||
+      waking_.load(std::memory_order_seq_cst) != 0) {
+    return;  // nobody sleeps, or a woken thread has yet to look at the queue
+  }
+  auto* self = static_cast<thread_state*>(tls_thread);
+  if (self != nullptr && self->owner == this && self->parked_poll) {
+    return;  // this thread leaves its ring next and takes the task itself
+  }
+  std::lock_guard lock(idle_mutex_);
+  if (sleepers_.empty() || waking_.load(std::memory_order_relaxed) != 0) return;
+  thread_state* sleeper = sleepers_.back();
+  sleepers_.pop_back();
+  sleeper->sleeping = false;
+  sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+  waking_.fetch_add(1, std::memory_order_seq_cst);
+  sleeper->reactor->wake();  // under the lock: its ring outlives every wake (see run_threads)
+}
+
+void single_lock::wake_thread0() noexcept {
+  std::lock_guard lock(idle_mutex_);
+  if (threads_[0]->reactor) threads_[0]->reactor->wake();
+}
+
+void single_lock::add_timer(detail::timer_node& node) {
+  auto* t = static_cast<thread_state*>(tls_thread);
+  if (t == nullptr || t->owner != this) {
+    throw std::logic_error("weft: a timer armed outside the single-lock executor's threads");
+  }
+  node.owner = t;
+  t->reactor->add_timer(node);
+}
+
+void single_lock::cancel_timer(detail::timer_node& node) noexcept {
+  if (auto* t = static_cast<thread_state*>(node.owner)) t->reactor->cancel_timer(node);
+}
+
+void single_lock::task_started(detail::spawn_link& link) noexcept {
+  live_.add(link);
+  if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
+    detail::scope_of_link(link)->request_stop();
+  }
+}
+
+void single_lock::task_finished(detail::spawn_link& link) noexcept {
+  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_acquire)) wake_thread0();
+}
+
+void single_lock::main_finished() noexcept {
+  main_done_.store(true, std::memory_order_release);
+  wake_thread0();
+}
+
+// ---- the thread loop --------------------------------------------------------------------------
+
+void single_lock::thread_loop(thread_state& t) {
+  executor* const previous_executor = executor::current();
+  io::reactor* const previous_reactor = io::reactor::current();
+  void* const previous_thread = tls_thread;
+  const detail::check_state previous_check = detail::check_hook;
+  const auto* const previous_blocking = detail::blocking_hook;
+  static constexpr detail::blocking_hooks hooks{&single_lock::blocking_release,
+                                                &single_lock::blocking_reacquire};
+  set_current(this);
+  io::reactor::set_current(&*t.reactor);
+  tls_thread = &t;
+  detail::check_hook = detail::check_state{
+      &single_lock::check_point, policy_ == gil_policy::ticks ? &never_requested : &drop_request_,
+      policy_ == gil_policy::ticks ? static_cast<long>(ticks_) : never};
+  detail::blocking_hook = &hooks;
+  struct restore {
+    executor* e;
+    io::reactor* r;
+    void* t;
+    detail::check_state check;
+    const detail::blocking_hooks* blocking;
+    ~restore() {
+      executor::set_current(e);
+      io::reactor::set_current(r);
+      tls_thread = t;
+      detail::check_hook = check;
+      detail::blocking_hook = blocking;
+    }
+  } restore_on_exit{previous_executor, previous_reactor, previous_thread, previous_check,
+                    previous_blocking};
+  t.reactor->attach_to_this_thread();
+
+  auto pop = [this]() -> std::coroutine_handle<> {
+    if (ready_size_.load(std::memory_order_acquire) == 0) return {};
+    std::lock_guard lock(queue_mutex_);
+    if (ready_.empty()) return {};
+    std::coroutine_handle<> h = ready_.pop();
+    ready_size_.store(ready_.size(), std::memory_order_release);
+    return h;
+  };
+  auto finished = [&] {
+    if (t.index != 0) return stopping_.load(std::memory_order_acquire);
+    if (!main_done_.load(std::memory_order_acquire)) return false;
+    if (!shutting_down_.load(std::memory_order_relaxed)) {
+      shutting_down_.store(true, std::memory_order_seq_cst);
+      live_.for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
+    }
+    return live_.size() == 0;
+  };
+
+  take_lock(t);
+  detail::trampoline_scope trampoline;
+  std::uint32_t tick = 0;
+  while (!finished()) {
+    if (t.woken) {  // looking at the queue now: another thread may be woken for the next task
+      t.woken = false;
+      waking_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    std::coroutine_handle<> h = pop();
+    if (!h) {
+      t.reactor->poll(/*block=*/false);
+      h = pop();
+    }
+    if (h) {
+      detail::resume_in_trampoline(trampoline.slot(), h);
+      tasks_run_.fetch_add(1, std::memory_order_relaxed);
+      // Between tasks too: a waiting thread gets the lock within an interval.
+      if (drop_request_.load(std::memory_order_relaxed)) check_point();
+      if (++tick % event_interval == 0) t.reactor->poll(/*block=*/false);
+      continue;
+    }
+    // Nothing to run: drop the lock and park in the ring (I/O, timers, a wake-up).
+    drop_lock(t, /*forced=*/false);
+    bool registered = false;
+    {
+      std::lock_guard lock(idle_mutex_);
+      if (!stopping_.load(std::memory_order_acquire)) {
+        sleepers_.push_back(&t);  // reserved for every thread: never allocates
+        t.sleeping = true;
+        registered = true;
+        sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      }
+    }
+    if (registered) {
+      weft::detail::store_load_fence();
+      const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
+                      (t.index == 0 && main_done_.load(std::memory_order_acquire));
+      if (!go) {
+        t.parked_poll = true;
+        t.reactor->poll(/*block=*/true);
+        t.parked_poll = false;
+      }
+      std::lock_guard lock(idle_mutex_);
+      if (t.sleeping) {
+        std::erase(sleepers_, &t);
+        t.sleeping = false;
+        sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+      } else {
+        t.woken = true;  // wake_one counted us in waking_
+      }
+    }
+    take_lock(t);
+  }
+  if (t.woken) {
+    t.woken = false;
+    waking_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  drop_lock(t, /*forced=*/false);
+}
+
+void single_lock::run_threads() {
+  main_done_.store(false, std::memory_order_relaxed);
+  shutting_down_.store(false, std::memory_order_relaxed);
+  stopping_.store(false, std::memory_order_relaxed);
+  for (auto& t : threads_) t->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
+  std::vector<std::thread> threads;
+  std::exception_ptr thread_error;
+  try {
+    threads.reserve(worker_count_ - 1);
+    for (unsigned i = 1; i < worker_count_; ++i) {
+      threads.emplace_back([this, i] {
+        try {
+          thread_loop(*threads_[i]);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "weft: single-lock thread %u failed: %s; aborting\n", i, e.what());
+          std::terminate();
+        }
+      });
+    }
+  } catch (...) {
+    thread_error = std::current_exception();
+  }
+  try {
+    thread_loop(*threads_[0]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft: single-lock thread 0 failed: %s; aborting\n", e.what());
+    std::terminate();
+  }
+  {
+    std::lock_guard lock(idle_mutex_);
+    stopping_.store(true, std::memory_order_release);
+    for (thread_state* s : sleepers_) s->reactor->wake();
+  }
+  {
+    std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
+    gil_switched_.notify_all();
+  }
+  for (std::thread& th : threads) th.join();
+  {
+    std::lock_guard lock(idle_mutex_);
+    for (auto& t : threads_) t->reactor.reset();
+  }
+  waking_.store(0, std::memory_order_relaxed);
+  if (thread_error) std::rethrow_exception(thread_error);
+}
+
+}  // namespace weft::sched

@@ -1,0 +1,174 @@
+// weft: the multi-thread executor: N worker threads with work stealing (Tokio's model).
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <weft/detail/children.hpp>
+#include <weft/executor.hpp>
+#include <weft/io/reactor.hpp>
+#include <weft/sched/live_set.hpp>
+#include <weft/sched/run_queue.hpp>
+#include <weft/sched/steal_queue.hpp>
+#include <weft/spawn.hpp>
+#include <weft/task.hpp>
+
+namespace weft::sched {
+
+/// Settings of the multi-thread executor.
+struct multi_thread_options {
+  unsigned workers = 0;         ///< worker threads, the calling one included; 0: one per CPU
+  unsigned ring_entries = 256;  ///< submission queue size of each worker's ring
+};
+
+/// Counters of a multi-thread executor (totals over its workers since it was built).
+struct multi_thread_stats {
+  std::uint64_t tasks_run = 0;    ///< task resumptions
+  std::uint64_t lifo_runs = 0;    ///< of which straight from a LIFO slot
+  std::uint64_t steals = 0;       ///< successful steals from another worker's queue
+  std::uint64_t stolen = 0;       ///< tasks moved by those steals
+  std::uint64_t injected = 0;     ///< tasks taken from the shared (inject) queue
+  std::uint64_t overflows = 0;    ///< times a full local queue moved half of itself to it
+  std::uint64_t parks = 0;        ///< times a worker slept in its ring
+  std::uint64_t wakeups = 0;      ///< times a worker woke another one up
+};
+
+/// Tokio's model: N worker threads, each with its own io_uring ring, timer heap and local run
+/// queue; tasks run in parallel and move between workers.
+///
+/// - A task woken by the task running on a worker goes to that worker's LIFO slot and runs
+///   next (message passing stays on one core, caches stay warm); at most `lifo_limit` times in a
+///   row, then the slot's task queues like the others.
+/// - Spawned tasks, I/O and timer wake-ups go to the worker's local queue (FIFO, 256 slots;
+///   half of it moves to the shared inject queue when it is full). Handles scheduled from a
+///   thread that is not one of the workers go to the inject queue.
+/// - A worker that runs out of tasks looks in the inject queue and then steals half of another
+///   worker's queue, starting at a random victim. At most half of the workers search at once.
+/// - A worker with nothing to do parks in its own ring: it keeps waiting for its I/O and its
+///   timers, and another thread wakes it with its eventfd. The protocol that rules out lost
+///   wake-ups is argued in ARCHITECTURE.md ("Parking").
+/// - Budget: after `event_interval` tasks a worker polls its ring (without blocking) and looks
+///   at the inject queue first, so always-ready tasks cannot starve I/O, timers or the tasks
+///   spawned from outside.
+///
+/// A task's I/O is submitted to the ring of the worker it runs on, and completes there. A task
+/// that never suspends occupies its worker (use `spawn_blocking` for blocking calls); the other
+/// workers steal the rest of that worker's queue, but not the task in its LIFO slot.
+///
+/// Thread-safety: `schedule`, `defer`, `start` and `spawn_on(*this, ...)` may be called from any
+/// thread; `block_on` from one thread at a time. The executor outlives every task it runs.
+class multi_thread final : public executor {
+ public:
+  /// Checks the options; rings are created by `block_on`. Throws std::invalid_argument for a
+  /// worker count above 1024.
+  explicit multi_thread(multi_thread_options options = {});
+  multi_thread(const multi_thread&) = delete;
+  multi_thread& operator=(const multi_thread&) = delete;
+  ~multi_thread() override;
+
+  /// Runs `main` on the workers (the calling thread is worker 0; the others are started here)
+  /// and returns its value or rethrows its exception. When `main` ends, tasks still running are
+  /// cancelled and waited for, then the workers stop and their rings are closed. Throws
+  /// std::system_error when a ring or a thread cannot be created (nothing is left running).
+  template <class T>
+  T block_on(task<T> main) {
+    detail::outcome<T> result;
+    start_main(main_wrapper(std::move(main), result));
+    run_workers();
+    if constexpr (std::is_void_v<T>) {
+      result.take();
+    } else {
+      return result.take();
+    }
+  }
+
+  void schedule(std::coroutine_handle<> h) noexcept override;
+  void defer(std::coroutine_handle<> h) noexcept override;
+  void start(std::coroutine_handle<> h) noexcept override;
+  void add_timer(detail::timer_node& node) override;
+  void cancel_timer(detail::timer_node& node) noexcept override;
+  void task_started(detail::spawn_link& link) noexcept override;
+  void task_finished(detail::spawn_link& link) noexcept override;
+
+  /// Number of worker threads (the calling thread of block_on included).
+  unsigned workers() const noexcept { return worker_count_; }
+  /// Totals of the workers' counters. Any thread; exact once block_on has returned.
+  multi_thread_stats stats() const noexcept;
+  /// Spawned tasks that have not finished yet.
+  std::size_t live_tasks() const noexcept { return live_.size(); }
+
+  /// Tasks run between two looks at the ring and the inject queue.
+  static constexpr std::uint32_t event_interval = 61;
+  /// Tasks run in a row from a worker's LIFO slot before it yields to the queue.
+  static constexpr std::uint32_t lifo_limit = 3;
+
+ private:
+  struct worker;
+
+  template <class T>
+  static task<void> main_wrapper(task<T> main, detail::outcome<T>& result) {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(main);
+        result.set_value();
+      } else {
+        result.set_value(co_await std::move(main));
+      }
+    } catch (...) {
+      result.set_error(std::current_exception());
+    }
+    executor* ex = executor::current();
+    static_cast<multi_thread*>(ex)->main_finished();
+  }
+
+  void start_main(task<void> wrapper);
+  void run_workers();
+  void worker_loop(worker& w);
+  void main_finished() noexcept;
+
+  std::coroutine_handle<> next_task(worker& w) noexcept;
+  std::coroutine_handle<> search(worker& w) noexcept;
+  std::coroutine_handle<> pop_inject() noexcept;
+  void push_local(worker& w, std::coroutine_handle<> h) noexcept;
+  void push_inject(std::coroutine_handle<> h) noexcept;
+  void notify_parked() noexcept;
+  bool transition_to_searching(worker& w) noexcept;
+  void transition_from_searching(worker& w) noexcept;
+  void park(worker& w);
+  bool work_visible() const noexcept;
+  void cancel_all() noexcept;
+  void wake_worker0() noexcept;
+
+  const unsigned worker_count_;
+  const unsigned ring_entries_;
+  std::vector<std::unique_ptr<worker>> workers_;
+
+  // The inject queue: handles from outside the workers, and local-queue overflow.
+  alignas(64) std::mutex inject_mutex_;
+  run_queue inject_;
+  std::atomic<std::size_t> inject_size_{0};
+
+  // Parking. `sleepers_` and the wake-ups are guarded by idle_mutex_; the counters are read
+  // without it by notify_parked (see ARCHITECTURE.md, "Parking").
+  alignas(64) std::atomic<int> searching_{0};
+  std::atomic<int> sleeping_{0};
+  std::mutex idle_mutex_;
+  std::vector<worker*> sleepers_;
+
+  live_set live_;
+  std::atomic<bool> main_done_{false};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> stopping_{false};
+  std::coroutine_handle<> main_;
+  multi_thread_stats finished_stats_;
+};
+
+}  // namespace weft::sched

@@ -1,0 +1,177 @@
+// weft: the single-lock executor: N threads that share one global lock (CPython's GIL).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <weft/detail/children.hpp>
+#include <weft/executor.hpp>
+#include <weft/io/reactor.hpp>
+#include <weft/sched/live_set.hpp>
+#include <weft/sched/run_queue.hpp>
+#include <weft/spawn.hpp>
+#include <weft/task.hpp>
+
+namespace weft::sched {
+
+/// How the global lock changes hands at `weft::check()`.
+enum class gil_policy {
+  /// CPython 3.2+ ("new GIL"): a thread that has waited for the lock longer than the switch
+  /// interval asks the holder to drop it; the holder drops it at its next check point and waits
+  /// until another thread has taken it (a forced switch).
+  interval,
+  /// CPython 2 ("old GIL"): the holder drops the lock every `ticks` check points and takes it
+  /// straight back; nobody is forced to switch, so on a multicore machine the same thread
+  /// usually wins again while the woken waiter is still getting scheduled.
+  ticks,
+};
+
+/// Settings of the single-lock executor.
+struct single_lock_options {
+  unsigned workers = 0;         ///< threads, the calling one included; 0: one per CPU
+  unsigned ring_entries = 256;  ///< submission queue size of each thread's ring
+  gil_policy policy = gil_policy::interval;
+  std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);  ///< interval policy
+  unsigned ticks = 100;  ///< ticks policy: check points between two releases
+};
+
+/// What the global lock did during a run (totals over the threads).
+struct single_lock_stats {
+  std::uint64_t acquisitions = 0;    ///< times a thread took the lock
+  std::uint64_t switches = 0;        ///< acquisitions by another thread than the last holder
+  std::uint64_t drop_requests = 0;   ///< interval policy: waiters that asked the holder to drop
+  std::uint64_t forced_switches = 0; ///< hand-overs at a check point because of such a request
+  std::uint64_t releases_at_check = 0;  ///< ticks policy: releases at a check point
+  std::chrono::nanoseconds lock_wait{0};  ///< total time threads spent waiting for the lock
+  std::uint64_t tasks_run = 0;       ///< task resumptions
+};
+
+/// CPython's threading model made visible: N threads, one global lock. A thread holds the lock
+/// while it runs task code, and drops it while it waits on its ring (I/O, timers) and inside
+/// `weft::blocking(fn)`. So tasks get I/O concurrency across threads but never run in
+/// parallel: CPU-bound code is no faster than on one thread, and slower when the lock changes
+/// hands often. `weft::check()` is the check point where the lock may change hands (see
+/// gil_policy); the executor counts the hand-overs and the time threads waited (`stats()`).
+///
+/// Tasks wait in one shared FIFO queue; whichever thread holds the lock runs the next one, so
+/// tasks move between threads. A task's I/O goes to the ring of the thread it runs on. A
+/// thread whose queue is empty drops the lock and parks in its ring; a thread is woken when a
+/// task becomes ready and no other thread is already on its way to the lock.
+///
+/// Thread-safety: `schedule`, `defer`, `start` and `spawn_on(*this, ...)` may be called from any
+/// thread; `block_on` from one thread at a time; `stats()` from any thread.
+class single_lock final : public executor {
+ public:
+  /// Checks the options (std::invalid_argument for 0 or more than 1024 workers given
+  /// explicitly as such, a negative interval or zero ticks); rings are created by block_on.
+  explicit single_lock(single_lock_options options = {});
+  single_lock(const single_lock&) = delete;
+  single_lock& operator=(const single_lock&) = delete;
+  ~single_lock() override;
+
+  /// Runs `main` on the threads (the calling thread is thread 0) and returns its value or
+  /// rethrows its exception. When `main` ends, the tasks still running are cancelled and
+  /// waited for, then the threads stop. Throws std::system_error when a ring cannot be created.
+  template <class T>
+  T block_on(task<T> main) {
+    detail::outcome<T> result;
+    spawn_on(*this, main_wrapper(std::move(main), result)).detach();
+    run_threads();
+    if constexpr (std::is_void_v<T>) {
+      result.take();
+    } else {
+      return result.take();
+    }
+  }
+
+  void schedule(std::coroutine_handle<> h) noexcept override;
+  void add_timer(detail::timer_node& node) override;
+  void cancel_timer(detail::timer_node& node) noexcept override;
+  void task_started(detail::spawn_link& link) noexcept override;
+  void task_finished(detail::spawn_link& link) noexcept override;
+
+  unsigned workers() const noexcept { return worker_count_; }
+  /// The lock's counters so far. Any thread.
+  single_lock_stats stats() const noexcept;
+  std::size_t live_tasks() const noexcept { return live_.size(); }
+
+  /// Tasks run between two looks at the thread's ring.
+  static constexpr std::uint32_t event_interval = 61;
+
+ private:
+  struct thread_state;
+
+  template <class T>
+  static task<void> main_wrapper(task<T> main, detail::outcome<T>& result) {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(main);
+        result.set_value();
+      } else {
+        result.set_value(co_await std::move(main));
+      }
+    } catch (...) {
+      result.set_error(std::current_exception());
+    }
+    static_cast<single_lock*>(executor::current())->main_finished();
+  }
+
+  void run_threads();
+  void thread_loop(thread_state& t);
+  void main_finished() noexcept;
+  void wake_one() noexcept;
+  void wake_thread0() noexcept;
+
+  // The lock itself.
+  void take_lock(thread_state& t);
+  void drop_lock(thread_state& t, bool forced);
+  static void check_point();
+  static void blocking_release();
+  static void blocking_reacquire();
+
+  const unsigned worker_count_;
+  const unsigned ring_entries_;
+  const gil_policy policy_;
+  const std::chrono::nanoseconds switch_interval_;
+  const unsigned ticks_;
+  std::vector<std::unique_ptr<thread_state>> threads_;
+
+  // The global lock (CPython's ceval_gil.c, rebuilt on std::mutex/condition_variable).
+  mutable std::mutex gil_mutex_;
+  std::condition_variable gil_released_;  // a waiter may take it
+  std::condition_variable gil_switched_;  // FORCE_SWITCHING: someone else took it
+  bool gil_locked_ = false;
+  const thread_state* gil_holder_ = nullptr;
+  const thread_state* gil_last_holder_ = nullptr;
+  std::uint64_t gil_switch_number_ = 0;
+  std::atomic<bool> drop_request_{false};
+  single_lock_stats gil_stats_;  // guarded by gil_mutex_
+
+  // The shared run queue.
+  std::mutex queue_mutex_;
+  run_queue ready_;
+  std::atomic<std::size_t> ready_size_{0};
+
+  // Parking.
+  std::mutex idle_mutex_;
+  std::vector<thread_state*> sleepers_;
+  std::atomic<int> sleeping_{0};
+  std::atomic<int> waking_{0};  // threads woken for work that have not looked at the queue yet
+
+  live_set live_;
+  std::atomic<bool> main_done_{false};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> tasks_run_{0};
+};
+
+}  // namespace weft::sched

@@ -1,0 +1,536 @@
+// The threaded executors (multi-thread and single-lock) against the same contract as the
+// cooperative one, plus a stress suite for every cross-thread path: spawns and wake-ups from
+// other threads, stealing under load, timers cancelled from another worker, shutdown while
+// tasks run. Run under ThreadSanitizer by ./run test (suite 'threads').
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <weft/weft.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int scale = 20;  // instrumented builds run the same paths with fewer iterations
+#else
+constexpr int scale = 1;
+#endif
+
+const weft::mode threaded_modes[] = {weft::mode::multi_thread, weft::mode::single_lock};
+
+weft::run_options options_for(weft::mode m, unsigned workers) {
+  weft::run_options o{m, workers};
+  o.switch_interval = 200us;  // many hand-overs: the lock's paths get exercised
+  return o;
+}
+
+// A task that records which thread it ran on.
+weft::task<std::thread::id> whoami() {
+  co_return std::this_thread::get_id();
+}
+
+weft::task<int> spin_then_report(std::atomic<int>& running, std::set<std::thread::id>& seen,
+                                 std::mutex& m) {
+  running.fetch_add(1);
+  // Stay busy until a sibling runs at the same time (multi-thread only) or for 200 ms at most.
+  const auto until = std::chrono::steady_clock::now() + 200ms;
+  while (running.load() < 2 && std::chrono::steady_clock::now() < until) weft::check();
+  {
+    std::lock_guard lock(m);
+    seen.insert(std::this_thread::get_id());
+  }
+  co_return running.load();
+}
+
+weft::task<int> parallel_pair() {
+  std::atomic<int> running{0};
+  std::set<std::thread::id> seen;
+  std::mutex m;
+  auto a = weft::spawn(spin_then_report(running, seen, m));
+  auto b = weft::spawn(spin_then_report(running, seen, m));
+  co_await a;
+  co_await b;
+  co_return static_cast<int>(seen.size());
+}
+
+}  // namespace
+
+TEST_CASE("threaded executors run a program and return its value", "[executors]") {
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    for (unsigned workers : {1u, 2u, 4u}) {
+      // main runs on whichever thread takes it first; the calling thread is one of them.
+      CHECK(weft::run(options_for(m, workers), whoami()) != std::thread::id{});
+    }
+  }
+}
+
+TEST_CASE("multi-thread runs two busy tasks on two threads at once", "[executors]") {
+  // Two spawned tasks that each spin until the other is running too: only true parallelism
+  // lets both see running == 2 before their deadline.
+  const int threads = weft::run(options_for(weft::mode::multi_thread, 2), parallel_pair());
+  CHECK(threads == 2);
+}
+
+TEST_CASE("main's exception propagates out of run on every threaded mode", "[executors]") {
+  for (weft::mode m : threaded_modes) {
+    auto failing = []() -> weft::task<int> {
+      co_await weft::sleep_for(1ms);
+      throw std::runtime_error("boom");
+    };
+    CHECK_THROWS_WITH(weft::run(options_for(m, 2), failing()), "boom");
+  }
+}
+
+namespace {
+weft::task<long> spawn_many(int n) {
+  std::vector<weft::join_handle<int>> handles;
+  handles.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    handles.push_back(weft::spawn([](int v) -> weft::task<int> { co_return v; }(i)));
+  }
+  long sum = 0;
+  for (auto& h : handles) sum += co_await h;
+  co_return sum;
+}
+}  // namespace
+
+TEST_CASE("spawn and join: every task runs exactly once", "[executors][stress]") {
+  const int n = 200'000 / scale;
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    weft::run_report report;
+    auto options = options_for(m, 4);
+    options.report = &report;
+    CHECK(weft::run(options, spawn_many(n)) == static_cast<long>(n) * (n - 1) / 2);
+    if (m == weft::mode::multi_thread) {
+      CHECK(report.multi_thread.tasks_run >= static_cast<std::uint64_t>(n));
+      CHECK(report.multi_thread.overflows > 0);  // 200k spawns overflow a 256-slot queue
+    }
+  }
+}
+
+namespace {
+// Parks a task in a mailbox that a plain std::thread empties with executor::schedule.
+struct mailbox {
+  std::mutex m;
+  std::vector<std::coroutine_handle<>> parked;
+  weft::executor* executor = nullptr;
+};
+struct park_in {
+  mailbox& box;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    std::lock_guard lock(box.m);
+    box.executor = weft::executor::current();
+    box.parked.push_back(h);
+  }
+  void await_resume() const noexcept {}
+};
+
+weft::task<> wake_loop(mailbox& box, int rounds, std::atomic<long>& resumed) {
+  for (int i = 0; i < rounds; ++i) {
+    co_await park_in{box};
+    resumed.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+weft::task<long> remote_wakeups(int tasks, int rounds) {
+  mailbox box;
+  std::atomic<long> resumed{0};
+  std::atomic<bool> done{false};
+  std::thread waker([&] {
+    while (!done.load()) {
+      std::vector<std::coroutine_handle<>> batch;
+      weft::executor* ex = nullptr;
+      {
+        std::lock_guard lock(box.m);
+        batch.swap(box.parked);
+        ex = box.executor;
+      }
+      for (auto h : batch) ex->schedule(h);
+      if (batch.empty()) std::this_thread::yield();
+    }
+  });
+  std::vector<weft::join_handle<void>> handles;
+  for (int i = 0; i < tasks; ++i) handles.push_back(weft::spawn(wake_loop(box, rounds, resumed)));
+  for (auto& h : handles) co_await h;
+  done = true;
+  waker.join();
+  co_return resumed.load();
+}
+}  // namespace
+
+TEST_CASE("wake-ups from a plain thread: none lost, none doubled", "[executors][stress]") {
+  // Each resume parks again, so a lost wake-up hangs the test and a double resume crashes it
+  // (or trips the sanitizers).
+  const int tasks = 100, rounds = 2'000 / scale;
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    CHECK(weft::run(options_for(m, 2), remote_wakeups(tasks, rounds)) ==
+          static_cast<long>(tasks) * rounds);
+  }
+}
+
+namespace {
+weft::task<long> spawns_from_threads(int threads, int per_thread) {
+  weft::executor& ex = *weft::executor::current();
+  std::atomic<long> ran{0};
+  std::vector<std::thread> spawners;
+  std::mutex m;
+  std::vector<weft::join_handle<void>> handles;
+  for (int t = 0; t < threads; ++t) {
+    spawners.emplace_back([&] {
+      std::vector<weft::join_handle<void>> mine;
+      for (int i = 0; i < per_thread; ++i) {
+        mine.push_back(weft::spawn_on(ex, [](std::atomic<long>& r) -> weft::task<> {
+          r.fetch_add(1, std::memory_order_relaxed);
+          co_return;
+        }(ran)));
+      }
+      std::lock_guard lock(m);
+      for (auto& h : mine) handles.push_back(std::move(h));
+    });
+  }
+  for (auto& t : spawners) t.join();
+  for (auto& h : handles) co_await h;
+  co_return ran.load();
+}
+}  // namespace
+
+TEST_CASE("tasks spawned from other threads all run once", "[executors][stress]") {
+  const int threads = 4, per_thread = 250'000 / scale;  // a million in all
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    CHECK(weft::run(options_for(m, 2), spawns_from_threads(threads, per_thread)) ==
+          static_cast<long>(threads) * per_thread);
+  }
+}
+
+namespace {
+weft::task<> sleeper(std::atomic<int>& woke, std::chrono::microseconds d) {
+  co_await weft::sleep_for(d);
+  woke.fetch_add(1, std::memory_order_relaxed);
+}
+
+weft::task<int> many_sleepers(int n) {
+  std::atomic<int> woke{0};
+  std::vector<weft::join_handle<void>> handles;
+  for (int i = 0; i < n; ++i) {
+    handles.push_back(weft::spawn(sleeper(woke, std::chrono::microseconds(i % 50 * 100))));
+  }
+  for (auto& h : handles) co_await h;
+  co_return woke.load();
+}
+
+// Sleeps, each cancelled by a sibling that may run on another worker: the timer is removed
+// from the heap of the worker that armed it, from whichever thread the sleeper resumes on.
+weft::task<int> cancelled_sleepers(int n) {
+  int cancelled = 0;
+  for (int i = 0; i < n; ++i) {
+    auto h = weft::spawn([]() -> weft::task<> { co_await weft::sleep_for(10s); }());
+    auto canceller = weft::spawn([](weft::join_handle<void>& victim) -> weft::task<> {
+      co_await weft::yield_now();
+      victim.cancel();
+    }(h));
+    try {
+      co_await h;
+    } catch (const std::system_error& e) {
+      if (e.code() == weft::errc::cancelled) ++cancelled;
+    }
+    co_await canceller;
+  }
+  co_return cancelled;
+}
+}  // namespace
+
+TEST_CASE("timers fire on every worker and are cancelled across workers", "[executors][time]") {
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    CHECK(weft::run(options_for(m, 4), many_sleepers(10'000 / scale)) == 10'000 / scale);
+    CHECK(weft::run(options_for(m, 4), cancelled_sleepers(2'000 / scale)) == 2'000 / scale);
+  }
+}
+
+TEST_CASE("with_timeout works on the threaded executors", "[executors][time]") {
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    auto body = []() -> weft::task<bool> {
+      auto long_sleep = []() -> weft::task<> { co_await weft::sleep_for(10s); };
+      try {
+        co_await weft::with_timeout(20ms, long_sleep());
+      } catch (const std::system_error& e) {
+        co_return e.code() == weft::errc::timed_out;
+      }
+      co_return false;
+    };
+    CHECK(weft::run(options_for(m, 2), body()));
+  }
+}
+
+namespace {
+weft::task<> forever(std::atomic<int>& started, std::atomic<int>& unwound) {
+  started.fetch_add(1);
+  struct on_exit {
+    std::atomic<int>& n;
+    ~on_exit() { n.fetch_add(1); }
+  } guard{unwound};
+  for (;;) co_await weft::sleep_for(1ms);
+}
+
+weft::task<> busy_forever(std::atomic<int>& started, std::atomic<int>& unwound) {
+  started.fetch_add(1);
+  struct on_exit {
+    std::atomic<int>& n;
+    ~on_exit() { n.fetch_add(1); }
+  } guard{unwound};
+  for (;;) co_await weft::yield_now();
+}
+
+weft::task<> leave_running(int n, std::atomic<int>& started, std::atomic<int>& unwound) {
+  for (int i = 0; i < n; ++i) {
+    weft::spawn(i % 2 == 0 ? forever(started, unwound) : busy_forever(started, unwound)).detach();
+  }
+  while (started.load() < n) co_await weft::sleep_for(1ms);
+}
+}  // namespace
+
+TEST_CASE("shutdown cancels and drains tasks still running on every worker", "[executors]") {
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    std::atomic<int> started{0}, unwound{0};
+    weft::run(options_for(m, 4), leave_running(200, started, unwound));
+    CHECK(unwound.load() == 200);
+  }
+}
+
+namespace {
+// A chain of tasks passing a token through one-slot mailboxes: every hand-off wakes a task that
+// may sit on another worker.
+struct slot {
+  std::mutex m;
+  std::coroutine_handle<> waiter;
+  weft::executor* home = nullptr;
+  bool full = false;
+};
+struct take_from {
+  slot& s;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    std::lock_guard lock(s.m);
+    if (s.full) return false;
+    s.waiter = h;
+    s.home = weft::executor::current();
+    return true;
+  }
+  void await_resume() {
+    std::lock_guard lock(s.m);
+    s.full = false;
+  }
+};
+void put_into(slot& s) {
+  std::coroutine_handle<> h;
+  weft::executor* home = nullptr;
+  {
+    std::lock_guard lock(s.m);
+    s.full = true;
+    h = std::exchange(s.waiter, {});
+    home = s.home;
+  }
+  if (h) home->schedule(h);
+}
+weft::task<> relay(slot& in, slot& out, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    co_await take_from{in};
+    weft::check();
+    put_into(out);
+  }
+}
+weft::task<int> ring_of_relays(int tasks, int rounds) {
+  std::vector<std::unique_ptr<slot>> slots;
+  for (int i = 0; i < tasks; ++i) slots.push_back(std::make_unique<slot>());
+  std::vector<weft::join_handle<void>> handles;
+  for (int i = 0; i < tasks; ++i) {
+    handles.push_back(weft::spawn(relay(*slots[i], *slots[(i + 1) % tasks], rounds)));
+  }
+  put_into(*slots[0]);
+  for (auto& h : handles) co_await h;
+  co_return rounds;
+}
+}  // namespace
+
+TEST_CASE("a token passed around a ring of tasks is never lost", "[executors][stress]") {
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    CHECK(weft::run(options_for(m, 3), ring_of_relays(8, 20'000 / scale)) == 20'000 / scale);
+  }
+}
+
+namespace {
+weft::task<std::size_t> echo_pairs(int pairs, int messages) {
+  // Socket pairs whose two ends are served by tasks that migrate between workers: each read
+  // and write is submitted to the ring of whichever worker runs the task at that moment.
+  std::atomic<std::size_t> bytes{0};
+  std::vector<weft::join_handle<void>> handles;
+  for (int p = 0; p < pairs; ++p) {
+    auto [a, b] = weft::io::unix_stream::pair().value();
+    handles.push_back(weft::spawn([](weft::io::unix_stream s, int n) -> weft::task<> {
+      std::array<std::byte, 64> buf{};
+      for (int i = 0; i < n; ++i) {
+        (co_await s.read_exact(buf)).value();
+        (co_await s.write_all(buf)).value();
+      }
+    }(std::move(a), messages)));
+    handles.push_back(
+        weft::spawn([](weft::io::unix_stream s, int n, std::atomic<std::size_t>& total)
+                        -> weft::task<> {
+          std::array<std::byte, 64> out{}, in{};
+          for (int i = 0; i < n; ++i) {
+            out.fill(static_cast<std::byte>(i));
+            (co_await s.write_all(out)).value();
+            (co_await s.read_exact(in)).value();
+            if (in != out) throw std::runtime_error("echo mismatch");
+            total.fetch_add(in.size(), std::memory_order_relaxed);
+          }
+        }(std::move(b), messages, bytes)));
+  }
+  for (auto& h : handles) co_await h;
+  co_return bytes.load();
+}
+}  // namespace
+
+TEST_CASE("I/O works on whichever worker a task runs", "[executors][io]") {
+  const int pairs = 32, messages = 500 / scale + 10;
+  for (weft::mode m : threaded_modes) {
+    INFO(weft::to_string(m));
+    CHECK(weft::run(options_for(m, 4), echo_pairs(pairs, messages)) ==
+          static_cast<std::size_t>(pairs) * messages * 64);
+  }
+}
+
+TEST_CASE("single-lock: CPU-bound tasks take turns and the lock changes hands",
+          "[executors][single-lock]") {
+  weft::run_report report;
+  auto options = options_for(weft::mode::single_lock, 2);
+  options.switch_interval = 1ms;
+  options.report = &report;
+  auto body = []() -> weft::task<int> {
+    std::atomic<int> inside{0}, max_inside{0};
+    auto spin = [](std::atomic<int>& in, std::atomic<int>& most) -> weft::task<> {
+      const auto until = std::chrono::steady_clock::now() + 100ms;
+      while (std::chrono::steady_clock::now() < until) {
+        int now = in.fetch_add(1) + 1;
+        int prev = most.load();
+        while (now > prev && !most.compare_exchange_weak(prev, now)) {
+        }
+        in.fetch_sub(1);
+        weft::check();
+      }
+      co_return;
+    };
+    auto a = weft::spawn(spin(inside, max_inside));
+    auto b = weft::spawn(spin(inside, max_inside));
+    co_await a;
+    co_await b;
+    co_return max_inside.load();
+  };
+  CHECK(weft::run(options, body()) == 1);  // never two tasks at once
+  CHECK(report.workers == 2);
+  CHECK(report.single_lock.forced_switches > 0);
+  CHECK(report.single_lock.drop_requests > 0);
+  CHECK(report.single_lock.lock_wait > 0ns);
+}
+
+TEST_CASE("single-lock: the ticks policy releases every N check points",
+          "[executors][single-lock]") {
+  weft::run_report report;
+  auto options = options_for(weft::mode::single_lock, 2);
+  options.gil = weft::sched::gil_policy::ticks;
+  options.gil_ticks = 100;
+  options.report = &report;
+  auto body = []() -> weft::task<> {
+    for (int i = 0; i < 100'000; ++i) weft::check();
+    co_return;
+  };
+  weft::run(options, body());
+  CHECK(report.single_lock.releases_at_check == 1'000);
+  CHECK(report.single_lock.drop_requests == 0);
+}
+
+TEST_CASE("single-lock: blocking() lets the other threads run", "[executors][single-lock]") {
+  auto body = []() -> weft::task<int> {
+    std::atomic<int> ticks{0};
+    auto ticker = weft::spawn([](std::atomic<int>& t) -> weft::task<> {
+      for (int i = 0; i < 5; ++i) {
+        co_await weft::sleep_for(5ms);
+        t.fetch_add(1);
+      }
+    }(ticks));
+    // A blocking call that holds the lock would keep the ticker from running for 100 ms.
+    weft::blocking([] { std::this_thread::sleep_for(100ms); });
+    const int seen = ticks.load();
+    co_await ticker;
+    co_return seen;
+  };
+  CHECK(weft::run(options_for(weft::mode::single_lock, 2), body()) >= 3);
+}
+
+TEST_CASE("check() and blocking() outside single-lock just run", "[executors]") {
+  weft::check();
+  CHECK(weft::blocking([] { return 42; }) == 42);
+  auto body = []() -> weft::task<int> {
+    weft::check();
+    co_return weft::blocking([] { return 7; });
+  };
+  CHECK(weft::run(options_for(weft::mode::multi_thread, 2), body()) == 7);
+  CHECK(weft::run(weft::run_options{}, body()) == 7);
+}
+
+TEST_CASE("run options parse the single-lock settings", "[executors][run]") {
+  CHECK(weft::parse_duration("5ms") == std::chrono::nanoseconds(5'000'000));
+  CHECK(weft::parse_duration("250us") == std::chrono::nanoseconds(250'000));
+  CHECK(weft::parse_duration("0.5ms") == std::chrono::nanoseconds(500'000));
+  CHECK(weft::parse_duration("2") == std::chrono::nanoseconds(2'000'000));
+  CHECK_FALSE(weft::parse_duration("-1ms"));
+  CHECK_FALSE(weft::parse_duration("5 ms"));
+  CHECK_FALSE(weft::parse_duration("ms"));
+  CHECK_FALSE(weft::parse_duration("5h"));
+  weft::run_options o;
+  CHECK(weft::parse_gil("ticks:100", o));
+  CHECK(o.gil == weft::sched::gil_policy::ticks);
+  CHECK(o.gil_ticks == 100);
+  CHECK(weft::parse_gil("interval", o));
+  CHECK(o.gil == weft::sched::gil_policy::interval);
+  CHECK_FALSE(weft::parse_gil("ticks:0", o));
+  CHECK_FALSE(weft::parse_gil("ticks:", o));
+  CHECK_FALSE(weft::parse_gil("old", o));
+  const char* args[] = {"prog", "--mode=single-lock", "--workers=3", "--switch-interval=1ms",
+                        "--gil", "ticks:50"};
+  auto parsed = weft::mode_from_args(6, const_cast<char**>(args));
+  CHECK(parsed.mode == weft::mode::single_lock);
+  CHECK(parsed.workers == 3);
+  CHECK(parsed.switch_interval == 1ms);
+  CHECK(parsed.gil == weft::sched::gil_policy::ticks);
+  CHECK(parsed.gil_ticks == 50);
+}
+
+TEST_CASE("an executor can run several programs one after the other", "[executors]") {
+  weft::sched::multi_thread mt({2, 64});
+  CHECK(mt.block_on(spawn_many(1000)) == 1000L * 999 / 2);
+  CHECK(mt.block_on(spawn_many(1000)) == 1000L * 999 / 2);
+  weft::sched::single_lock sl({2, 64});
+  CHECK(sl.block_on(spawn_many(1000)) == 1000L * 999 / 2);
+  CHECK(sl.block_on(spawn_many(1000)) == 1000L * 999 / 2);
+}
