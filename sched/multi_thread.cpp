@@ -110,8 +110,7 @@ void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
     notify_parked();
     return;
   }
-  push_inject(h);
-  notify_parked();
+  push_inject_and_notify(h);
 }
 
 void multi_thread::defer(std::coroutine_handle<> h) noexcept {
@@ -122,8 +121,7 @@ void multi_thread::defer(std::coroutine_handle<> h) noexcept {
     push_local(*w, h);
     return;
   }
-  push_inject(h);
-  notify_parked();
+  push_inject_and_notify(h);
 }
 
 void multi_thread::start(std::coroutine_handle<> h) noexcept {
@@ -133,8 +131,7 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
     notify_parked();
     return;
   }
-  push_inject(h);
-  notify_parked();
+  push_inject_and_notify(h);
 }
 
 void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
@@ -155,7 +152,10 @@ void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
   inject_size_.store(inject_.size(), std::memory_order_release);
 }
 
-void multi_thread::push_inject(std::coroutine_handle<> h) noexcept {
+void multi_thread::push_inject_and_notify(std::coroutine_handle<> h) noexcept {
+  // From a thread that is not a worker. The wake-up happens under the inject lock: once the
+  // handle is visible the task may finish, block_on return and the executor be destroyed, and
+  // the destructor takes this lock first.
   std::lock_guard lock(inject_mutex_);
   try {
     inject_.push(h);
@@ -163,6 +163,7 @@ void multi_thread::push_inject(std::coroutine_handle<> h) noexcept {
     out_of_memory("while scheduling a task from another thread");
   }
   inject_size_.store(inject_.size(), std::memory_order_release);
+  notify_parked();
 }
 
 std::coroutine_handle<> multi_thread::pop_inject() noexcept {
@@ -198,7 +199,7 @@ void multi_thread::task_started(detail::spawn_link& link) noexcept {
 }
 
 void multi_thread::task_finished(detail::spawn_link& link) noexcept {
-  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_acquire)) {
+  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) {
     wake_worker0();  // the last task of the shutdown: worker 0 may be parked
   }
 }

@@ -19,15 +19,11 @@ struct single_lock::thread_state {
   bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
   bool woken = false;         // woken by wake_one: counted in owner->waking_ until it looks
   bool parked_poll = false;   // blocked in its ring without the lock; will look at the queue
+  unsigned ticks = 0;         // ticks policy: check points since the last release
 };
 
 namespace {
 thread_local void* tls_thread = nullptr;  // the single_lock thread_state of this thread, if any
-
-// check()'s countdown when only drop requests matter (reset whenever the slow path runs).
-constexpr long never = 1L << 60;
-// The request flag of the ticks policy, where nobody asks: the countdown alone decides.
-const std::atomic<bool> never_requested{false};
 
 [[noreturn]] void out_of_memory(const char* where) noexcept {
   std::fprintf(stderr, "weft: out of memory %s; aborting\n", where);
@@ -131,14 +127,15 @@ void single_lock::check_point() {
   if (t == nullptr) return;
   single_lock& self = *t->owner;
   if (self.policy_ == gil_policy::interval) {
-    detail::check_hook.countdown = never;  // only drop requests call us
-    if (!self.drop_request_.load(std::memory_order_relaxed)) [[likely]]
-      return;
+    if (!self.drop_request_.load(std::memory_order_relaxed)) return;
     self.drop_lock(*t, /*forced=*/true);
     self.take_lock(*t);
     return;
   }
-  detail::check_hook.countdown = self.ticks_;  // the next release, ticks check points from now
+  // The ticks policy: called at every check point.
+  if (++t->ticks < self.ticks_) [[likely]]
+    return;
+  t->ticks = 0;
   {
     std::lock_guard lock(self.gil_mutex_);
     ++self.gil_stats_.releases_at_check;
@@ -160,15 +157,18 @@ void single_lock::blocking_reacquire() {
 // ---- scheduling, timers, live set -------------------------------------------------------
 
 void single_lock::schedule(std::coroutine_handle<> h) noexcept {
-  {
-    std::lock_guard lock(queue_mutex_);
-    try {
-      ready_.push(h);
-    } catch (...) {
-      out_of_memory("in the run queue");
-    }
-    ready_size_.store(ready_.size(), std::memory_order_release);
+  auto* self = static_cast<thread_state*>(tls_thread);
+  std::unique_lock lock(queue_mutex_);
+  try {
+    ready_.push(h);
+  } catch (...) {
+    out_of_memory("in the run queue");
   }
+  ready_size_.store(ready_.size(), std::memory_order_release);
+  // A thread of this executor may let go of the lock first: the executor outlives its threads.
+  // Another thread wakes a sleeper while still holding it: once the handle is visible, the task
+  // may finish, run() return and the executor be destroyed, and the destructor takes this lock.
+  if (self != nullptr && self->owner == this) lock.unlock();
   wake_one();
 }
 
@@ -219,7 +219,7 @@ void single_lock::task_started(detail::spawn_link& link) noexcept {
 }
 
 void single_lock::task_finished(detail::spawn_link& link) noexcept {
-  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_acquire)) wake_thread0();
+  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) wake_thread0();
 }
 
 void single_lock::main_finished() noexcept {
@@ -241,8 +241,8 @@ void single_lock::thread_loop(thread_state& t) {
   io::reactor::set_current(&*t.reactor);
   tls_thread = &t;
   detail::check_hook = detail::check_state{
-      &single_lock::check_point, policy_ == gil_policy::ticks ? &never_requested : &drop_request_,
-      policy_ == gil_policy::ticks ? static_cast<long>(ticks_) : never};
+      policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
+      &single_lock::check_point};
   detail::blocking_hook = &hooks;
   struct restore {
     executor* e;

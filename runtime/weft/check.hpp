@@ -8,15 +8,19 @@
 namespace weft {
 
 namespace detail {
-/// What check() looks at. Set by executors that need check points (the single-lock executor
-/// hands its lock over there); `slow` is null everywhere else, so there check() is one
-/// thread-local load and a branch. Where it is set, the inline part is a relaxed load of
-/// `request` and a decrement: the executor's `slow` runs only when another thread asked for
-/// the lock or `countdown` ran out (CPython's eval_breaker works the same way).
+/// A flag nobody ever sets: what check() reads where no executor needs check points.
+inline constinit const std::atomic<bool> check_never{false};
+/// A flag that is always set: makes every check() call `slow` (the old GIL counts ticks there).
+inline constinit const std::atomic<bool> check_always{true};
+
+/// What check() looks at: a flag, and what to call when it is set. Every mode runs the same
+/// instructions (a thread-local load, a relaxed load, a branch): on the cooperative and
+/// multi-thread executors, and outside any runtime, `request` points at `check_never`; the
+/// single-lock executor points it at its drop-request flag (CPython's eval_breaker works the
+/// same way), or at `check_always` for the ticks policy.
 struct check_state {
+  const std::atomic<bool>* request = &check_never;
   void (*slow)() = nullptr;
-  const std::atomic<bool>* request = nullptr;
-  long countdown = 0;
 };
 inline constinit thread_local check_state check_hook{};
 
@@ -35,10 +39,8 @@ inline constinit thread_local const blocking_hooks* blocking_hook = nullptr;
 /// stop on cancellation also awaits `yield_now()` now and then, or checks
 /// `co_await get_stop_token()`. Callable from any thread.
 inline void check() noexcept {
-  detail::check_state& state = detail::check_hook;
-  if (state.slow == nullptr) [[likely]]
-    return;
-  if (state.request->load(std::memory_order_relaxed) || --state.countdown <= 0) [[unlikely]]
+  const detail::check_state& state = detail::check_hook;
+  if (state.request->load(std::memory_order_relaxed)) [[unlikely]]
     state.slow();
 }
 

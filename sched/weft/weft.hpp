@@ -1,6 +1,7 @@
 // weft: the umbrella header. Includes the whole public API.
 #pragma once
 
+#include <weft/blocking.hpp>
 #include <weft/cancel.hpp>
 #include <weft/check.hpp>
 #include <weft/errc.hpp>

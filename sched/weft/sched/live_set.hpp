@@ -45,7 +45,9 @@ class live_set {
     link.next->prev = link.prev;
     link.prev = link.next = nullptr;
     s.unlock();
-    return size_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+    // seq_cst, like the shutdown flag the caller reads next and the executor's reads of size():
+    // the last task and the shutdown cannot both miss each other (see task_finished).
+    return size_.fetch_sub(1, std::memory_order_seq_cst) - 1;
   }
 
   /// Calls `fn(link)` for every task in the set, under the lock of its shard: `fn` must not
@@ -60,7 +62,7 @@ class live_set {
     }
   }
 
-  std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
 
  private:
   struct alignas(64) shard {

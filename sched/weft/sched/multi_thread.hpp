@@ -138,7 +138,7 @@ class multi_thread final : public executor {
   std::coroutine_handle<> search(worker& w) noexcept;
   std::coroutine_handle<> pop_inject() noexcept;
   void push_local(worker& w, std::coroutine_handle<> h) noexcept;
-  void push_inject(std::coroutine_handle<> h) noexcept;
+  void push_inject_and_notify(std::coroutine_handle<> h) noexcept;
   void notify_parked() noexcept;
   bool transition_to_searching(worker& w) noexcept;
   void transition_from_searching(worker& w) noexcept;
