@@ -19,6 +19,7 @@ class category final : public std::error_category {
       case errc::no_runtime: return "no weft runtime is running on this thread";
       case errc::already_joined: return "join_handle already awaited";
       case errc::end_of_stream: return "end of stream before the expected bytes";
+      case errc::channel_closed: return "channel closed";
     }
     return "unknown weft error";
   }

@@ -115,6 +115,45 @@ class Countdown(unittest.TestCase):
         self.assertIn("=1000000000", r.stdout)
 
 
+class ProducerConsumer(unittest.TestCase):
+    ORDERS = {"fifo": "3 1 4 5 2", "lifo": "2 5 4 1 3", "priority": "1 2 3 4 5"}
+
+    def test_every_queue_kind_on_every_mode(self):
+        for mode, workers in (("cooperative", 1), ("multi-thread", 2), ("multi-thread", 4),
+                              ("single-lock", 2)):
+            r = run(ARGS.producer_consumer, f"--mode={mode}", f"--workers={workers}",
+                    "--items=20000", "--producers=3", "--consumers=3", "--thread-producers=2",
+                    "--maxsize=8")
+            with self.subTest(mode=mode, workers=workers):
+                self.assertEqual(r.returncode, 0, r.stderr)
+                lines = r.stdout.strip().splitlines()
+                for kind, order in self.ORDERS.items():
+                    self.assertIn(f"{kind}: put 3 1 4 5 2, got {order}", lines)
+                    summary = [l for l in lines if l.startswith(f"{kind}: items=")]
+                    self.assertEqual(len(summary), 1, r.stdout)
+                    fields = dict(kv.split("=") for kv in summary[0].split()[1:])
+                    # Every item arrived exactly once, through a queue bounded at 8 shared by
+                    # tasks and plain threads.
+                    self.assertEqual(fields["consumed"], "20000")
+                    self.assertEqual(fields["exact"], "yes")
+                self.assertGreater(wall_s(r.stdout), 0.0)
+
+    def test_unbounded_and_single_kind(self):
+        r = run(ARGS.producer_consumer, "--queue=lifo", "--maxsize=0", "--items=1000",
+                "--thread-producers=0", "--producers=1", "--consumers=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("lifo: put 3 1 4 5 2, got 2 5 4 1 3", r.stdout)
+        self.assertNotIn("fifo:", r.stdout)
+        self.assertIn("exact=yes", r.stdout)
+
+    def test_bad_arguments_exit_2(self):
+        for bad in (["--queue=stack"], ["--mode=processes"], ["--items=-1"], ["--consumers=0"],
+                    ["--producers=0", "--thread-producers=0"], ["--maxsize=-3"], ["--nope"]):
+            r = run(ARGS.producer_consumer, *bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertIn("usage:", r.stderr, bad)
+
+
 class RingSetupFailure(unittest.TestCase):
     """io_uring refused by policy: one clear message naming the cause, no crash."""
 
@@ -134,6 +173,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--loops", required=True)
     parser.add_argument("--countdown", required=True)
+    parser.add_argument("--producer-consumer", required=True)
     parser.add_argument("--no-uring", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -16,6 +16,7 @@ enum class errc : int {
   no_runtime,        ///< an operation that needs a running executor was called outside one
   already_joined,    ///< a `join_handle` was awaited a second time
   end_of_stream,     ///< a stream or file ended before the bytes an exact read asked for
+  channel_closed,    ///< a send on a closed channel, or a oneshot closed without a value
 };
 
 /// The category of `weft::errc`. Thread-safe: a function-local static.

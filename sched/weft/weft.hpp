@@ -3,8 +3,11 @@
 
 #include <weft/blocking.hpp>
 #include <weft/cancel.hpp>
+#include <weft/channel.hpp>
 #include <weft/check.hpp>
+#include <weft/condition_variable.hpp>
 #include <weft/errc.hpp>
+#include <weft/event.hpp>
 #include <weft/executor.hpp>
 #include <weft/generator.hpp>
 #include <weft/io/address.hpp>
@@ -17,8 +20,12 @@
 #include <weft/io/ring.hpp>
 #include <weft/io/signal.hpp>
 #include <weft/io/socket.hpp>
+#include <weft/latch.hpp>
+#include <weft/mutex.hpp>
+#include <weft/queue.hpp>
 #include <weft/sched/cooperative.hpp>
 #include <weft/sched/run.hpp>
+#include <weft/semaphore.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 #include <weft/task_group.hpp>
