@@ -254,12 +254,26 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
       }
       head_ = tail_ = nullptr;
       armed = armed_on_;
+      if (armed != nullptr && armed != reactor::current()) {
+        // Another thread's ring: queue the cancel while holding the lock, so that the
+        // request's final CQE (whose handler takes this lock and retracts queued cancels) is
+        // either already handled (armed_on_ was null) or handled after it. Queued after the
+        // unlock, the cancel could outlive the acceptor and hit a request that reuses this
+        // address. Lock order: this mutex, then the reactor's remote lock (as in on_cqe).
+        try {
+          armed->cancel(this);
+        } catch (...) {  // the request ends with the reactor
+        }
+        armed = nullptr;
+      }
     }
     for (int fd : queued) {
       if (fd >= 0) ::close(fd);
     }
     wake_all(waiters);
     if (armed != nullptr) {
+      // Our own ring: only this thread handles its CQEs, so the request is still armed, and
+      // submitting here may reap completions, whose handlers take the lock.
       try {
         armed->cancel(this);
       } catch (...) {  // the request ends with the reactor

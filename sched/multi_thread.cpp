@@ -116,9 +116,11 @@ void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
 void multi_thread::defer(std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(tls_worker);
   if (w != nullptr && w->owner == this) [[likely]] {
-    // Behind every ready task of this worker, and without waking anyone: a task that yields
-    // in a loop must not bounce between workers at the price of a wake-up each time.
+    // Behind every ready task of this worker. A task that yields alone must not bounce
+    // between workers at the price of a wake-up each time, so only when other tasks wait here
+    // too is an idle worker told (it may take them while this one keeps yielding).
     push_local(*w, h);
+    if (w->queue.size_hint() > 1 || w->lifo) notify_parked();
     return;
   }
   push_inject_and_notify(h);
@@ -279,7 +281,13 @@ void multi_thread::park(worker& w) {
   }
   // Pairs with the fence in notify_parked: a task pushed before it saw us asleep is seen here.
   weft::detail::store_load_fence();
-  bool go = work_visible() || (w.index == 0 && main_done_.load(std::memory_order_acquire));
+  // Worker 0 must not sleep through the end of main; once the shutdown has begun it waits like
+  // the others (the last task to finish wakes it).
+  const bool main_ending =
+      w.index == 0 && main_done_.load(std::memory_order_acquire) &&
+      (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0);
+  const bool saw_work = work_visible();
+  bool go = saw_work || main_ending;
   if (!go) {
     worker::bump(w.stats.parks);
     w.reactor->poll(/*block=*/true);  // I/O, a timer, or a wake-up
@@ -289,6 +297,13 @@ void multi_thread::park(worker& w) {
     std::erase(sleepers_, &w);
     w.sleeping = false;
     sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+    if (saw_work) {
+      // Searching again: notifiers skipped waking anyone while it was counted as searching,
+      // so when it finds the work it must pass the baton (the spin model found a task left
+      // waiting behind a busy one while a worker slept, without this).
+      w.searching = true;
+      searching_.fetch_add(1, std::memory_order_seq_cst);
+    }
   } else {
     w.searching = true;  // woken by notify_parked, which counted it as searching
   }
@@ -318,6 +333,7 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
       return std::exchange(w.lifo, {});
     }
     push_local(w, std::exchange(w.lifo, {}));  // its turn is over: behind the others
+    notify_parked();  // stealable now: an idle worker may take it
   }
   w.lifo_streak = 0;
   if (auto h = w.queue.pop()) return h;
@@ -409,16 +425,18 @@ void multi_thread::main_finished() noexcept {
 }
 
 void multi_thread::start_main(task<void> wrapper) {
-  main_done_.store(false, std::memory_order_relaxed);
-  shutting_down_.store(false, std::memory_order_relaxed);
-  stopping_.store(false, std::memory_order_relaxed);
+  // Rings first, on this thread, so that a failure is reported before anything is queued or
+  // any thread starts. Each ring is enabled by the thread that runs it (SINGLE_ISSUER).
+  try {
+    for (auto& w : workers_) w->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
+  } catch (...) {
+    for (auto& w : workers_) w->reactor.reset();
+    throw;
+  }
   spawn_on(*this, std::move(wrapper)).detach();
 }
 
 void multi_thread::run_workers() {
-  // Rings first, on this thread, so that a failure is reported before any thread starts. Each
-  // ring is enabled by the thread that runs it (SINGLE_ISSUER).
-  for (auto& w : workers_) w->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
   std::vector<std::thread> threads;
   std::exception_ptr thread_error;
   try {
@@ -459,7 +477,11 @@ void multi_thread::run_workers() {
       w->searching = false;
     }
   }
+  // Ready for another block_on (and for spawn_on from outside in between).
   searching_.store(0, std::memory_order_relaxed);
+  main_done_.store(false, std::memory_order_relaxed);
+  shutting_down_.store(false, std::memory_order_seq_cst);
+  stopping_.store(false, std::memory_order_relaxed);
   if (thread_error) std::rethrow_exception(thread_error);
 }
 

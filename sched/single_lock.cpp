@@ -19,6 +19,9 @@ struct single_lock::thread_state {
   bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
   bool woken = false;         // woken by wake_one: counted in owner->waking_ until it looks
   bool parked_poll = false;   // blocked in its ring without the lock; will look at the queue
+  bool holds_lock = false;    // between take_lock and drop_lock (this thread only)
+  unsigned blocking_depth = 0;  // weft::blocking calls in progress on this thread
+  bool released_for_blocking = false;  // the outermost of them dropped the lock
   unsigned ticks = 0;         // ticks policy: check points since the last release
 };
 
@@ -95,6 +98,7 @@ void single_lock::take_lock(thread_state& t) {
   }
   gil_locked_ = true;
   gil_holder_ = &t;
+  t.holds_lock = true;
   ++gil_stats_.acquisitions;
   if (gil_last_holder_ != &t) {
     gil_last_holder_ = &t;
@@ -109,6 +113,7 @@ void single_lock::take_lock(thread_state& t) {
 
 void single_lock::drop_lock(thread_state& t, bool forced) {
   std::unique_lock lock(gil_mutex_);
+  t.holds_lock = false;
   gil_locked_ = false;
   gil_holder_ = nullptr;
   gil_released_.notify_one();
@@ -124,7 +129,9 @@ void single_lock::drop_lock(thread_state& t, bool forced) {
 
 void single_lock::check_point() {
   auto* t = static_cast<thread_state*>(tls_thread);
-  if (t == nullptr) return;
+  // Only the holder hands the lock over: check() may also run where this thread does not hold
+  // it (inside weft::blocking, or in a stop callback run while the thread waits in its ring).
+  if (t == nullptr || !t->holds_lock) return;
   single_lock& self = *t->owner;
   if (self.policy_ == gil_policy::interval) {
     if (!self.drop_request_.load(std::memory_order_relaxed)) return;
@@ -146,12 +153,23 @@ void single_lock::check_point() {
 
 void single_lock::blocking_release() {
   auto* t = static_cast<thread_state*>(tls_thread);
-  if (t != nullptr) t->owner->drop_lock(*t, /*forced=*/false);
+  if (t == nullptr) return;
+  // Nested blocking() calls, or one made where the lock is not held, leave it alone.
+  if (t->blocking_depth++ != 0 || !t->holds_lock) return;
+  t->released_for_blocking = true;
+  single_lock& self = *t->owner;
+  self.drop_lock(*t, /*forced=*/false);
+  // Tasks may be waiting while a thread that was woken for them runs this blocking call: wake
+  // another thread for them (otherwise they wait for the call, which may wait for them).
+  if (self.ready_size_.load(std::memory_order_acquire) != 0) self.wake_one();
 }
 
 void single_lock::blocking_reacquire() {
   auto* t = static_cast<thread_state*>(tls_thread);
-  if (t != nullptr) t->owner->take_lock(*t);
+  if (t == nullptr) return;
+  if (--t->blocking_depth != 0 || !t->released_for_blocking) return;
+  t->released_for_blocking = false;
+  t->owner->take_lock(*t);
 }
 
 // ---- scheduling, timers, live set -------------------------------------------------------
@@ -314,8 +332,11 @@ void single_lock::thread_loop(thread_state& t) {
     }
     if (registered) {
       weft::detail::store_load_fence();
+      // Thread 0 must not sleep through the end of main; once the shutdown has begun it waits
+      // like the others (the last task to finish wakes it).
       const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
-                      (t.index == 0 && main_done_.load(std::memory_order_acquire));
+                      (t.index == 0 && main_done_.load(std::memory_order_acquire) &&
+                       (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0));
       if (!go) {
         t.parked_poll = true;
         t.reactor->poll(/*block=*/true);
@@ -339,11 +360,16 @@ void single_lock::thread_loop(thread_state& t) {
   drop_lock(t, /*forced=*/false);
 }
 
+void single_lock::create_rings() {
+  try {
+    for (auto& t : threads_) t->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
+  } catch (...) {
+    for (auto& t : threads_) t->reactor.reset();
+    throw;
+  }
+}
+
 void single_lock::run_threads() {
-  main_done_.store(false, std::memory_order_relaxed);
-  shutting_down_.store(false, std::memory_order_relaxed);
-  stopping_.store(false, std::memory_order_relaxed);
-  for (auto& t : threads_) t->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
   std::vector<std::thread> threads;
   std::exception_ptr thread_error;
   try {
@@ -381,7 +407,11 @@ void single_lock::run_threads() {
     std::lock_guard lock(idle_mutex_);
     for (auto& t : threads_) t->reactor.reset();
   }
+  // Ready for another block_on (and for spawn_on from outside in between).
   waking_.store(0, std::memory_order_relaxed);
+  main_done_.store(false, std::memory_order_relaxed);
+  shutting_down_.store(false, std::memory_order_seq_cst);
+  stopping_.store(false, std::memory_order_relaxed);
   if (thread_error) std::rethrow_exception(thread_error);
 }
 

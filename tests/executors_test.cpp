@@ -534,3 +534,84 @@ TEST_CASE("an executor can run several programs one after the other", "[executor
   CHECK(sl.block_on(spawn_many(1000)) == 1000L * 999 / 2);
   CHECK(sl.block_on(spawn_many(1000)) == 1000L * 999 / 2);
 }
+
+TEST_CASE("single-lock: check() and nested blocking() inside blocking() leave the lock alone",
+          "[executors][single-lock]") {
+  // check() where the thread does not hold the lock used to drop it under the real holder:
+  // two tasks then ran at once and every thread ended up waiting for the lock.
+  for (auto policy : {weft::sched::gil_policy::interval, weft::sched::gil_policy::ticks}) {
+    auto options = options_for(weft::mode::single_lock, 3);
+    options.gil = policy;
+    options.gil_ticks = 1;
+    options.switch_interval = 50us;
+    auto body = []() -> weft::task<int> {
+      std::atomic<int> inside{0}, most{0};
+      auto worker = [](std::atomic<int>& in, std::atomic<int>& max_in) -> weft::task<> {
+        for (int round = 0; round < 200 / scale + 5; ++round) {
+          const int now = in.fetch_add(1) + 1;
+          int prev = max_in.load();
+          while (now > prev && !max_in.compare_exchange_weak(prev, now)) {
+          }
+          in.fetch_sub(1);
+          weft::check();  // a real check point: the lock may change hands here
+          weft::blocking([] {
+            weft::check();  // not holding the lock here: must do nothing
+            weft::blocking([] { weft::check(); });
+          });
+          co_await weft::yield_now();
+        }
+      };
+      std::vector<weft::join_handle<void>> hs;
+      for (int i = 0; i < 6; ++i) hs.push_back(weft::spawn(worker(inside, most)));
+      for (auto& h : hs) co_await h;
+      co_return most.load();
+    };
+    CHECK(weft::run(options, body()) == 1);  // never two tasks inside the lock at once
+  }
+}
+
+TEST_CASE("single-lock: a task queued while another blocks gets an idle thread",
+          "[executors][single-lock]") {
+  // Three threads. main spawns `waiter` (a thread is woken for it) and `quick` (no second
+  // wake-up: one is already on its way), then blocks itself. `waiter` blocks until `quick` has
+  // run. Unless blocking() hands the queue to the idle third thread, `quick` waits behind both
+  // blocking calls and `waiter` can only time out (the spin model found this lost wake-up).
+  auto body = []() -> weft::task<int> {
+    std::atomic<bool> ran{false};
+    auto quick = [](std::atomic<bool>& flag) -> weft::task<> {
+      flag = true;
+      co_return;
+    };
+    auto waiter = [](std::atomic<bool>& flag) -> weft::task<bool> {
+      co_return weft::blocking([&flag] {
+        const auto until = std::chrono::steady_clock::now() + 500ms;
+        while (!flag.load() && std::chrono::steady_clock::now() < until) {
+          std::this_thread::sleep_for(1ms);
+        }
+        return flag.load();
+      });
+    };
+    co_await weft::sleep_for(50ms);  // every thread parks in its ring first
+    auto w = weft::spawn(waiter(ran));
+    auto q = weft::spawn(quick(ran));
+    weft::blocking([] { std::this_thread::sleep_for(700ms); });
+    const bool saw = co_await w;
+    co_await q;
+    co_return saw ? 1 : 0;
+  };
+  CHECK(weft::run(options_for(weft::mode::single_lock, 3), body()) == 1);
+}
+
+TEST_CASE("an executor runs a second program with timers after the first one",
+          "[executors]") {
+  auto sleepy = []() -> weft::task<int> {
+    co_await weft::sleep_for(2ms);
+    co_return 5;
+  };
+  weft::sched::multi_thread mt({2, 64});
+  CHECK(mt.block_on(sleepy()) == 5);
+  CHECK(mt.block_on(sleepy()) == 5);  // the first run's shutdown must not cancel this one
+  weft::sched::single_lock sl({2, 64});
+  CHECK(sl.block_on(sleepy()) == 5);
+  CHECK(sl.block_on(sleepy()) == 5);
+}

@@ -84,6 +84,7 @@ class single_lock final : public executor {
   template <class T>
   T block_on(task<T> main) {
     detail::outcome<T> result;
+    create_rings();  // first: a failure leaves nothing queued behind
     spawn_on(*this, main_wrapper(std::move(main), result)).detach();
     run_threads();
     if constexpr (std::is_void_v<T>) {
@@ -125,6 +126,7 @@ class single_lock final : public executor {
     static_cast<single_lock*>(executor::current())->main_finished();
   }
 
+  void create_rings();
   void run_threads();
   void thread_loop(thread_state& t);
   void main_finished() noexcept;
