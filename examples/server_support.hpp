@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -185,6 +186,10 @@ int run_server(
     weft::run(options.run, serve_until_signal(std::move(*listener), signals,
                                               std::chrono::duration<double>(options.drain_seconds),
                                               program, std::move(serve), std::move(on_stop)));
+    // The server has stopped: a SIGINT/SIGTERM still to come (an operator pressing Ctrl-C
+    // again) must not kill the process with a signal status once `signals` unblocks them.
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", program, e.what());

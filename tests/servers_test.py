@@ -3,11 +3,17 @@
 
   python3 tests/servers_test.py --echo-server build/examples/echo_server \
       --echo-client build/examples/echo_client --http-server build/examples/http_server \
-      [--only NAME[,NAME...]] [--list]
+      [--only NAME[,NAME...]] [--modes MODE[,MODE...]] [--list]
 
 Every server is started with --port 0 and found through its "listening on ADDRESS" line. Each
 test is bounded in time, kills and reaps its children in finally blocks, and reports one line per
 check; the exit status is 1 when any check failed. Standard library only, plus the curl CLI.
+
+The tests that matter for threading (concurrency, resets, timeouts, files, shutdown) run once per
+executor in --modes: cooperative, then --mode=multi-thread --workers=2 and 4, and --mode=single-lock
+--workers=2 (named "multi-thread:2" and so on). Such a run is named NAME[MODE], e.g.
+echo_reset[multi-thread:4], and each of its checks starts with [MODE]; the cooperative run keeps
+the plain name. --only matches these names, so --only multi-thread picks the multi-thread runs.
 """
 import argparse
 import ctypes
@@ -33,6 +39,7 @@ ARGS = None
 PASSED = 0
 FAILURES = []
 CURRENT_TEST = [""]
+CURRENT_MODE = [None]  # the Mode of the current test; its checks are tagged unless cooperative
 TMP = None  # the temporary directory of this run; removed at the end
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
@@ -49,6 +56,8 @@ def short(value, limit=160):
 
 def check(cond, what, detail=""):
     global PASSED
+    if CURRENT_MODE[0] and CURRENT_MODE[0].args:
+        what = f"[{CURRENT_MODE[0]}] {what}"
     if cond:
         PASSED += 1
         print(f"  ok    {what}", flush=True)
@@ -78,19 +87,58 @@ def make_preexec(nofile=None):
     return preexec
 
 
+class Mode:
+    """An executor for the servers, as --modes names it: "cooperative" (the default, no options),
+    "multi-thread:N" or "single-lock:N" (--mode=NAME --workers=N)."""
+
+    NAMES = ("cooperative", "multi-thread", "single-lock")
+
+    def __init__(self, spec):
+        name, sep, workers = spec.partition(":")
+        if name not in self.NAMES or (name == "cooperative") == bool(sep):
+            raise ValueError(f"{spec!r}: want cooperative, multi-thread:N or single-lock:N")
+        self.name, self.workers = name, int(workers) if sep else 0
+        if sep and not 1 <= self.workers <= 64:
+            raise ValueError(f"{spec!r}: N from 1 to 64")
+        self.args = [f"--mode={name}", f"--workers={self.workers}"] if sep else []
+
+    def __str__(self):
+        return self.name + (f":{self.workers}" if self.args else "")
+
+
+def parse_modes(text):
+    try:
+        return [Mode(m) for m in text.split(",") if m]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+COOPERATIVE = Mode("cooperative")
+
+
 class Server:
     """A server process started with --port 0; use as a context manager (kill + reap on exit).
-    Must be created from the main thread (the child dies with the thread that forked it)."""
+    Must be created from the main thread (the child dies with the thread that forked it).
+    mode: the executor (a Mode); a threaded one must show its worker threads once listening."""
 
-    def __init__(self, binary, *args, nofile=None, startup_s=10.0):
+    def __init__(self, binary, *args, mode=COOPERATIVE, nofile=None, startup_s=10.0):
         fd, self.out_path = tempfile.mkstemp(dir=TMP, prefix="stdout-")
         os.close(fd)
         fd, self.err_path = tempfile.mkstemp(dir=TMP, prefix="stderr-")
         os.close(fd)
-        self.argv = [str(binary), "--port", "0", *[str(a) for a in args]]
+        self.argv = [str(binary), "--port", "0", *[str(a) for a in args], *mode.args]
+        self.nofile = nofile
+        env = None
+        if nofile is not None:
+            # At the fd limit the sanitizers' memory probe (a pipe()) fails, and UBSan's vptr
+            # check then reports a valid object as "invalid vptr"; under meson's default
+            # UBSAN_OPTIONS (halt_on_error=1) that would abort the server now and then.
+            env = dict(os.environ)
+            env["UBSAN_OPTIONS"] = ":".join(
+                o for o in (env.get("UBSAN_OPTIONS"), "halt_on_error=0") if o)
         with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, preexec_fn=make_preexec(nofile))
+                                         stderr=err, preexec_fn=make_preexec(nofile), env=env)
         self.pid = self.proc.pid
         deadline = time.monotonic() + startup_s
         while True:
@@ -109,6 +157,15 @@ class Server:
         self.host = host.strip("[]")
         self.port = int(port)
         self.addr = (self.host, self.port)
+        # A threaded mode that is silently not in effect would pass every check on one thread.
+        threads, deadline = self.threads(), time.monotonic() + 3.0
+        while threads < mode.workers and time.monotonic() < deadline and self.alive():
+            time.sleep(0.01)
+            threads = self.threads()
+        if threads < mode.workers:
+            self.kill()
+            raise TestError(f"{' '.join(self.argv)}: {threads} thread(s) once listening, "
+                            f"not the {mode.workers} workers asked for")
 
     def stdout(self):
         with open(self.out_path, "rb") as f:
@@ -129,6 +186,12 @@ class Server:
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def threads(self):
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/task"))
+        except OSError:
+            return 0
 
     def send_signal(self, sig):
         self.proc.send_signal(sig)
@@ -152,6 +215,14 @@ class Server:
 
     def __exit__(self, *exc):
         self.kill()
+        # A sanitizer report or an abort message fails the test, even where the server went on
+        # (not at an fd limit, where UBSan's vptr check reports valid objects: see __init__).
+        err = self.stderr()
+        m = re.search(r"^.*(Sanitizer|runtime error:|terminate called|Assertion .* failed).*$",
+                      err, re.M)
+        if m and self.nofile is None:
+            check(False, f"{os.path.basename(self.argv[0])}: no sanitizer report or abort on "
+                  "stderr", short(err[m.start():], 2000))
         for p in (self.out_path, self.err_path):
             try:
                 os.unlink(p)
@@ -365,11 +436,28 @@ def echoes_fresh(addr, what="a fresh connection is echoed", size=65536):
 TESTS = []
 
 
-def test(name, group):
+def test(name, group, threaded=False):
+    """Registers fn. threaded: it takes a Mode and runs once per --modes entry, else once on the
+    cooperative executor."""
     def register(fn):
-        TESTS.append((name, group, fn))
+        TESTS.append((name, group, fn, threaded))
         return fn
     return register
+
+
+def planned_runs(modes):
+    """(name, group, fn, mode) in order: every test as it always ran (a threaded one on
+    cooperative when --modes has it), then the threaded tests on each threaded mode in turn."""
+    runs = []
+    for name, group, fn, threaded in TESTS:
+        if not threaded:
+            runs.append((name, group, fn, None))
+        elif any(not m.args for m in modes):
+            runs.append((name, group, fn, COOPERATIVE))
+    for mode in (m for m in modes if m.args):
+        runs += [(f"{name}[{mode}]", group, fn, mode)
+                 for name, group, fn, threaded in TESTS if threaded]
+    return runs
 
 
 def port_in_use_check(binary, program):
@@ -409,9 +497,9 @@ def bad_args_check(binary, program, argsets):
 # ---- echo ----------------------------------------------------------------------------------
 
 
-@test("echo_client_load", "echo")
-def t_echo_client_load():
-    with Server(ARGS.echo_server) as srv:
+@test("echo_client_load", "echo", threaded=True)
+def t_echo_client_load(mode):
+    with Server(ARGS.echo_server, mode=mode) as srv:
         for conns, size in ((50, 64), (20, 102400)):
             r = run(ARGS.echo_client, "--port", srv.port, "--connections", conns, "--size", size,
                     "--duration", 1, timeout=30)
@@ -432,10 +520,10 @@ def t_echo_client_load():
         check(srv.alive(), "server alive after the load")
 
 
-@test("echo_raw_sizes", "echo")
-def t_echo_raw_sizes():
+@test("echo_raw_sizes", "echo", threaded=True)
+def t_echo_raw_sizes(mode):
     sizes = [1, 2, 1000, 16384, 16385, 65536, (1 << 20) + 3, 4 << 20]
-    with Server(ARGS.echo_server) as srv:
+    with Server(ARGS.echo_server, mode=mode) as srv:
         results = {}
 
         def one(size):
@@ -456,9 +544,9 @@ def t_echo_raw_sizes():
                      f"({len(sizes)} concurrent connections)")
 
 
-@test("echo_half_close", "echo")
-def t_echo_half_close():
-    with Server(ARGS.echo_server) as srv:
+@test("echo_half_close", "echo", threaded=True)
+def t_echo_half_close(mode):
+    with Server(ARGS.echo_server, mode=mode) as srv:
         for size in (0, 5, 300000, 2 << 20):
             data = os.urandom(size)
             s = connect(srv.addr, 20)
@@ -491,9 +579,9 @@ def t_echo_half_close():
         check(srv.alive(), "server alive after half-closes")
 
 
-@test("echo_reset", "echo")
-def t_echo_reset():
-    with Server(ARGS.echo_server) as srv:
+@test("echo_reset", "echo", threaded=True)
+def t_echo_reset(mode):
+    with Server(ARGS.echo_server, mode=mode) as srv:
         time.sleep(0.1)
         baseline = srv.fd_count()
         # 50 connections that send, then reset.
@@ -544,9 +632,9 @@ def t_echo_reset():
         check_eq(count, baseline, "server fds back to the baseline (no leak per reset)")
 
 
-@test("echo_fd_exhaustion", "echo")
-def t_echo_fd_exhaustion():
-    with Server(ARGS.echo_server, nofile=64) as srv:
+@test("echo_fd_exhaustion", "echo", threaded=True)
+def t_echo_fd_exhaustion(mode):
+    with Server(ARGS.echo_server, mode=mode, nofile=64) as srv:
         clients = []
         try:
             for _ in range(100):
@@ -601,11 +689,11 @@ def t_echo_fd_exhaustion():
         check(srv.alive(), "server alive after recovery")
 
 
-@test("echo_signals", "echo")
-def t_echo_signals():
+@test("echo_signals", "echo", threaded=True)
+def t_echo_signals(mode):
     for sig in (signal.SIGTERM, signal.SIGINT):
         name = signal.Signals(sig).name
-        with Server(ARGS.echo_server, "--drain-timeout", 1) as srv:
+        with Server(ARGS.echo_server, "--drain-timeout", 1, mode=mode) as srv:
             idle = connect(srv.addr, 10)
             idle.sendall(b"hi")
             check_eq(recv_exact(idle, 2), b"hi", f"{name}: idle connection open and echoed")
@@ -627,14 +715,14 @@ def t_echo_signals():
             except OSError:
                 pass
             check(refused, f"{name}: connections refused after exit")
-    with Server(ARGS.echo_server) as srv:
+    with Server(ARGS.echo_server, mode=mode) as srv:
         start = time.monotonic()
         srv.send_signal(signal.SIGINT)
         rc = srv.wait(3.0)
         check_eq(rc, 0, f"SIGINT with no connections: exit 0 within 3 s "
                  f"(took {time.monotonic() - start:.2f} s)")
     # A second signal cuts a long drain short, and the exit is still clean (status 0).
-    with Server(ARGS.echo_server, "--drain-timeout", 30) as srv:
+    with Server(ARGS.echo_server, "--drain-timeout", 30, mode=mode) as srv:
         busy = connect(srv.addr, 10)
         busy.sendall(b"hi")
         check_eq(recv_exact(busy, 2), b"hi", "second signal: connection open and echoed")
@@ -646,6 +734,58 @@ def t_echo_signals():
         check_eq(rc, 0, f"a second SIGINT ends a 30 s drain at once with status 0 "
                  f"(took {time.monotonic() - start:.2f} s)")
         busy.close()
+    # The drain ends when the last connection does, not at the drain timeout: connections that
+    # end on any worker must wake the shutdown.
+    with Server(ARGS.echo_server, "--drain-timeout", 10, mode=mode) as srv:
+        socks = []
+        try:
+            for i in range(8):
+                socks.append(connect(srv.addr, 10))
+                socks[-1].sendall(b"c%d" % i)
+                check_eq(recv_exact(socks[-1], 2), b"c%d" % i, f"drain: connection {i} echoed")
+            srv.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            check(srv.alive(), "drain: still running 0.3 s after SIGINT with 8 connections open",
+                  f"rc={srv.proc.returncode}")
+            start = time.monotonic()
+            for s in socks:
+                s.close()
+            rc = srv.wait(5.0)
+            took = time.monotonic() - start
+            check(rc == 0 and took < 2.0, "SIGINT, then the 8 clients close: exit 0 within 2 s "
+                  "of the closes (not at the 10 s drain timeout)", f"rc={rc} after {took:.2f} s")
+        finally:
+            for s in socks:
+                s.close()
+    # SIGINT while every connection is busy: the drain runs out, the busy connections are
+    # cancelled wherever they run, the exit is clean and the client sees its connections end.
+    with Server(ARGS.echo_server, "--drain-timeout", 0.5, mode=mode) as srv:
+        client = subprocess.Popen(
+            [str(ARGS.echo_client), "--port", str(srv.port), "--connections", "32", "--size",
+             "4096", "--duration", "30"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=make_preexec())
+        try:
+            time.sleep(0.5)
+            check(client.poll() is None, "load: echo_client (32 connections) busy when SIGINT "
+                  "comes", f"rc={client.returncode}")
+            start = time.monotonic()
+            srv.send_signal(signal.SIGINT)
+            rc = srv.wait(4.0)
+            took = time.monotonic() - start
+            check_eq(rc, 0, f"SIGINT during load: exit 0 after the 0.5 s drain, busy connections "
+                     f"cancelled (took {took:.2f} s)")
+            check(took >= 0.4, "SIGINT during load: the busy connections were given the drain "
+                  "time", f"exited after {took:.2f} s")
+            try:
+                client.wait(5.0)
+            except subprocess.TimeoutExpired:
+                pass
+            check(client.poll() is not None, "SIGINT during load: echo_client sees its "
+                  "connections end (exits within 5 s of the server)")
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait(10)
 
 
 @test("echo_bad_args", "echo")
@@ -756,9 +896,9 @@ def t_http_curl_hello():
               "one Content-Type: text/plain", str(types))
 
 
-@test("http_keep_alive", "http")
-def t_http_keep_alive():
-    with http_server() as srv:
+@test("http_keep_alive", "http", threaded=True)
+def t_http_keep_alive(mode):
+    with http_server(mode=mode) as srv:
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
         try:
             conn.connect()
@@ -778,6 +918,40 @@ def t_http_keep_alive():
             check_eq(bad, [], "100 GETs on one keep-alive connection (http.client), all 200")
         finally:
             conn.close()
+
+        # Concurrent keep-alive clients, each mixing small answers and files around the 256 KiB
+        # chunk (on a threaded mode their connections run on several workers and rings).
+        paths = ["/", "/sizes/262145.bin", "/image.png", "/sizes/786449.bin", "/hello.txt"]
+        results = {}
+
+        def client(k):
+            try:
+                s = connect(srv.addr, 20)
+                try:
+                    rd = Reader(s)
+                    for i in range(40):
+                        path = paths[(i + k) % len(paths)]
+                        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                        r = rd.response()
+                        want = b"Hello, World!" if path == "/" else FILES[path]
+                        if r.status != 200 or r.body != want:
+                            results[k] = f"request {i} {path}: {r.status}, {len(r.body)} bytes"
+                            return
+                    results[k] = "ok"
+                finally:
+                    s.close()
+            except Exception as e:
+                results[k] = f"{e.__class__.__name__}: {e}"
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        bad = {k: results.get(k, "no result in 30 s") for k in range(8)
+               if results.get(k) != "ok"}
+        check_eq(bad, {}, "8 concurrent keep-alive clients x 40 GETs of / and files up to "
+                 "768 KiB: all 200, exact bodies")
 
         r, closed, note = exchange(srv.addr, b"GET / HTTP/1.0\r\n\r\n")
         check(r is not None and r.status == 200 and r.body == b"Hello, World!",
@@ -809,8 +983,8 @@ def t_http_keep_alive():
             s.close()
 
 
-@test("http_pipelining", "http")
-def t_http_pipelining():
+@test("http_pipelining", "http", threaded=True)
+def t_http_pipelining(mode):
     kinds = [("GET", "/", b"Hello, World!"), ("GET", "/hello.txt", FILES["/hello.txt"]),
              ("HEAD", "/index.html", FILES["/index.html"]),
              ("GET", "/sub/dir/nested.txt", FILES["/sub/dir/nested.txt"]),
@@ -820,7 +994,7 @@ def t_http_pipelining():
     for i, (method, path, _) in enumerate(plan):
         last = "Connection: close\r\n" if i == len(plan) - 1 else ""
         raw += f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-N: {i}\r\n{last}\r\n".encode()
-    with http_server() as srv:
+    with http_server(mode=mode) as srv:
         s = connect(srv.addr, 10)
         try:
             s.sendall(raw)
@@ -877,13 +1051,13 @@ def t_http_pipelining():
             s.close()
 
 
-@test("http_static_files", "http")
-def t_http_static_files():
+@test("http_static_files", "http", threaded=True)
+def t_http_static_files(mode):
     expected_type = {"/index.html": "text/html", "/hello.txt": "text/plain",
                      "/image.png": "image/png", "/style.css": "text/css",
                      "/data.json": "application/json", "/noext": "application/octet-stream",
                      "/sub/dir/nested.txt": "text/plain", "/empty.txt": "text/plain"}
-    with http_server() as srv:
+    with http_server(mode=mode) as srv:
         for path, ctype in expected_type.items():
             data = FILES[path]
             what = f"GET {path}: 200, exact body and length, Content-Type {ctype}"
@@ -982,14 +1156,14 @@ def t_http_static_files():
         check(srv.alive(), "server alive after the static file checks")
 
 
-@test("http_traversal", "http")
-def t_http_traversal():
+@test("http_traversal", "http", threaded=True)
+def t_http_traversal(mode):
     targets = ["/../etc/passwd", "/../../../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
                "/%2E%2e/x", "/..%2f..%2fetc%2fpasswd", "/sub/../../etc/passwd",
                "/sub/%2e%2e/%2e%2e/etc/passwd", "/.%2e/.%2e/etc/passwd", "/escape",
                "/etcdir/passwd", "/outdir/secret.txt", "/relescape", "//etc/passwd",
                "/%2fetc%2fpasswd"]
-    with http_server() as srv:
+    with http_server(mode=mode) as srv:
         for target in targets:
             raw = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
             r, _, note = exchange(srv.addr, raw, want_close=False)
@@ -1060,9 +1234,9 @@ def bad_requests():
     ]
 
 
-@test("http_bad_requests", "http")
-def t_http_bad_requests():
-    with http_server() as srv:
+@test("http_bad_requests", "http", threaded=True)
+def t_http_bad_requests(mode):
+    with http_server(mode=mode) as srv:
         for what, raw, expected in bad_requests():
             allowed = expected if isinstance(expected, tuple) else (expected,)
             r, closed, note = exchange(srv.addr, raw.encode("latin-1"), want_close=allowed)
@@ -1148,9 +1322,9 @@ def t_http_garbage():
         check(srv.alive(), "server alive after the garbage")
 
 
-@test("http_slow_clients", "http")
-def t_http_slow_clients():
-    with http_server("--header-timeout", 1, "--idle-timeout", 1) as srv:
+@test("http_slow_clients", "http", threaded=True)
+def t_http_slow_clients(mode):
+    with http_server("--header-timeout", 1, "--idle-timeout", 1, mode=mode) as srv:
         results = {}
 
         def slowloris():
@@ -1256,15 +1430,15 @@ def t_http_slow_clients():
         check(srv.alive(), "server alive after the slow clients")
 
 
-@test("http_1000_connections", "http")
-def t_http_1000_connections():
+@test("http_1000_connections", "http", threaded=True)
+def t_http_1000_connections(mode):
     n = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 100:
         check(False, f"this test process can open {n} sockets (RLIMIT_NOFILE {soft}/{hard}); "
               "not a server problem")
         return
-    with http_server() as srv:
+    with http_server(mode=mode) as srv:
         sel = selectors.DefaultSelector()
         socks, state = [], {}
         request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -1320,10 +1494,13 @@ def t_http_1000_connections():
         serves_fresh(srv.addr, "served after the 1000 connections closed")
 
 
-@test("http_shutdown", "http")
-def t_http_shutdown():
-    # SIGTERM during a slow 100 MiB download: the download finishes, the server exits 0.
-    with http_server("--drain-timeout", 10) as srv:
+@test("http_shutdown", "http", threaded=True)
+def t_http_shutdown(mode):
+    # SIGTERM (SIGINT on a threaded mode) during a slow 100 MiB download: the download
+    # finishes, the server exits 0.
+    sig = signal.SIGINT if mode.args else signal.SIGTERM
+    name = signal.Signals(sig).name
+    with http_server("--drain-timeout", 10, mode=mode) as srv:
         s = connect(srv.addr, 20)
         sig_at = done_at = time.monotonic()
         try:
@@ -1344,7 +1521,7 @@ def t_http_shutdown():
                 got += len(chunk)
                 time.sleep(0.04)
             sig_at = time.monotonic()
-            srv.send_signal(signal.SIGTERM)
+            srv.send_signal(sig)
             refused = False
             while time.monotonic() - sig_at < 3.0:
                 try:
@@ -1356,7 +1533,7 @@ def t_http_shutdown():
                     break
                 except OSError:
                     time.sleep(0.05)
-            check(refused, "after SIGTERM, new connections are refused (within 3 s)")
+            check(refused, f"after {name}, new connections are refused (within 3 s)")
             check(srv.alive(), "the server is still running while the download is in flight",
                   f"rc={srv.proc.returncode}")
             while got < BIG_SIZE:
@@ -1366,7 +1543,7 @@ def t_http_shutdown():
                 h.update(chunk)
                 got += len(chunk)
             done_at = time.monotonic()
-            check_eq(got, BIG_SIZE, "the download in flight completes after SIGTERM")
+            check_eq(got, BIG_SIZE, f"the download in flight completes after {name}")
             check_eq(h.hexdigest(), BIG_SHA, "the download's SHA-256 matches")
             check(wait_eof(s, 3.0), "the connection is closed after the response (stopping)")
         except Exception as e:
@@ -1376,12 +1553,12 @@ def t_http_shutdown():
             s.close()
         rc = srv.wait(max(1.0, 13.0 - (time.monotonic() - sig_at)))
         check_eq(rc, 0, f"exit 0 after the drain (at {time.monotonic() - sig_at:.1f} s after "
-                 f"SIGTERM, {time.monotonic() - done_at:.1f} s after the download)")
+                 f"{name}, {time.monotonic() - done_at:.1f} s after the download)")
         check(time.monotonic() - done_at < 3.0, "exits within 3 s of the download finishing",
               f"{time.monotonic() - done_at:.1f} s")
 
     # An idle keep-alive connection does not hold the shutdown for the drain timeout.
-    with http_server("--drain-timeout", 10) as srv:
+    with http_server("--drain-timeout", 10, mode=mode) as srv:
         s = connect(srv.addr, 10)
         try:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -1398,7 +1575,7 @@ def t_http_shutdown():
             s.close()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with http_server() as srv:
+        with http_server(mode=mode) as srv:
             start = time.monotonic()
             srv.send_signal(sig)
             rc = srv.wait(3.0)
@@ -1428,6 +1605,9 @@ def t_http_bad_args():
 # ---------------------------------------------------------------------------------------------
 
 
+DEFAULT_MODES = "cooperative,multi-thread:2,multi-thread:4,single-lock:2"
+
+
 def main():
     global ARGS, TMP
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1436,14 +1616,18 @@ def main():
     parser.add_argument("--http-server", required=True)
     parser.add_argument("--only", default="",
                         help="comma-separated test names (or parts of names) to run")
+    parser.add_argument("--modes", type=parse_modes, default=parse_modes(DEFAULT_MODES),
+                        help="comma-separated executors for the threaded tests "
+                        f"(default {DEFAULT_MODES})")
     parser.add_argument("--list", action="store_true", help="list the tests and exit")
     ARGS = parser.parse_args()
+    runs = planned_runs(ARGS.modes)
     if ARGS.list:
-        for name, group, _ in TESTS:
+        for name, group, _, _ in runs:
             print(f"{name} ({group})")
         return 0
     wanted = [w for w in ARGS.only.split(",") if w]
-    selected = [t for t in TESTS if not wanted or any(w in t[0] for w in wanted)]
+    selected = [t for t in runs if not wanted or any(w in t[0] for w in wanted)]
     if not selected:
         print(f"no test matches --only {ARGS.only!r}", file=sys.stderr)
         return 2
@@ -1457,8 +1641,9 @@ def main():
     TMP = tempfile.mkdtemp(prefix="weft-servers-test-")
     started = time.monotonic()
     try:
-        for name, group, fn in selected:
+        for name, group, fn, mode in selected:
             CURRENT_TEST[0] = name
+            CURRENT_MODE[0] = mode
             print(f"[{name}]", flush=True)
             missing = [b for b in binaries[group] if not os.access(b, os.X_OK)]
             if group == "http" and not shutil.which("curl"):
@@ -1470,7 +1655,7 @@ def main():
             try:
                 if group == "http":
                     http_root()  # the document root and FILES, made once
-                fn()
+                fn(mode) if mode else fn()
             except Exception as e:
                 check(False, "test ran to the end",
                       f"{e.__class__.__name__}: {e}\n{traceback.format_exc()}")
