@@ -193,19 +193,6 @@ void multi_thread::cancel_timer(detail::timer_node& node) noexcept {
   if (auto* w = static_cast<worker*>(node.owner)) w->reactor->cancel_timer(node);
 }
 
-void multi_thread::task_started(detail::spawn_link& link) noexcept {
-  live_.add(link);
-  if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
-    detail::scope_of_link(link)->request_stop();  // spawned while everything is being stopped
-  }
-}
-
-void multi_thread::task_finished(detail::spawn_link& link) noexcept {
-  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) {
-    wake_worker0();  // the last task of the shutdown: worker 0 may be parked
-  }
-}
-
 // ---- parking (see ARCHITECTURE.md, "Parking") -------------------------------------------
 
 void multi_thread::notify_parked() noexcept {
@@ -283,9 +270,7 @@ void multi_thread::park(worker& w) {
   weft::detail::store_load_fence();
   // Worker 0 must not sleep through the end of main; once the shutdown has begun it waits like
   // the others (the last task to finish wakes it).
-  const bool main_ending =
-      w.index == 0 && main_done_.load(std::memory_order_acquire) &&
-      (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0);
+  const bool main_ending = w.index == 0 && main_thread_must_not_block();
   const bool saw_work = work_visible();
   bool go = saw_work || main_ending;
   if (!go) {
@@ -309,7 +294,7 @@ void multi_thread::park(worker& w) {
   }
 }
 
-void multi_thread::wake_worker0() noexcept {
+void multi_thread::wake_main_thread() noexcept {
   std::lock_guard lock(idle_mutex_);
   worker& w0 = *workers_[0];
   if (w0.reactor) w0.reactor->wake();
@@ -385,11 +370,7 @@ void multi_thread::worker_loop(worker& w) {
 
   const bool is_main_worker = w.index == 0;
   auto finished = [&] {
-    if (!is_main_worker) return stopping_.load(std::memory_order_acquire);
-    if (!main_done_.load(std::memory_order_acquire)) return false;
-    // The program's main task is done: cancel what is left, then wait for it to unwind.
-    if (!shutting_down_.load(std::memory_order_relaxed)) cancel_all();
-    return live_.size() == 0;
+    return is_main_worker ? main_and_tasks_done() : stopping_.load(std::memory_order_acquire);
   };
 
   detail::trampoline_scope trampoline;
@@ -412,16 +393,6 @@ void multi_thread::worker_loop(worker& w) {
     if (++w.tick % event_interval == 0) w.reactor->poll(/*block=*/false);
   }
   transition_from_searching(w);
-}
-
-void multi_thread::cancel_all() noexcept {
-  shutting_down_.store(true, std::memory_order_seq_cst);
-  live_.for_each([](detail::spawn_link& link) { detail::scope_of_link(link)->request_stop(); });
-}
-
-void multi_thread::main_finished() noexcept {
-  main_done_.store(true, std::memory_order_release);
-  wake_worker0();
 }
 
 void multi_thread::start_main(task<void> wrapper) {
@@ -470,18 +441,15 @@ void multi_thread::run_workers() {
   }
   for (std::thread& t : threads) t.join();
   {
-    std::lock_guard lock(idle_mutex_);  // wake_worker0 may be running on a finished task's thread
+    std::lock_guard lock(idle_mutex_);  // wake_main_thread may be running on another thread
     for (auto& w : workers_) {
       w->reactor.reset();
       w->lifo = {};
       w->searching = false;
     }
   }
-  // Ready for another block_on (and for spawn_on from outside in between).
   searching_.store(0, std::memory_order_relaxed);
-  main_done_.store(false, std::memory_order_relaxed);
-  shutting_down_.store(false, std::memory_order_seq_cst);
-  stopping_.store(false, std::memory_order_relaxed);
+  reset_after_run();
   if (thread_error) std::rethrow_exception(thread_error);
 }
 

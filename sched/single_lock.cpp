@@ -211,7 +211,7 @@ void single_lock::wake_one() noexcept {
   sleeper->reactor->wake();  // under the lock: its ring outlives every wake (see run_threads)
 }
 
-void single_lock::wake_thread0() noexcept {
+void single_lock::wake_main_thread() noexcept {
   std::lock_guard lock(idle_mutex_);
   if (threads_[0]->reactor) threads_[0]->reactor->wake();
 }
@@ -227,22 +227,6 @@ void single_lock::add_timer(detail::timer_node& node) {
 
 void single_lock::cancel_timer(detail::timer_node& node) noexcept {
   if (auto* t = static_cast<thread_state*>(node.owner)) t->reactor->cancel_timer(node);
-}
-
-void single_lock::task_started(detail::spawn_link& link) noexcept {
-  live_.add(link);
-  if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
-    detail::scope_of_link(link)->request_stop();
-  }
-}
-
-void single_lock::task_finished(detail::spawn_link& link) noexcept {
-  if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) wake_thread0();
-}
-
-void single_lock::main_finished() noexcept {
-  main_done_.store(true, std::memory_order_release);
-  wake_thread0();
 }
 
 // ---- the thread loop --------------------------------------------------------------------------
@@ -288,13 +272,7 @@ void single_lock::thread_loop(thread_state& t) {
     return h;
   };
   auto finished = [&] {
-    if (t.index != 0) return stopping_.load(std::memory_order_acquire);
-    if (!main_done_.load(std::memory_order_acquire)) return false;
-    if (!shutting_down_.load(std::memory_order_relaxed)) {
-      shutting_down_.store(true, std::memory_order_seq_cst);
-      live_.for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
-    }
-    return live_.size() == 0;
+    return t.index == 0 ? main_and_tasks_done() : stopping_.load(std::memory_order_acquire);
   };
 
   take_lock(t);
@@ -335,8 +313,7 @@ void single_lock::thread_loop(thread_state& t) {
       // Thread 0 must not sleep through the end of main; once the shutdown has begun it waits
       // like the others (the last task to finish wakes it).
       const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
-                      (t.index == 0 && main_done_.load(std::memory_order_acquire) &&
-                       (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0));
+                      (t.index == 0 && main_thread_must_not_block());
       if (!go) {
         t.parked_poll = true;
         t.reactor->poll(/*block=*/true);
@@ -407,11 +384,8 @@ void single_lock::run_threads() {
     std::lock_guard lock(idle_mutex_);
     for (auto& t : threads_) t->reactor.reset();
   }
-  // Ready for another block_on (and for spawn_on from outside in between).
   waking_.store(0, std::memory_order_relaxed);
-  main_done_.store(false, std::memory_order_relaxed);
-  shutting_down_.store(false, std::memory_order_seq_cst);
-  stopping_.store(false, std::memory_order_relaxed);
+  reset_after_run();
   if (thread_error) std::rethrow_exception(thread_error);
 }
 

@@ -15,9 +15,9 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/live_set.hpp>
 #include <weft/sched/run_queue.hpp>
 #include <weft/sched/steal_queue.hpp>
+#include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
@@ -65,7 +65,7 @@ struct multi_thread_stats {
 ///
 /// Thread-safety: `schedule`, `defer`, `start` and `spawn_on(*this, ...)` may be called from any
 /// thread; `block_on` from one thread at a time. The executor outlives every task it runs.
-class multi_thread final : public executor {
+class multi_thread final : public threaded_executor {
  public:
   /// Checks the options; rings are created by `block_on`. Throws std::invalid_argument for a
   /// worker count above 1024.
@@ -95,15 +95,11 @@ class multi_thread final : public executor {
   void start(std::coroutine_handle<> h) noexcept override;
   void add_timer(detail::timer_node& node) override;
   void cancel_timer(detail::timer_node& node) noexcept override;
-  void task_started(detail::spawn_link& link) noexcept override;
-  void task_finished(detail::spawn_link& link) noexcept override;
 
   /// Number of worker threads (the calling thread of block_on included).
   unsigned workers() const noexcept { return worker_count_; }
   /// Totals of the workers' counters. Any thread; exact once block_on has returned.
   multi_thread_stats stats() const noexcept;
-  /// Spawned tasks that have not finished yet.
-  std::size_t live_tasks() const noexcept { return live_.size(); }
 
   /// Tasks run between two looks at the ring and the inject queue.
   static constexpr std::uint32_t event_interval = 61;
@@ -113,26 +109,9 @@ class multi_thread final : public executor {
  private:
   struct worker;
 
-  template <class T>
-  static task<void> main_wrapper(task<T> main, detail::outcome<T>& result) {
-    try {
-      if constexpr (std::is_void_v<T>) {
-        co_await std::move(main);
-        result.set_value();
-      } else {
-        result.set_value(co_await std::move(main));
-      }
-    } catch (...) {
-      result.set_error(std::current_exception());
-    }
-    executor* ex = executor::current();
-    static_cast<multi_thread*>(ex)->main_finished();
-  }
-
   void start_main(task<void> wrapper);
   void run_workers();
   void worker_loop(worker& w);
-  void main_finished() noexcept;
 
   std::coroutine_handle<> next_task(worker& w) noexcept;
   std::coroutine_handle<> search(worker& w) noexcept;
@@ -144,8 +123,7 @@ class multi_thread final : public executor {
   void transition_from_searching(worker& w) noexcept;
   void park(worker& w);
   bool work_visible() const noexcept;
-  void cancel_all() noexcept;
-  void wake_worker0() noexcept;
+  void wake_main_thread() noexcept override;
 
   const unsigned worker_count_;
   const unsigned ring_entries_;
@@ -163,10 +141,6 @@ class multi_thread final : public executor {
   std::mutex idle_mutex_;
   std::vector<worker*> sleepers_;
 
-  live_set live_;
-  std::atomic<bool> main_done_{false};
-  std::atomic<bool> shutting_down_{false};
-  std::atomic<bool> stopping_{false};
   std::coroutine_handle<> main_;
   multi_thread_stats finished_stats_;
 };

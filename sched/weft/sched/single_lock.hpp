@@ -16,8 +16,8 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/live_set.hpp>
 #include <weft/sched/run_queue.hpp>
+#include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
@@ -69,7 +69,7 @@ struct single_lock_stats {
 ///
 /// Thread-safety: `schedule`, `defer`, `start` and `spawn_on(*this, ...)` may be called from any
 /// thread; `block_on` from one thread at a time; `stats()` from any thread.
-class single_lock final : public executor {
+class single_lock final : public threaded_executor {
  public:
   /// Checks the options (std::invalid_argument for 0 or more than 1024 workers given
   /// explicitly as such, a negative interval or zero ticks); rings are created by block_on.
@@ -97,13 +97,10 @@ class single_lock final : public executor {
   void schedule(std::coroutine_handle<> h) noexcept override;
   void add_timer(detail::timer_node& node) override;
   void cancel_timer(detail::timer_node& node) noexcept override;
-  void task_started(detail::spawn_link& link) noexcept override;
-  void task_finished(detail::spawn_link& link) noexcept override;
 
   unsigned workers() const noexcept { return worker_count_; }
   /// The lock's counters so far. Any thread.
   single_lock_stats stats() const noexcept;
-  std::size_t live_tasks() const noexcept { return live_.size(); }
 
   /// Tasks run between two looks at the thread's ring.
   static constexpr std::uint32_t event_interval = 61;
@@ -111,27 +108,11 @@ class single_lock final : public executor {
  private:
   struct thread_state;
 
-  template <class T>
-  static task<void> main_wrapper(task<T> main, detail::outcome<T>& result) {
-    try {
-      if constexpr (std::is_void_v<T>) {
-        co_await std::move(main);
-        result.set_value();
-      } else {
-        result.set_value(co_await std::move(main));
-      }
-    } catch (...) {
-      result.set_error(std::current_exception());
-    }
-    static_cast<single_lock*>(executor::current())->main_finished();
-  }
-
   void create_rings();
   void run_threads();
   void thread_loop(thread_state& t);
-  void main_finished() noexcept;
   void wake_one() noexcept;
-  void wake_thread0() noexcept;
+  void wake_main_thread() noexcept override;
 
   // The lock itself.
   void take_lock(thread_state& t);
@@ -169,10 +150,6 @@ class single_lock final : public executor {
   std::atomic<int> sleeping_{0};
   std::atomic<int> waking_{0};  // threads woken for work that have not looked at the queue yet
 
-  live_set live_;
-  std::atomic<bool> main_done_{false};
-  std::atomic<bool> shutting_down_{false};
-  std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> tasks_run_{0};
 };
 

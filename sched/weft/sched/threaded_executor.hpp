@@ -1,0 +1,106 @@
+// weft: what the multi-thread and single-lock executors share: the set of live tasks, the
+// wrapper of the program's main task, and the shutdown flags.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <type_traits>
+
+#include <weft/detail/children.hpp>
+#include <weft/executor.hpp>
+#include <weft/sched/live_set.hpp>
+#include <weft/task.hpp>
+
+namespace weft::sched {
+
+/// The base of the executors that run tasks on several threads and start `block_on` on the
+/// calling thread ("thread 0"). It keeps the live tasks in a sharded set (a task is spawned on
+/// one thread and may finish on another), runs the main task inside a wrapper that stores its
+/// outcome and wakes thread 0, and gives thread 0 the shutdown sequence: once main is done,
+/// cancel every live task and wait until the set is empty (the last task to finish wakes it).
+///
+/// Thread-safety: `task_started`, `task_finished` and `live_tasks` from any thread; the
+/// protected helpers as documented on each.
+class threaded_executor : public executor {
+ public:
+  void task_started(detail::spawn_link& link) noexcept final {
+    live_.add(link);
+    if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
+      detail::scope_of_link(link)->request_stop();  // spawned while everything is being stopped
+    }
+  }
+
+  void task_finished(detail::spawn_link& link) noexcept final {
+    // seq_cst on both sides (here and in main_and_tasks_done): the last task and the start of
+    // the shutdown cannot both miss each other.
+    if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) {
+      wake_main_thread();  // the last task of the shutdown: thread 0 may be parked
+    }
+  }
+
+  /// Spawned tasks that have not finished yet.
+  std::size_t live_tasks() const noexcept { return live_.size(); }
+
+ protected:
+  /// Runs `main`, stores its value or exception in `result` (which outlives the run), then
+  /// tells thread 0.
+  template <class T>
+  static task<void> main_wrapper(task<T> main, detail::outcome<T>& result) {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(main);
+        result.set_value();
+      } else {
+        result.set_value(co_await std::move(main));
+      }
+    } catch (...) {
+      result.set_error(std::current_exception());
+    }
+    static_cast<threaded_executor*>(executor::current())->main_finished();
+  }
+
+  /// Wakes thread 0 if it sleeps in its ring. Any thread.
+  virtual void wake_main_thread() noexcept = 0;
+
+  /// Thread 0's loop condition: true once main has finished and every task is gone. The first
+  /// call after main finished cancels the tasks still running. Thread 0 only.
+  bool main_and_tasks_done() noexcept {
+    if (!main_done_.load(std::memory_order_acquire)) return false;
+    if (!shutting_down_.load(std::memory_order_relaxed)) {
+      shutting_down_.store(true, std::memory_order_seq_cst);
+      live_.for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
+    }
+    return live_.size() == 0;
+  }
+
+  /// Whether thread 0, about to block in its ring, must look again instead: main has finished
+  /// and the shutdown has not begun (or is already over). During the drain it may block: the
+  /// last task to finish wakes it. Thread 0 only.
+  bool main_thread_must_not_block() const noexcept {
+    return main_done_.load(std::memory_order_acquire) &&
+           (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0);
+  }
+
+  /// Makes the executor ready for another block_on (and for spawn_on from outside in between).
+  /// Called once every thread has stopped.
+  void reset_after_run() noexcept {
+    main_done_.store(false, std::memory_order_relaxed);
+    shutting_down_.store(false, std::memory_order_seq_cst);
+    stopping_.store(false, std::memory_order_relaxed);
+  }
+
+  live_set live_;
+  std::atomic<bool> stopping_{false};  // the threads other than 0 leave their loops
+
+ private:
+  void main_finished() noexcept {
+    main_done_.store(true, std::memory_order_release);
+    wake_main_thread();
+  }
+
+  std::atomic<bool> main_done_{false};
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace weft::sched
