@@ -1,0 +1,604 @@
+#!/usr/bin/env python3
+"""weft's threads benchmark: the single-lock and multi-thread executors against their baselines,
+all measured in one run (./run bench threads).
+
+    python3 bench/threads.py [--build build] [--reps 5] [--quick] [--only SUITE ...]
+                             [--out bench-results/threads.json] [size options, see --help]
+
+Every suite runs --reps repetitions; each repetition runs every configuration of the suite once,
+in an order rotated by one every repetition (A B C, B C A, C A B, ...), so drift over time hits
+every configuration alike. A ratio is the median of the per-repetition ratios against the
+baseline of the same repetition; the absolute figures are medians too. The JSON file keeps every
+raw sample, the machine, the load average before and after, and the command.
+
+Suites:
+  countdown  examples/countdown, CPU-bound: sequential (no runtime) vs multi-thread --workers=2,
+             single-lock --workers=2 (new GIL) and single-lock --workers=2 --gil=ticks:100
+             (old GIL); speedup = sequential wall / mode wall, with single-lock's lock counters.
+             Also two sequential processes counting half each at once: the parallelism the
+             machine itself gives at that moment, the ceiling for any executor.
+  io         bench/io_bound: --io-tasks tasks that each sleep --io-rounds times --io-sleep-ms,
+             on single-lock and multi-thread with 2 workers, and one std::thread per task.
+  micro      bench/threads_micro on multi-thread with 2 workers (and 1, and cooperative, for
+             reference):
+             spawn+join of --tasks trivial tasks, and a token ping-ponged --round-trips times
+             through two bounded(1) channels; beside bench/reference/threads.go (GOMAXPROCS=2)
+             when go is installed.
+  echo       examples/echo_server (port 0, SIGINT at the end) loaded by examples/echo_client
+             (--echo-connections, 64-byte messages, --echo-duration s): cooperative, multi-thread
+             with 1 and 2 workers unpinned, multi-thread 2 workers on CPUs 0-1 with the client
+             pinned to CPU 1, and multi-thread 1 worker on CPU 0 with the client on CPU 1.
+             On a 2-CPU machine the server's workers share the CPUs with the load generator.
+
+Nothing here is a test of speed: PASS/MISS compare the medians with the targets, and --quick
+(one tiny repetition) only checks the plumbing. Exit status 0 when every run worked, 1 when some
+run failed, 2 on bad arguments.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+KV = re.compile(r"(\w+)=([-+0-9.eE]+)(?=\s|$)")
+SUITES = ("countdown", "io", "micro", "echo")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    try:
+        return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def rotated(configs, rep):
+    k = rep % len(configs)
+    return configs[k:] + configs[:k]
+
+
+def run_cmd(argv, timeout):
+    """Runs argv to its end; returns (status, stdout, stderr); status None when killed."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, out, err + f"\n(killed after {timeout:.0f} s)"
+
+
+def last_fields(out):
+    lines = [line for line in out.splitlines() if line.strip()]
+    return ({k: float(v) for k, v in KV.findall(lines[-1])} if lines else {}), lines
+
+
+class Suite:
+    """Samples of one suite: config -> list of per-repetition dicts (None for a failed run)."""
+
+    def __init__(self, name, configs):
+        self.name, self.configs = name, configs
+        self.samples = {c: [] for c in configs}
+        self.errors = []
+
+    def run(self, reps, one):
+        for rep in range(reps):
+            for config in rotated(self.configs, rep):
+                try:
+                    s = one(config)
+                except Exception as e:  # a failed run is a result, not the end of the run
+                    s = None
+                    self.errors.append(f"{config} rep {rep + 1}: {type(e).__name__}: {e}")
+                    log(f"  {self.name} {config} rep {rep + 1}/{reps}: FAILED: {e}")
+                else:
+                    log(f"  {self.name} {config} rep {rep + 1}/{reps}: {s.get('value'):.6g} "
+                        f"{s.get('unit', '')}".rstrip())
+                if s is not None:
+                    s["load1"] = (loadavg() or [None])[0]  # the 1-minute load just after
+                self.samples[config].append(s)
+
+    def values(self, config, key="value"):
+        return [s.get(key) if s else None for s in self.samples[config]]
+
+    def med(self, config, key="value"):
+        return median(self.values(config, key))
+
+    def ratio(self, num, den, key="value"):
+        """Median over repetitions of num[key] / den[key] (same repetition)."""
+        rs = [a / b for a, b in zip(self.values(num, key), self.values(den, key))
+              if a is not None and b]
+        return median(rs), rs
+
+
+# ---------------------------------------------------------------------------------------------
+# suites
+
+
+def suite_countdown(args, rows, result):
+    exe = os.path.join(args.build, "examples", "countdown")
+    configs = {
+        "sequential": ["--mode=sequential"],
+        "multi-thread w=2": ["--mode=multi-thread", "--workers=2"],
+        "single-lock w=2": ["--mode=single-lock", "--workers=2"],
+        "single-lock w=2 ticks:100": ["--mode=single-lock", "--workers=2", "--gil=ticks:100"],
+    }
+    # What the machine itself gives: two processes without any runtime, each counting half, at
+    # once (the wall time from starting both to the end of both). If this is not ~2x faster than
+    # sequential, no executor can be: the CPUs are not free to run two threads at full speed.
+    parallel = "2 processes x C/2 (no runtime)"
+    suite = Suite("countdown", list(configs) + [parallel])
+
+    def two_processes():
+        half = [exe, f"--count={args.count // 2}", "--mode=sequential"]
+        start = time.monotonic()
+        procs = [subprocess.Popen(half, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=600) for p in procs]
+        wall = time.monotonic() - start
+        if any(p.returncode != 0 for p in procs):
+            raise RuntimeError(f"{' '.join(half)}: {[o[1][-300:] for o in outs]}")
+        return {"value": wall, "unit": "s",
+                "each_wall_s": [last_fields(o[0])[0].get("wall_s") for o in outs]}
+
+    def one(config):
+        if config == parallel:
+            return two_processes()
+        argv = [exe, f"--count={args.count}"] + configs[config]
+        status, out, err = run_cmd(argv, timeout=600)
+        fields, lines = last_fields(out)
+        if status != 0 or "wall_s" not in fields:
+            raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
+        s = {"value": fields["wall_s"], "unit": "s", "lines": lines}
+        lock = [line for line in lines if line.startswith("single-lock:")]
+        if lock:  # the second-to-last line: the lock's counters
+            s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}
+        return s
+
+    suite.run(args.reps, one)
+    result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors}
+    seq = suite.med("sequential")
+    r, rs = suite.ratio("sequential", parallel)
+    each = [w for s in suite.samples[parallel] if s for w in s["each_wall_s"] if w]
+    rows.append(row("countdown", f"speedup {parallel}", suite.med(parallel), "s", "sequential",
+                    seq, r, rs, None, f"the machine's own parallelism; each half took "
+                    f"{fmt(median(each), 3)} s (median)", speedup=True))
+    r, rs = suite.ratio(parallel, "multi-thread w=2")
+    rows.append(row("countdown", "multi-thread w=2 vs 2 processes", suite.med("multi-thread w=2"),
+                    "s", parallel, suite.med(parallel), r, rs, None,
+                    "1.00x: weft's 2 workers as fast as 2 bare processes", speedup=True))
+    for config, goal in (("multi-thread w=2", (">=", 1.85)), ("single-lock w=2", ("<=", 1.0)),
+                         ("single-lock w=2 ticks:100", ("<=", 1.0))):
+        r, rs = suite.ratio("sequential", config)
+        detail = ""
+        lock = [s["lock"] for s in suite.samples[config] if s and "lock" in s]
+        if lock:
+            detail = (f"switches {median(x.get('switches') for x in lock):,.0f}, forced "
+                      f"{median(x.get('forced_switches') for x in lock):,.0f}, lock_wait_s "
+                      f"{median(x.get('lock_wait_s') for x in lock):.3f}")
+            if any("releases_at_check" in x and x["releases_at_check"] for x in lock):
+                detail += (f", releases_at_check "
+                           f"{median(x.get('releases_at_check') for x in lock):,.0f}")
+        rows.append(row("countdown", f"speedup {config}", suite.med(config), "s", "sequential",
+                        seq, r, rs, goal, detail, speedup=True))
+    result["countdown"]["medians_s"] = {c: suite.med(c) for c in suite.configs}
+
+
+def suite_io(args, rows, result):
+    exe = os.path.join(args.build, "bench", "io_bound")
+    configs = {"single-lock w=2": ["--mode=single-lock", "--workers=2"],
+               "multi-thread w=2": ["--mode=multi-thread", "--workers=2"],
+               "thread per task": ["--mode=threads"]}
+    suite = Suite("io", list(configs))
+    sizes = [f"--tasks={args.io_tasks}", f"--rounds={args.io_rounds}",
+             f"--sleep-ms={args.io_sleep_ms}"]
+
+    def one(config):
+        argv = [exe] + configs[config] + sizes
+        status, out, err = run_cmd(argv, timeout=600)
+        fields, lines = last_fields(out)
+        if status != 0 or "wall_s" not in fields:
+            raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
+        s = dict(fields, value=fields["wall_s"], unit="s", line=lines[-1])
+        s["overhead_s"] = fields["wall_s"] - fields["ideal_s"]
+        if err.strip():
+            s["stderr"] = err.strip()[-500:]
+        return s
+
+    suite.run(args.reps, one)
+    created = [s["created"] for s in suite.samples["thread per task"] if s]
+    result["io"] = {"tasks": args.io_tasks, "rounds": args.io_rounds,
+                    "sleep_ms": args.io_sleep_ms, "ideal_s": args.io_rounds * args.io_sleep_ms / 1e3,
+                    "threads_created": min(created) if created else None,
+                    "samples": suite.samples, "errors": suite.errors,
+                    "medians_s": {c: suite.med(c) for c in suite.configs},
+                    "median_overhead_s": {c: suite.med(c, "overhead_s") for c in suite.configs}}
+    note = ""
+    if created and min(created) < args.io_tasks:
+        note = f"only {min(created):,.0f} of {args.io_tasks:,} threads could be created"
+    ov = result["io"]["median_overhead_s"]
+    r, rs = suite.ratio("single-lock w=2", "multi-thread w=2")
+    rows.append(row("io", "wall single-lock / multi-thread", suite.med("single-lock w=2"), "s",
+                    "multi-thread w=2", suite.med("multi-thread w=2"), r, rs, ("within", 0.10),
+                    f"overhead over the ideal {result['io']['ideal_s']:.2f} s: single-lock "
+                    f"{fmt(ov['single-lock w=2'], 3)} s, multi-thread "
+                    f"{fmt(ov['multi-thread w=2'], 3)} s"))
+    for config in ("multi-thread w=2", "single-lock w=2"):
+        r, rs = suite.ratio("thread per task", config)
+        rows.append(row("io", f"wall thread-per-task / {config}", suite.med("thread per task"),
+                        "s", config, suite.med(config), r, rs, (">", 1.0),
+                        (f"thread-per-task overhead {fmt(ov['thread per task'], 3)} s" +
+                         (f"; {note}" if note else "")) if config.startswith("multi") else ""))
+
+
+def build_go(workdir):
+    go = shutil.which("go")
+    if not go:
+        return None, "skipped: go is not installed (apt-get install golang-go)"
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "threads.go")
+    shutil.copy(src, os.path.join(workdir, "threads.go"))  # outside any module: a plain file
+    exe = os.path.join(workdir, "threads_go")
+    proc = subprocess.run([go, "build", "-o", exe, "threads.go"], cwd=workdir,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        return None, f"go build failed: {proc.stderr.strip()[-300:]}"
+    return exe, None
+
+
+def suite_micro(args, rows, result, workdir):
+    weft = os.path.join(args.build, "bench", "threads_micro")
+    sizes = [f"--tasks={args.tasks}", f"--round-trips={args.round_trips}", "--capacity=1"]
+    configs = {"weft multi-thread w=2": [weft, "--workers=2"] + sizes,
+               "weft multi-thread w=1": [weft, "--workers=1"] + sizes,
+               "weft cooperative": [weft, "--executor=cooperative"] + sizes}
+    go_exe, go_skip = build_go(workdir)
+    if go_exe:
+        configs["go GOMAXPROCS=2"] = [go_exe, "--procs", "2", "--tasks", str(args.tasks),
+                                      "--round-trips", str(args.round_trips), "--capacity", "1"]
+    suite = Suite("micro", list(configs))
+
+    def one(config):
+        status, out, err = run_cmd(configs[config], timeout=600)
+        if status != 0:
+            raise RuntimeError(f"{config}: status {status}: {(err or out)[-300:]}")
+        data = json.loads(out.strip().splitlines()[-1])
+        s = {r["name"]: r for r in data["results"]}
+        s["runtime"] = data.get("runtime")
+        s["value"] = s["spawn_join"]["ns_per_task"]
+        s["unit"] = "ns/task (spawn_join)"
+        s["ns_per_task"] = s["spawn_join"]["ns_per_task"]
+        s["ns_per_round_trip"] = s["ping_pong"]["ns_per_round_trip"]
+        return s
+
+    suite.run(args.reps, one)
+    w2 = "weft multi-thread w=2"
+    result["micro"] = {"tasks": args.tasks, "round_trips": args.round_trips, "capacity": 1,
+                       "go": go_skip or "go GOMAXPROCS=2", "samples": suite.samples,
+                       "errors": suite.errors,
+                       "medians": {c: {"ns_per_task": suite.med(c, "ns_per_task"),
+                                       "ns_per_round_trip": suite.med(c, "ns_per_round_trip")}
+                                   for c in suite.configs}}
+
+    def stat(config, workload, key):
+        return median(s[workload].get(key) for s in suite.samples[config] if s)
+
+    def detail(workload, config):
+        keys = (("stolen", "steals", "injected", "overflows", "parks") if workload == "spawn_join"
+                else ("cross_thread_round_trips", "lifo_runs", "tasks_run", "steals", "parks"))
+        return ", ".join(f"{k} {fmt(stat(config, workload, k), 0)}" for k in keys)
+
+    for key, workload, figure in (("ns_per_task", "spawn_join", "spawn+join ns/task"),
+                                  ("ns_per_round_trip", "ping_pong", "ping-pong ns/round trip")):
+        if go_exe:
+            r, rs = suite.ratio(w2, "go GOMAXPROCS=2", key)
+            rows.append(row("micro", f"{figure} weft w=2 / Go", suite.med(w2, key), "ns",
+                            "go GOMAXPROCS=2", suite.med("go GOMAXPROCS=2", key), r, rs,
+                            ("<=", 1.0), detail(workload, w2)))
+        else:
+            rows.append({"suite": "micro", "figure": f"{figure} weft w=2 / Go",
+                         "value": suite.med(w2, key), "unit": "ns", "skipped": go_skip})
+        for base, short in (("weft multi-thread w=1", "w=1"), ("weft cooperative", "cooperative")):
+            r, rs = suite.ratio(w2, base, key)
+            rows.append(row("micro", f"{figure} weft w=2 / {short}", suite.med(w2, key), "ns",
+                            base, suite.med(base, key), r, rs, None,
+                            detail(workload, base) + " (w=1)" if short == "w=1" else ""))
+
+
+class EchoServer:
+    """examples/echo_server on port 0, optionally pinned; stopped with SIGINT."""
+
+    def __init__(self, argv, workdir, name):
+        self.argv, self.name = argv, name
+        self.out_path = os.path.join(workdir, f"{name}.out")
+        self.err_path = os.path.join(workdir, f"{name}.err")
+        self.proc, self.port = None, None
+
+    def __enter__(self):
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=err, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = re.search(r"listening on (\S+)", open(self.out_path).read())
+            if m:
+                self.port = int(m.group(1).rsplit(":", 1)[1])
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"echo_server exited with status {self.proc.returncode}: "
+                                   f"{open(self.err_path).read()[-300:]}")
+            time.sleep(0.02)
+        raise RuntimeError("echo_server did not print 'listening on' within 10 s")
+
+    def cpu_s(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+    def __exit__(self, *exc):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        return False
+
+
+def suite_echo(args, rows, result, workdir):
+    server = os.path.join(args.build, "examples", "echo_server")
+    client = os.path.join(args.build, "examples", "echo_client")
+    cpus = sorted(os.sched_getaffinity(0))
+    first, last = str(cpus[0]), str(cpus[-1])
+    both = ",".join(str(c) for c in cpus)
+    # name -> (server argv prefix (taskset), server mode args, client taskset)
+    configs = {
+        "cooperative": ([], ["--mode=cooperative"], []),
+        "multi-thread w=1": ([], ["--mode=multi-thread", "--workers=1"], []),
+        "multi-thread w=2": ([], ["--mode=multi-thread", "--workers=2"], []),
+        f"multi-thread w=2, server CPUs {both}, client CPU {last}":
+            (["taskset", "-c", both], ["--mode=multi-thread", "--workers=2"],
+             ["taskset", "-c", last]),
+        f"multi-thread w=1, server CPU {first}, client CPU {last}":
+            (["taskset", "-c", first], ["--mode=multi-thread", "--workers=1"],
+             ["taskset", "-c", last]),
+    }
+    suite = Suite("echo", list(configs))
+    counter = [0]
+
+    def one(config):
+        pin, mode, client_pin = configs[config]
+        counter[0] += 1
+        argv = pin + [server, "--port=0", "--drain-timeout=2"] + mode
+        with EchoServer(argv, workdir, f"echo{counter[0]}") as srv:
+            before = srv.cpu_s()
+            cargv = client_pin + [client, f"--port={srv.port}",
+                                  f"--connections={args.echo_connections}", "--size=64",
+                                  f"--duration={args.echo_duration}"]
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            status, out, err = run_cmd(cargv, timeout=args.echo_duration + 60)
+            cpu = srv.cpu_s() - before
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, reaped just now
+            client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+            server_status = srv.stop()
+        fields, lines = last_fields(out)
+        if status != 0 or "messages_per_s" not in fields:
+            raise RuntimeError(f"echo_client status {status}: {(err or out)[-300:]}")
+        if server_status != 0:
+            raise RuntimeError(f"echo_server exited with status {server_status} on SIGINT")
+        return dict(fields, value=fields["messages_per_s"], unit="msg/s", line=lines[-1],
+                    server_cpu_s=cpu, server_cpu_util=cpu / args.echo_duration,
+                    client_cpu_s=client_cpu, client_cpu_util=client_cpu / args.echo_duration)
+
+    suite.run(args.reps, one)
+    result["echo"] = {"connections": args.echo_connections, "size": 64,
+                      "duration_s": args.echo_duration, "cpus": cpus,
+                      "samples": suite.samples, "errors": suite.errors,
+                      "medians_msg_per_s": {c: suite.med(c) for c in suite.configs}}
+
+    def util(config):
+        u, c = suite.med(config, "server_cpu_util"), suite.med(config, "client_cpu_util")
+        return (f"CPU: server {u * 100:.0f}%, client {c * 100:.0f}%" if u is not None and
+                c is not None else "")
+
+    mt1, mt2 = "multi-thread w=1", "multi-thread w=2"
+    r, rs = suite.ratio(mt2, mt1)
+    rows.append(row("echo", "msg/s multi-thread w=2 / w=1", suite.med(mt2), "msg/s", mt1,
+                    suite.med(mt1), r, rs, (">=", 1.7),
+                    f"w=2 {util(mt2)}; w=1 {util(mt1)}; the client shares the {len(cpus)} CPUs"))
+    r, rs = suite.ratio(mt1, "cooperative")
+    rows.append(row("echo", "msg/s multi-thread w=1 / cooperative", suite.med(mt1), "msg/s",
+                    "cooperative", suite.med("cooperative"), r, rs, None, util("cooperative")))
+    pinned2, pinned1 = list(configs)[3], list(configs)[4]
+    for config in (pinned2, pinned1):
+        r, rs = suite.ratio(config, mt1)
+        rows.append(row("echo", f"msg/s {config} / w=1", suite.med(config), "msg/s", mt1,
+                        suite.med(mt1), r, rs, None, util(config)))
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def row(suite, figure, value, unit, baseline, baseline_value, ratio, ratios, goal, detail="",
+        speedup=False):
+    r = {"suite": suite, "figure": figure, "value": value, "unit": unit, "baseline": baseline,
+         "baseline_value": baseline_value, "ratio": ratio, "ratios": ratios, "detail": detail}
+    if speedup:
+        r["ratio_meaning"] = "baseline / value (speedup)"
+    if goal is not None:
+        op, bound = goal
+        r["goal"] = f"within {bound:.0%}" if op == "within" else f"{op} {bound:.2f}x"
+        if ratio is None:
+            r["verdict"] = "FAILED"
+        elif op == "within":
+            r["verdict"] = "PASS" if abs(ratio - 1) <= bound else "MISS"
+        elif op == ">=":
+            r["verdict"] = "PASS" if ratio >= bound else "MISS"
+        elif op == ">":
+            r["verdict"] = "PASS" if ratio > bound else "MISS"
+        else:
+            r["verdict"] = "PASS" if ratio <= bound else "MISS"
+    if ratio is None:
+        r["failed"] = True
+    return r
+
+
+def print_table(rows, result, quick):
+    head = ["suite", "figure", "value", "baseline", "ratio", "goal", ""]
+    table = []
+    for r in rows:
+        digits = 3 if r.get("unit") == "s" else (1 if r.get("unit") == "ns" else 0)
+        if "skipped" in r:
+            table.append([r["suite"], r["figure"], fmt(r.get("value"), digits), r["skipped"],
+                          "", "", ""])
+            continue
+        table.append([r["suite"], r["figure"], f"{fmt(r['value'], digits)} {r['unit']}",
+                      f"{fmt(r['baseline_value'], digits)} {r['unit']}",
+                      "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("goal", ""),
+                      r.get("verdict", "")])
+    widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
+
+    def line(cells):
+        return "  ".join(c.rjust(widths[i]) if 2 <= i <= 4 else c.ljust(widths[i])
+                         for i, c in enumerate(cells)).rstrip()
+    load = result["load_before"], result["load_after"]
+    print(f"threads benchmark ({result['reps']} reps, medians; ratio = median of per-rep ratios; "
+          f"countdown: sequential / mode; load average before {load[0]}, after {load[1]})")
+    print(line(head))
+    print("-" * len(line(head)))
+    for t in table:
+        print(line(t))
+    for r in rows:
+        if r.get("detail"):
+            print(f"  {r['suite']} {r['figure']}: {r['detail']}")
+    for name in SUITES:
+        for e in result.get(name, {}).get("errors", []):
+            print(f"error: {name} {e}")
+    if quick:
+        print("note: --quick runs one tiny repetition: a smoke test of the plumbing, not a "
+              "measurement (PASS/MISS there mean nothing)")
+
+
+def machine(args):
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=30).stdout.splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return {"cpu": cpu, "nproc": os.cpu_count(), "cpus": sorted(os.sched_getaffinity(0)),
+            "kernel": platform.release(), "compiler": first_line(["c++", "--version"]),
+            "go": first_line(["go", "version"]) if shutil.which("go") else None}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        description="weft's threads benchmark: single-lock and multi-thread executors",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    ap.add_argument("--build", default="build", help="meson build directory (default: build)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick 1)")
+    ap.add_argument("--quick", action="store_true",
+                    help="one repetition with tiny sizes (a smoke test, not a measurement)")
+    ap.add_argument("--only", action="append", choices=SUITES, help="run only this suite")
+    ap.add_argument("--out", default="bench-results/threads.json", help="JSON output file")
+    ap.add_argument("--count", type=int, help="countdown count (default 2e9; --quick 2e7)")
+    ap.add_argument("--io-tasks", type=int, help="io: tasks/threads (default 10000; quick 500)")
+    ap.add_argument("--io-rounds", type=int, help="io: sleeps per task (default 5; quick 2)")
+    ap.add_argument("--io-sleep-ms", type=int, help="io: ms per sleep (default 100; quick 20)")
+    ap.add_argument("--tasks", type=int, help="micro spawn+join tasks (default 1e6; quick 2e4)")
+    ap.add_argument("--round-trips", type=int,
+                    help="micro ping-pong round trips (default 2e5; quick 2e4)")
+    ap.add_argument("--echo-connections", type=int, help="echo connections (default 100)")
+    ap.add_argument("--echo-duration", type=float, help="echo seconds per run (default 3; "
+                    "quick 0.5)")
+    args = ap.parse_args(argv)
+    defaults = {"reps": (5, 1), "count": (2_000_000_000, 20_000_000), "io_tasks": (10_000, 500),
+                "io_rounds": (5, 2), "io_sleep_ms": (100, 20), "tasks": (1_000_000, 20_000),
+                "round_trips": (200_000, 20_000), "echo_connections": (100, 20),
+                "echo_duration": (3.0, 0.5)}
+    for k, (full, quick) in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, quick if args.quick else full)
+        if getattr(args, k) <= 0:
+            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    result = {"date": started.isoformat(timespec="seconds"),
+              "command": [sys.executable] + (sys.argv if argv is None else ["threads.py"] + argv),
+              "machine": machine(args), "reps": args.reps, "quick": args.quick,
+              "settings": vars(args), "load_before": loadavg()}
+    log(f"threads benchmark: {args.reps} rep(s), load average {result['load_before']}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="weft-threads-") as workdir:
+        for name in SUITES:
+            if args.only and name not in args.only:
+                continue
+            log(f"== {name}")
+            try:
+                if name == "countdown":
+                    suite_countdown(args, rows, result)
+                elif name == "io":
+                    suite_io(args, rows, result)
+                elif name == "micro":
+                    suite_micro(args, rows, result, workdir)
+                else:
+                    suite_echo(args, rows, result, workdir)
+            except Exception as e:  # keep going: the other suites still run
+                result.setdefault(name, {}).setdefault("errors", []).append(
+                    f"{type(e).__name__}: {e}")
+                rows.append({"suite": name, "figure": "-", "failed": True, "skipped": f"FAILED: {e}"})
+    result["load_after"] = loadavg()
+    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    result["results"] = rows
+    print_table(rows, result, args.quick)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"raw samples: {args.out}")
+    failed = any(r.get("failed") for r in rows) or any(
+        result.get(n, {}).get("errors") for n in SUITES)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Smoke test of ./run bench threads: bench/threads.py --quick with tiny sizes (countdown, I/O-bound
+sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers). It
+checks the plumbing and the JSON schema (keys present, numbers positive), never the speed.
+
+    python3 tests/threads_bench_smoke.py bench/threads.py BUILD_DIR
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+driver, build = sys.argv[1], sys.argv[2]
+
+
+def positive(value, what):
+    assert isinstance(value, (int, float)) and value > 0, (what, value)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    out = Path(tmp) / "threads.json"
+    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
+                        "--io-tasks=200", "--io-rounds=2", "--io-sleep-ms=10", "--tasks=5000",
+                        "--round-trips=5000", "--echo-connections=10", "--echo-duration=0.3",
+                        "--out", str(out)], capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "threads benchmark" in r.stdout, r.stdout[-2000:]
+    data = json.loads(out.read_text())
+    for key in ("date", "command", "machine", "reps", "load_before", "load_after", "results",
+                "countdown", "io", "micro", "echo"):
+        assert key in data, (key, sorted(data))
+    assert data["reps"] == 1 and data["quick"] is True, data["reps"]
+    for key in ("cpu", "nproc", "kernel", "compiler"):
+        assert key in data["machine"], data["machine"]
+
+    suites = {row["suite"] for row in data["results"]}
+    assert suites == {"countdown", "io", "micro", "echo"}, suites
+    for row in data["results"]:
+        assert not row.get("failed"), row
+        if "skipped" in row:  # the Go reference, when go is not installed
+            assert "go" in row["skipped"], row
+            continue
+        for key in ("value", "baseline_value", "ratio"):
+            positive(row[key], (row["figure"], key))
+
+    cd = data["countdown"]
+    for config in ("sequential", "multi-thread w=2", "single-lock w=2",
+                   "single-lock w=2 ticks:100"):
+        positive(cd["medians_s"][config], config)
+    lock = cd["samples"]["single-lock w=2"][0]["lock"]
+    for key in ("switches", "forced_switches", "lock_wait_s"):
+        assert key in lock, lock
+
+    io = data["io"]
+    for config in ("single-lock w=2", "multi-thread w=2", "thread per task"):
+        positive(io["medians_s"][config], config)
+    positive(io["threads_created"], "threads_created")
+
+    micro = data["micro"]
+    for config, m in micro["medians"].items():
+        positive(m["ns_per_task"], (config, "ns_per_task"))
+        positive(m["ns_per_round_trip"], (config, "ns_per_round_trip"))
+    weft = micro["samples"]["weft multi-thread w=2"][0]
+    for key in ("tasks_run", "steals", "stolen", "lifo_runs", "parks"):
+        assert key in weft["spawn_join"] and key in weft["ping_pong"], (key, weft)
+    assert "cross_thread_round_trips" in weft["ping_pong"], weft["ping_pong"]
+
+    for config, v in data["echo"]["medians_msg_per_s"].items():
+        positive(v, config)
+    assert len(data["echo"]["medians_msg_per_s"]) == 5, data["echo"]["medians_msg_per_s"]
+
+    # Bad arguments are refused with status 2, not ignored.
+    bad = subprocess.run([sys.executable, driver, "--reps", "0"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+    for exe, arg in (("bench/io_bound", "--tasks=0"), ("bench/threads_micro", "--tasks=zero")):
+        bad = subprocess.run([str(Path(build) / exe), arg], capture_output=True, text=True,
+                             timeout=30)
+        assert bad.returncode == 2, (exe, bad.returncode, bad.stderr)
+print("threads bench smoke: ok")
