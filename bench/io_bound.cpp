@@ -8,8 +8,8 @@
 // thread-per-task baseline). The wall time runs from before the first task is created (spawn or
 // thread creation) to after the last one is joined, so it includes creating and tearing down
 // tasks or threads; the ideal is rounds * sleep-ms. When the system refuses to create all the
-// threads, the baseline runs with as many as it got and says so (created < tasks, and a line on stderr).
-// Used by bench/threads.py (./run bench threads).
+// threads, the baseline runs with as many as it got and says so (created < tasks, and a line on
+// stderr). Used by bench/threads.py (./run bench threads).
 //
 // Prints exactly one machine-readable line on stdout:
 //   mode=M workers=W tasks=N created=K rounds=R sleep_ms=S wall_s=X ideal_s=Y max_rss_kib=Z

@@ -104,9 +104,7 @@ weft::task<outcome> run_demo(const settings& s) {
 
   // The items are split between producer tasks and producer threads.
   const unsigned sources = s.producers + s.thread_producers;
-  auto share = [&](unsigned i) {
-    return s.items / sources + (i == 0 ? s.items % sources : 0);
-  };
+  auto share = [&](unsigned i) { return s.items / sources + (i == 0 ? s.items % sources : 0); };
   std::vector<weft::join_handle<void>> consumers;
   for (unsigned i = 0; i < s.consumers; ++i) consumers.push_back(weft::spawn(consumer(q, t)));
   std::vector<weft::join_handle<void>> producers;
@@ -186,8 +184,9 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"The seed's queue demo: producers and consumers sharing FIFO, LIFO and priority "
-               "queues"};
+  CLI::App app{
+      "The seed's queue demo: producers and consumers sharing FIFO, LIFO and priority "
+      "queues"};
   std::string mode_name = "cooperative";
   unsigned workers = 2;
   std::string kind = "all";
@@ -215,7 +214,8 @@ int main(int argc, char** argv) {
   const auto mode = weft::parse_mode(mode_name);
   if (!mode) return usage_error("unknown mode '" + mode_name + "'");
   if (!weft::mode_available(*mode)) {
-    return usage_error("--mode=" + mode_name + " runs no tasks (use cooperative, single-lock or "
+    return usage_error("--mode=" + mode_name +
+                       " runs no tasks (use cooperative, single-lock or "
                        "multi-thread)");
   }
   if (kind != "fifo" && kind != "lifo" && kind != "priority" && kind != "all") {

@@ -53,9 +53,10 @@ struct server_options {
     const auto m = weft::parse_mode(mode_name);
     if (!m) return fmt::format("unknown mode '{}'", mode_name);
     if (!weft::mode_available(*m)) {
-      return fmt::format("--mode={} is not available for a server (it runs no tasks); use "
-                         "cooperative, single-lock or multi-thread",
-                         mode_name);
+      return fmt::format(
+          "--mode={} is not available for a server (it runs no tasks); use "
+          "cooperative, single-lock or multi-thread",
+          mode_name);
     }
     if (workers > 1024) return fmt::format("--workers wants 0 to 1024, not {}", workers);
     if (!(drain_seconds >= 0 && drain_seconds <= 3600)) {

@@ -54,9 +54,8 @@ thread_local void* tls_worker = nullptr;
 }  // namespace
 
 multi_thread::multi_thread(multi_thread_options options)
-    : worker_count_(options.workers != 0
-                        ? options.workers
-                        : std::max(1u, std::thread::hardware_concurrency())),
+    : worker_count_(options.workers != 0 ? options.workers
+                                         : std::max(1u, std::thread::hardware_concurrency())),
       ring_entries_(options.ring_entries) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: multi_thread wants 1 to 1024 workers, not " +
@@ -318,7 +317,7 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
       return std::exchange(w.lifo, {});
     }
     push_local(w, std::exchange(w.lifo, {}));  // its turn is over: behind the others
-    notify_parked();  // stealable now: an idle worker may take it
+    notify_parked();                           // stealable now: an idle worker may take it
   }
   w.lifo_streak = 0;
   if (auto h = w.queue.pop()) return h;

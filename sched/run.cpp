@@ -143,8 +143,8 @@ run_options mode_from_args(int argc, char** argv) {
       options.switch_interval = *d;
     } else if (take_value("--gil")) {
       if (!parse_gil(value, options)) {
-        usage_error(program,
-                    "--gil wants 'interval' or 'ticks:N' (N >= 1), not '" + std::string(value) + "'");
+        usage_error(program, "--gil wants 'interval' or 'ticks:N' (N >= 1), not '" +
+                                 std::string(value) + "'");
       }
     } else {
       usage_error(program, "unknown argument '" + std::string(arg) + "'");

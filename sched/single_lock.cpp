@@ -16,13 +16,13 @@ struct single_lock::thread_state {
   single_lock* owner = nullptr;
   unsigned index = 0;
   std::optional<io::reactor> reactor;
-  bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
-  bool woken = false;         // woken by wake_one: counted in owner->waking_ until it looks
-  bool parked_poll = false;   // blocked in its ring without the lock; will look at the queue
-  bool holds_lock = false;    // between take_lock and drop_lock (this thread only)
+  bool sleeping = false;        // in owner->sleepers_ (guarded by idle_mutex_)
+  bool woken = false;           // woken by wake_one: counted in owner->waking_ until it looks
+  bool parked_poll = false;     // blocked in its ring without the lock; will look at the queue
+  bool holds_lock = false;      // between take_lock and drop_lock (this thread only)
   unsigned blocking_depth = 0;  // weft::blocking calls in progress on this thread
   bool released_for_blocking = false;  // the outermost of them dropped the lock
-  unsigned ticks = 0;         // ticks policy: check points since the last release
+  unsigned ticks = 0;                  // ticks policy: check points since the last release
 };
 
 namespace {
@@ -35,9 +35,8 @@ thread_local void* tls_thread = nullptr;  // the single_lock thread_state of thi
 }  // namespace
 
 single_lock::single_lock(single_lock_options options)
-    : worker_count_(options.workers != 0
-                        ? options.workers
-                        : std::max(1u, std::thread::hardware_concurrency())),
+    : worker_count_(options.workers != 0 ? options.workers
+                                         : std::max(1u, std::thread::hardware_concurrency())),
       ring_entries_(options.ring_entries),
       policy_(options.policy),
       switch_interval_(options.switch_interval),
@@ -121,9 +120,8 @@ void single_lock::drop_lock(thread_state& t, bool forced) {
     // CPython's FORCE_SWITCHING: wait until the thread that asked has taken the lock, or this
     // thread would usually take it straight back.
     ++gil_stats_.forced_switches;
-    gil_switched_.wait(lock, [&] {
-      return gil_last_holder_ != &t || stopping_.load(std::memory_order_relaxed);
-    });
+    gil_switched_.wait(
+        lock, [&] { return gil_last_holder_ != &t || stopping_.load(std::memory_order_relaxed); });
   }
 }
 
@@ -242,9 +240,9 @@ void single_lock::thread_loop(thread_state& t) {
   set_current(this);
   io::reactor::set_current(&*t.reactor);
   tls_thread = &t;
-  detail::check_hook = detail::check_state{
-      policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
-      &single_lock::check_point};
+  detail::check_hook =
+      detail::check_state{policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
+                          &single_lock::check_point};
   detail::blocking_hook = &hooks;
   struct restore {
     executor* e;

@@ -393,9 +393,8 @@ weft::task<std::size_t> echo_pairs(int pairs, int messages) {
         (co_await s.write_all(buf)).value();
       }
     }(std::move(a), messages)));
-    handles.push_back(
-        weft::spawn([](weft::io::unix_stream s, int n, std::atomic<std::size_t>& total)
-                        -> weft::task<> {
+    handles.push_back(weft::spawn(
+        [](weft::io::unix_stream s, int n, std::atomic<std::size_t>& total) -> weft::task<> {
           std::array<std::byte, 64> out{}, in{};
           for (int i = 0; i < n; ++i) {
             out.fill(static_cast<std::byte>(i));
@@ -516,8 +515,8 @@ TEST_CASE("run options parse the single-lock settings", "[executors][run]") {
   CHECK_FALSE(weft::parse_gil("ticks:0", o));
   CHECK_FALSE(weft::parse_gil("ticks:", o));
   CHECK_FALSE(weft::parse_gil("old", o));
-  const char* args[] = {"prog", "--mode=single-lock", "--workers=3", "--switch-interval=1ms",
-                        "--gil", "ticks:50"};
+  const char* args[] = {
+      "prog", "--mode=single-lock", "--workers=3", "--switch-interval=1ms", "--gil", "ticks:50"};
   auto parsed = weft::mode_from_args(6, const_cast<char**>(args));
   CHECK(parsed.mode == weft::mode::single_lock);
   CHECK(parsed.workers == 3);
@@ -602,8 +601,7 @@ TEST_CASE("single-lock: a task queued while another blocks gets an idle thread",
   CHECK(weft::run(options_for(weft::mode::single_lock, 3), body()) == 1);
 }
 
-TEST_CASE("an executor runs a second program with timers after the first one",
-          "[executors]") {
+TEST_CASE("an executor runs a second program with timers after the first one", "[executors]") {
   auto sleepy = []() -> weft::task<int> {
     co_await weft::sleep_for(2ms);
     co_return 5;

@@ -31,14 +31,14 @@ struct multi_thread_options {
 
 /// Counters of a multi-thread executor (totals over its workers since it was built).
 struct multi_thread_stats {
-  std::uint64_t tasks_run = 0;    ///< task resumptions
-  std::uint64_t lifo_runs = 0;    ///< of which straight from a LIFO slot
-  std::uint64_t steals = 0;       ///< successful steals from another worker's queue
-  std::uint64_t stolen = 0;       ///< tasks moved by those steals
-  std::uint64_t injected = 0;     ///< tasks taken from the shared (inject) queue
-  std::uint64_t overflows = 0;    ///< times a full local queue moved half of itself to it
-  std::uint64_t parks = 0;        ///< times a worker slept in its ring
-  std::uint64_t wakeups = 0;      ///< times a worker woke another one up
+  std::uint64_t tasks_run = 0;  ///< task resumptions
+  std::uint64_t lifo_runs = 0;  ///< of which straight from a LIFO slot
+  std::uint64_t steals = 0;     ///< successful steals from another worker's queue
+  std::uint64_t stolen = 0;     ///< tasks moved by those steals
+  std::uint64_t injected = 0;   ///< tasks taken from the shared (inject) queue
+  std::uint64_t overflows = 0;  ///< times a full local queue moved half of itself to it
+  std::uint64_t parks = 0;      ///< times a worker slept in its ring
+  std::uint64_t wakeups = 0;    ///< times a worker woke another one up
 };
 
 /// Tokio's model: N worker threads, each with its own io_uring ring, timer heap and local run

@@ -46,13 +46,13 @@ struct single_lock_options {
 
 /// What the global lock did during a run (totals over the threads).
 struct single_lock_stats {
-  std::uint64_t acquisitions = 0;    ///< times a thread took the lock
-  std::uint64_t switches = 0;        ///< acquisitions by another thread than the last holder
-  std::uint64_t drop_requests = 0;   ///< interval policy: waiters that asked the holder to drop
-  std::uint64_t forced_switches = 0; ///< hand-overs at a check point because of such a request
+  std::uint64_t acquisitions = 0;       ///< times a thread took the lock
+  std::uint64_t switches = 0;           ///< acquisitions by another thread than the last holder
+  std::uint64_t drop_requests = 0;      ///< interval policy: waiters that asked the holder to drop
+  std::uint64_t forced_switches = 0;    ///< hand-overs at a check point because of such a request
   std::uint64_t releases_at_check = 0;  ///< ticks policy: releases at a check point
   std::chrono::nanoseconds lock_wait{0};  ///< total time threads spent waiting for the lock
-  std::uint64_t tasks_run = 0;       ///< task resumptions
+  std::uint64_t tasks_run = 0;            ///< task resumptions
 };
 
 /// CPython's threading model made visible: N threads, one global lock. A thread holds the lock
