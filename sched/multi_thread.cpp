@@ -407,38 +407,15 @@ void multi_thread::start_main(task<void> wrapper) {
 }
 
 void multi_thread::run_workers() {
-  std::vector<std::thread> threads;
-  std::exception_ptr thread_error;
-  try {
-    threads.reserve(worker_count_ - 1);
-    for (unsigned i = 1; i < worker_count_; ++i) {
-      threads.emplace_back([this, i] {
-        try {
-          worker_loop(*workers_[i]);
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "weft: worker %u failed: %s; aborting\n", i, e.what());
-          std::terminate();
-        }
+  const std::exception_ptr thread_error = run_on_threads(
+      worker_count_, "worker", [this](unsigned i) { worker_loop(*workers_[i]); },
+      [this] {
+        // Every worker that parked before this sees stopping_ when it wakes; every later one
+        // sees it before it parks (park() checks it under the same lock).
+        std::lock_guard lock(idle_mutex_);
+        stopping_.store(true, std::memory_order_release);
+        for (worker* s : sleepers_) s->reactor->wake();
       });
-    }
-  } catch (...) {
-    thread_error = std::current_exception();  // run with the workers that did start
-  }
-  try {
-    worker_loop(*workers_[0]);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "weft: worker 0 failed: %s; aborting\n", e.what());
-    std::terminate();
-  }
-
-  {
-    // Every worker that parked before this sees stopping_ when it wakes; every later one sees
-    // it before it parks (park() checks it under the same lock).
-    std::lock_guard lock(idle_mutex_);
-    stopping_.store(true, std::memory_order_release);
-    for (worker* s : sleepers_) s->reactor->wake();
-  }
-  for (std::thread& t : threads) t.join();
   {
     std::lock_guard lock(idle_mutex_);  // wake_main_thread may be running on another thread
     for (auto& w : workers_) {

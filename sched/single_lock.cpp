@@ -345,39 +345,17 @@ void single_lock::create_rings() {
 }
 
 void single_lock::run_threads() {
-  std::vector<std::thread> threads;
-  std::exception_ptr thread_error;
-  try {
-    threads.reserve(worker_count_ - 1);
-    for (unsigned i = 1; i < worker_count_; ++i) {
-      threads.emplace_back([this, i] {
-        try {
-          thread_loop(*threads_[i]);
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "weft: single-lock thread %u failed: %s; aborting\n", i, e.what());
-          std::terminate();
+  const std::exception_ptr thread_error = run_on_threads(
+      worker_count_, "single-lock thread", [this](unsigned i) { thread_loop(*threads_[i]); },
+      [this] {
+        {
+          std::lock_guard lock(idle_mutex_);
+          stopping_.store(true, std::memory_order_release);
+          for (thread_state* s : sleepers_) s->reactor->wake();
         }
+        std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
+        gil_switched_.notify_all();
       });
-    }
-  } catch (...) {
-    thread_error = std::current_exception();
-  }
-  try {
-    thread_loop(*threads_[0]);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "weft: single-lock thread 0 failed: %s; aborting\n", e.what());
-    std::terminate();
-  }
-  {
-    std::lock_guard lock(idle_mutex_);
-    stopping_.store(true, std::memory_order_release);
-    for (thread_state* s : sleepers_) s->reactor->wake();
-  }
-  {
-    std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
-    gil_switched_.notify_all();
-  }
-  for (std::thread& th : threads) th.join();
   {
     std::lock_guard lock(idle_mutex_);
     for (auto& t : threads_) t->reactor.reset();

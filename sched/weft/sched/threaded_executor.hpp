@@ -4,8 +4,11 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
@@ -80,6 +83,36 @@ class threaded_executor : public executor {
   bool main_thread_must_not_block() const noexcept {
     return main_done_.load(std::memory_order_acquire) &&
            (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0);
+  }
+
+  /// Runs `loop(i)` for i in 1..count-1 on new threads and `loop(0)` on the calling thread.
+  /// When thread 0's loop returns, calls `stop()` (which must make the other loops return) and
+  /// joins them. A thread that cannot be started leaves the run to those that did; its error is
+  /// returned, to be rethrown once the executor is tidy. A loop that throws ends the process
+  /// with a message naming `what`: an executor thread has nobody to report to.
+  template <class Loop, class Stop>
+  static std::exception_ptr run_on_threads(unsigned count, const char* what, Loop&& loop,
+                                           Stop&& stop) {
+    auto guarded = [&loop, what](unsigned i) noexcept {
+      try {
+        loop(i);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft: %s %u failed: %s; aborting\n", what, i, e.what());
+        std::terminate();
+      }
+    };
+    std::vector<std::thread> threads;
+    std::exception_ptr start_error;
+    try {
+      threads.reserve(count - 1);
+      for (unsigned i = 1; i < count; ++i) threads.emplace_back(guarded, i);
+    } catch (...) {
+      start_error = std::current_exception();  // run with the threads that did start
+    }
+    guarded(0);
+    stop();
+    for (std::thread& t : threads) t.join();
+    return start_error;
   }
 
   /// Makes the executor ready for another block_on (and for spawn_on from outside in between).
