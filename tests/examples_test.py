@@ -154,6 +154,80 @@ class ProducerConsumer(unittest.TestCase):
             self.assertIn("usage:", r.stderr, bad)
 
 
+class Pipeline(unittest.TestCase):
+    SUMMARY = re.compile(r"pipeline: fed (\d+) lines \((\d+) bytes\) to '(.*)', "
+                         r"read (\d+) lines \((\d+) bytes\) back: (.*)")
+
+    def summary(self, stdout):
+        match = self.SUMMARY.fullmatch(stdout.splitlines()[0])
+        self.assertTrue(match, stdout)
+        return match.groups()
+
+    def test_sort_on_every_mode(self):
+        for mode, workers, lines in (("cooperative", 1, 1000), ("multi-thread", 2, 1000),
+                                     ("multi-thread", 4, 5000), ("single-lock", 2, 1000),
+                                     ("cooperative", 1, 100000)):
+            r = run(ARGS.pipeline, f"--mode={mode}", f"--workers={workers}", f"--lines={lines}")
+            with self.subTest(mode=mode, workers=workers, lines=lines):
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, "")
+                fed, fed_bytes, program, got, got_bytes, status = self.summary(r.stdout)
+                self.assertEqual((fed, got, program), (str(lines), str(lines), "sort"))
+                self.assertEqual(fed_bytes, got_bytes)
+                self.assertEqual(status, "exit code 0")
+                out_lines = r.stdout.strip().splitlines()
+                self.assertIn("sorted=yes complete=yes", out_lines)
+                self.assertIn(f"mode={mode}", r.stdout)
+                self.assertGreater(wall_s(r.stdout), 0.0)
+
+    def test_words_depend_on_the_seed_only(self):
+        a = run(ARGS.pipeline, "--lines=500", "--seed=7")
+        b = run(ARGS.pipeline, "--lines=500", "--seed=7", "--mode=multi-thread")
+        c = run(ARGS.pipeline, "--lines=500", "--seed=8")
+        for r in (a, b, c):
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.summary(a.stdout)[1], self.summary(b.stdout)[1])
+        self.assertNotEqual(self.summary(a.stdout)[1], self.summary(c.stdout)[1])
+
+    def test_feeding_and_reading_are_concurrent(self):
+        # cat echoes as it reads: 200000 lines (1.5 MB) would fill both pipes and deadlock if
+        # the feeder and the reader took turns. The order is not sorted, so exit 1, but every
+        # line comes back.
+        for mode in ("cooperative", "multi-thread", "single-lock"):
+            r = run(ARGS.pipeline, f"--mode={mode}", "--program=cat", "--lines=200000",
+                    timeout=60)
+            with self.subTest(mode=mode):
+                self.assertEqual(r.returncode, 1, r.stderr)
+                fed, _, program, got, _, status = self.summary(r.stdout)
+                self.assertEqual((fed, got, program, status), ("200000", "200000", "cat",
+                                                               "exit code 0"))
+                self.assertIn("sorted=NO complete=yes", r.stdout)
+
+    def test_program_that_cannot_start_is_one_clear_error(self):
+        for mode in ("cooperative", "multi-thread", "single-lock"):
+            for program in ("/nonexistent", "weft-no-such-program-4f1c9a"):
+                r = run(ARGS.pipeline, f"--mode={mode}", f"--program={program}")
+                with self.subTest(mode=mode, program=program):
+                    self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))
+                    self.assertEqual(r.stdout, "")
+                    self.assertEqual(r.stderr.strip().splitlines(),
+                                     [f"pipeline: cannot start '{program}': spawn: "
+                                      "No such file or directory"])
+
+    def test_failing_child_is_exit_1(self):
+        r = run(ARGS.pipeline, "--program=false")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("pipeline: 'false' failed: exit code 1", r.stderr)
+        self.assertNotIn("terminate", r.stderr)
+
+    def test_bad_arguments_exit_2(self):
+        for bad in (["--lines=-1"], ["--lines=abc"], ["--mode=bogus"], ["--workers=0"],
+                    ["--program="], ["--nope"]):
+            r = run(ARGS.pipeline, *bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertIn("usage:", r.stderr, bad)
+
+
 class RingSetupFailure(unittest.TestCase):
     """io_uring refused by policy: one clear message naming the cause, no crash."""
 
@@ -174,6 +248,7 @@ def main():
     parser.add_argument("--loops", required=True)
     parser.add_argument("--countdown", required=True)
     parser.add_argument("--producer-consumer", required=True)
+    parser.add_argument("--pipeline", required=True)
     parser.add_argument("--no-uring", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

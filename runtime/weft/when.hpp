@@ -74,7 +74,7 @@ class when_all_awaitable : private fixed_children<Ts...> {
   std::tuple<stored_t<Ts>...> await_resume() {
     if (this->counter_ && this->counter_->first_failed.load() != join_counter::none) {
       this->visit_outcome(this->counter_->first_failed.load(), std::index_sequence_for<Ts...>{},
-                          [](auto, auto& failed) { failed.take(); });  // rethrows
+                          [](auto, auto& failed) { (void)failed.take(); });  // rethrows
     }
     return std::apply([](auto&... o) { return std::tuple<stored_t<Ts>...>(o.take()...); },
                       this->outcomes_);

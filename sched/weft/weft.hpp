@@ -15,6 +15,7 @@
 #include <weft/io/file.hpp>
 #include <weft/io/operation.hpp>
 #include <weft/io/pipe.hpp>
+#include <weft/io/process.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/io/result.hpp>
 #include <weft/io/ring.hpp>
