@@ -1,18 +1,22 @@
 // Beazley's countdown experiment from the seed: count C down to zero, split over N workers.
 //
-//   ./countdown --mode=sequential|cooperative|single-lock|multi-thread --workers=N --count=C
-//               [--switch-interval=5ms] [--gil=interval|ticks:100]
+//   ./countdown --mode=sequential|cooperative|single-lock|multi-thread|processes --workers=N
+//               --count=C [--switch-interval=5ms] [--gil=interval|ticks:100]
+//               [--start-method=spawn|fork]
 //
 // sequential runs the whole count in one loop with no runtime at all (the baseline). The other
 // modes split it over N spawned tasks on an executor with N threads (one thread for
 // cooperative): multi-thread runs them in parallel; single-lock runs them on N threads that
-// share one lock, so they take turns, as Python threads do under the GIL. The loop calls
+// share one lock, so they take turns, as Python threads do under the GIL. processes runs the
+// N parts in a weft::process_pool of N worker processes (the seed's multiprocessing version),
+// the parent waiting on the cooperative executor. The loop calls
 // weft::check() on every iteration in every mode, so all modes run the same code. For
 // single-lock the lock's hand-overs and the time threads waited for it are printed before the
 // last line, which is machine-readable: wall_s=<seconds>.
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,6 +42,26 @@ weft::task<> countdown_task(std::uint64_t n) {
   co_return;
 }
 
+// The processes version: one registered function per part, run by a pool worker.
+std::uint64_t countdown_part(std::uint64_t n) {
+  countdown(n);
+  return n;
+}
+WEFT_PROCESS_FUNCTION(countdown_part);
+
+weft::task<int> run_in_pool(weft::process_pool& pool, std::uint64_t count, unsigned workers) {
+  std::vector<std::uint64_t> shares;
+  for (unsigned i = 0; i < workers; ++i) {
+    shares.push_back(count / workers + (i == 0 ? count % workers : 0));
+  }
+  const std::vector<std::uint64_t> done = co_await pool.map(countdown_part, shares);
+  std::uint64_t total = 0;
+  for (std::uint64_t n : done) total += n;
+  if (total != count) throw std::runtime_error("the workers counted a different total");
+  co_await pool.shutdown();
+  co_return 0;
+}
+
 weft::task<int> run_workers(std::uint64_t count, unsigned workers) {
   // Spawned, not awaited together: spawned tasks are what the threaded executors spread over
   // their threads (like starting N Python threads).
@@ -52,8 +76,9 @@ weft::task<int> run_workers(std::uint64_t count, unsigned workers) {
 }
 
 constexpr const char* usage =
-    "usage: countdown [--mode=sequential|cooperative|single-lock|multi-thread] [--workers=N]\n"
-    "                 [--count=C] [--switch-interval=5ms] [--gil=interval|ticks:N]\n";
+    "usage: countdown [--mode=sequential|cooperative|single-lock|multi-thread|processes]\n"
+    "                 [--workers=N] [--count=C] [--switch-interval=5ms]\n"
+    "                 [--gil=interval|ticks:N] [--start-method=spawn|fork]\n";
 
 int usage_error(const std::string& message) {
   fmt::print(stderr, "countdown: {}\n{}", message, usage);
@@ -63,6 +88,8 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // With --mode=processes this program is re-executed as its own pool workers.
+  weft::serve_if_pool_worker();
   CLI::App app{"Beazley's countdown: a CPU-bound loop split over workers"};
   std::string mode_name = "sequential";
   unsigned workers = 2;
@@ -78,6 +105,9 @@ int main(int argc, char** argv) {
                  "single-lock: how long a thread waits before asking for the lock")
       ->capture_default_str();
   app.add_option("--gil", gil, "single-lock: interval (new GIL) or ticks:N (old GIL)")
+      ->capture_default_str();
+  std::string start_method = "spawn";
+  app.add_option("--start-method", start_method, "processes: spawn (re-exec) or fork")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -95,12 +125,12 @@ int main(int argc, char** argv) {
   const bool sequential = mode_name == "sequential";
   const std::optional<weft::mode> mode = weft::parse_mode(mode_name);
   if (!sequential && !mode) return usage_error("unknown mode '" + mode_name + "'");
-  if (mode && !weft::mode_available(*mode)) {
-    return usage_error("--mode=" + mode_name +
-                       " runs no tasks (countdown runs on sequential, cooperative, single-lock "
-                       "and multi-thread)");
+  if (start_method != "spawn" && start_method != "fork") {
+    return usage_error("--start-method wants spawn or fork, not '" + start_method + "'");
   }
-  weft::run_options options{mode.value_or(weft::mode::cooperative), workers};
+  const bool processes = mode == weft::mode::processes;
+  weft::run_options options{
+      processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative), workers};
   if (auto d = weft::parse_duration(switch_interval)) {
     options.switch_interval = *d;
   } else {
@@ -117,6 +147,12 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     if (sequential) {
       countdown(static_cast<std::uint64_t>(count));
+    } else if (processes) {
+      // Started before weft::run: start method fork needs a process with no thread or ring.
+      // The workers' start-up is part of the measured time, as in the seed's Python version.
+      weft::process_pool pool(
+          workers, start_method == "fork" ? weft::start_method::fork : weft::start_method::spawn);
+      weft::run(options, run_in_pool(pool, static_cast<std::uint64_t>(count), workers));
     } else {
       if (options.mode == weft::mode::cooperative) options.workers = 1;
       weft::run(options, run_workers(static_cast<std::uint64_t>(count), workers));

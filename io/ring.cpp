@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <fstream>
 #include <string>
@@ -11,6 +12,8 @@
 
 namespace weft::io {
 namespace {
+
+std::atomic<unsigned> live_rings{0};
 
 std::string read_sysctl(const char* path) {
   std::ifstream in(path);
@@ -91,6 +94,11 @@ ring::ring(unsigned entries) {
                             "cannot use this kernel's io_uring: it lacks IORING_FEAT_EXT_ARG "
                             "(weft needs Linux >= 5.11 for submit-and-wait with a timeout)");
   }
+  live_rings.fetch_add(1, std::memory_order_relaxed);
+}
+
+unsigned ring::live_count() noexcept {
+  return live_rings.load(std::memory_order_relaxed);
 }
 
 void ring::enable() {
@@ -106,6 +114,7 @@ void ring::enable() {
 
 ring::~ring() {
   io_uring_queue_exit(&ring_);
+  live_rings.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace weft::io

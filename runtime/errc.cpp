@@ -20,6 +20,10 @@ class category final : public std::error_category {
       case errc::already_joined: return "join_handle already awaited";
       case errc::end_of_stream: return "end of stream before the expected bytes";
       case errc::channel_closed: return "channel closed";
+      case errc::worker_died: return "process pool worker died";
+      case errc::job_failed: return "process pool job failed";
+      case errc::pool_closed: return "process pool is shut down";
+      case errc::fork_unsafe: return "fork is unsafe once threads or io_uring rings exist";
     }
     return "unknown weft error";
   }

@@ -1,5 +1,7 @@
 #include <weft/sched/run.hpp>
 
+#include <weft/sched/process_pool.hpp>
+
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -31,12 +33,14 @@ bool mode_available(mode m) noexcept {
 namespace {
 std::string unavailable_message(mode m) {
   return "--mode=" + std::string(to_string(m)) +
-         " is not available to run a task in this build (--mode=processes runs functions in a "
-         "process pool, not a task; use cooperative, single-lock or multi-thread)";
+         " is not available to run a task: --mode=processes runs registered functions in a "
+         "process pool (weft::process_pool, see examples/countdown), not a task; use "
+         "cooperative, single-lock or multi-thread";
 }
 }  // namespace
 
 void require_mode(mode m) {
+  detail::refuse_unserved_pool_worker();
   if (!mode_available(m)) throw_error(errc::mode_unavailable, unavailable_message(m));
 }
 

@@ -102,11 +102,16 @@ class Countdown(unittest.TestCase):
             self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
             self.assertIn("usage:", r.stderr, bad)
 
-    def test_processes_mode_exit_2(self):
-        r = run(ARGS.countdown, "--mode=processes", "--workers=2", "--count=1000")
+    def test_processes_mode_counts_in_worker_processes(self):
+        for method in ("spawn", "fork"):
+            r = run(ARGS.countdown, "--mode=processes", "--workers=3", "--count=1000001",
+                    "--start-method=" + method)
+            self.assertEqual(r.returncode, 0, (method, r.stdout, r.stderr))
+            self.assertIn("mode=processes workers=3", r.stdout)
+            self.assertRegex(r.stdout.splitlines()[-1], r"^wall_s=\d+\.\d+$")
+        r = run(ARGS.countdown, "--mode=processes", "--start-method=vfork")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("runs no tasks", r.stderr)
-        self.assertIn("usage:", r.stderr)
+        self.assertIn("--start-method", r.stderr)
 
     def test_help_shows_defaults(self):
         r = run(ARGS.countdown, "--help")
@@ -228,6 +233,63 @@ class Pipeline(unittest.TestCase):
             self.assertIn("usage:", r.stderr, bad)
 
 
+class WordCount(unittest.TestCase):
+    """The seed's Pool.map: files counted in worker processes, merged in the parent."""
+
+    def make_tree(self, root):
+        import collections
+        import os
+        import random
+        expected = collections.Counter()
+        rng = random.Random(7)
+        vocabulary = ["ring", "pool", "weft", "Task", "fork", "spawn", "pipe", "x1"]
+        for i in range(23):
+            words = [rng.choice(vocabulary) for _ in range(rng.randrange(0, 3000))]
+            text = ""
+            for w in words:
+                text += w + rng.choice([" ", "\n", ", ", "--", "\t"])
+            with open(os.path.join(root, f"file{i:02}.txt"), "w") as f:
+                f.write(text)
+            expected.update(w.lower() for w in words)
+        os.mkdir(os.path.join(root, "subdir"))  # not a file: not counted
+        os.symlink("/nonexistent", os.path.join(root, "dangling"))  # not a regular file
+        return expected
+
+    def parse(self, stdout):
+        last = stdout.strip().splitlines()[-1]
+        match = re.fullmatch(r"files=(\d+) words=(\d+) distinct=(\d+) skipped=(\d+)", last)
+        self.assertTrue(match, stdout)
+        return [int(g) for g in match.groups()]
+
+    def test_counts_match_a_python_count(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as root:
+            expected = self.make_tree(root)
+            for method, workers in (("spawn", "1"), ("spawn", "3"), ("fork", "2")):
+                r = run(ARGS.word_count, root, "--workers=" + workers, "--top=3",
+                        "--start-method=" + method)
+                self.assertEqual(r.returncode, 0, (method, r.stdout, r.stderr))
+                files, words, distinct, skipped = self.parse(r.stdout)
+                self.assertEqual((files, words, distinct, skipped),
+                                 (23, sum(expected.values()), len(expected), 0), method)
+                top = r.stdout.strip().splitlines()[:3]
+                best = expected.most_common(1)[0]
+                self.assertEqual(top[0].split(), [str(best[1]), best[0]], r.stdout)
+
+    def test_empty_directory_and_errors(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as root:
+            r = run(ARGS.word_count, root)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.parse(r.stdout), [0, 0, 0, 0])
+        r = run(ARGS.word_count, "/nonexistent/dir")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot list /nonexistent/dir", r.stderr)
+        for bad in (["--workers=0"], ["--start-method=vfork"], []):
+            r = run(ARGS.word_count, *bad)
+            self.assertNotEqual(r.returncode, 0, bad)
+
+
 class RingSetupFailure(unittest.TestCase):
     """io_uring refused by policy: one clear message naming the cause, no crash."""
 
@@ -249,6 +311,7 @@ def main():
     parser.add_argument("--countdown", required=True)
     parser.add_argument("--producer-consumer", required=True)
     parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--word-count", required=True)
     parser.add_argument("--no-uring", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -17,6 +17,10 @@ enum class errc : int {
   already_joined,    ///< a `join_handle` was awaited a second time
   end_of_stream,     ///< a stream or file ended before the bytes an exact read asked for
   channel_closed,    ///< a send on a closed channel, or a oneshot closed without a value
+  worker_died,       ///< a process pool worker exited or was killed while it ran the job
+  job_failed,        ///< a process pool job threw an exception in its worker
+  pool_closed,       ///< a job submitted to a process pool that is shut down
+  fork_unsafe,       ///< start method fork asked for after a runtime thread or ring exists
 };
 
 /// The category of `weft::errc`. Thread-safe: a function-local static.

@@ -33,6 +33,10 @@ class ring {
   /// Throws std::system_error. No-op when already enabled.
   void enable();
 
+  /// How many rings exist in this process now (any thread). A process pool's fork start method
+  /// refuses to fork while one does: the child would share its memory.
+  static unsigned live_count() noexcept;
+
  private:
   io_uring ring_{};
   bool defer_taskrun_ = false;

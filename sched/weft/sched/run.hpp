@@ -19,7 +19,7 @@ enum class mode {
   cooperative,   ///< one thread, one ring (asyncio)
   single_lock,   ///< N threads sharing one global lock (CPython's GIL)
   multi_thread,  ///< N work-stealing worker threads (Tokio)
-  processes,     ///< N worker processes (multiprocessing)
+  processes,     ///< N worker processes (multiprocessing): weft::process_pool, not run()
 };
 
 /// What an executor counted during one `run` (see `run_options::report`).
@@ -52,7 +52,8 @@ std::string_view to_string(mode m) noexcept;
 /// Parses a mode name; nullopt when it names no mode. Never throws.
 std::optional<mode> parse_mode(std::string_view name) noexcept;
 
-/// True when this build can run `m` (the threaded modes and processes arrive with their issues).
+/// True when `run` can run a task on `m`: every mode but processes, whose unit of work is a
+/// registered function in a `weft::process_pool`, not a task.
 bool mode_available(mode m) noexcept;
 
 /// The usage text of the options mode_from_args understands.

@@ -1,0 +1,258 @@
+// weft: the byte format of a process pool's arguments and results, and shared memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <weft/io/fd.hpp>
+
+namespace weft {
+
+/// A block of memory shared between processes (like Python's multiprocessing.shared_memory):
+/// a memfd mapped MAP_SHARED. Passed to a process pool job as an argument (or returned as its
+/// result), it travels as a file descriptor over the worker's socket, not as bytes, so a large
+/// input costs no copy: both processes map the same pages, and what one writes the other sees.
+///
+/// Nothing is left behind when processes die: the memory has no name and is freed when the last
+/// mapping and fd are gone. Move-only; `share()` maps the same memory again.
+/// Thread-safety: the object is used by one thread at a time; the bytes themselves are plain
+/// shared memory, so concurrent writers (threads or processes) must synchronize as with any
+/// memory.
+class shared_buffer {
+ public:
+  shared_buffer() noexcept = default;
+  /// A new zero-filled buffer of `size` bytes. Errors: throws `std::system_error`
+  /// ("memfd_create", "ftruncate", "mmap"), ENOMEM/EMFILE typically.
+  static shared_buffer create(std::size_t size);
+  /// Maps the memory behind `memfd` (taking ownership); used when a buffer arrives from
+  /// another process. Errors: as `create`.
+  static shared_buffer adopt(io::fd memfd, std::size_t size);
+
+  shared_buffer(shared_buffer&& other) noexcept
+      : fd_(std::move(other.fd_)),
+        data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)) {}
+  shared_buffer& operator=(shared_buffer&& other) noexcept;
+  shared_buffer(const shared_buffer&) = delete;
+  shared_buffer& operator=(const shared_buffer&) = delete;
+  ~shared_buffer();
+
+  /// Another mapping of the same memory (a dup of the fd). Errors: as `create`.
+  shared_buffer share() const;
+
+  std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The memfd (-1 for an empty buffer).
+  int native_handle() const noexcept { return fd_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ private:
+  io::fd fd_;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+namespace serial {
+
+/// Thrown when bytes received from another process do not decode (truncated or corrupt).
+class format_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Collects the bytes (and the file descriptors, for shared buffers) of one message.
+/// Not thread-safe.
+class writer {
+ public:
+  void put_bytes(const void* data, std::size_t size) {
+    const auto* p = static_cast<const char*>(data);
+    bytes_.append(p, size);
+  }
+  template <class T>
+  void put_raw(const T& value) {
+    put_bytes(&value, sizeof value);
+  }
+  /// Adds a copy of `fd` (dup'ed, O_CLOEXEC) to send with the message; gives its index among
+  /// the message's fds. Errors: throws `std::system_error` ("dup") when out of descriptors.
+  std::uint32_t put_fd(int fd);
+  std::string& bytes() noexcept { return bytes_; }
+  const std::string& bytes() const noexcept { return bytes_; }
+  std::vector<io::fd>& fds() noexcept { return fds_; }
+  const std::vector<io::fd>& fds() const noexcept { return fds_; }
+
+ private:
+  std::string bytes_;
+  std::vector<io::fd> fds_;
+};
+
+/// Decodes one message. Every read checks the bounds and throws `format_error` when the
+/// message is too short, so corrupt input is an error, never an out-of-bounds read.
+/// Not thread-safe.
+class reader {
+ public:
+  reader(std::span<const std::byte> bytes, std::vector<io::fd>* fds = nullptr) noexcept
+      : bytes_(bytes), fds_(fds) {}
+
+  std::span<const std::byte> take_bytes(std::size_t size) {
+    if (size > bytes_.size() - pos_) throw format_error("weft::serial: message truncated");
+    auto out = bytes_.subspan(pos_, size);
+    pos_ += size;
+    return out;
+  }
+  template <class T>
+  T take_raw() {
+    T value;
+    std::memcpy(&value, take_bytes(sizeof(T)).data(), sizeof(T));
+    return value;
+  }
+  /// Takes ownership of the fd at `index` among the message's fds.
+  io::fd take_fd(std::uint32_t index) {
+    if (fds_ == nullptr || index >= fds_->size() || !(*fds_)[index]) {
+      throw format_error("weft::serial: message refers to a file descriptor it did not carry");
+    }
+    return std::move((*fds_)[index]);
+  }
+  std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::size_t pos_ = 0;
+  std::vector<io::fd>* fds_;
+};
+
+/// How a type crosses a process boundary. Specialized below for trivially copyable types
+/// (their bytes), std::string, std::vector, std::pair and std::tuple of supported types, and
+/// shared_buffer; any other
+/// type has `supported == false`, and the pool refuses it at compile time.
+template <class T, class = void>
+struct codec {
+  static constexpr bool supported = false;
+};
+
+// Pointers and views are trivially copyable, but their bytes mean nothing in another process.
+template <class T>
+inline constexpr bool is_address_like_v =
+    std::is_pointer_v<T> || std::is_member_pointer_v<T> || std::is_same_v<T, std::string_view> ||
+    std::is_same_v<T, std::nullptr_t>;
+
+template <class T>
+struct codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !is_address_like_v<T> &&
+                                 !std::is_array_v<T>>> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const T& value) { w.put_raw(value); }
+  static T take(reader& r) { return r.take_raw<T>(); }
+};
+
+template <>
+struct codec<std::string> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const std::string& s) {
+    w.put_raw<std::uint64_t>(s.size());
+    w.put_bytes(s.data(), s.size());
+  }
+  static std::string take(reader& r) {
+    const auto size = r.take_raw<std::uint64_t>();
+    if (size > r.remaining()) throw format_error("weft::serial: string longer than its message");
+    auto bytes = r.take_bytes(static_cast<std::size_t>(size));
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  }
+};
+
+template <class T>
+struct codec<std::vector<T>, std::enable_if_t<codec<T>::supported && !std::is_same_v<T, bool>>> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const std::vector<T>& v) {
+    w.put_raw<std::uint64_t>(v.size());
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      w.put_bytes(v.data(), v.size() * sizeof(T));
+    } else {
+      for (const T& item : v) codec<T>::put(w, item);
+    }
+  }
+  static std::vector<T> take(reader& r) {
+    const auto count = r.take_raw<std::uint64_t>();
+    std::vector<T> v;
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      if (count > r.remaining() / (sizeof(T) == 0 ? 1 : sizeof(T))) {
+        throw format_error("weft::serial: vector longer than its message");
+      }
+      v.resize(static_cast<std::size_t>(count));
+      auto bytes = r.take_bytes(v.size() * sizeof(T));
+      if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+    } else {
+      // Every element takes at least one byte... except empty ones; bound by what is left.
+      if (count > r.remaining()) throw format_error("weft::serial: vector longer than its message");
+      v.reserve(static_cast<std::size_t>(count));
+      for (std::uint64_t i = 0; i < count; ++i) v.push_back(codec<T>::take(r));
+    }
+    return v;
+  }
+};
+
+template <class... Ts>
+struct codec<std::tuple<Ts...>, std::enable_if_t<(codec<Ts>::supported && ...)>> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const std::tuple<Ts...>& t) {
+    std::apply([&](const Ts&... items) { (codec<Ts>::put(w, items), ...); }, t);
+  }
+  static std::tuple<Ts...> take(reader& r) {
+    return std::tuple<Ts...>{codec<Ts>::take(r)...};  // braces: decoded left to right
+  }
+};
+
+template <class A, class B>
+struct codec<std::pair<A, B>, std::enable_if_t<codec<A>::supported && codec<B>::supported &&
+                                               !std::is_trivially_copyable_v<std::pair<A, B>>>> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const std::pair<A, B>& p) {
+    codec<A>::put(w, p.first);
+    codec<B>::put(w, p.second);
+  }
+  static std::pair<A, B> take(reader& r) {
+    A first = codec<A>::take(r);
+    return {std::move(first), codec<B>::take(r)};
+  }
+};
+
+template <>
+struct codec<shared_buffer> {
+  static constexpr bool supported = true;
+  static void put(writer& w, const shared_buffer& b) {
+    w.put_raw<std::uint64_t>(b.size());
+    w.put_raw<std::uint32_t>(b ? w.put_fd(b.native_handle()) : UINT32_MAX);
+  }
+  static shared_buffer take(reader& r) {
+    const auto size = r.take_raw<std::uint64_t>();
+    const auto index = r.take_raw<std::uint32_t>();
+    if (index == UINT32_MAX) return {};
+    return shared_buffer::adopt(r.take_fd(index), static_cast<std::size_t>(size));
+  }
+};
+
+/// True for the types a process pool can pass: trivially copyable types other than pointers
+/// and views, std::string, shared_buffer, and std::vector, std::pair and std::tuple of any of
+/// these (nested too; not std::vector<bool>, which has no contiguous storage).
+template <class T>
+inline constexpr bool serializable_v = codec<std::remove_cvref_t<T>>::supported;
+
+template <class T>
+void put(writer& w, const T& value) {
+  codec<T>::put(w, value);
+}
+template <class T>
+T take(reader& r) {
+  return codec<T>::take(r);
+}
+
+}  // namespace serial
+}  // namespace weft
