@@ -46,7 +46,8 @@ import sys
 import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
-from threads import Suite, fmt, last_fields, loadavg, log, machine, median, row, run_cmd
+from threads import (Suite, countdown_halves, countdown_sample, fmt, last_fields, loadavg, log,
+                     machine, median, row, run_cmd)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,27 +100,10 @@ def suite_countdown(args, rows, result):
     parallel = "2 processes x C/2 (no runtime)"
     suite = Suite("countdown", list(configs) + [parallel])
 
-    def two_processes():
-        half = [exe, f"--count={args.count // 2}", "--mode=sequential"]
-        start = time.monotonic()
-        procs = [subprocess.Popen(half, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=600) for p in procs]
-        wall = time.monotonic() - start
-        if any(p.returncode != 0 for p in procs):
-            raise RuntimeError(f"{' '.join(half)}: {[o[1][-300:] for o in outs]}")
-        return {"value": wall, "unit": "s",
-                "each_wall_s": [last_fields(o[0])[0].get("wall_s") for o in outs]}
-
     def one(config):
         if config == parallel:
-            return two_processes()
-        argv = [exe, f"--count={args.count}"] + configs[config]
-        status, out, err = run_cmd(argv, timeout=600)
-        fields, lines = last_fields(out)
-        if status != 0 or "wall_s" not in fields:
-            raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
-        return {"value": fields["wall_s"], "unit": "s", "lines": lines}
+            return countdown_halves(exe, args.count)
+        return countdown_sample(exe, args.count, configs[config])
 
     suite.run(args.reps, one)
     result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors,

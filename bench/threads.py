@@ -133,6 +133,32 @@ class Suite:
 # suites
 
 
+def countdown_halves(exe, count):
+    """Two `countdown --mode=sequential` processes counting half of `count` each, started at
+    once: the wall time from starting both to the end of both, and each one's own wall_s. What
+    the machine itself gives two CPU-bound processes at that moment (the ceiling)."""
+    half = [exe, f"--count={count // 2}", "--mode=sequential"]
+    start = time.monotonic()
+    procs = [subprocess.Popen(half, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    wall = time.monotonic() - start
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError(f"{' '.join(half)}: {[o[1][-300:] for o in outs]}")
+    return {"value": wall, "unit": "s",
+            "each_wall_s": [last_fields(o[0])[0].get("wall_s") for o in outs]}
+
+
+def countdown_sample(exe, count, options):
+    """One `countdown --count=count options...` run: its wall_s and its output lines."""
+    argv = [exe, f"--count={count}"] + options
+    status, out, err = run_cmd(argv, timeout=600)
+    fields, lines = last_fields(out)
+    if status != 0 or "wall_s" not in fields:
+        raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
+    return {"value": fields["wall_s"], "unit": "s", "lines": lines}
+
+
 def suite_countdown(args, rows, result):
     exe = os.path.join(args.build, "examples", "countdown")
     configs = {
@@ -147,27 +173,11 @@ def suite_countdown(args, rows, result):
     parallel = "2 processes x C/2 (no runtime)"
     suite = Suite("countdown", list(configs) + [parallel])
 
-    def two_processes():
-        half = [exe, f"--count={args.count // 2}", "--mode=sequential"]
-        start = time.monotonic()
-        procs = [subprocess.Popen(half, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=600) for p in procs]
-        wall = time.monotonic() - start
-        if any(p.returncode != 0 for p in procs):
-            raise RuntimeError(f"{' '.join(half)}: {[o[1][-300:] for o in outs]}")
-        return {"value": wall, "unit": "s",
-                "each_wall_s": [last_fields(o[0])[0].get("wall_s") for o in outs]}
-
     def one(config):
         if config == parallel:
-            return two_processes()
-        argv = [exe, f"--count={args.count}"] + configs[config]
-        status, out, err = run_cmd(argv, timeout=600)
-        fields, lines = last_fields(out)
-        if status != 0 or "wall_s" not in fields:
-            raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
-        s = {"value": fields["wall_s"], "unit": "s", "lines": lines}
+            return countdown_halves(exe, args.count)
+        s = countdown_sample(exe, args.count, configs[config])
+        lines = s["lines"]
         lock = [line for line in lines if line.startswith("single-lock:")]
         if lock:  # the second-to-last line: the lock's counters
             s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}

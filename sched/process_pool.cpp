@@ -185,6 +185,19 @@ struct fd_cmsg {
   alignas(cmsghdr) char buffer[CMSG_SPACE(sizeof(int) * max_fds_per_frame)];
 };
 
+// Attaches `fds` to `msg` as one SCM_RIGHTS control message in `control` (nothing when empty).
+void attach_fds(msghdr& msg, fd_cmsg& control, const std::vector<io::fd>& fds) {
+  if (fds.empty()) return;
+  msg.msg_control = control.buffer;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  auto* out = reinterpret_cast<int*>(CMSG_DATA(c));
+  for (std::size_t i = 0; i < fds.size(); ++i) out[i] = fds[i].get();
+}
+
 // Fills `msg` to send `header` and `payload` with `fds` attached to the first byte.
 void prepare_send(msghdr& msg, iovec (&iov)[2], fd_cmsg& control, frame_header& header,
                   const std::string& payload, const std::vector<io::fd>& fds) {
@@ -195,16 +208,7 @@ void prepare_send(msghdr& msg, iovec (&iov)[2], fd_cmsg& control, frame_header& 
   msg = msghdr{};
   msg.msg_iov = iov;
   msg.msg_iovlen = payload.empty() ? 1 : 2;
-  if (!fds.empty()) {
-    msg.msg_control = control.buffer;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    auto* out = reinterpret_cast<int*>(CMSG_DATA(c));
-    for (std::size_t i = 0; i < fds.size(); ++i) out[i] = fds[i].get();
-  }
+  attach_fds(msg, control, fds);
 }
 
 // Sends one SOCK_SEQPACKET message with `fds` attached (the fork server's replies).
@@ -214,16 +218,7 @@ bool send_with_fds(int socket, const void* data, std::size_t size, const std::ve
   fd_cmsg control;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (!fds.empty()) {
-    msg.msg_control = control.buffer;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    auto* out = reinterpret_cast<int*>(CMSG_DATA(c));
-    for (std::size_t i = 0; i < fds.size(); ++i) out[i] = fds[i].get();
-  }
+  attach_fds(msg, control, fds);
   ssize_t n;
   do {
     n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
