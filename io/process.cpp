@@ -259,14 +259,21 @@ result<child> command::spawn() const {
   return c;
 }
 
+namespace {
+// Takes the command by value: the task may run after the caller's command is gone.
+task<result<process_output>> spawn_and_collect(command piped) {
+  result<child> c = piped.spawn();
+  if (!c) co_return c.full_error();
+  co_return co_await c->output();
+}
+}  // namespace
+
 task<result<process_output>> command::output() const {
   command piped = *this;
   if (piped.in_ == stdio::inherit) piped.in_ = stdio::null;
   piped.out_ = stdio::pipe;
   piped.err_ = stdio::pipe;
-  result<child> c = piped.spawn();
-  if (!c) co_return c.full_error();
-  co_return co_await c->output();
+  return spawn_and_collect(std::move(piped));
 }
 
 // ---- child
@@ -310,7 +317,9 @@ void child::kill_and_reap() noexcept {
   // waitid failed (ECHILD): not this process's child (an adopted pid that was not one), or
   // reaped elsewhere. Nothing to reap, and not ours to kill.
   if (!ended) return;
-  (void)kill(SIGKILL);
+  // A child that exec'ed a setuid program may refuse our signal (EPERM): leave it unreaped
+  // rather than block this thread until it ends on its own.
+  if (!kill(SIGKILL)) return;
   auto r = reap(pidfd_.get(), true);
   if (r && *r) status_ = **r;
 }
@@ -328,7 +337,7 @@ task<result<exit_status>> child::wait() {
     result<std::optional<exit_status>> r = try_wait();
     if (!r) co_return r.full_error();
     if (*r) co_return **r;
-    // A pidfd becomes readable when the process ends (Linux 5.3).
+    // A pidfd becomes readable when the process ends (Linux 5.3; waitid P_PIDFD: 5.4).
     result<unsigned> ready = co_await poll(pidfd_.get(), POLLIN);
     if (!ready) co_return io_error{ready.error(), "poll pidfd"};
   }

@@ -324,14 +324,16 @@ bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::ve
 
 // ---- the worker
 
-[[noreturn]] void worker_loop(int socket) {
+// Runs jobs until the pool closes the socket, then exits the process.
+[[noreturn]] void serve_jobs(int socket) {
   for (;;) {
     frame_header header;
     std::string payload;
     std::vector<io::fd> fds;
     if (!recv_frame_sync(socket, header, payload, fds) ||
         (header.kind != frame_kind::job && header.kind != frame_kind::batch)) {
-      std::_Exit(0);  // the pool closed this worker (or is gone): exit without static dtors
+      std::fflush(nullptr);  // what the functions printed (stdout may be a pipe, not a tty)
+      std::_Exit(0);         // the pool closed this worker (or is gone): exit without static dtors
     }
     serial::writer result;
     frame_kind kind = frame_kind::ok;
@@ -362,8 +364,30 @@ bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::ve
       result.bytes() = "an exception not derived from std::exception";
     }
     fds.clear();
+    // What the function printed goes out before its result, as it would in the parent.
+    std::fflush(nullptr);
     if (!send_frame_sync(socket, kind, result.bytes(), result.fds())) std::_Exit(0);
   }
+}
+
+// The worker's loop. Never returns and never lets an exception out: unwinding into the
+// caller would run the program's own main (spawn) or the parent's stack (fork) in the worker.
+[[noreturn]] void worker_loop(int socket) noexcept {
+  try {
+    serve_jobs(socket);
+  } catch (...) {
+  }
+  std::fflush(nullptr);
+  std::_Exit(70);  // EX_SOFTWARE: out of memory decoding a frame, say
+}
+
+// Moves `f` above 0, 1, 2 (a process started with stdin closed gets fd 0 from socketpair), so
+// that closing "everything but the standard streams" in a child really closes it.
+io::fd above_stdio(io::fd f) {
+  if (!f || f.get() > 2) return f;
+  io::fd moved(::fcntl(f.get(), F_DUPFD_CLOEXEC, 3));
+  if (!moved) throw_errno("weft::process_pool: fcntl");
+  return moved;
 }
 
 // Closes every fd of a freshly forked process but 0, 1, 2 and `keep`.
@@ -406,6 +430,9 @@ void serve_if_pool_worker() {
   if (value == nullptr) return;
   const int socket = std::atoi(value);
   ::unsetenv(worker_env);
+  // The socket arrived without FD_CLOEXEC (pass_fd); a program the job runs must not inherit
+  // it, or the parent would not see end of file when this worker dies.
+  ::fcntl(socket, F_SETFD, FD_CLOEXEC);
   worker_loop(socket);
 }
 
@@ -429,11 +456,13 @@ class process_pool::zygote {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
       throw_errno("weft::process_pool: socketpair");
     }
-    io::fd ours(sv[0]), theirs(sv[1]);
+    io::fd ours = above_stdio(io::fd(sv[0]));
+    io::fd theirs = above_stdio(io::fd(sv[1]));
+    std::fflush(nullptr);  // or the fork server and every worker would print it again
     const pid_t pid = ::fork();
     if (pid < 0) throw_errno("weft::process_pool: fork");
     if (pid == 0) {
-      ours.release();  // closed below with everything else
+      ours.release();  // closed below with everything else (it is above 2)
       close_all_but(theirs.get());
       serve(theirs.get());
     }
@@ -444,6 +473,11 @@ class process_pool::zygote {
       throw std::system_error(c.error(), "weft::process_pool: pidfd_open");
     }
     process_ = std::move(*c);
+    // A fork server that stops answering (stopped, or stuck reaping a worker in uninterruptible
+    // sleep) must not hang the executor thread that asked: give up after 10 s.
+    const timeval limit{10, 0};
+    ::setsockopt(ours.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    ::setsockopt(ours.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     control_ = std::move(ours);
   }
 
@@ -508,7 +542,17 @@ class process_pool::zygote {
     }
   }
 
-  [[noreturn]] static void serve(int control) {
+  // The fork server's main loop: never returns, never lets an exception out (unwinding would
+  // run the parent's stack in this process).
+  [[noreturn]] static void serve(int control) noexcept {
+    try {
+      serve_requests(control);
+    } catch (...) {
+    }
+    std::_Exit(70);
+  }
+
+  [[noreturn]] static void serve_requests(int control) {
     std::map<pid_t, io::fd> children;  // worker pid -> its pidfd
     auto finish = [](io::fd& pidfd, int wait_ms) -> std::pair<int, int> {
       pollfd p{pidfd.get(), POLLIN, 0};
@@ -532,17 +576,24 @@ class process_pool::zygote {
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
           reply[0] = -errno;
         } else {
-          io::fd parent_end(sv[0]), worker_end(sv[1]);
+          io::fd parent_end = above_stdio(io::fd(sv[0]));
+          io::fd worker_end = above_stdio(io::fd(sv[1]));
+          std::fflush(nullptr);
           const pid_t pid = ::fork();
           if (pid == 0) {
             close_all_but(worker_end.get());
             worker_loop(worker_end.get());
           }
+          io::fd pidfd(pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1);
           if (pid < 0) {
             reply[0] = -errno;
+          } else if (!pidfd) {  // cannot track it (EMFILE): undo the fork now
+            reply[0] = -errno;
+            ::kill(pid, SIGKILL);  // our own child, not reaped yet: the pid is still ours
+            ::waitpid(pid, nullptr, 0);
           } else {
             reply[0] = pid;
-            children.emplace(pid, io::fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
+            children.emplace(pid, std::move(pidfd));
             give.push_back(std::move(parent_end));
           }
         }
@@ -578,6 +629,7 @@ class process_pool::zygote {
 
 struct process_pool::slot {
   pid_t pid = -1;
+  io::fd pidfd;  // fork: a pidfd of the fork server's child, to signal it safely
   std::optional<io::child> process;  // spawn: the worker itself; fork: the fork server's child
   io::fd socket;
 };
@@ -623,6 +675,9 @@ void process_pool::start_worker(slot& s) {
     started = pid;
     s.socket = std::move(socket);
     s.process.reset();
+    // Not our child, but pinned until the fork server reaps it: a pidfd taken now keeps
+    // pointing at this worker even if the fork server dies and the pid is recycled.
+    s.pidfd = io::fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   } else {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -648,20 +703,25 @@ void process_pool::start_worker(slot& s) {
 
 void process_pool::close_all_sync() noexcept {
   for (auto& s : slots_) s->socket.reset();  // each worker reads end of file and exits
-  auto reap_gently = [](io::child& c, int wait_ms) {
+  // One deadline for all of them: they exit together once their sockets are closed.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  auto reap_gently = [&](io::child& c, std::chrono::milliseconds extra) {
     if (c.pidfd() < 0 || c.reaped()) return;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline + extra - std::chrono::steady_clock::now());
     pollfd p{c.pidfd(), POLLIN, 0};
-    while (::poll(&p, 1, wait_ms) < 0 && errno == EINTR) {
+    while (::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count()))) < 0 &&
+           errno == EINTR) {
     }
     // The destructor of `c` (or the move below) kills what is still alive and reaps it.
     io::child gone = std::move(c);
   };
   for (auto& s : slots_) {
-    if (s->process) reap_gently(*s->process, 1000);
+    if (s->process) reap_gently(*s->process, std::chrono::milliseconds(0));
   }
   if (zygote_) {
     zygote_->close();
-    reap_gently(zygote_->process(), 3000);
+    reap_gently(zygote_->process(), std::chrono::milliseconds(2000));
   }
   std::lock_guard lock(mutex_);
   shut_down_ = true;
@@ -799,13 +859,14 @@ task<std::string> process_pool::reap_dead(slot& s) {
 void process_pool::replace_now(slot& s) noexcept {
   s.socket.reset();
   if (method_ == start_method::fork) {
-    if (s.pid > 0) {  // never kill(-1): that would signal every process we may signal
+    if (s.pid > 0) {
+      if (s.pidfd) ::syscall(SYS_pidfd_send_signal, s.pidfd.get(), SIGKILL, nullptr, 0);
       try {
-        (void)::kill(s.pid, SIGKILL);  // the fork server's child, not reaped yet: still ours
         (void)zygote_->status_of(s.pid);
       } catch (...) {
       }
     }
+    s.pidfd.reset();
   } else {
     s.process.reset();  // the destructor kills and reaps
   }
@@ -910,34 +971,45 @@ task<detail::process_reply> process_pool::run(job j) {
 task<void> process_pool::shutdown() {
   {
     std::lock_guard lock(mutex_);
-    if (closed_) co_return;
+    if (shut_down_ || closing_) co_return;
     closed_ = true;
+    closing_ = true;
   }
-  for (std::size_t i = 0; i < slots_.size(); ++i) co_await idle_count_.acquire();
-  for (auto& s : slots_) s->socket.reset();
-  for (auto& s : slots_) {
-    if (s->process && !s->process->reaped()) (void)co_await reap_dead(*s);
-  }
-  if (zygote_) {
-    zygote_->close();
-    io::child& z = zygote_->process();
-    bool timed_out = false;
-    try {
-      (void)co_await with_timeout(std::chrono::seconds(3), z.wait());
-    } catch (const std::system_error& e) {
-      if (e.code() != errc::timed_out) throw;
-      timed_out = true;
+  std::size_t held = 0;  // permits taken: workers that are ours to close
+  std::exception_ptr stopped;
+  try {
+    for (; held < slots_.size(); ++held) co_await idle_count_.acquire();
+    for (auto& s : slots_) s->socket.reset();
+    for (auto& s : slots_) {
+      if (s->process && !s->process->reaped()) (void)co_await reap_dead(*s);
     }
-    if (timed_out) {
-      (void)z.kill(SIGKILL);
-      (void)co_await z.wait();
+    if (zygote_) {
+      zygote_->close();
+      io::child& z = zygote_->process();
+      bool timed_out = false;
+      try {
+        (void)co_await with_timeout(std::chrono::seconds(3), z.wait());
+      } catch (const std::system_error& e) {
+        if (e.code() != errc::timed_out) throw;
+        timed_out = true;
+      }
+      if (timed_out) {
+        (void)z.kill(SIGKILL);
+        (void)co_await z.wait();
+      }
     }
+  } catch (...) {
+    stopped = std::current_exception();
   }
   {
     std::lock_guard lock(mutex_);
-    shut_down_ = true;
+    closing_ = false;
+    if (!stopped) shut_down_ = true;
   }
-  idle_count_.release(slots_.size());
+  // Cancelled half-way: the permits go back (a job queued behind us must not wait forever),
+  // the pool stays closed to new jobs, and a later shutdown() (or the destructor) finishes.
+  idle_count_.release(held);
+  if (stopped) std::rethrow_exception(stopped);
 }
 
 }  // namespace weft

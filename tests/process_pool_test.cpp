@@ -210,6 +210,13 @@ int not_registered(int x) {
 
 }  // namespace
 
+// Prints without a newline or a flush: the worker's stdio must flush it before replying.
+int print_text(std::string text) {
+  std::fputs(text.c_str(), stdout);
+  return static_cast<int>(text.size());
+}
+
+WEFT_PROCESS_FUNCTION(print_text);
 WEFT_PROCESS_FUNCTION(add_ints);
 WEFT_PROCESS_FUNCTION(scale_double);
 WEFT_PROCESS_FUNCTION(move_point);
@@ -832,6 +839,46 @@ void fd_case(start_method method) {
 }
 
 // worker_pids() read on one thread while jobs on another replace workers (TSan checks it).
+// What a worker prints reaches the parent's stdout, once, even when stdout is a pipe (full
+// buffering) and the worker ends with _Exit; output the parent buffered before a fork is not
+// printed again by the fork server or the workers.
+void output_case(start_method method) {
+  INFO("start method " << name_of(method));
+  if (!prepare_for(method)) return;
+  std::fflush(stdout);
+  const int saved = ::dup(1);
+  REQUIRE(saved >= 0);
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  REQUIRE(::dup2(p[1], 1) == 1);  // fd 1 is a pipe now, inherited by the workers
+  ::close(p[1]);
+  std::fputs("parent-before;", stdout);  // buffered, not flushed
+  {
+    weft::process_pool pool(1, method);
+    weft::run(weft::invoke([&pool]() -> task<> {
+      const std::string text = "worker-said;";
+      const int n = co_await pool.submit(print_text, text);
+      CHECK(n == 12);
+      co_await pool.shutdown();
+    }));
+  }
+  std::fflush(stdout);
+  ::dup2(saved, 1);
+  ::close(saved);
+  std::string captured;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(p[0], buffer, sizeof buffer)) > 0;) captured.append(buffer, n);
+  ::close(p[0]);
+  auto count = [&](const std::string& what) {
+    std::size_t found = 0;
+    for (auto at = captured.find(what); at != std::string::npos; at = captured.find(what, at + 1))
+      ++found;
+    return found;
+  };
+  CHECK(count("worker-said;") == 1);
+  CHECK(count("parent-before;") == 1);
+}
+
 void pids_race_case(start_method method) {
   INFO("start method " << name_of(method));
   if (!prepare_for(method)) return;
@@ -868,6 +915,11 @@ constexpr weft::mode single_lock = weft::mode::single_lock;
 
 TEST_CASE("fork: basic jobs", "[process_pool][fork]") {
   basic_case(by_fork, cooperative);
+}
+
+TEST_CASE("fork: what workers print arrives once, and so does what the parent had buffered",
+          "[process_pool][fork]") {
+  output_case(by_fork);
 }
 
 TEST_CASE("fork: a worker killed with SIGKILL mid-job fails that job only",
@@ -922,6 +974,10 @@ TEST_CASE("fork: pools created before threaded executors", "[process_pool][fork]
 }
 
 // ---- start method spawn, on every executor mode
+
+TEST_CASE("spawn: what workers print arrives once, even through a pipe", "[process_pool][spawn]") {
+  output_case(by_spawn);
+}
 
 TEST_CASE("spawn: basic jobs on every executor mode", "[process_pool][spawn]") {
   basic_case(by_spawn, cooperative);

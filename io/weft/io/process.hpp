@@ -129,7 +129,9 @@ class command {
 ///
 /// Destruction: a child that has not been reaped yet is killed with SIGKILL and reaped before
 /// the destructor returns (it blocks for as long as the kernel takes to end it, usually
-/// microseconds), so a forgotten child leaves neither a zombie nor an orphan behind. Await
+/// microseconds), so a forgotten child leaves neither a zombie nor an orphan behind. (A child
+/// that refuses the signal, having exec'ed a setuid program, is left running rather than
+/// waited for.) Await
 /// `wait()` first to let a child finish on its own.
 ///
 /// Thread-safety: one task at a time uses a child (wait, kill, output); the pipes may be used

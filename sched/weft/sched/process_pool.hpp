@@ -221,7 +221,9 @@ class process_pool {
   }
 
   /// Waits for the jobs in flight (and those already waiting for a worker), then closes and reaps
-  /// every worker; see the class comment. A second call returns at once.
+  /// every worker; see the class comment. A call made while another runs, or after one
+  /// finished, returns at once. Cancelled half-way (`with_timeout`), it throws `errc::cancelled`
+  /// and leaves the pool closed to new jobs; call it again to finish, or let the destructor.
   task<void> shutdown();
 
   /// The number of workers.
@@ -289,8 +291,9 @@ class process_pool {
   semaphore idle_count_;
   mutable std::mutex mutex_;  // guards idle_, the slots' processes and the counters
   std::vector<slot*> idle_;
-  bool closed_ = false;
-  bool shut_down_ = false;
+  bool closed_ = false;     // no new jobs
+  bool closing_ = false;    // a shutdown() is running
+  bool shut_down_ = false;  // every worker is reaped
   process_pool_stats stats_;
 };
 
