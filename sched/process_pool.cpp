@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,12 @@ shared_buffer shared_buffer::create(std::size_t size) {
 }
 
 shared_buffer shared_buffer::adopt(io::fd memfd, std::size_t size) {
+  struct stat st {};
+  if (::fstat(memfd.get(), &st) != 0) throw_errno("weft::shared_buffer: fstat");
+  if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < size) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "weft::shared_buffer: fstat: the memory is smaller than its size");
+  }
   shared_buffer b;
   b.data_ = map_shared(memfd.get(), size);
   b.size_ = size;

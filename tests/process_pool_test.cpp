@@ -1282,4 +1282,34 @@ TEST_CASE("serial: shared buffers travel as file descriptors", "[serial]") {
     serial::reader r(std::as_bytes(std::span(prefix)), &w.fds());
     CHECK_THROWS_AS(serial::take<weft::shared_buffer>(r), serial::format_error);
   }
+  // A size larger than the memory behind the fd is refused (mapping it would give SIGBUS on
+  // the first touch of a missing page), not mapped.
+  {
+    serial::writer liar;
+    liar.put_raw<std::uint64_t>(1 << 20);
+    liar.put_raw<std::uint32_t>(liar.put_fd(buffer.native_handle()));
+    serial::reader r(std::as_bytes(std::span(liar.bytes())), &liar.fds());
+    CHECK_THROWS_AS(serial::take<weft::shared_buffer>(r), std::system_error);
+  }
+}
+
+TEST_CASE("serial: a bool that is not 0 or 1 is a format_error", "[serial]") {
+  for (unsigned char byte : {0, 1, 2, 255}) {
+    const std::string bytes(1, static_cast<char>(byte));
+    serial::reader r(std::as_bytes(std::span(bytes)));
+    if (byte <= 1) {
+      CHECK(serial::take<bool>(r) == (byte == 1));
+    } else {
+      CHECK_THROWS_AS(serial::take<bool>(r), serial::format_error);
+    }
+  }
+  // A trivially copyable type without a default constructor decodes too.
+  struct no_default {
+    explicit no_default(int v) : value(v) {}
+    int value;
+  };
+  serial::writer w;
+  serial::put<no_default>(w, no_default(7));
+  serial::reader r(std::as_bytes(std::span(w.bytes())));
+  CHECK(serial::take<no_default>(r).value == 7);
 }

@@ -1,6 +1,8 @@
 // weft: the byte format of a process pool's arguments and results, and shared memory.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -34,7 +36,8 @@ class shared_buffer {
   /// ("memfd_create", "ftruncate", "mmap"), ENOMEM/EMFILE typically.
   static shared_buffer create(std::size_t size);
   /// Maps the memory behind `memfd` (taking ownership); used when a buffer arrives from
-  /// another process. Errors: as `create`.
+  /// another process. Errors: as `create`, and EINVAL ("fstat") when the memfd is smaller than
+  /// `size` (touching the missing pages would kill the process with SIGBUS).
   static shared_buffer adopt(io::fd memfd, std::size_t size);
 
   shared_buffer(shared_buffer&& other) noexcept
@@ -111,9 +114,15 @@ class reader {
   }
   template <class T>
   T take_raw() {
-    T value;
-    std::memcpy(&value, take_bytes(sizeof(T)).data(), sizeof(T));
-    return value;
+    std::array<std::byte, sizeof(T)> raw;
+    std::memcpy(raw.data(), take_bytes(sizeof(T)).data(), sizeof(T));
+    if constexpr (std::is_same_v<T, bool>) {
+      // Any byte but 0 and 1 is not a bool: reading it as one would be undefined behaviour.
+      if (raw[0] != std::byte{0} && raw[0] != std::byte{1}) {
+        throw format_error("weft::serial: a bool that is neither 0 nor 1");
+      }
+    }
+    return std::bit_cast<T>(raw);  // no default constructor needed
   }
   /// Takes ownership of the fd at `index` among the message's fds.
   io::fd take_fd(std::uint32_t index) {
