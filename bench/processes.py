@@ -37,7 +37,6 @@ run failed, 2 on bad arguments.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
@@ -47,7 +46,7 @@ import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
 from threads import (Suite, countdown_halves, countdown_sample, fmt, last_fields, loadavg, log,
-                     machine, median, row, run_cmd)
+                     machine, median, row, run_cmd, run_suites, write_results)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -330,28 +329,11 @@ def main(argv=None):
               "load_before": loadavg()}
     log(f"processes benchmark: {args.reps} rep(s), load average {result['load_before']}")
     rows = []
-    for name in SUITES:
-        if args.only and name not in args.only:
-            continue
-        log(f"== {name}")
-        try:
-            {"countdown": suite_countdown, "roundtrip": suite_roundtrip,
-             "spawn": suite_spawn}[name](args, rows, result)
-        except Exception as e:  # keep going: the other suites still run
-            result.setdefault(name, {}).setdefault("errors", []).append(
-                f"{type(e).__name__}: {e}")
-            rows.append({"suite": name, "figure": "-", "failed": True, "skipped": f"FAILED: {e}"})
-    result["load_after"] = loadavg()
-    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    result["results"] = rows
-    print_table(rows, result, args.quick)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"raw samples: {args.out}")
-    failed = any(r.get("failed") for r in rows) or any(
-        result.get(n, {}).get("errors") for n in SUITES)
-    return 1 if failed else 0
+    run_suites({"countdown": lambda: suite_countdown(args, rows, result),
+                "roundtrip": lambda: suite_roundtrip(args, rows, result),
+                "spawn": lambda: suite_spawn(args, rows, result)},
+               args.only, rows, result)
+    return write_results(rows, result, args, print_table, SUITES)
 
 
 if __name__ == "__main__":

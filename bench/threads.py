@@ -570,6 +570,37 @@ def parse_args(argv):
     return args
 
 
+def run_suites(suites, only, rows, result):
+    """Runs each suite (name -> callable) unless --only leaves it out. A suite that fails is
+    recorded as failed, in its rows and its errors, and the others still run."""
+    for name, run in suites.items():
+        if only and name not in only:
+            continue
+        log(f"== {name}")
+        try:
+            run()
+        except Exception as e:  # keep going: the other suites still run
+            result.setdefault(name, {}).setdefault("errors", []).append(
+                f"{type(e).__name__}: {e}")
+            rows.append({"suite": name, "figure": "-", "failed": True, "skipped": f"FAILED: {e}"})
+
+
+def write_results(rows, result, args, print_table, suites):
+    """Finishes `result` (load after, end time, rows), prints the table, writes the JSON file
+    to args.out. Gives the exit status: 1 when a run failed, 0 otherwise."""
+    result["load_after"] = loadavg()
+    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    result["results"] = rows
+    print_table(rows, result, args.quick)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"raw samples: {args.out}")
+    failed = any(r.get("failed") for r in rows) or any(
+        result.get(n, {}).get("errors") for n in suites)
+    return 1 if failed else 0
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -580,34 +611,12 @@ def main(argv=None):
     log(f"threads benchmark: {args.reps} rep(s), load average {result['load_before']}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="weft-threads-") as workdir:
-        for name in SUITES:
-            if args.only and name not in args.only:
-                continue
-            log(f"== {name}")
-            try:
-                if name == "countdown":
-                    suite_countdown(args, rows, result)
-                elif name == "io":
-                    suite_io(args, rows, result)
-                elif name == "micro":
-                    suite_micro(args, rows, result, workdir)
-                else:
-                    suite_echo(args, rows, result, workdir)
-            except Exception as e:  # keep going: the other suites still run
-                result.setdefault(name, {}).setdefault("errors", []).append(
-                    f"{type(e).__name__}: {e}")
-                rows.append({"suite": name, "figure": "-", "failed": True, "skipped": f"FAILED: {e}"})
-    result["load_after"] = loadavg()
-    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    result["results"] = rows
-    print_table(rows, result, args.quick)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"raw samples: {args.out}")
-    failed = any(r.get("failed") for r in rows) or any(
-        result.get(n, {}).get("errors") for n in SUITES)
-    return 1 if failed else 0
+        run_suites({"countdown": lambda: suite_countdown(args, rows, result),
+                    "io": lambda: suite_io(args, rows, result),
+                    "micro": lambda: suite_micro(args, rows, result, workdir),
+                    "echo": lambda: suite_echo(args, rows, result, workdir)},
+                   args.only, rows, result)
+    return write_results(rows, result, args, print_table, SUITES)
 
 
 if __name__ == "__main__":
