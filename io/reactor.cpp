@@ -242,7 +242,7 @@ void reactor::reap() {
   }
 }
 
-void reactor::poll(bool block) {
+void reactor::poll(bool block, clock::time_point limit) {
   io_uring* r = ring_.get();
   clock::time_point deadline{};
   if (block && next_deadline(deadline)) {
@@ -252,7 +252,12 @@ void reactor::poll(bool block) {
   if (block) {
     __kernel_timespec ts{};
     __kernel_timespec* timeout = nullptr;
-    if (next_deadline(deadline)) {
+    bool has_deadline = next_deadline(deadline);
+    if (limit != clock::time_point::max() && (!has_deadline || limit < deadline)) {
+      deadline = limit;
+      has_deadline = true;
+    }
+    if (has_deadline) {
       const auto wait = deadline - clock::now();
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
       const long long clamped = ns < 0 ? 0 : ns;

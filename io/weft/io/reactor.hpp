@@ -121,7 +121,10 @@ class reactor {
 
   /// One loop turn; see the class comment. With `block`, waits until at least one completion,
   /// a timer deadline, or a `wake()`.
-  void poll(bool block);
+  void poll(bool block) { poll(block, clock::time_point::max()); }
+  /// The same, but a blocking wait also ends at `limit` (an idle executor thread that watches
+  /// a busy one wakes up now and then; see single_lock).
+  void poll(bool block, clock::time_point limit);
 
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
   void wake() noexcept;
