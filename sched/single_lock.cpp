@@ -23,6 +23,17 @@ struct single_lock::thread_state {
   unsigned blocking_depth = 0;  // weft::blocking calls in progress on this thread
   bool released_for_blocking = false;  // the outermost of them dropped the lock
   unsigned ticks = 0;                  // ticks policy: check points since the last release
+  bool in_poll = false;                // inside its reactor's poll (check() must not poll then)
+
+  // Read by the watcher, another thread: odd while a task runs (one resumption), bumped by
+  // this thread only, so a plain load and store each time.
+  std::atomic<std::uint64_t> task_seq{0};
+  std::uint64_t watched_seq = 0;  // task_seq at the watcher's last look (guarded by gil_mutex_)
+  bool poll_wanted = false;       // the watcher asked it to poll its ring (guarded by gil_mutex_)
+
+  void bump_task_seq() noexcept {
+    task_seq.store(task_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 };
 
 namespace {
@@ -85,7 +96,8 @@ void single_lock::take_lock(thread_state& t) {
         const bool timed_out =
             gil_released_.wait_for(lock, switch_interval_) == std::cv_status::timeout;
         if (timed_out && gil_locked_ && gil_switch_number_ == switches_before &&
-            !drop_request_.load(std::memory_order_relaxed)) {
+            !waiter_request_) {
+          waiter_request_ = true;
           drop_request_.store(true, std::memory_order_relaxed);
           ++gil_stats_.drop_requests;
         }
@@ -96,57 +108,127 @@ void single_lock::take_lock(thread_state& t) {
     gil_stats_.lock_wait += std::chrono::steady_clock::now() - start;
   }
   gil_locked_ = true;
+  gil_held_.store(true, std::memory_order_relaxed);
   gil_holder_ = &t;
   t.holds_lock = true;
   ++gil_stats_.acquisitions;
+  gil_epoch_.store(gil_stats_.acquisitions, std::memory_order_relaxed);
   if (gil_last_holder_ != &t) {
     gil_last_holder_ = &t;
     ++gil_switch_number_;
     ++gil_stats_.switches;
   }
   // The request was addressed to the previous holder; a thread still waiting asks again after
-  // another interval.
-  drop_request_.store(false, std::memory_order_relaxed);
+  // another interval. A poll the watcher asked of this thread while it waited for the lock
+  // (stuck in a task, at a check point or in blocking()) is served at its next check point.
+  waiter_request_ = false;
+  drop_request_.store(t.poll_wanted, std::memory_order_relaxed);
   gil_switched_.notify_all();
+  lock.unlock();
+  if (worker_count_ > 1) {
+    // Someone holds the lock now: if threads are parked, one of them watches (see park()).
+    // Pairs with the fence in park(): either it sees the lock held, or we see it asleep.
+    weft::detail::store_load_fence();
+    if (watcher_.load(std::memory_order_seq_cst) == nullptr &&
+        sleeping_.load(std::memory_order_seq_cst) != 0) {
+      recruit_watcher();
+    }
+  }
 }
 
-void single_lock::drop_lock(thread_state& t, bool forced) {
+void single_lock::drop_lock(thread_state& t, drop_kind kind) {
   std::unique_lock lock(gil_mutex_);
   t.holds_lock = false;
   gil_locked_ = false;
+  gil_held_.store(false, std::memory_order_relaxed);
   gil_holder_ = nullptr;
   gil_released_.notify_one();
-  if (forced) {
+  auto switched = [&] {
+    return gil_last_holder_ != &t || stopping_.load(std::memory_order_relaxed);
+  };
+  if (kind == drop_kind::forced) {
     // CPython's FORCE_SWITCHING: wait until the thread that asked has taken the lock, or this
     // thread would usually take it straight back.
     ++gil_stats_.forced_switches;
-    gil_switched_.wait(
-        lock, [&] { return gil_last_holder_ != &t || stopping_.load(std::memory_order_relaxed); });
+    gil_switched_.wait(lock, switched);
+  } else if (kind == drop_kind::hand_over) {
+    // Tasks this thread's ring made ready: a thread was woken for them. Nobody asked for the
+    // lock yet, so the wait is bounded (the woken thread may be busy in blocking()).
+    ++gil_stats_.io_handoffs;
+    gil_switched_.wait_for(lock, switch_interval_, switched);
   }
 }
 
 void single_lock::check_point() {
   auto* t = static_cast<thread_state*>(tls_thread);
   // Only the holder hands the lock over: check() may also run where this thread does not hold
-  // it (inside weft::blocking, or in a stop callback run while the thread waits in its ring).
-  if (t == nullptr || !t->holds_lock) return;
+  // it (inside weft::blocking, or in a stop callback run while the thread waits in its ring),
+  // or inside its own reactor's poll (a stop callback run by a timer), where it does nothing.
+  if (t == nullptr || !t->holds_lock || t->in_poll) return;
   single_lock& self = *t->owner;
   if (self.policy_ == gil_policy::interval) {
     if (!self.drop_request_.load(std::memory_order_relaxed)) return;
-    self.drop_lock(*t, /*forced=*/true);
-    self.take_lock(*t);
+    bool waiter = false;
+    bool poll = false;
+    {
+      std::lock_guard lock(self.gil_mutex_);
+      waiter = self.waiter_request_;
+      poll = std::exchange(t->poll_wanted, false);
+      if (!waiter) self.drop_request_.store(false, std::memory_order_relaxed);
+    }
+    self.serve_request(*t, waiter, poll);
     return;
   }
   // The ticks policy: called at every check point.
   if (++t->ticks < self.ticks_) [[likely]]
     return;
   t->ticks = 0;
+  bool poll = false;
   {
     std::lock_guard lock(self.gil_mutex_);
     ++self.gil_stats_.releases_at_check;
+    poll = std::exchange(t->poll_wanted, false);
   }
-  self.drop_lock(*t, /*forced=*/false);
+  const bool made_ready = poll && self.poll_at_check(*t);
+  self.drop_lock(*t, made_ready ? drop_kind::hand_over : drop_kind::plain);
   self.take_lock(*t);
+}
+
+void single_lock::serve_request(thread_state& t, bool waiter, bool poll) {
+  // The ring first: completions on it are reaped (their tasks queued) before the lock goes,
+  // whoever takes it.
+  // A forced switch polls too: it costs little beside the switch, and the thread that takes
+  // the lock runs what the ring held.
+  const bool made_ready = (poll || waiter) && poll_at_check(t);
+  if (waiter) {
+    drop_lock(t, drop_kind::forced);
+  } else if (made_ready) {
+    drop_lock(t, drop_kind::hand_over);
+  } else {
+    return;  // nothing came in and nobody waits: keep running
+  }
+  take_lock(t);
+}
+
+bool single_lock::poll_at_check(thread_state& t) {
+  // Completion callbacks only store results and schedule handles (no task runs inside the
+  // reap), so polling from the middle of a task is safe; `in_poll` keeps a check() run by a
+  // callback (a stop callback, through a timer) from polling again inside.
+  try {
+    poll_ring(t, /*block=*/false);
+  } catch (...) {
+    // The loop's next poll reports it; check() does not throw.
+  }
+  return ready_size_.load(std::memory_order_acquire) != 0;
+}
+
+void single_lock::poll_ring(thread_state& t, bool block, clock::time_point limit) {
+  struct in_poll_scope {
+    thread_state& t;
+    explicit in_poll_scope(thread_state& s) : t(s) { t.in_poll = true; }
+    ~in_poll_scope() { t.in_poll = false; }
+  } scope{t};
+  t.reactor->poll(block, limit);
 }
 
 void single_lock::blocking_release() {
@@ -156,7 +238,7 @@ void single_lock::blocking_release() {
   if (t->blocking_depth++ != 0 || !t->holds_lock) return;
   t->released_for_blocking = true;
   single_lock& self = *t->owner;
-  self.drop_lock(*t, /*forced=*/false);
+  self.drop_lock(*t, drop_kind::plain);
   // Tasks may be waiting while a thread that was woken for them runs this blocking call: wake
   // another thread for them (otherwise they wait for the call, which may wait for them).
   if (self.ready_size_.load(std::memory_order_acquire) != 0) self.wake_one();
@@ -283,19 +365,35 @@ void single_lock::thread_loop(thread_state& t) {
     }
     std::coroutine_handle<> h = pop();
     if (!h) {
-      t.reactor->poll(/*block=*/false);
+      poll_ring(t, /*block=*/false);
       h = pop();
     }
     if (h) {
+      t.bump_task_seq();  // odd: running a task (the watcher looks)
       detail::resume_in_trampoline(trampoline.slot(), h);
+      t.bump_task_seq();
       tasks_run_.fetch_add(1, std::memory_order_relaxed);
       // Between tasks too: a waiting thread gets the lock within an interval.
       if (drop_request_.load(std::memory_order_relaxed)) check_point();
-      if (++tick % event_interval == 0) t.reactor->poll(/*block=*/false);
+      if (++tick % event_interval == 0) poll_ring(t, /*block=*/false);
       continue;
     }
     // Nothing to run: drop the lock and park in the ring (I/O, timers, a wake-up).
-    drop_lock(t, /*forced=*/false);
+    drop_lock(t, drop_kind::plain);
+    park(t);
+    take_lock(t);
+  }
+  if (t.woken) {
+    t.woken = false;
+    waking_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  drop_lock(t, drop_kind::plain);
+}
+
+// ---- parking and the watcher (see ARCHITECTURE.md, "single-lock") ---------------------------
+
+void single_lock::park(thread_state& t) {
+  for (;;) {
     bool registered = false;
     {
       std::lock_guard lock(idle_mutex_);
@@ -304,35 +402,108 @@ void single_lock::thread_loop(thread_state& t) {
         t.sleeping = true;
         registered = true;
         sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      } else if (watcher_.load(std::memory_order_relaxed) == &t) {
+        watcher_.store(nullptr, std::memory_order_seq_cst);
       }
     }
-    if (registered) {
-      weft::detail::store_load_fence();
-      // Thread 0 must not sleep through the end of main; once the shutdown has begun it waits
-      // like the others (the last task to finish wakes it).
-      const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
-                      (t.index == 0 && main_thread_must_not_block());
-      if (!go) {
-        t.parked_poll = true;
-        t.reactor->poll(/*block=*/true);
-        t.parked_poll = false;
-      }
+    if (!registered) return;
+    weft::detail::store_load_fence();
+    // Thread 0 must not sleep through the end of main; once the shutdown has begun it waits
+    // like the others (the last task to finish wakes it).
+    const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
+                    (t.index == 0 && main_thread_must_not_block());
+    bool watching = false;
+    bool quiet = false;  // a look found nothing to watch any more
+    if (!go) {
+      watching = start_watching(t);
+      t.parked_poll = true;
+      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max());
+      t.parked_poll = false;
+      if (watching && clock::now() >= watch_until_) quiet = !watch(t);
+    }
+    bool again = false;
+    {
       std::lock_guard lock(idle_mutex_);
       if (t.sleeping) {
         std::erase(sleepers_, &t);
         t.sleeping = false;
         sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+        // The watcher woke by itself (the end of a period, a recruit, I/O that made nothing
+        // ready): it stays out of the lock and parks again.
+        again = !go && watcher_.load(std::memory_order_relaxed) == &t &&
+                ready_size_.load(std::memory_order_seq_cst) == 0;
       } else {
         t.woken = true;  // wake_one counted us in waking_
       }
+      if ((!again || quiet) && watcher_.load(std::memory_order_relaxed) == &t) {
+        // Off to the lock (whoever holds it next recruits a watcher if threads sleep), or
+        // nothing to watch.
+        watcher_.store(nullptr, std::memory_order_seq_cst);
+      }
     }
-    take_lock(t);
+    if (!again) return;
   }
-  if (t.woken) {
-    t.woken = false;
-    waking_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+bool single_lock::start_watching(thread_state& t) {
+  if (worker_count_ < 2) return false;
+  if (watcher_.load(std::memory_order_seq_cst) != &t) {
+    // While the lock is held, a parked thread watches. Pairs with the fence in take_lock
+    // (after our registration and fence): either the new holder sees us asleep and recruits a
+    // watcher, or we see the lock held here.
+    if (!gil_held_.load(std::memory_order_seq_cst) ||
+        watcher_.load(std::memory_order_seq_cst) != nullptr) {
+      return false;
+    }
+    std::lock_guard lock(idle_mutex_);
+    if (watcher_.load(std::memory_order_relaxed) != nullptr || !t.sleeping) return false;
+    watcher_.store(&t, std::memory_order_seq_cst);
   }
-  drop_lock(t, /*forced=*/false);
+  // The period goes on from one watcher to the next (a watcher that keeps waking for its own
+  // I/O or timers still looks once a period); a past deadline makes the wait end at once.
+  if (watch_until_ == clock::time_point{}) {
+    watch_until_ = clock::now() + switch_interval_;
+    watch_epoch_ = gil_epoch_.load(std::memory_order_relaxed);
+  }
+  return true;
+}
+
+bool single_lock::watch(thread_state& t) {
+  bool keep = false;
+  {
+    std::lock_guard lock(gil_mutex_);
+    for (auto& u : threads_) {
+      if (u.get() == &t) continue;
+      const std::uint64_t seq = u->task_seq.load(std::memory_order_relaxed);
+      // One task resumption that has lasted since the last look (odd: still running): its
+      // ring has not been polled since, and only its thread can poll it.
+      if ((seq & 1) != 0 && seq == u->watched_seq && !u->poll_wanted) {
+        u->poll_wanted = true;
+        ++gil_stats_.poll_requests;
+        if (gil_holder_ == u.get()) drop_request_.store(true, std::memory_order_relaxed);
+        // Otherwise it waits for the lock (in a check point or after blocking()): take_lock
+        // raises the request for it.
+      }
+      u->watched_seq = seq;
+    }
+    // Keep watching while the lock is in use; an executor idle for a whole period stops.
+    keep = gil_locked_ || gil_stats_.acquisitions != watch_epoch_;
+  }
+  if (keep) {
+    watch_until_ = clock::now() + switch_interval_;
+    watch_epoch_ = gil_epoch_.load(std::memory_order_relaxed);
+  } else {
+    watch_until_ = {};
+  }
+  return keep;
+}
+
+void single_lock::recruit_watcher() noexcept {
+  std::lock_guard lock(idle_mutex_);
+  if (watcher_.load(std::memory_order_relaxed) != nullptr || sleepers_.empty()) return;
+  thread_state* s = sleepers_.back();
+  watcher_.store(s, std::memory_order_seq_cst);
+  s->reactor->wake();  // it wakes with nothing to run and parks again, watching
 }
 
 void single_lock::create_rings() {
@@ -361,6 +532,9 @@ void single_lock::run_threads() {
     for (auto& t : threads_) t->reactor.reset();
   }
   waking_.store(0, std::memory_order_relaxed);
+  watcher_.store(nullptr, std::memory_order_relaxed);
+  watch_until_ = {};
+  for (auto& t : threads_) t->poll_wanted = false;
   reset_after_run();
   if (thread_error) std::rethrow_exception(thread_error);
 }

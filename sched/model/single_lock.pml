@@ -24,6 +24,14 @@
  *    reaches a check point, or calls weft::blocking(fn): the lock is dropped while fn runs.
  *    fn may return at once or (unless -DFN_RETURNS) wait until no task is queued any more
  *    (it waits for something a queued task does, e.g. reads a pipe another task writes).
+ *  - The watcher (see ARCHITECTURE.md, "single-lock: I/O behind a busy holder"): a parked
+ *    thread may wake with nothing to do (its watch period ended, or a new holder recruited it
+ *    by writing its eventfd, which does not take it off the sleepers list) and, finding the
+ *    queue empty, park again without taking the lock; at most W such wakes in all. The
+ *    holder, at a check point, may poll its own ring (the watcher's request): the I/O found
+ *    there is queued (schedule -> wake_one), then it may drop the lock and take it again (the
+ *    hand-over, whose wait is bounded). Who is the watcher is not modelled: any parked thread
+ *    may do all this (a superset).
  *  - Left out: shutdown (stopping_, main_done_, wake_thread0), timers, event_interval.
  *
  * Properties.
@@ -49,6 +57,9 @@
 #ifndef K
 #define K 2 /* task activations in all */
 #endif
+#ifndef W
+#define W 2 /* wakes with nothing to do (watch periods, recruits) in all */
+#endif
 
 chan ready = [K] of { byte };  /* ready_ */
 bool gil;                      /* gil_locked_ */
@@ -58,6 +69,7 @@ byte sleeping_;
 byte waking_;
 byte nexttid = 1;              /* next activation id (ghost) */
 byte pending;                  /* pushed and not yet taken (ghost) */
+byte idle_wakes;               /* wakes with nothing to do so far (bounded by W) */
 byte ran[K + 1];               /* times each id was taken (ghost) */
 
 inline take(t) {
@@ -146,6 +158,7 @@ top:
     fi
   };
   atomic { gil = false };               /* drop_lock */
+park:
 #ifdef BUG_CHECK_BEFORE_REGISTER
   atomic {                              /* looks first ... */
     if
@@ -171,7 +184,20 @@ end_blocked:                            /* parked_poll = true; poll(block=true) 
   :: atomic { wbit[me] -> wbit[me] = false }
   :: atomic { io != 0 -> ready!io; io = 0; pending++ };
      wake_one(true)
+  :: atomic { idle_wakes < W -> idle_wakes++ }   /* the watch period ended */
   fi;
+  atomic {                              /* idle_mutex_ */
+    if
+    :: sleeper[me] -> sleeper[me] = false; sleeping_--;
+       if
+       :: len(ready) == 0 -> goto park  /* the watcher: parks again, without the lock */
+       :: true -> skip                  /* (or not the watcher) */
+       fi
+    :: else -> woken = true             /* wake_one counted us in waking_ */
+    fi
+  };
+  atomic { !gil -> gil = true };        /* take_lock */
+  goto top;
 relock:
   atomic {                              /* idle_mutex_ */
     if
@@ -197,6 +223,14 @@ running:                                /* the task, holding the lock */
   :: atomic { gil = false };            /* a check point: drop the lock, take it again */
      atomic { !gil -> gil = true };
      goto top
+  :: atomic { io != 0 -> ready!io; io = 0; pending++ };   /* a check point polls its ring */
+     wake_one(false);
+     if
+     :: atomic { gil = false };         /* the hand-over */
+        atomic { !gil -> gil = true }
+     :: skip                            /* or keeps running */
+     fi;
+     goto running
   :: atomic { gil = false };            /* weft::blocking(fn): blocking_release */
 #ifdef FIX_BLOCKING_WAKE
      if
@@ -224,6 +258,21 @@ active proctype producer() {
   :: atomic { nexttid <= K -> ready!nexttid; nexttid++; pending++ };
      wake_one(false)
   :: else -> break
+  od
+}
+
+/* A new holder recruits a watcher: writes a sleeper's eventfd, leaving it on the list. */
+active proctype recruiter() {
+end_recruit:
+  do
+  :: atomic { idle_wakes < W && sleeper[0] && !wbit[0] -> wbit[0] = true; idle_wakes++ }
+#if N > 1
+  :: atomic { idle_wakes < W && sleeper[1] && !wbit[1] -> wbit[1] = true; idle_wakes++ }
+#endif
+#if N > 2
+  :: atomic { idle_wakes < W && sleeper[2] && !wbit[2] -> wbit[2] = true; idle_wakes++ }
+#endif
+  :: idle_wakes >= W -> break
   od
 }
 

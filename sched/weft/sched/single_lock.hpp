@@ -53,6 +53,12 @@ struct single_lock_stats {
   std::uint64_t releases_at_check = 0;  ///< ticks policy: releases at a check point
   std::chrono::nanoseconds lock_wait{0};  ///< total time threads spent waiting for the lock
   std::uint64_t tasks_run = 0;            ///< task resumptions
+  /// Interval policy: times an idle thread saw the holder run one task for a whole interval
+  /// and asked it to look at its ring at its next check point.
+  std::uint64_t poll_requests = 0;
+  /// Hand-overs at a check point because that look made tasks ready (I/O that completed on the
+  /// holder's ring, which only the holder reaps).
+  std::uint64_t io_handoffs = 0;
 };
 
 /// CPython's threading model made visible: N threads, one global lock. A thread holds the lock
@@ -115,9 +121,23 @@ class single_lock final : public threaded_executor {
   void wake_main_thread() noexcept override;
 
   // The lock itself.
+  enum class drop_kind {
+    plain,      // drop and go on (park, blocking(), the ticks policy)
+    forced,     // a waiter asked: wait until another thread has taken the lock
+    hand_over,  // this thread's ring made tasks ready: wait a while for a woken thread
+  };
   void take_lock(thread_state& t);
-  void drop_lock(thread_state& t, bool forced);
+  void drop_lock(thread_state& t, drop_kind kind);
   static void check_point();
+  void serve_request(thread_state& t, bool waiter, bool poll);
+  bool poll_at_check(thread_state& t);
+  void poll_ring(thread_state& t, bool block, clock::time_point limit = clock::time_point::max());
+
+  // Parking, and the watcher (see ARCHITECTURE.md, "single-lock: I/O behind a busy holder").
+  void park(thread_state& t);
+  bool start_watching(thread_state& t);
+  bool watch(thread_state& t);
+  void recruit_watcher() noexcept;
   static void blocking_release();
   static void blocking_reacquire();
 
@@ -136,7 +156,11 @@ class single_lock final : public threaded_executor {
   const thread_state* gil_holder_ = nullptr;
   const thread_state* gil_last_holder_ = nullptr;
   std::uint64_t gil_switch_number_ = 0;
-  std::atomic<bool> drop_request_{false};
+  std::atomic<bool> drop_request_{false};  // what check() reads: one of the two below is set
+  bool waiter_request_ = false;  // a thread waiting for the lock asked for it (drop, forced)
+  bool poll_request_ = false;    // the watcher asked the holder to look at its ring
+  std::atomic<std::uint64_t> gil_epoch_{0};  // acquisitions (written under gil_mutex_)
+  std::atomic<bool> gil_held_{false};         // gil_locked_, for the watcher's Dekker check
   single_lock_stats gil_stats_;  // guarded by gil_mutex_
 
   // The shared run queue.
@@ -149,6 +173,13 @@ class single_lock final : public threaded_executor {
   std::vector<thread_state*> sleepers_;
   std::atomic<int> sleeping_{0};
   std::atomic<int> waking_{0};  // threads woken for work that have not looked at the queue yet
+  // The parked thread that bounds its wait by the switch interval, to notice a holder stuck in
+  // one task (guarded by idle_mutex_; see ARCHITECTURE.md, "single-lock").
+  std::atomic<thread_state*> watcher_{nullptr};
+  // The watch period, carried from one watcher to the next (only the watcher touches them;
+  // the role changes hands under idle_mutex_). Unset while nobody needs watching.
+  clock::time_point watch_until_{};
+  std::uint64_t watch_epoch_ = 0;  // gil acquisitions when the period began
 
   std::atomic<std::uint64_t> tasks_run_{0};
 };
