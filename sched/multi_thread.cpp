@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <weft/check.hpp>
 #include <weft/detail/transfer.hpp>
 #include <weft/sched/fence.hpp>
 
@@ -30,12 +31,23 @@ struct multi_thread::worker {
   bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
   bool searching = false;     // counted in owner->searching_
   bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
+  bool watcher = false;       // owner->watcher_ == this, as of its last look under idle_mutex_
   std::uint64_t rng = 0;
 
   struct counters {
     std::atomic<std::uint64_t> tasks_run{0}, lifo_runs{0}, steals{0}, stolen{0}, injected{0},
-        overflows{0}, parks{0}, wakeups{0};
+        overflows{0}, parks{0}, wakeups{0}, poll_requests{0}, stall_polls{0};
   } stats;
+
+  // On a line of their own: check() reads `poll_request` at every call on this worker, and
+  // thieves write the queue's head above.
+  alignas(64) std::atomic<bool> poll_request{false};  // set by the watcher, read by check()
+  std::atomic<std::uint64_t> task_seq{0};     // odd while a task runs (this worker writes it)
+  std::atomic<std::uint64_t> watched_seq{0};  // task_seq at the watcher's last look
+
+  void bump_task_seq() noexcept {
+    task_seq.store(task_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // one writer
@@ -89,6 +101,8 @@ multi_thread_stats multi_thread::stats() const noexcept {
     s.overflows += w->stats.overflows.load(std::memory_order_relaxed);
     s.parks += w->stats.parks.load(std::memory_order_relaxed);
     s.wakeups += w->stats.wakeups.load(std::memory_order_relaxed);
+    s.poll_requests += w->stats.poll_requests.load(std::memory_order_relaxed);
+    s.stall_polls += w->stats.stall_polls.load(std::memory_order_relaxed);
   }
   return s;
 }
@@ -250,6 +264,7 @@ bool multi_thread::work_visible() const noexcept {
 }
 
 void multi_thread::park(worker& w) {
+  bool watching = false;
   {
     std::lock_guard lock(idle_mutex_);
     if (stopping_.load(std::memory_order_acquire)) return;
@@ -259,7 +274,18 @@ void multi_thread::park(worker& w) {
       return;
     }
     w.sleeping = true;
-    sleeping_.fetch_add(1, std::memory_order_seq_cst);
+    const int asleep = sleeping_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    // While another worker is awake (it may be running a long task), one parked worker
+    // watches it: it bounds its wait by stall_interval (see watch()).
+    if (watcher_ == nullptr && asleep < static_cast<int>(worker_count_)) watcher_ = &w;
+    watching = watcher_ == &w;
+    w.watcher = watching;
+    // The period goes on from one watcher to the next (a watcher that keeps waking for its
+    // own I/O or timers still looks once a period); a past deadline ends the wait at once.
+    if (watching && watch_until_ == clock::time_point{}) {
+      watch_until_ = clock::now() + stall_interval;
+      watch_seq_sum_ = others_task_seq(w);
+    }
   }
   if (w.searching) {
     w.searching = false;
@@ -272,11 +298,19 @@ void multi_thread::park(worker& w) {
   const bool main_ending = w.index == 0 && main_thread_must_not_block();
   const bool saw_work = work_visible();
   bool go = saw_work || main_ending;
+  bool quiet = false;  // a look found nothing running: nobody needs watching
   if (!go) {
     worker::bump(w.stats.parks);
-    w.reactor->poll(/*block=*/true);  // I/O, a timer, or a wake-up
+    // I/O, a timer, or a wake-up; the watcher also wakes at the end of its period.
+    w.reactor->poll(/*block=*/true, watching ? watch_until_ : clock::time_point::max());
+    if (watching && clock::now() >= watch_until_) quiet = !watch(w);
   }
   std::lock_guard lock(idle_mutex_);
+  // The role ends with a quiet look, or when its worker is about to run a task (resign_watch).
+  if (watcher_ == &w && quiet) watcher_ = nullptr;
+  // A worker leaves its ring, maybe to run tasks: if others sleep, one of them watches.
+  if (watcher_ == nullptr && !quiet) recruit_watcher_locked(w);
+  w.watcher = watcher_ == &w;
   if (w.sleeping) {  // woke on its own (I/O, timer) or saw work: leave the list itself
     std::erase(sleepers_, &w);
     w.sleeping = false;
@@ -291,6 +325,83 @@ void multi_thread::park(worker& w) {
   } else {
     w.searching = true;  // woken by notify_parked, which counted it as searching
   }
+}
+
+void multi_thread::recruit_watcher_locked(worker& w) noexcept {
+  // The most recent sleeper but the caller. It stays on the list and wakes as it would for its
+  // own I/O, so the parking argument is untouched.
+  for (auto it = sleepers_.rbegin(); it != sleepers_.rend(); ++it) {
+    if (*it == &w) continue;
+    watcher_ = *it;
+    (*it)->reactor->wake();  // under the lock, as in notify_parked
+    return;
+  }
+}
+
+void multi_thread::resign_watch(worker& w) noexcept {
+  // The watcher found a task to run: it watches nobody while it runs it (it could run for
+  // long itself), so another sleeper takes the role.
+  std::lock_guard lock(idle_mutex_);
+  w.watcher = false;
+  if (watcher_ != &w) return;
+  watcher_ = nullptr;
+  recruit_watcher_locked(w);
+}
+
+std::uint64_t multi_thread::others_task_seq(const worker& w) const noexcept {
+  std::uint64_t sum = 0;
+  for (const auto& u : workers_) {
+    if (u.get() != &w) sum += u->task_seq.load(std::memory_order_relaxed);
+  }
+  return sum;
+}
+
+bool multi_thread::watch(worker& w) noexcept {
+  bool busy = false;
+  for (auto& u : workers_) {
+    if (u.get() == &w) continue;
+    const std::uint64_t seq = u->task_seq.load(std::memory_order_relaxed);
+    // One task resumption that has lasted a whole period (odd: still running): its worker
+    // has not polled its ring since, and only that worker can.
+    if ((seq & 1) != 0 && seq == u->watched_seq.load(std::memory_order_relaxed) &&
+        !u->poll_request.load(std::memory_order_relaxed)) {
+      u->poll_request.store(true, std::memory_order_relaxed);
+      worker::bump(w.stats.poll_requests);
+    }
+    u->watched_seq.store(seq, std::memory_order_relaxed);
+    busy = busy || (seq & 1) != 0;
+  }
+  // Keep watching while tasks run; after a whole quiet period, stop (an idle executor sleeps).
+  const std::uint64_t sum = others_task_seq(w);
+  const bool keep = busy || sum != watch_seq_sum_;
+  watch_until_ = keep ? clock::now() + stall_interval : clock::time_point{};
+  watch_seq_sum_ = sum;
+  return keep;
+}
+
+void multi_thread::check_point() {
+  auto* w = static_cast<worker*>(tls_worker);
+  if (w == nullptr) return;
+  w->poll_request.store(false, std::memory_order_relaxed);
+  // Only from task code: not from a callback run inside a poll of this ring (running_task is
+  // false in the loop's polls and in the one below, so this never nests).
+  if (!w->running_task) return;
+  multi_thread& self = *w->owner;
+  // Wake-ups during this poll go to the stealable queue, not the LIFO slot (running_task
+  // false), each with a notify, like the I/O wake-ups of the loop's own polls. The task in the
+  // LIFO slot goes there too: this worker will not get to it soon.
+  w->running_task = false;
+  if (w->lifo) {
+    self.push_local(*w, std::exchange(w->lifo, {}));
+    self.notify_parked();
+  }
+  try {
+    w->reactor->poll(/*block=*/false);
+  } catch (...) {
+    // The loop's next poll reports it; check() does not throw.
+  }
+  w->running_task = true;
+  worker::bump(w->stats.stall_polls);
 }
 
 void multi_thread::wake_main_thread() noexcept {
@@ -352,19 +463,24 @@ void multi_thread::worker_loop(worker& w) {
   executor* const previous_executor = executor::current();
   io::reactor* const previous_reactor = io::reactor::current();
   void* const previous_worker = tls_worker;
+  const detail::check_state previous_check = detail::check_hook;
   set_current(this);
   io::reactor::set_current(&*w.reactor);
   tls_worker = &w;
+  // check() reads this worker's flag: the same load as the constant it reads elsewhere.
+  detail::check_hook = detail::check_state{&w.poll_request, &multi_thread::check_point};
   struct restore {
     executor* e;
     io::reactor* r;
     void* w;
+    detail::check_state check;
     ~restore() {
       executor::set_current(e);
       io::reactor::set_current(r);
       tls_worker = w;
+      detail::check_hook = check;
     }
-  } restore_on_exit{previous_executor, previous_reactor, previous_worker};
+  } restore_on_exit{previous_executor, previous_reactor, previous_worker, previous_check};
   w.reactor->attach_to_this_thread();
 
   const bool is_main_worker = w.index == 0;
@@ -385,8 +501,12 @@ void multi_thread::worker_loop(worker& w) {
       continue;
     }
     transition_from_searching(w);
+    if (w.watcher) [[unlikely]]
+      resign_watch(w);
     w.running_task = true;
+    w.bump_task_seq();  // odd: running a task (the watcher looks)
     detail::resume_in_trampoline(trampoline.slot(), h);
+    w.bump_task_seq();
     w.running_task = false;
     worker::bump(w.stats.tasks_run);
     if (++w.tick % event_interval == 0) w.reactor->poll(/*block=*/false);
@@ -422,7 +542,11 @@ void multi_thread::run_workers() {
       w->reactor.reset();
       w->lifo = {};
       w->searching = false;
+      w->poll_request.store(false, std::memory_order_relaxed);
+      w->watcher = false;
     }
+    watcher_ = nullptr;
+    watch_until_ = {};
   }
   searching_.store(0, std::memory_order_relaxed);
   reset_after_run();

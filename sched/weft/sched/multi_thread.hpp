@@ -39,6 +39,11 @@ struct multi_thread_stats {
   std::uint64_t overflows = 0;  ///< times a full local queue moved half of itself to it
   std::uint64_t parks = 0;      ///< times a worker slept in its ring
   std::uint64_t wakeups = 0;    ///< times a worker woke another one up
+  /// Times a parked worker saw another one run one task for a whole `stall_interval` and asked
+  /// it to poll its ring at its next check()...
+  std::uint64_t poll_requests = 0;
+  /// ...and times a check() did that poll.
+  std::uint64_t stall_polls = 0;
 };
 
 /// Tokio's model: N worker threads, each with its own io_uring ring, timer heap and local run
@@ -61,7 +66,10 @@ struct multi_thread_stats {
 ///
 /// A task's I/O is submitted to the ring of the worker it runs on, and completes there. A task
 /// that never suspends occupies its worker (use `spawn_blocking` for blocking calls); the other
-/// workers steal the rest of that worker's queue, but not the task in its LIFO slot.
+/// workers steal the rest of that worker's queue. If it calls `weft::check()`, the I/O that
+/// completes on its worker's ring still gets served: a parked worker that sees it run one task
+/// for a whole `stall_interval` asks it to poll its ring at its next check(), and the tasks
+/// woken there (and the one in its LIFO slot) go to its stealable queue.
 ///
 /// Thread-safety: `schedule`, `defer`, `start` and `spawn_on(*this, ...)` may be called from any
 /// thread; `block_on` from one thread at a time. The executor outlives every task it runs.
@@ -105,6 +113,9 @@ class multi_thread final : public threaded_executor {
   static constexpr std::uint32_t event_interval = 61;
   /// Tasks run in a row from a worker's LIFO slot before it yields to the queue.
   static constexpr std::uint32_t lifo_limit = 3;
+  /// How long a task may run on a worker, while another worker is parked, before that worker is
+  /// asked to poll its ring at its next check() (ARCHITECTURE.md, "multi-thread").
+  static constexpr std::chrono::milliseconds stall_interval{5};
 
  private:
   struct worker;
@@ -124,6 +135,11 @@ class multi_thread final : public threaded_executor {
   void park(worker& w);
   bool work_visible() const noexcept;
   void wake_main_thread() noexcept override;
+  bool watch(worker& w) noexcept;
+  void recruit_watcher_locked(worker& w) noexcept;
+  void resign_watch(worker& w) noexcept;
+  std::uint64_t others_task_seq(const worker& w) const noexcept;
+  static void check_point();
 
   const unsigned worker_count_;
   const unsigned ring_entries_;
@@ -140,6 +156,11 @@ class multi_thread final : public threaded_executor {
   std::atomic<int> sleeping_{0};
   std::mutex idle_mutex_;
   std::vector<worker*> sleepers_;
+  worker* watcher_ = nullptr;  // the parked worker that bounds its wait (guarded by idle_mutex_)
+  // The watch period, carried from one watcher to the next (only the watcher touches them;
+  // the role changes hands under idle_mutex_). Unset while nobody needs watching.
+  clock::time_point watch_until_{};
+  std::uint64_t watch_seq_sum_ = 0;  // the others' task_seq summed at the last look
 
   std::coroutine_handle<> main_;
   multi_thread_stats finished_stats_;
