@@ -14,10 +14,11 @@ inline constinit const std::atomic<bool> check_never{false};
 inline constinit const std::atomic<bool> check_always{true};
 
 /// What check() looks at: a flag, and what to call when it is set. Every mode runs the same
-/// instructions (a thread-local load, a relaxed load, a branch): on the cooperative and
-/// multi-thread executors, and outside any runtime, `request` points at `check_never`; the
-/// single-lock executor points it at its drop-request flag (CPython's eval_breaker works the
-/// same way), or at `check_always` for the ticks policy.
+/// instructions (a thread-local load, a relaxed load, a branch): on the cooperative executor,
+/// and outside any runtime, `request` points at `check_never`; the single-lock executor points
+/// it at its drop-request flag (CPython's eval_breaker works the same way), or at
+/// `check_always` for the ticks policy; the multi-thread executor at a flag of the worker's own
+/// (set when an idle worker wants it to poll its ring).
 struct check_state {
   const std::atomic<bool>* request = &check_never;
   void (*slow)() = nullptr;
@@ -33,11 +34,15 @@ struct blocking_hooks {
 inline constinit thread_local const blocking_hooks* blocking_hook = nullptr;
 }  // namespace detail
 
-/// A check point for CPU-bound loops. On the cooperative and multi-thread executors it does next
-/// to nothing; on the single-lock executor it is where the global lock may change hands (like
-/// CPython's eval-loop check). Never throws and is not a cancellation point: a loop that must
-/// stop on cancellation also awaits `yield_now()` now and then, or checks
-/// `co_await get_stop_token()`. Callable from any thread.
+/// A check point for CPU-bound loops. On the cooperative executor it does next to nothing; on
+/// the single-lock executor it is where the global lock may change hands (like CPython's
+/// eval-loop check). On both threaded executors it is also where the thread, when an idle one
+/// has seen it run the same task for a switch interval (`stall_interval`), polls its own ring
+/// without blocking, so I/O that completed there (and its timers) gets served by another
+/// thread while the loop goes on: the woken tasks are queued, never run inside check().
+/// Never throws and is not a cancellation point: a loop that must stop on cancellation also
+/// awaits `yield_now()` now and then, or checks `co_await get_stop_token()`. Callable from any
+/// thread; its fast path is a load and a branch.
 inline void check() noexcept {
   const detail::check_state& state = detail::check_hook;
   if (state.request->load(std::memory_order_relaxed)) [[unlikely]]
