@@ -95,8 +95,7 @@ void single_lock::take_lock(thread_state& t) {
         const std::uint64_t switches_before = gil_switch_number_;
         const bool timed_out =
             gil_released_.wait_for(lock, switch_interval_) == std::cv_status::timeout;
-        if (timed_out && gil_locked_ && gil_switch_number_ == switches_before &&
-            !waiter_request_) {
+        if (timed_out && gil_locked_ && gil_switch_number_ == switches_before && !waiter_request_) {
           waiter_request_ = true;
           drop_request_.store(true, std::memory_order_relaxed);
           ++gil_stats_.drop_requests;
@@ -462,10 +461,17 @@ bool single_lock::start_watching(thread_state& t) {
   // The period goes on from one watcher to the next (a watcher that keeps waking for its own
   // I/O or timers still looks once a period); a past deadline makes the wait end at once.
   if (watch_until_ == clock::time_point{}) {
-    watch_until_ = clock::now() + switch_interval_;
+    watch_until_ = clock::now() + watch_period();
     watch_epoch_ = gil_epoch_.load(std::memory_order_relaxed);
   }
   return true;
+}
+
+clock::duration single_lock::watch_period() const noexcept {
+  // The switch interval, but never under 1 ms: an interval of 0 (allowed: switch at every
+  // check point) or a few microseconds would make the watcher spin on its ring.
+  return std::max<clock::duration>(std::chrono::duration_cast<clock::duration>(switch_interval_),
+                                   std::chrono::milliseconds(1));
 }
 
 bool single_lock::watch(thread_state& t) {
@@ -480,7 +486,11 @@ bool single_lock::watch(thread_state& t) {
       if ((seq & 1) != 0 && seq == u->watched_seq && !u->poll_wanted) {
         u->poll_wanted = true;
         ++gil_stats_.poll_requests;
-        if (gil_holder_ == u.get()) drop_request_.store(true, std::memory_order_relaxed);
+        // The interval policy looks at poll_wanted only when the drop request is up; the ticks
+        // policy looks at it at every release, and nothing would take its request down.
+        if (gil_holder_ == u.get() && policy_ == gil_policy::interval) {
+          drop_request_.store(true, std::memory_order_relaxed);
+        }
         // Otherwise it waits for the lock (in a check point or after blocking()): take_lock
         // raises the request for it.
       }
@@ -488,10 +498,10 @@ bool single_lock::watch(thread_state& t) {
     }
     // Keep watching while the lock is in use; an executor idle for a whole period stops.
     keep = gil_locked_ || gil_stats_.acquisitions != watch_epoch_;
+    if (keep) watch_epoch_ = gil_stats_.acquisitions;  // under the lock: no acquisition missed
   }
   if (keep) {
-    watch_until_ = clock::now() + switch_interval_;
-    watch_epoch_ = gil_epoch_.load(std::memory_order_relaxed);
+    watch_until_ = clock::now() + watch_period();
   } else {
     watch_until_ = {};
   }

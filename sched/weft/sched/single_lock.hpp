@@ -40,7 +40,10 @@ struct single_lock_options {
   unsigned workers = 0;         ///< threads, the calling one included; 0: one per CPU
   unsigned ring_entries = 256;  ///< submission queue size of each thread's ring
   gil_policy policy = gil_policy::interval;
-  std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);  ///< interval policy
+  /// Interval policy: how long a thread waits for the lock before asking for it. Both
+  /// policies: how often a parked thread looks for a holder stuck in one task, whose ring it
+  /// then asks to be polled at its next check point (never less often than every 1 ms).
+  std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   unsigned ticks = 100;  ///< ticks policy: check points between two releases
 };
 
@@ -137,6 +140,7 @@ class single_lock final : public threaded_executor {
   void park(thread_state& t);
   bool start_watching(thread_state& t);
   bool watch(thread_state& t);
+  clock::duration watch_period() const noexcept;  // how often the watcher looks
   void recruit_watcher() noexcept;
   static void blocking_release();
   static void blocking_reacquire();
@@ -156,12 +160,13 @@ class single_lock final : public threaded_executor {
   const thread_state* gil_holder_ = nullptr;
   const thread_state* gil_last_holder_ = nullptr;
   std::uint64_t gil_switch_number_ = 0;
-  std::atomic<bool> drop_request_{false};  // what check() reads: one of the two below is set
+  // What check() reads: raised by a thread waiting for the lock (waiter_request_) or by the
+  // watcher for a holder it saw stuck in one task (that thread's poll_wanted).
+  std::atomic<bool> drop_request_{false};
   bool waiter_request_ = false;  // a thread waiting for the lock asked for it (drop, forced)
-  bool poll_request_ = false;    // the watcher asked the holder to look at its ring
   std::atomic<std::uint64_t> gil_epoch_{0};  // acquisitions (written under gil_mutex_)
-  std::atomic<bool> gil_held_{false};         // gil_locked_, for the watcher's Dekker check
-  single_lock_stats gil_stats_;  // guarded by gil_mutex_
+  std::atomic<bool> gil_held_{false};        // gil_locked_, for the watcher's Dekker check
+  single_lock_stats gil_stats_;              // guarded by gil_mutex_
 
   // The shared run queue.
   std::mutex queue_mutex_;
