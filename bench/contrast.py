@@ -664,6 +664,7 @@ def mixed_paragraph(rec):
     expect_parallel = {"multi-thread w=2", "threads", "processes w=1"}
     idle_rate = idle["round_trips"] / idle["stats"]["wall_s"]["median"] \
         if idle.get("round_trips") and idle["stats"].get("wall_s", {}).get("median") else None
+    below_idle = []  # ways whose median beat idle's: said once, after them all
     for cfg in rec["configs"]:
         name, s = cfg["name"], cfg["summary"]
         if name == "idle" or s.get("rtt_p50_us") is None:
@@ -685,8 +686,7 @@ def mixed_paragraph(rec):
         if name == "cooperative" and worst < 3:
             v += ", although the countdown shares the server's only thread"
         if (s.get("p50_vs_idle") or 1) < 0.8:
-            v += ("; its median was below idle's, so the idle server is not the floor for "
-                  "this way")
+            below_idle.append(name)
         rt, cd = s.get("round_trips"), s.get("countdown_s")
         if rt is not None and rt <= 2 and cd:
             v += (f"; only {rt:.0f} round trip(s) got through in the countdown's {fs(cd)} s"
@@ -695,6 +695,10 @@ def mixed_paragraph(rec):
                    f"p99 {s['rtt_p99_us']:,.0f} us ({fr(s.get('p99_vs_idle'))}), max "
                    f"{s['rtt_max_us']:,.0f} us, {fn(rt)} round trip(s), countdown "
                    f"{fs(cd)} s: {v}.")
+    if below_idle:
+        out.append(f"The median of {', '.join(below_idle)} was below idle's: a server whose "
+                   "CPUs are busy answers a wake-up faster than an idle one, so idle is not the "
+                   "floor.")
     a, b = by.get("single-lock w=2 interval", {}), by.get("single-lock w=2 ticks:100", {})
     if a.get("rtt_p50_us") and b.get("rtt_p50_us"):
         better = "interval" if a["rtt_p50_us"] < b["rtt_p50_us"] else "ticks:100"
