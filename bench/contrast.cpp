@@ -60,6 +60,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -397,6 +398,55 @@ std::string lock_extras(const weft::run_report& report) {
                      s.forced_switches, std::chrono::duration<double>(s.lock_wait).count());
 }
 
+// Runs `main` on the executor mode the settings name; the outcome gets the lock's counters
+// (single-lock) and the executor's thread count.
+template <class T>
+T on_executor(const settings& s, weft::task<T> main, outcome& o) {
+  weft::run_report report;
+  weft::run_options options = s.run;
+  options.report = &report;
+  auto record = [&] {
+    o.extras += lock_extras(report);
+    o.threads = report.workers;
+  };
+  if constexpr (std::is_void_v<T>) {
+    weft::run(options, std::move(main));
+    record();
+  } else {
+    T value = weft::run(options, std::move(main));
+    record();
+    return value;
+  }
+}
+
+weft::task<std::vector<worker_report>> map_on_pool(weft::process_pool& pool,
+                                                   worker_report (*fn)(share),
+                                                   std::vector<share> shares) {
+  auto reports = co_await pool.map(fn, shares, 1);
+  co_await pool.shutdown();
+  co_return reports;
+}
+
+// Runs one job per share on a pool of s.workers spawned worker processes (one job each), and
+// checks that what the workers did adds up to `expected`.
+outcome on_pool(const settings& s, worker_report (*fn)(share), std::vector<share> jobs,
+                std::uint64_t expected) {
+  outcome o;
+  std::vector<worker_report> reports;
+  {
+    weft::process_pool pool(s.workers, weft::start_method::spawn);
+    reports = weft::run(weft::run_options{}, map_on_pool(pool, fn, std::move(jobs)));
+  }
+  std::uint64_t total = 0;
+  for (const auto& r : reports) total += static_cast<std::uint64_t>(r.done);
+  if (total != expected) {
+    throw std::runtime_error(fmt::format("the workers did {} of {}", total, expected));
+  }
+  o.workers_peak_kib = workers_peak_kib(reports);
+  o.threads = s.workers;
+  return o;
+}
+
 // ---- countdown
 
 weft::task<> countdown_task(std::uint64_t n) {
@@ -416,14 +466,6 @@ worker_report countdown_part(share s) {
 }
 WEFT_PROCESS_FUNCTION(countdown_part);
 
-weft::task<std::vector<worker_report>> map_on_pool(weft::process_pool& pool,
-                                                   worker_report (*fn)(share),
-                                                   std::vector<share> shares) {
-  auto reports = co_await pool.map(fn, shares, 1);
-  co_await pool.shutdown();
-  co_return reports;
-}
-
 outcome run_countdown(const settings& s) {
   outcome o;
   const auto shares = split(s.count, s.workers);
@@ -436,23 +478,9 @@ outcome run_countdown(const settings& s) {
   } else if (s.mode == "processes") {
     std::vector<share> jobs;
     for (auto n : shares) jobs.push_back(share{.count = n});
-    std::vector<worker_report> reports;
-    {
-      weft::process_pool pool(s.workers, weft::start_method::spawn);
-      reports = weft::run(weft::run_options{}, map_on_pool(pool, countdown_part, jobs));
-    }
-    std::uint64_t total = 0;
-    for (const auto& r : reports) total += static_cast<std::uint64_t>(r.done);
-    if (total != s.count) throw std::runtime_error("the workers counted a different total");
-    o.workers_peak_kib = workers_peak_kib(reports);
-    o.threads = s.workers;
+    o = on_pool(s, countdown_part, std::move(jobs), s.count);
   } else {
-    weft::run_report report;
-    weft::run_options options = s.run;
-    options.report = &report;
-    weft::run(options, countdown_on_executor(shares));
-    o.extras = lock_extras(report);
-    o.threads = report.workers;
+    on_executor(s, countdown_on_executor(shares), o);
   }
   return o;
 }
@@ -505,25 +533,12 @@ outcome run_sleep(const settings& s) {
     o.threads = static_cast<unsigned>(created);
   } else if (s.mode == "processes") {
     std::vector<share> jobs;
-    for (auto n : split(s.tasks, s.workers))
+    for (auto n : split(s.tasks, s.workers)) {
       jobs.push_back(share{.count = n, .sleep_ms = s.sleep_ms});
-    std::vector<worker_report> reports;
-    {
-      weft::process_pool pool(s.workers, weft::start_method::spawn);
-      reports = weft::run(weft::run_options{}, map_on_pool(pool, sleep_share, jobs));
     }
-    std::uint64_t total = 0;
-    for (const auto& r : reports) total += static_cast<std::uint64_t>(r.done);
-    if (total != s.tasks) throw std::runtime_error("the workers slept a different number of tasks");
-    o.workers_peak_kib = workers_peak_kib(reports);
-    o.threads = s.workers;
+    o = on_pool(s, sleep_share, std::move(jobs), s.tasks);
   } else {
-    weft::run_report report;
-    weft::run_options options = s.run;
-    options.report = &report;
-    weft::run(options, sleep_all(s.tasks, d));
-    o.extras = lock_extras(report);
-    o.threads = report.workers;
+    on_executor(s, sleep_all(s.tasks, d), o);
   }
   o.extras += fmt::format(" tasks={} created={} ideal_s={:.6f}", s.tasks, created,
                           static_cast<double>(s.sleep_ms) / 1e3);
@@ -652,12 +667,7 @@ outcome run_echo(const settings& s) {
     o.workers_peak_kib = workers_peak_kib(reports);
     o.threads = s.workers;
   } else {
-    weft::run_report report;
-    weft::run_options options = s.run;
-    options.report = &report;
-    good = weft::run(options, echo_on_executor(s.connections, s.round_trips, s.size));
-    o.extras = lock_extras(report);
-    o.threads = report.workers;
+    good = on_executor(s, echo_on_executor(s.connections, s.round_trips, s.size), o);
   }
   const auto expected = static_cast<std::int64_t>(s.connections) * s.round_trips;
   if (good != expected) {
@@ -843,13 +853,11 @@ outcome run_mixed(const settings& s) {
     o.threads = s.workers;
   } else {
     const bool idle = s.mode == "idle";
+    settings on = s;
+    if (idle) on.run = weft::run_options{};  // the server alone, on the cooperative executor
     std::vector<worker_report> unused;
-    weft::run_report report;
-    weft::run_options options = idle ? weft::run_options{} : s.run;
-    options.report = &report;
-    o.extras = weft::run(options, mixed_main(s, nullptr, idle, unused));
-    o.extras += lock_extras(report);  // filled in by run: not in the same expression
-    o.threads = report.workers;
+    const std::string latency = on_executor(on, mixed_main(s, nullptr, idle, unused), o);
+    o.extras = latency + o.extras;
   }
   return o;
 }
