@@ -50,6 +50,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -746,8 +747,12 @@ std::string latency_extras(const latency_probe& probe, const cpu_window& w) {
   }
   if (us.empty()) throw std::runtime_error("the probe completed no round trip");
   std::sort(us.begin(), us.end());
+  // Nearest rank: the smallest sample with at least p of them at or below it. (Rounding
+  // p * (n - 1) down would make the p99 of two samples the smaller one, hiding a round trip
+  // stuck behind the whole countdown.)
   auto at = [&](double p) {
-    return us[static_cast<std::size_t>(p * static_cast<double>(us.size() - 1))];
+    const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(us.size())));
+    return us[std::clamp<std::size_t>(rank, 1, us.size()) - 1];
   };
   return fmt::format(
       " rtt_p50_us={:.1f} rtt_p99_us={:.1f} rtt_max_us={:.1f} round_trips={} "
