@@ -641,8 +641,7 @@ weft::task<busy_result> serve_beside_cpu_loop(std::chrono::milliseconds busy_for
   std::optional<weft::join_handle<void>> cpu;
 
   auto cpu_loop = [](std::thread::id server, bool& same, std::atomic<bool>& running,
-                     std::atomic<bool>& done,
-                     std::chrono::milliseconds d) -> weft::task<> {
+                     std::atomic<bool>& done, std::chrono::milliseconds d) -> weft::task<> {
     same = std::this_thread::get_id() == server;
     if (same) {  // otherwise there is nothing to show: end at once
       running.store(true);
@@ -666,8 +665,7 @@ weft::task<busy_result> serve_beside_cpu_loop(std::chrono::milliseconds busy_for
   };
   auto server = weft::spawn(serve(std::move(server_end), [&] {
     server_thread = std::this_thread::get_id();
-    cpu.emplace(
-        weft::spawn(cpu_loop(server_thread, same_thread, cpu_running, cpu_done, busy_for)));
+    cpu.emplace(weft::spawn(cpu_loop(server_thread, same_thread, cpu_running, cpu_done, busy_for)));
   }));
 
   std::thread probe([&, fd = probe_end.native_handle()] {
