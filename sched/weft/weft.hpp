@@ -32,4 +32,5 @@
 #include <weft/task.hpp>
 #include <weft/task_group.hpp>
 #include <weft/time.hpp>
+#include <weft/version.hpp>
 #include <weft/when.hpp>
