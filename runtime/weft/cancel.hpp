@@ -26,10 +26,17 @@ class cancel_scope {
  public:
   /// One registered wait. `on_stop` runs at most once, if stop is requested while registered.
   struct waiter {
+    /// Set by the owner before `add_waiter`. Called with this waiter at most once, on the thread
+    /// that requests stop, once the waiter is unregistered and the scope's lock released; it
+    /// should only queue work (weft's callbacks never resume a task inline).
     void (*on_stop)(waiter* self) noexcept = nullptr;
+    /// @cond
+    // The scope's intrusive list and the firing flag: public because a waiter is a plain
+    // aggregate that derived waiters extend, but only cancel_scope touches them.
     waiter* prev = nullptr;
     waiter* next = nullptr;
     std::atomic<bool> firing{false};  // on_stop is running on some thread
+    /// @endcond
   };
 
   cancel_scope() = default;
@@ -184,7 +191,10 @@ cancel_scope* scope_of(std::coroutine_handle<Promise> h) noexcept {
 /// `co_await weft::get_stop_token()` gives the calling task's stop token (an empty token when the
 /// caller is not a weft task). Never suspends. Throws std::bad_alloc.
 struct get_stop_token {
+  /// @cond
+  // The awaitable's state between await_suspend and await_resume, not API.
   std::stop_token token_;
+  /// @endcond
   bool await_ready() const noexcept { return false; }
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {

@@ -45,6 +45,7 @@ class channel {
   using core_type = detail::item_core<T, store_type>;
 
  public:
+  /// The item type.
   using value_type = T;
   /// The awaitable of `send()`: gives nothing; throws as documented on `send()`.
   using send_awaitable = detail::put_awaitable<T, store_type>;
@@ -160,6 +161,7 @@ class oneshot {
                 "weft::oneshot needs an item type whose moves do not throw");
 
  public:
+  /// The item type.
   using value_type = T;
 
   oneshot() = default;

@@ -39,5 +39,9 @@ inline std::error_code make_error_code(errc e) noexcept {
 
 }  // namespace weft
 
+/// @cond
+// The standard trait that lets errc convert to std::error_code: no API of weft's own (and
+// Doxygen, which does not see namespace std, cannot place it).
 template <>
 struct std::is_error_code_enum<weft::errc> : std::true_type {};
+/// @endcond

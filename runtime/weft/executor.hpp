@@ -54,9 +54,10 @@ class executor {
   /// the one whose heap holds its timer).
   virtual void cancel_timer(detail::timer_node& node) noexcept = 0;
 
-  /// Registers / unregisters a spawned task (called by spawn, and by the task's completion on
-  /// the thread of the executor it runs on).
+  /// Registers a spawned task, so that the executor knows it is live (called by spawn).
   virtual void task_started(detail::spawn_link& link) noexcept = 0;
+  /// Unregisters a spawned task (called by the task's completion, on the thread of the executor
+  /// it runs on).
   virtual void task_finished(detail::spawn_link& link) noexcept = 0;
 
   /// The executor running on the calling thread, or null outside any runtime.

@@ -96,12 +96,15 @@ class mutex {
     }
 
    protected:
+    /// @cond
+    // Shared with scoped_lock_awaitable, which derives from this one; not API.
     friend class mutex;
     static constexpr const char* what = "weft::mutex::lock";
     lock_awaitable(mutex& m, bool observe_stop) noexcept
         : mutex_(&m), observe_stop_(observe_stop) {}
     mutex* mutex_;
     bool observe_stop_;
+    /// @endcond
   };
 
   /// The awaitable of `scoped_lock()`: `lock()` that gives a guard.

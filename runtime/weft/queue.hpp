@@ -45,6 +45,7 @@ class basic_queue {
   using core_type = detail::item_core<T, Store>;
 
  public:
+  /// The item type.
   using value_type = T;
   /// The awaitable of `put()`.
   using put_awaitable = detail::put_awaitable<T, Store>;

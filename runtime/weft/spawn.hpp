@@ -28,8 +28,13 @@ class join_handle {
 
  public:
   join_handle() noexcept = default;
+  /// @cond
+  // Made by spawn from the task's coroutine; not for users.
   explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  /// @endcond
+  /// Takes over `other`'s task; `other` becomes empty.
   join_handle(join_handle&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  /// Detaches the task this handle referred to (see `detach()`), then takes over `other`'s.
   join_handle& operator=(join_handle&& other) noexcept {
     if (this != &other) {
       detach();
@@ -79,7 +84,11 @@ class join_handle {
       return self->handle_.promise().take_result();
     }
   };
+  /// `co_await handle` waits for the task (on the awaiter's own executor) and gives its value,
+  /// or rethrows its exception. Throws `std::system_error` with `errc::already_joined` when the
+  /// handle is empty, was already joined, or another task is awaiting it.
   awaiter operator co_await() & noexcept { return awaiter{this, {}}; }
+  /// Same as the lvalue overload: `co_await std::move(handle)` or `co_await spawn(...)`.
   awaiter operator co_await() && noexcept { return awaiter{this, {}}; }
 
   /// The result of a finished task, without awaiting (used by run() after its loop ends).

@@ -249,11 +249,17 @@ template <class T>
 class [[nodiscard]] task {
  public:
   using promise_type = detail::task_promise<T>;
+  /// What `co_await` on this task gives.
   using value_type = T;
 
   task() noexcept = default;
+  /// @cond
+  // Made by the promise's get_return_object; not for users.
   explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  /// @endcond
+  /// Takes over `other`'s coroutine; `other` becomes empty (not `valid()`).
   task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  /// Destroys the coroutine this task held, then takes over `other`'s.
   task& operator=(task&& other) noexcept {
     if (this != &other) {
       if (handle_) handle_.destroy();
@@ -286,7 +292,11 @@ class [[nodiscard]] task {
     decltype(auto) await_resume() { return handle.promise().take_result(); }
   };
 
+  /// `co_await t` starts the task (by symmetric transfer, in the awaiter's cancel scope) and
+  /// gives its value, or rethrows its exception. Throws `std::logic_error` when the task is empty
+  /// or was already awaited.
   awaiter operator co_await() const& noexcept { return awaiter{handle_}; }
+  /// Same as the lvalue overload: `co_await std::move(t)` or `co_await f()`.
   awaiter operator co_await() && noexcept { return awaiter{handle_}; }
 
   /// Gives up ownership of the coroutine (used by spawn and the combinators).

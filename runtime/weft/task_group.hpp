@@ -96,9 +96,13 @@ class task_group {
   /// Cancels every child (present and future ones).
   void cancel() noexcept { state_->stop(); }
 
+  /// The awaitable of `join()`.
   class join_awaitable : private cancel_scope::waiter {
    public:
+    /// @cond
+    // Made by join() from the group's private state; not for users.
     explicit join_awaitable(state& s) noexcept : state_(s) {}
+    /// @endcond
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h) {

@@ -34,3 +34,19 @@
 #include <weft/time.hpp>
 #include <weft/version.hpp>
 #include <weft/when.hpp>
+
+/// @namespace weft
+/// weft's API: tasks (`task`, `spawn`, `task_group`, `when_all`/`when_any`), cancellation,
+/// timers, synchronization (mutex, event, semaphore...), channels and queues, `run` and the
+/// process pool.
+///
+/// @namespace weft::io
+/// I/O on io_uring: sockets, files, pipes, child processes and signals, as awaitable operations
+/// that give `result<T>`, and the per-thread reactor under them.
+///
+/// @namespace weft::sched
+/// The executors (cooperative, single-lock, multi-thread) and their building blocks. Most
+/// programs need none of it directly: `weft::run` picks the executor by `weft::mode`.
+///
+/// @namespace weft::serial
+/// The byte format in which a process pool's arguments and results cross the process boundary.

@@ -20,7 +20,9 @@ class fd {
   fd() noexcept = default;
   /// Takes ownership of `raw` (-1: none).
   explicit fd(int raw) noexcept : raw_(raw) {}
+  /// Takes over `other`'s descriptor; `other` owns none afterwards.
   fd(fd&& other) noexcept : raw_(std::exchange(other.raw_, -1)) {}
+  /// Closes the descriptor this object owned (like `reset()`), then takes over `other`'s.
   fd& operator=(fd&& other) noexcept {
     if (this != &other) {
       reset();
@@ -34,6 +36,7 @@ class fd {
 
   /// The descriptor, or -1.
   int get() const noexcept { return raw_; }
+  /// True while a descriptor is owned.
   explicit operator bool() const noexcept { return raw_ >= 0; }
 
   /// Gives up ownership without closing.

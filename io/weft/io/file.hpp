@@ -128,7 +128,9 @@ class file {
   /// Closes through the ring and reports the error; see `fd::close`.
   [[nodiscard]] auto close() noexcept { return fd_.close(); }
 
+  /// The file descriptor, for calls weft does not wrap. Still owned by this object.
   int native_handle() const noexcept { return fd_.get(); }
+  /// True while the object owns an open file (false when empty, moved from or closed).
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
  private:

@@ -33,8 +33,11 @@ namespace weft::io {
 template <class Spec>
 class basic_operation : private completion, private cancel_scope::waiter {
  public:
+  /// An operation that `co_await` submits; nothing happens before. Throws what moving `spec`
+  /// throws.
   explicit basic_operation(Spec spec) noexcept(std::is_nothrow_move_constructible_v<Spec>)
       : spec_(std::move(spec)) {}
+  /// Moves the Spec of an operation not awaited yet (the only state it has then).
   basic_operation(basic_operation&& other) noexcept(std::is_nothrow_move_constructible_v<Spec>)
       : spec_(std::move(other.spec_)) {}
   basic_operation(const basic_operation&) = delete;
@@ -85,6 +88,7 @@ class basic_operation : private completion, private cancel_scope::waiter {
   }
 
  protected:
+  /// The Spec, for a derived operation that reads what its `prepare` or `finish` kept.
   Spec& spec() noexcept { return spec_; }
 
  private:
@@ -190,6 +194,8 @@ task<result<void>> read_exact_with(ReadSome read_some, std::span<std::byte> buff
 template <class Prepare>
 class operation : public basic_operation<detail::raw_spec<Prepare>> {
  public:
+  /// An operation whose SQE `prepare(io_uring_sqe*)` fills when the awaiting task suspends.
+  /// Throws what moving `prepare` throws.
   explicit operation(Prepare prepare)
       : basic_operation<detail::raw_spec<Prepare>>(detail::raw_spec<Prepare>{std::move(prepare)}) {}
 };

@@ -18,6 +18,7 @@ namespace weft::io {
 class pipe_reader {
  public:
   pipe_reader() noexcept = default;
+  /// Takes ownership of `f`, the read end of a pipe (see `make_pipe`).
   explicit pipe_reader(io::fd f) noexcept : fd_(std::move(f)) {}
 
   /// Reads up to `buffer.size()` bytes; gives the count, 0 once every write end is closed.
@@ -33,10 +34,14 @@ class pipe_reader {
   /// Reads until end of stream, appending to `out`. Gives the count read.
   task<result<std::size_t>> read_to_end(std::string& out) const;
 
+  /// Closes the read end through the ring; see `fd::close()`. Awaitable giving `result<void>`,
+  /// errors named "close".
   [[nodiscard]] auto close() noexcept { return fd_.close(); }
+  /// The fd (-1 when closed or released).
   int native_handle() const noexcept { return fd_.get(); }
   /// Gives up ownership (for handing the fd to a child process).
   io::fd release() noexcept { return std::move(fd_); }
+  /// True while the reader owns an fd.
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
  private:
@@ -49,6 +54,7 @@ class pipe_reader {
 class pipe_writer {
  public:
   pipe_writer() noexcept = default;
+  /// Takes ownership of `f`, the write end of a pipe (see `make_pipe`).
   explicit pipe_writer(io::fd f) noexcept : fd_(std::move(f)) {}
 
   /// Writes up to `buffer.size()` bytes; gives the count written.
@@ -61,9 +67,15 @@ class pipe_writer {
   /// Writes all of `buffer`, resubmitting after short writes.
   task<result<void>> write_all(std::span<const std::byte> buffer) const;
 
+  /// Closes the write end through the ring (the reader then sees end of stream once no other
+  /// write end is open); see `fd::close()`. Awaitable giving `result<void>`, errors named
+  /// "close".
   [[nodiscard]] auto close() noexcept { return fd_.close(); }
+  /// The fd (-1 when closed or released).
   int native_handle() const noexcept { return fd_.get(); }
+  /// Gives up ownership (for handing the fd to a child process).
   io::fd release() noexcept { return std::move(fd_); }
+  /// True while the writer owns an fd.
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
  private:

@@ -32,7 +32,9 @@ struct exit_status {
   int signal = 0;            ///< the signal that killed the child when `signaled()`, otherwise 0
   bool core_dumped = false;  ///< the signal left a core dump
 
+  /// The child exited (with `code`).
   bool exited() const noexcept { return signal == 0; }
+  /// A signal killed the child (`signal`).
   bool signaled() const noexcept { return signal != 0; }
   /// Exited with code 0.
   bool success() const noexcept { return signal == 0 && code == 0; }
@@ -45,6 +47,7 @@ std::string signal_name(int signal);
 
 /// What `output()` collects: the exit status and everything the child wrote.
 struct process_output {
+  /// How the child ended.
   exit_status status;
   std::string out;  ///< stdout, when it was piped (otherwise empty)
   std::string err;  ///< stderr, when it was piped (otherwise empty)
@@ -70,6 +73,7 @@ class command {
   command& arg(std::string value);
   /// Appends several arguments.
   command& args(std::initializer_list<std::string_view> values);
+  /// Appends every element of `values`, a range of strings or string views.
   template <class Range>
   command& args(const Range& values) {
     for (const auto& v : values) arg(std::string(v));
@@ -83,9 +87,11 @@ class command {
   command& env_clear();
   /// Runs the child in `directory`. A directory that does not exist fails `spawn()` ("chdir").
   command& cwd(std::string directory);
-  /// Connects the child's stdin, stdout or stderr. Default: `stdio::inherit`.
+  /// Connects the child's stdin. Default: `stdio::inherit`.
   command& std_in(stdio how) noexcept;
+  /// Connects the child's stdout. Default: `stdio::inherit`.
   command& std_out(stdio how) noexcept;
+  /// Connects the child's stderr. Default: `stdio::inherit`.
   command& std_err(stdio how) noexcept;
   /// Passes the parent's `fd` to the child as fd 3 (the first call), 4 (the second)... like
   /// systemd's socket activation: the child gets it open (without FD_CLOEXEC) whatever flags the
@@ -107,6 +113,7 @@ class command {
   /// Needs a running executor.
   task<result<process_output>> output() const;
 
+  /// The program given to the constructor (argv[0]).
   const std::string& program() const noexcept { return argv_.front(); }
 
  private:
@@ -140,6 +147,7 @@ class command {
 class child {
  public:
   child() noexcept = default;
+  /// Takes over `other`'s process and pipes; `other` becomes empty.
   child(child&& other) noexcept
       : pid_(std::exchange(other.pid_, -1)),
         pidfd_(std::move(other.pidfd_)),
@@ -147,6 +155,8 @@ class child {
         out_(std::move(other.out_)),
         err_(std::move(other.err_)),
         status_(std::exchange(other.status_, std::nullopt)) {}
+  /// Kills and reaps the process this object held, if not reaped yet (as the destructor does),
+  /// then takes over `other`'s.
   child& operator=(child&& other) noexcept;
   child(const child&) = delete;
   child& operator=(const child&) = delete;
@@ -163,10 +173,12 @@ class child {
   /// The pidfd (-1 for an empty child).
   int pidfd() const noexcept { return pidfd_.get(); }
 
-  /// The parent's ends of the piped streams; empty (false) for a stream that is not piped or
-  /// that was moved out. Move them out to hand them to other tasks.
+  /// The parent's end of the child's stdin; empty (false) when stdin is not piped or the
+  /// writer was moved out. Move it out to hand it to another task.
   pipe_writer& std_in() noexcept { return in_; }
+  /// The parent's end of the child's stdout; empty (false) when not piped or moved out.
   pipe_reader& std_out() noexcept { return out_; }
+  /// The parent's end of the child's stderr; empty (false) when not piped or moved out.
   pipe_reader& std_err() noexcept { return err_; }
 
   /// Waits for the child to end and reaps it; gives its exit status. Once reaped, further

@@ -23,6 +23,7 @@ void ignore_sigpipe() noexcept;
 /// What a completion queue entry resumes. An operation embeds one and puts its address in the
 /// SQE's user_data; `on_complete` runs on the reactor's thread when the CQE arrives.
 struct completion {
+  /// Called with the CQE's result (a count or fd >= 0, or a negated errno) and flags.
   void (*on_complete)(completion* self, int result, std::uint32_t cqe_flags) noexcept = nullptr;
 };
 
@@ -30,8 +31,12 @@ struct completion {
 /// reactor tracks, so that tearing the reactor down cancels it and waits for its last CQE before
 /// the ring goes away. Registered and unregistered on the reactor's thread.
 struct persistent_completion : completion {
+  /// @cond
+  // The reactor's intrusive list of tracked requests: public so that the struct stays a plain
+  // aggregate, but only the reactor touches them.
   persistent_completion* prev_persistent = nullptr;
   persistent_completion* next_persistent = nullptr;
+  /// @endcond
 };
 
 /// Counters a test or benchmark can read to check that the loop batches its system calls.
@@ -102,13 +107,16 @@ class reactor {
     timer_guard guard(*this);
     timers_.remove(n);
   }
+  /// How many timers are armed. Owner thread only, or any thread with `shared_timers`.
   std::size_t timer_count() noexcept {
     timer_guard guard(*this);
     return timers_.size();
   }
 
-  /// Tracks / stops tracking a multishot request; see persistent_completion. Owner thread only.
+  /// Tracks a multishot request; see persistent_completion. Owner thread only.
   void track(persistent_completion& c) noexcept;
+  /// Stops tracking `c` (its owner calls it once the request is over); nothing happens when `c`
+  /// is not tracked. Owner thread only.
   void untrack(persistent_completion& c) noexcept;
 
   /// Operations whose CQE has not arrived yet (the wake-up read excluded).
@@ -129,7 +137,9 @@ class reactor {
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
   void wake() noexcept;
 
+  /// The loop's counters so far. Owner thread only (they are plain integers).
   const reactor_stats& stats() const noexcept { return stats_; }
+  /// The liburing handle of the ring, for liburing calls weft does not wrap. Owner thread only.
   io_uring* raw() noexcept { return ring_.get(); }
 
  private:

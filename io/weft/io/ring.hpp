@@ -21,8 +21,11 @@ class ring {
   ring& operator=(const ring&) = delete;
   ~ring();
 
+  /// The liburing handle, for liburing calls. Owner thread only.
   io_uring* get() noexcept { return &ring_; }
+  /// The size of the submission queue, as the kernel set it up.
   unsigned sq_entries() const noexcept { return ring_.sq.ring_entries; }
+  /// The size of the completion queue, as the kernel set it up.
   unsigned cq_entries() const noexcept { return ring_.cq.ring_entries; }
   /// True when completions are posted only when the owner asks for them
   /// (IORING_SETUP_DEFER_TASKRUN): a non-blocking poll must then enter the kernel to get them.

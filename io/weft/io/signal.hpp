@@ -35,6 +35,7 @@ class signal_set {
   /// call; two SIGINTs give two results). Errors: "read".
   [[nodiscard]] auto wait() noexcept { return basic_operation<spec>(spec(fd_.get())); }
 
+  /// The signalfd.
   int native_handle() const noexcept { return fd_.get(); }
 
  private:

@@ -27,6 +27,7 @@ namespace weft::io {
 /// interleave their bytes unpredictably, as with the system calls.
 class stream_socket {
  protected:
+  /// The socket, for the derived streams' own operations (users have `native_handle()`).
   io::fd fd_;
 
   /// One recv; `poll_first` waits for readiness before trying (IORING_RECVSEND_POLL_FIRST).
@@ -91,8 +92,9 @@ class stream_socket {
     });
   }
 
-  /// The peer's and our own address (getpeername/getsockname; synchronous, never blocks).
+  /// The peer's address (getpeername; synchronous, never blocks). Errors: "getpeername".
   result<socket_address> peer_address() const;
+  /// Our own address (getsockname; synchronous, never blocks). Errors: "getsockname".
   result<socket_address> local_address() const;
 
   /// Closes through the ring and reports the error; see `fd::close`.
@@ -100,12 +102,14 @@ class stream_socket {
 
   /// The socket, for options weft does not wrap. Still owned by this object.
   int native_handle() const noexcept { return fd_.get(); }
+  /// True while the object owns a socket (false when empty, moved from or closed).
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 };
 
 /// A TCP connection.
 class tcp_stream : public stream_socket {
  public:
+  /// An empty stream, or one that takes ownership of a connected TCP socket.
   using stream_socket::stream_socket;
 
   /// Connects to `address` (IPv4 or IPv6). Errors: "socket", or "connect" with the kernel's
@@ -120,6 +124,7 @@ class tcp_stream : public stream_socket {
 /// A Unix-domain stream connection.
 class unix_stream : public stream_socket {
  public:
+  /// An empty stream, or one that takes ownership of a connected Unix-domain socket.
   using stream_socket::stream_socket;
 
   /// Connects to a Unix-domain address (`socket_address::unix_path`).
@@ -202,7 +207,9 @@ template <class Stream>
 class basic_listener {
  public:
   basic_listener() noexcept = default;
+  /// Takes over `other`'s socket; `other` becomes empty.
   basic_listener(basic_listener&&) noexcept = default;
+  /// Closes this listener (see `close()`), then takes over `other`'s socket.
   basic_listener& operator=(basic_listener&& other) noexcept {
     if (this != &other) {
       close();
@@ -246,7 +253,9 @@ class basic_listener {
     state_.reset();
   }
 
+  /// The listening socket, for options weft does not wrap (-1 when empty or closed).
   int native_handle() const noexcept { return state_ ? detail::acceptor_fd(*state_) : -1; }
+  /// True until the listener is closed (false when empty or moved from).
   explicit operator bool() const noexcept { return static_cast<bool>(state_); }
 
  private:
@@ -272,6 +281,7 @@ using unix_listener = basic_listener<unix_stream>;
 class udp_socket {
  public:
   udp_socket() noexcept = default;
+  /// Takes ownership of a UDP socket.
   explicit udp_socket(io::fd socket) noexcept : fd_(std::move(socket)) {}
 
   /// A socket bound to `address` (port 0: the kernel picks one). Errors: "socket", "bind".
@@ -280,8 +290,8 @@ class udp_socket {
   /// One datagram from the peer: the count received (a longer datagram is truncated) and the
   /// sender's address.
   struct datagram {
-    std::size_t size = 0;
-    socket_address from;
+    std::size_t size = 0;  ///< bytes received into the buffer
+    socket_address from;   ///< the sender's address
   };
 
   /// Awaitable giving `result<std::size_t>`: sends `buffer` as one datagram to `to`.
@@ -295,8 +305,12 @@ class udp_socket {
         msg_spec<true>(fd_.get(), std::span<const std::byte>(buffer.data(), buffer.size()), {}));
   }
 
+  /// The bound address (the port the kernel chose when binding port 0). Synchronous.
+  /// Errors: "getsockname".
   result<socket_address> local_address() const;
+  /// The socket, for options weft does not wrap. Still owned by this object.
   int native_handle() const noexcept { return fd_.get(); }
+  /// Closes through the ring and reports the error; see `fd::close`.
   [[nodiscard]] auto close() noexcept { return fd_.close(); }
 
  private:
@@ -367,6 +381,7 @@ template <class Range>
 std::span<const std::byte> as_bytes(const Range& r) noexcept {
   return std::as_bytes(std::span(std::data(r), std::size(r)));
 }
+/// Views any contiguous object as writable bytes (a string, a vector, an array) for reads.
 template <class Range>
 std::span<std::byte> as_writable_bytes(Range& r) noexcept {
   return std::as_writable_bytes(std::span(std::data(r), std::size(r)));

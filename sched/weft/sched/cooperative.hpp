@@ -75,6 +75,8 @@ class cooperative final : public executor {
 
   /// Tasks spawned on this executor that have not finished yet.
   std::size_t live_tasks() const noexcept { return live_count_; }
+  /// The io_uring reactor that this executor's loop polls (its I/O and timers). Like the
+  /// reactor itself, only for the loop's thread (except `wake()` and `cancel()`).
   io::reactor& reactor() noexcept { return reactor_; }
 
  private:

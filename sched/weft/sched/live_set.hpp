@@ -26,6 +26,7 @@ class live_set {
   live_set(const live_set&) = delete;
   live_set& operator=(const live_set&) = delete;
 
+  /// Adds `link`, a spawned task that is not in any set.
   void add(detail::spawn_link& link) noexcept {
     shard& s = shard_of(link);
     s.lock();
@@ -62,6 +63,7 @@ class live_set {
     }
   }
 
+  /// How many tasks are in the set (a snapshot when others add or remove).
   std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
 
  private:

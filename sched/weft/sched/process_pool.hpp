@@ -228,9 +228,11 @@ class process_pool {
 
   /// The number of workers.
   unsigned workers() const noexcept { return static_cast<unsigned>(slots_.size()); }
+  /// How the workers were started (given to the constructor).
   start_method method() const noexcept { return method_; }
   /// The workers' pids now (a replaced worker has a new pid). Thread-safe.
   std::vector<pid_t> worker_pids() const;
+  /// A snapshot of the pool's counters. Thread-safe.
   process_pool_stats stats() const noexcept;
 
  private:

@@ -24,7 +24,7 @@ enum class mode {
 
 /// What an executor counted during one `run` (see `run_options::report`).
 struct run_report {
-  weft::mode mode = mode::cooperative;
+  weft::mode mode = mode::cooperative;       ///< the mode the program ran in
   unsigned workers = 1;                      ///< threads the executor used
   sched::single_lock_stats single_lock{};    ///< the global lock (single-lock mode only)
   sched::multi_thread_stats multi_thread{};  ///< scheduling counters (multi-thread mode only)
@@ -32,6 +32,7 @@ struct run_report {
 
 /// How `run` builds its executor.
 struct run_options {
+  /// The executor `run` builds (`mode::processes` makes it throw `errc::mode_unavailable`).
   weft::mode mode = mode::cooperative;
   unsigned workers = 0;  ///< threads for the threaded modes; 0: one per CPU
   /// single-lock: how long a thread waits for the lock before asking the holder to drop it

@@ -11,11 +11,15 @@ namespace weft::sched {
 /// Not thread-safe: owned by the executor thread.
 class run_queue {
  public:
+  /// An empty queue with room for `capacity` handles (rounded up to a power of two, at least
+  /// 16) before it grows. Throws std::bad_alloc.
   explicit run_queue(std::size_t capacity = 1024)
       : buffer_(std::make_unique<std::coroutine_handle<>[]>(round_up(capacity))),
         mask_(round_up(capacity) - 1) {}
 
+  /// True when no handle is queued.
   bool empty() const noexcept { return head_ == tail_; }
+  /// How many handles are queued.
   std::size_t size() const noexcept { return tail_ - head_; }
 
   /// Appends `h`. Throws std::bad_alloc when growing fails.

@@ -40,10 +40,12 @@ class shared_buffer {
   /// `size` (touching the missing pages would kill the process with SIGBUS).
   static shared_buffer adopt(io::fd memfd, std::size_t size);
 
+  /// Takes over `other`'s mapping and memfd; `other` becomes empty.
   shared_buffer(shared_buffer&& other) noexcept
       : fd_(std::move(other.fd_)),
         data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)) {}
+  /// Unmaps this buffer's memory and closes its memfd, then takes over `other`'s.
   shared_buffer& operator=(shared_buffer&& other) noexcept;
   shared_buffer(const shared_buffer&) = delete;
   shared_buffer& operator=(const shared_buffer&) = delete;
@@ -52,11 +54,15 @@ class shared_buffer {
   /// Another mapping of the same memory (a dup of the fd). Errors: as `create`.
   shared_buffer share() const;
 
+  /// The first byte of the mapping (null for an empty buffer).
   std::byte* data() const noexcept { return data_; }
+  /// The size in bytes (0 for an empty buffer).
   std::size_t size() const noexcept { return size_; }
+  /// The mapped bytes, `{data(), size()}`.
   std::span<std::byte> bytes() const noexcept { return {data_, size_}; }
   /// The memfd (-1 for an empty buffer).
   int native_handle() const noexcept { return fd_.get(); }
+  /// True unless the buffer is empty (default-constructed or moved from).
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
  private:
@@ -77,10 +83,13 @@ class format_error : public std::runtime_error {
 /// Not thread-safe.
 class writer {
  public:
+  /// Appends `size` bytes from `data`. Throws std::bad_alloc.
   void put_bytes(const void* data, std::size_t size) {
     const auto* p = static_cast<const char*>(data);
     bytes_.append(p, size);
   }
+  /// Appends the bytes of `value`, a trivially copyable object, as they are in memory (the
+  /// reader is on the same machine). Throws std::bad_alloc.
   template <class T>
   void put_raw(const T& value) {
     put_bytes(&value, sizeof value);
@@ -88,9 +97,13 @@ class writer {
   /// Adds a copy of `fd` (dup'ed, O_CLOEXEC) to send with the message; gives its index among
   /// the message's fds. Errors: throws `std::system_error` ("dup") when out of descriptors.
   std::uint32_t put_fd(int fd);
+  /// The message's bytes so far.
   std::string& bytes() noexcept { return bytes_; }
+  /// The message's bytes so far.
   const std::string& bytes() const noexcept { return bytes_; }
+  /// The fds to send with the message, in the order of the indexes `put_fd` gave.
   std::vector<io::fd>& fds() noexcept { return fds_; }
+  /// The fds to send with the message, in the order of the indexes `put_fd` gave.
   const std::vector<io::fd>& fds() const noexcept { return fds_; }
 
  private:
@@ -103,15 +116,20 @@ class writer {
 /// Not thread-safe.
 class reader {
  public:
+  /// Reads `bytes`, which must outlive the reader; `fds` are the descriptors that came with the
+  /// message (null: none), from which `take_fd` takes ownership.
   reader(std::span<const std::byte> bytes, std::vector<io::fd>* fds = nullptr) noexcept
       : bytes_(bytes), fds_(fds) {}
 
+  /// The next `size` bytes (a view into the message). Throws `format_error` when fewer remain.
   std::span<const std::byte> take_bytes(std::size_t size) {
     if (size > bytes_.size() - pos_) throw format_error("weft::serial: message truncated");
     auto out = bytes_.subspan(pos_, size);
     pos_ += size;
     return out;
   }
+  /// The next `sizeof(T)` bytes as a `T` (see `writer::put_raw`). Throws `format_error` when
+  /// fewer remain, or for a bool byte that is neither 0 nor 1.
   template <class T>
   T take_raw() {
     std::array<std::byte, sizeof(T)> raw;
@@ -131,6 +149,7 @@ class reader {
     }
     return std::move((*fds_)[index]);
   }
+  /// How many bytes are left to read.
   std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
 
  private:
@@ -145,8 +164,14 @@ class reader {
 /// type has `supported == false`, and the pool refuses it at compile time.
 template <class T, class = void>
 struct codec {
+  /// Whether `T` can be passed: false here, true in the specializations, which also have
+  /// `static void put(writer&, const T&)` and `static T take(reader&)`.
   static constexpr bool supported = false;
 };
+
+/// @cond
+// The specializations are the format's implementation; the list of supported types is on
+// `codec` and `serializable_v`.
 
 // Pointers and views are trivially copyable, but their bytes mean nothing in another process.
 template <class T>
@@ -247,6 +272,7 @@ struct codec<shared_buffer> {
     return shared_buffer::adopt(r.take_fd(index), static_cast<std::size_t>(size));
   }
 };
+/// @endcond
 
 /// True for the types a process pool can pass: trivially copyable types other than pointers
 /// and views, std::string, shared_buffer, and std::vector, std::pair and std::tuple of any of
@@ -254,10 +280,14 @@ struct codec<shared_buffer> {
 template <class T>
 inline constexpr bool serializable_v = codec<std::remove_cvref_t<T>>::supported;
 
+/// Appends the encoding of `value` to `w` (`T` must be `serializable_v`). Throws
+/// std::bad_alloc, and `std::system_error` ("dup") for a shared buffer's fd.
 template <class T>
 void put(writer& w, const T& value) {
   codec<T>::put(w, value);
 }
+/// Decodes a `T` from `r` (`T` must be `serializable_v`). Throws `format_error` for a truncated
+/// or corrupt message, and what `shared_buffer::adopt` throws for a shared buffer.
 template <class T>
 T take(reader& r) {
   return codec<T>::take(r);

@@ -39,6 +39,7 @@ enum class gil_policy {
 struct single_lock_options {
   unsigned workers = 0;         ///< threads, the calling one included; 0: one per CPU
   unsigned ring_entries = 256;  ///< submission queue size of each thread's ring
+  /// When the holder gives the lock up (see gil_policy).
   gil_policy policy = gil_policy::interval;
   /// Interval policy: how long a thread waits for the lock before asking for it. Both
   /// policies: how often a parked thread looks for a holder stuck in one task, whose ring it
@@ -107,6 +108,7 @@ class single_lock final : public threaded_executor {
   void add_timer(detail::timer_node& node) override;
   void cancel_timer(detail::timer_node& node) noexcept override;
 
+  /// The number of threads, the calling one included (options' 0: one per CPU). Any thread.
   unsigned workers() const noexcept { return worker_count_; }
   /// The lock's counters so far. Any thread.
   single_lock_stats stats() const noexcept;

@@ -23,6 +23,7 @@ namespace weft::sched {
 /// thread into a queue the caller owns; `size_hint` anywhere.
 class steal_queue {
  public:
+  /// How many handles the queue holds at most (a power of two, so indexing is a mask).
   static constexpr std::uint32_t capacity = 256;
 
   /// Appends `h`; false when the queue is full (the caller then moves half of it to the shared
@@ -105,6 +106,7 @@ class steal_queue {
     const std::uint32_t n = tail - head;
     return n > capacity ? 0 : n;
   }
+  /// `size_hint() == 0`: exact for the owner, a hint for others.
   bool empty_hint() const noexcept { return size_hint() == 0; }
 
  private:

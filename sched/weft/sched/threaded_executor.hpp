@@ -123,8 +123,11 @@ class threaded_executor : public executor {
     stopping_.store(false, std::memory_order_relaxed);
   }
 
+  /// The spawned tasks that have not finished yet. Any thread.
   live_set live_;
-  std::atomic<bool> stopping_{false};  // the threads other than 0 leave their loops
+  /// Set (release) by the derived executor's stop step, passed to `run_on_threads`: the threads
+  /// other than 0 leave their loops once they see it. Cleared by `reset_after_run`.
+  std::atomic<bool> stopping_{false};
 
  private:
   void main_finished() noexcept {
