@@ -21,6 +21,53 @@ def wall_s(stdout):
     return float(match.group(1))
 
 
+class Hello(unittest.TestCase):
+    """The tutorial's first program: ten 100 ms sleeps overlap on every mode."""
+
+    def test_every_mode(self):
+        for mode, workers, most_threads in (("cooperative", 1, 1), ("single-lock", 2, 2),
+                                            ("multi-thread", 2, 2)):
+            with self.subTest(mode=mode):
+                r = run(ARGS.hello, f"--mode={mode}", f"--workers={workers}")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(f"on mode={mode}", r.stdout)
+                self.assertIn("sum of squares = 385 (expected 385)", r.stdout)
+                threads = int(re.search(r"ran on (\d+) OS thread", r.stdout).group(1))
+                self.assertTrue(1 <= threads <= most_threads, r.stdout)
+                # Ten sleeps of 100 ms, together: about 0.1 s, never a second.
+                self.assertGreaterEqual(wall_s(r.stdout), 0.099)
+                self.assertLess(wall_s(r.stdout), 0.9)
+
+    def test_processes_and_bad_options_exit_2(self):
+        for bad in (["--mode=processes"], ["--mode=bogus"], ["--workers=0"], ["--nope"]):
+            r = run(ARGS.hello, *bad)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn("usage:", r.stderr)
+
+
+class Threading(unittest.TestCase):
+    """The seed's threading module: spawn/join, mutex, event and semaphore keep the balance."""
+
+    def test_every_mode(self):
+        for mode, workers in (("cooperative", 1), ("single-lock", 2), ("multi-thread", 2),
+                              ("multi-thread", 4)):
+            with self.subTest(mode=mode, workers=workers):
+                r = run(ARGS.threading, f"--mode={mode}", f"--workers={workers}", "--tasks=16",
+                        "--deposits=500", "--tellers=3")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("balance=8000 (expected 8000)", r.stdout)
+                most = int(re.search(r"at most (\d+) deposit", r.stdout).group(1))
+                self.assertTrue(1 <= most <= 3, r.stdout)
+                wall_s(r.stdout)
+
+    def test_bad_options_exit_2(self):
+        for bad in (["--tasks=0"], ["--tellers=0"], ["--mode=processes"], ["--mode=x"],
+                    ["--workers=5000"], ["--deposits=-1"]):
+            r = run(ARGS.threading, *bad)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn("threading:", r.stderr)
+
+
 class Loops(unittest.TestCase):
     def test_two_loops_overlap_on_every_mode(self):
         # The modes run in parallel (each takes 4 s of sleeping), to keep the suite short.
@@ -307,6 +354,8 @@ class RingSetupFailure(unittest.TestCase):
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
+    parser.add_argument("--hello", required=True)
+    parser.add_argument("--threading", required=True)
     parser.add_argument("--loops", required=True)
     parser.add_argument("--countdown", required=True)
     parser.add_argument("--producer-consumer", required=True)
