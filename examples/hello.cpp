@@ -36,7 +36,8 @@ weft::task<int> square_after_a_nap(int n, thread_log& threads) {
   threads.note();
   co_await weft::sleep_for(100ms);  // suspends this task only
   threads.note();                   // on the threaded modes, maybe another thread than before
-  co_return n* n;
+  const int square = n * n;
+  co_return square;
 }
 
 weft::task<int> amain(weft::mode mode) {
@@ -52,7 +53,8 @@ weft::task<int> amain(weft::mode mode) {
   fmt::print("10 tasks slept 100 ms each, together; sum of squares = {} (expected 385)\n", sum);
   fmt::print("the tasks ran on {} OS thread(s)\n", threads.ids.size());
   fmt::print("wall_s={:.3f}\n", wall.count());
-  co_return sum == 385 ? 0 : 1;
+  const bool right = sum == 385;
+  co_return right ? 0 : 1;
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ weft::task<int> amain(unsigned tasks, std::uint64_t deposits, unsigned tellers) 
              b.balance, expected, b.most_at_counters.load(), tellers);
   const std::chrono::duration<double> wall = weft::clock::now() - start;
   fmt::print("wall_s={:.3f}\n", wall.count());
-  co_return b.balance == expected&& b.most_at_counters.load() <= tellers ? 0 : 1;
+  const bool kept = b.balance == expected && b.most_at_counters.load() <= tellers;
+  co_return kept ? 0 : 1;
 }
 
 }  // namespace
