@@ -95,6 +95,10 @@ class Server:
         err = self.stderr()
         self.out.close()
         self.err.close()
+        if exc[0]:  # the server's view helps with the failure
+            print(f"\n--- {' '.join(self.argv)}: exit {self.proc.returncode}, stderr:\n"
+                  f"{err if len(err) < 6000 else err[:3000] + ' [...] ' + err[-3000:]}---",
+                  file=sys.stderr)
         m = re.search(r"^.*(Sanitizer|runtime error:|terminate called|Assertion .* failed).*$",
                       err, re.M)
         if m and not exc[0]:
@@ -216,7 +220,7 @@ def greet(clients):
 
 def join(clients, room):
     """Moves every client of `clients` to `room` (from different rooms or not) and waits for
-    each to be told."""
+    each to be told, and for the notices of the others' moves to arrive."""
     for c in clients:
         c.set_mark()
         c.send(f"/join {room}\n")
@@ -224,15 +228,25 @@ def join(clients, room):
          f"/join {room}")
     for c in clients:
         c.room = room
+    who_barrier(clients)
+
+
+def who_answers(c):
+    return [ln for ln in c.since_mark() if ln.startswith("* in ")]
 
 
 def who_barrier(clients):
     """Each client asks /who and waits for the answer: whatever the server queued for a client
-    before it handled that client's /who arrived before the answer. Gives {client: answer}."""
+    before it handled that client's /who arrived before the answer, and every line the client
+    sent before was handled. Stops early when a connection closes. Gives {client: answer}."""
+    before = {c: len(who_answers(c)) for c in clients}
     for c in clients:
         c.send("/who\n")
-    pump(clients, lambda: all(c.first("* in ") for c in clients), "the /who answers")
-    return {c: c.first("* in ") for c in clients}
+    pump(clients, lambda: all(c.eof or len(who_answers(c)) > before[c] for c in clients),
+         "the /who answers")
+    closed = [c.nick for c in clients if c.eof]
+    assert not closed, f"connections closed by the server: {closed}"
+    return {c: who_answers(c)[-1] for c in clients}
 
 
 def rst_close(s):
@@ -286,11 +300,12 @@ class ChatModes:
                     for k in range(per_client):
                         c.send(f"msg {c.nick} {k} {c.room} héllo ✓ {'x' * (k * 7)}\n")
 
-                def received_all():
-                    return all(len(c.messages()) >= (len(members[c.room]) - 1) * per_client
-                               for c in clients)
-                pump(clients, received_all, "every message in every room")
-                answers = who_barrier(clients)  # anything extra or duplicated has come by now
+                # Once every sender has its answer to /who, all the messages were handled and
+                # queued for their receivers; once every receiver has its answer to the next
+                # /who, it has received them all. No waiting for counts: a lost message fails
+                # at once, not at a timeout.
+                who_barrier(clients)
+                answers = who_barrier(clients)
                 by_nick = {c.nick: c for c in clients}
                 for c in clients:
                     expected_members = sorted(m.nick for m in members[c.room])
