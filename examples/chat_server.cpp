@@ -31,7 +31,8 @@
 // connection stays. A line longer than --max-line bytes (without its CR LF): "error: line longer
 // than N bytes; closing the connection", then the connection is closed (skipping the rest of such
 // a line would mean reading it all, however long). When a client leaves (quit, closed, reset,
-// disconnected), its room gets "* NICK left ROOM (REASON)".
+// disconnected), its room gets "* NICK left ROOM (REASON)". A peer that vanishes without a word
+// is found by TCP keepalive (about 90 s).
 //
 // Slow clients: each client has a bounded outgoing queue of --queue-limit lines, drained by a
 // writer task into its socket. Broadcasting never waits for a client: when a client's queue is
@@ -43,6 +44,8 @@
 // connection once its queued lines are out (at most 3 s, and at most --drain-timeout seconds in
 // all), exit 0. Exit status: 0 after such a shutdown, 1 when the port cannot be bound or the
 // runtime fails, 2 for a bad command line (with usage on stderr).
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -445,7 +448,19 @@ weft::task<std::string_view> read_loop(const io::tcp_stream& conn, chat_server& 
   }
 }
 
+// Chat connections are idle by nature, so an idle timeout would drop quiet clients; TCP
+// keepalive finds the peers that vanished without a FIN or a reset (a machine gone, a network
+// cut) within about 90 s instead. Best effort: a failure leaves the connection as it was.
+void enable_keepalive(int fd) {
+  const int on = 1, idle_s = 60, interval_s = 10, probes = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
+
 weft::task<> serve_chat(io::tcp_stream conn, chat_server& server) {
+  enable_keepalive(conn.native_handle());
   auto address = conn.peer_address();
   client c(conn.native_handle(), address ? address->to_string() : std::string("?"),
            server.queue_limit());
