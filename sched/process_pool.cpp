@@ -377,9 +377,33 @@ bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::ve
   }
 }
 
+// Ends the worker as soon as the pool's end of `socket` is closed, even in the middle of a job:
+// when the parent dies (SIGKILL, or SIGINT/SIGTERM at their default action) nothing will read
+// the job's result, and a spawned worker, reparented to init, would otherwise compute on for as
+// long as its job lasts. The pool closes a worker's socket while a job runs only when it is
+// done with that worker (a cancelled exchange, the pool's destruction), and kills it then
+// anyway. A thread rather than PR_SET_PDEATHSIG: that signal follows the *thread* that started
+// the worker, and the pool starts replacements from whichever executor thread runs the job.
+// poll asks for POLLRDHUP only (hang-ups always report), so a next job's bytes do not wake it.
+void exit_when_pool_hangs_up(int socket) noexcept {
+  try {
+    std::thread([socket] {
+      pollfd p{socket, POLLRDHUP, 0};
+      for (;;) {
+        const int n = ::poll(&p, 1, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0) break;
+      }
+      std::_Exit(0);  // no flush: the main thread may hold stdout's lock, and nobody reads it
+    }).detach();
+  } catch (...) {  // no thread (EAGAIN): the job ends first, then end of file ends the worker
+  }
+}
+
 // The worker's loop. Never returns and never lets an exception out: unwinding into the
 // caller would run the program's own main (spawn) or the parent's stack (fork) in the worker.
 [[noreturn]] void worker_loop(int socket) noexcept {
+  exit_when_pool_hangs_up(socket);
   try {
     serve_jobs(socket);
   } catch (...) {

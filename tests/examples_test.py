@@ -1,13 +1,36 @@
 #!/usr/bin/env python3
 """Integration tests: run the example programs as a user would and check what they print."""
 import argparse
+import ctypes
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import unittest
 
 ARGS = None
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def descendants(pid):
+    """The pids below `pid` in the process tree, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            found.append(c)
+            todo.append(c)
+    return found
 
 
 def run(*cmd, timeout=60):
@@ -159,6 +182,57 @@ class Countdown(unittest.TestCase):
         r = run(ARGS.countdown, "--mode=processes", "--start-method=vfork")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--start-method", r.stderr)
+
+    def test_killed_mid_run_its_workers_end_with_it(self):
+        # weft installs no handler in processes mode: SIGINT/SIGTERM kill the parent at their
+        # default action; its workers, mid-job, must not compute on as orphans. This process
+        # becomes their subreaper, so the orphans come to it: it sees them end and reaps them.
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.assertEqual(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0)
+        try:
+            for method in ("spawn", "fork"):
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with self.subTest(method=method, signal=sig.name):
+                        self.kill_mid_run(method, sig)
+        finally:
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+    def kill_mid_run(self, method, sig):
+        p = subprocess.Popen([ARGS.countdown, "--mode=processes", "--workers=2",
+                              "--count=400000000000", "--start-method=" + method],
+                             stdout=subprocess.DEVNULL)
+        workers = []
+        try:
+            # Two workers (spawn), or the fork server and two workers (fork), all counting.
+            want = 2 if method == "spawn" else 3
+            deadline = time.monotonic() + 20
+            while len(workers) < want and time.monotonic() < deadline and p.poll() is None:
+                time.sleep(0.02)
+                workers = descendants(p.pid)
+            self.assertEqual(len(workers), want, f"{method}: the pool's processes started")
+            time.sleep(0.2)
+            p.send_signal(sig)
+            self.assertEqual(p.wait(10), -sig, "the parent dies of the signal")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        # Within 5 s every worker has ended (the bound is generous: it takes milliseconds).
+        left, deadline = set(workers), time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            for pid in list(left):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        left.discard(pid)  # an orphan that came to us, reaped
+                        continue
+                except ChildProcessError:  # not ours: gone, or still the fork server's child
+                    pass
+                if not os.path.exists(f"/proc/{pid}"):
+                    left.discard(pid)
+            time.sleep(0.02)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        self.assertEqual(left, set(), f"{method}: workers alive 5 s after the parent died")
 
     def test_help_shows_defaults(self):
         r = run(ARGS.countdown, "--help")

@@ -4,13 +4,17 @@
 // tasks run. Run under ThreadSanitizer by ./run test (suite 'threads').
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <coroutine>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -754,4 +758,187 @@ TEST_CASE("multi-thread: I/O on a busy worker's ring is served while it runs a C
   // and runs there at full speed; before, none at all.
   CHECK(r.round_trips >= 5);
   if (r.same_thread) CHECK(report.multi_thread.poll_requests > 0);
+}
+
+namespace {
+// Main returns while tasks are suspended in every kind of wait: each frame must be destroyed
+// (a counter object per frame goes back to zero), each operation cancelled (the fds the frames
+// owned are closed, ASan sees no use of a freed buffer), the child process killed and reaped,
+// and the next run in the same process must work.
+std::atomic<int> live_frames{0};
+
+struct frame_counter {
+  frame_counter() noexcept { live_frames.fetch_add(1); }
+  ~frame_counter() { live_frames.fetch_sub(1); }
+  frame_counter(const frame_counter&) = delete;
+  frame_counter& operator=(const frame_counter&) = delete;
+};
+
+int open_fds() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// What the suspended tasks wait on from outside their frames: it outlives the run.
+struct waited_on {
+  weft::mutex mutex;
+  weft::event never_set;
+  weft::channel<int> empty{4};
+  weft::channel<int> full{1};
+  std::atomic<int> suspending{0};
+  std::atomic<bool> mutex_held{false};
+  std::atomic<pid_t> child_pid{-1};
+};
+
+weft::task<> sleeper(waited_on& w) {
+  frame_counter c;
+  w.suspending.fetch_add(1);
+  co_await weft::sleep_for(1h);
+}
+
+weft::task<> socket_reader(waited_on& w) {
+  frame_counter c;
+  auto [a, b] = weft::io::unix_stream::pair().value();
+  std::array<std::byte, 64> buf{};
+  w.suspending.fetch_add(1);
+  (void)co_await a.read(buf);
+}
+
+weft::task<> tcp_reader(waited_on& w) {
+  frame_counter c;
+  auto listener = weft::io::tcp_listener::bind(weft::io::socket_address::loopback_v4(0)).value();
+  auto client = (co_await weft::io::tcp_stream::connect(listener.local_address().value())).value();
+  auto server = (co_await listener.accept()).value();
+  std::array<std::byte, 64> buf{};
+  w.suspending.fetch_add(1);
+  (void)co_await server.read(buf);
+}
+
+weft::task<> acceptor(waited_on& w) {
+  frame_counter c;
+  auto listener = weft::io::tcp_listener::bind(weft::io::socket_address::loopback_v4(0)).value();
+  w.suspending.fetch_add(1);
+  (void)co_await listener.accept();
+}
+
+weft::task<> pipe_reader(waited_on& w) {
+  frame_counter c;
+  auto [r, wr] = weft::io::make_pipe().value();
+  std::array<std::byte, 64> buf{};
+  w.suspending.fetch_add(1);
+  (void)co_await r.read(buf);
+}
+
+weft::task<> mutex_holder(waited_on& w) {
+  frame_counter c;
+  auto guard = co_await w.mutex.scoped_lock();
+  w.mutex_held.store(true);
+  w.suspending.fetch_add(1);
+  co_await weft::sleep_for(1h);
+}
+
+weft::task<> mutex_waiter(waited_on& w) {
+  frame_counter c;
+  while (!w.mutex_held.load()) co_await weft::sleep_for(1ms);  // the holder takes it first
+  w.suspending.fetch_add(1);
+  auto guard = co_await w.mutex.scoped_lock();
+  // Woken when a cancelled holder unlocks: the next wait is cancelled too.
+  co_await weft::sleep_for(1h);
+}
+
+weft::task<> event_waiter(waited_on& w) {
+  frame_counter c;
+  w.suspending.fetch_add(1);
+  co_await w.never_set.wait();
+}
+
+weft::task<> channel_receiver(waited_on& w) {
+  frame_counter c;
+  w.suspending.fetch_add(1);
+  (void)co_await w.empty.recv();
+}
+
+weft::task<> channel_sender(waited_on& w) {
+  frame_counter c;
+  co_await w.full.send(1);
+  w.suspending.fetch_add(1);
+  co_await w.full.send(2);  // no room: waits for a receiver that never comes
+}
+
+weft::task<> child_waiter(waited_on& w) {
+  frame_counter c;
+  auto child = weft::io::command("sleep").arg("30").spawn().value();
+  w.child_pid.store(child.id());
+  w.suspending.fetch_add(1);
+  (void)co_await child.wait();
+}
+
+weft::task<> forever_on(weft::event& e) {
+  frame_counter c;
+  co_await e.wait();
+}
+
+weft::task<> any_waiter(waited_on& w) {
+  frame_counter c;
+  w.suspending.fetch_add(1);
+  (void)co_await weft::when_any(weft::invoke([]() -> weft::task<> {
+                                  frame_counter inner;
+                                  co_await weft::sleep_for(1h);
+                                }),
+                                forever_on(w.never_set));
+}
+
+constexpr int suspended_kinds = 12;  // the tasks leave_suspended spawns
+
+weft::task<int> leave_suspended(waited_on& w) {
+  for (auto* f :
+       {sleeper, socket_reader, tcp_reader, acceptor, pipe_reader, mutex_holder, mutex_waiter,
+        event_waiter, channel_receiver, channel_sender, child_waiter, any_waiter}) {
+    weft::spawn(f(w)).detach();
+  }
+  // `suspending` is counted just before each task's last wait; a few turns later they all wait.
+  while (w.suspending.load() < suspended_kinds) co_await weft::sleep_for(1ms);
+  co_await weft::sleep_for(20ms);
+  co_return 42;
+}
+}  // namespace
+
+TEST_CASE("main returning while tasks wait in I/O, sync and child waits: every frame freed",
+          "[executors][shutdown]") {
+  struct case_t {
+    weft::mode mode;
+    unsigned workers;
+  };
+  for (auto [m, workers] : {case_t{weft::mode::cooperative, 1}, case_t{weft::mode::single_lock, 2},
+                            case_t{weft::mode::single_lock, 4}, case_t{weft::mode::multi_thread, 2},
+                            case_t{weft::mode::multi_thread, 4}}) {
+    INFO(weft::to_string(m) << " workers=" << workers);
+    const int fds_before = open_fds();
+    {
+      waited_on w;
+      const auto start = std::chrono::steady_clock::now();
+      CHECK(weft::run(weft::run_options{m, workers}, leave_suspended(w)) == 42);
+      CHECK(std::chrono::steady_clock::now() - start < 20s);  // not the hour of the sleeps
+      CHECK(live_frames.load() == 0);
+      CHECK(w.suspending.load() >= suspended_kinds);
+      const pid_t pid = w.child_pid.load();
+      REQUIRE(pid > 0);
+      // Killed and reaped by the child's destructor: no process, no zombie, with that pid.
+      CHECK(::kill(pid, 0) == -1);
+      CHECK(errno == ESRCH);
+    }
+    CHECK(open_fds() == fds_before);
+    // The next run in the same process works, with timers and I/O.
+    auto next = []() -> weft::task<int> {
+      co_await weft::sleep_for(1ms);
+      auto [a, b] = weft::io::unix_stream::pair().value();
+      const std::array<std::byte, 1> one{std::byte{7}};
+      (void)co_await b.write(one);
+      std::array<std::byte, 1> got{};
+      auto n = co_await a.read(got);
+      co_return n&&* n == 1 ? static_cast<int>(got[0]) : -1;
+    };
+    CHECK(weft::run(weft::run_options{m, workers}, next()) == 7);
+  }
 }

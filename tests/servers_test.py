@@ -1583,6 +1583,136 @@ def t_http_shutdown(mode):
                      f"(took {time.monotonic() - start:.2f} s)")
 
 
+# ---- signals on every mode: the same shutdown contract for both servers ----------------------
+#
+# echo_signals and http_shutdown cover one signal or one kind of connection each; this matrix
+# runs both servers x SIGINT and SIGTERM on cooperative, single-lock:2 and multi-thread:2 (not
+# :4, to keep CI short): with a request in flight and one that never finishes, the server
+# refuses new connections at once, finishes the first (full answer), closes the second at the
+# drain bound and exits 0; a second signal during a 30 s drain ends it at once, still exit 0.
+
+MATRIX_DRAIN_S = 0.5
+
+
+class EchoInFlight:
+    """An echo connection mid-stream: echoed before the signal, goes on being echoed after."""
+
+    def __init__(self, addr):
+        self.s = connect(addr, 10)
+        self.s.sendall(b"before")
+        check_eq(recv_exact(self.s, 6), b"before", "in flight: echoed before the signal")
+
+    def finish(self):
+        self.s.sendall(b"after the signal")
+        check_eq(recv_exact(self.s, 16), b"after the signal",
+                 "in flight: still echoed during the drain")
+        self.s.close()
+
+
+class HttpInFlight:
+    """An HTTP request whose body is still arriving (the head is parsed: the request is busy)."""
+    HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+
+    def __init__(self, addr):
+        self.s = connect(addr, 10)
+        self.s.sendall(self.HEAD + b"12345")
+
+    def finish(self):
+        self.s.sendall(b"67890")
+        r = Reader(self.s).response()
+        check(r.status == 200 and r.body == b"Hello, World!", "in flight: the request whose "
+              "body arrived during the drain gets its full answer", f"{r.status} {r.body!r}")
+        check(wait_eof(self.s, 3.0), "in flight: closed after its answer (stopping)")
+        self.s.close()
+
+
+def stuck_connection(kind, addr):
+    """A connection that never finishes: an echo connection left open, or an HTTP request whose
+    body never ends."""
+    s = connect(addr, 10)
+    if kind == "echo":
+        s.sendall(b"x")
+        check_eq(recv_exact(s, 1), b"x", "stuck: echoed")
+    else:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    return s
+
+
+def refused_within(addr, timeout):
+    """Seconds until a new connection is refused, or None when it never is within timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            socket.create_connection(addr, timeout=1.0).close()
+        except ConnectionRefusedError:
+            return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return None
+
+
+def signal_matrix(kind, mode):
+    if mode.workers > 2:
+        print(f"  (skipped on {mode}: the matrix runs on cooperative, single-lock:2, "
+              "multi-thread:2)")
+        return
+    start_server = (lambda *a: Server(ARGS.echo_server, *a, mode=mode)) if kind == "echo" \
+        else (lambda *a: http_server(*a, mode=mode))
+    in_flight = EchoInFlight if kind == "echo" else HttpInFlight
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        name = signal.Signals(sig).name
+        with start_server("--drain-timeout", MATRIX_DRAIN_S) as srv:
+            busy = in_flight(srv.addr)
+            stuck = stuck_connection(kind, srv.addr)
+            try:
+                time.sleep(0.2)  # the server has read what was sent: both requests are busy
+                sig_at = time.monotonic()
+                srv.send_signal(sig)
+                took = refused_within(srv.addr, 3.0)
+                check(took is not None and srv.alive(), f"{name}: new connections refused at "
+                      "once (within 3 s), the server still draining",
+                      f"refused after {took} s, rc={srv.proc.returncode}")
+                busy.finish()
+                check(wait_eof(stuck, MATRIX_DRAIN_S + 5.0), f"{name}: the connection that "
+                      "never finishes is closed at the drain bound")
+                rc = srv.wait(MATRIX_DRAIN_S + 5.0)
+                took = time.monotonic() - sig_at
+                check(rc == 0 and MATRIX_DRAIN_S * 0.8 <= took < MATRIX_DRAIN_S + 4.0,
+                      f"{name}: exit 0 at the {MATRIX_DRAIN_S} s drain bound (+ 4 s slack)",
+                      f"rc={rc} after {took:.2f} s")
+            finally:
+                busy.s.close()
+                stuck.close()
+        with start_server("--drain-timeout", 30) as srv:
+            stuck = stuck_connection(kind, srv.addr)
+            try:
+                time.sleep(0.2)
+                srv.send_signal(sig)
+                time.sleep(0.2)
+                check(srv.alive(), f"{name} twice: draining after the first",
+                      f"rc={srv.proc.returncode}")
+                second_at = time.monotonic()
+                srv.send_signal(sig)
+                rc = srv.wait(5.0)
+                took = time.monotonic() - second_at
+                check(rc == 0 and took < 2.0, f"{name} twice: the second ends a 30 s drain "
+                      "within 2 s, exit 0", f"rc={rc} after {took:.2f} s")
+                check(wait_eof(stuck, 2.0), f"{name} twice: the open connection is closed")
+            finally:
+                stuck.close()
+
+
+@test("echo_signal_matrix", "echo", threaded=True)
+def t_echo_signal_matrix(mode):
+    signal_matrix("echo", mode)
+
+
+@test("http_signal_matrix", "http", threaded=True)
+def t_http_signal_matrix(mode):
+    signal_matrix("http", mode)
+
+
 @test("http_bad_args", "http")
 def t_http_bad_args():
     bad_args_check(ARGS.http_server, "http_server",
