@@ -186,6 +186,10 @@ class reactor {
   std::uint64_t wake_buffer_ = 0;
   wake_read wake_completion_;
   bool stopping_ = false;
+  // Running under Valgrind: declare what queued SQEs let the kernel write, and bound ring waits
+  // (see reactor.cpp). Read once, at construction.
+  bool under_valgrind_ = false;
+  void declare_queued_writes() noexcept;
   std::function<void()> on_wake_;
 
   persistent_completion* persistent_ = nullptr;
