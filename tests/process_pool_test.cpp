@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -32,6 +33,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -1247,6 +1249,28 @@ TEST_CASE("serial: a huge claimed length is rejected without allocating it", "[s
     CHECK_THROWS_AS(decode<std::vector<std::vector<int>>>(bytes), serial::format_error);
     CHECK_THROWS_AS(decode<std::vector<point>>(bytes), serial::format_error);
   }
+}
+
+// Regression (tests/fuzz/serialize_fuzz): the count was only bounded by the bytes left, so a
+// corrupt one made the decoder reserve up to sizeof(T) times the message (96 MiB for a 1 MiB
+// message of string triples) before finding it truncated. Now a count whose elements cannot fit
+// in what is left, at codec<T>::min_size bytes each, is rejected before anything is reserved.
+TEST_CASE("serial: a count that cannot fit is rejected before reserving memory", "[serial]") {
+  using triples = std::vector<std::tuple<std::string, std::string, std::string>>;
+  using blocks = std::vector<std::tuple<std::array<char, 64>>>;
+  STATIC_REQUIRE(serial::codec<std::tuple<std::string, std::string, std::string>>::min_size == 24);
+  STATIC_REQUIRE(serial::codec<std::tuple<std::array<char, 64>>>::min_size == 64);
+  STATIC_REQUIRE(serial::codec<weft::shared_buffer>::min_size == 12);
+  const std::string bytes = claimed_length(4096 / 8, 4096);  // fits 8-byte items, not 24 or 64
+  const auto too_long = Catch::Contains("vector longer than its message");
+  CHECK_THROWS_WITH(decode<triples>(bytes), too_long);
+  CHECK_THROWS_WITH(decode<blocks>(bytes), too_long);
+  CHECK_THROWS_WITH(decode<std::vector<std::vector<std::string>>>(claimed_length(2, 15)), too_long);
+  // The bound is exact: the most elements that fit still decode.
+  check_round_trip<triples>(triples(5));  // 8 + 5 * 24 bytes: count == remaining / min_size
+  std::tuple<std::array<char, 64>> block{};
+  std::get<0>(block).fill('b');
+  check_round_trip<blocks>(blocks(3, block));
 }
 
 TEST_CASE("serial: shared buffers travel as file descriptors", "[serial]") {

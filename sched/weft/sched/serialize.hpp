@@ -1,6 +1,7 @@
 // weft: the byte format of a process pool's arguments and results, and shared memory.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -165,7 +166,10 @@ class reader {
 template <class T, class = void>
 struct codec {
   /// Whether `T` can be passed: false here, true in the specializations, which also have
-  /// `static void put(writer&, const T&)` and `static T take(reader&)`.
+  /// `static void put(writer&, const T&)`, `static T take(reader&)` and
+  /// `static constexpr std::size_t min_size`, the fewest bytes an encoded `T` takes (at least 1:
+  /// a vector's decoder rejects a count of elements that cannot fit in what is left, and so never
+  /// reserves memory out of proportion to the message).
   static constexpr bool supported = false;
 };
 
@@ -183,6 +187,7 @@ template <class T>
 struct codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !is_address_like_v<T> &&
                                  !std::is_array_v<T>>> {
   static constexpr bool supported = true;
+  static constexpr std::size_t min_size = sizeof(T);
   static void put(writer& w, const T& value) { w.put_raw(value); }
   static T take(reader& r) { return r.take_raw<T>(); }
 };
@@ -190,6 +195,7 @@ struct codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !is_address_
 template <>
 struct codec<std::string> {
   static constexpr bool supported = true;
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);  // the length
   static void put(writer& w, const std::string& s) {
     w.put_raw<std::uint64_t>(s.size());
     w.put_bytes(s.data(), s.size());
@@ -205,6 +211,7 @@ struct codec<std::string> {
 template <class T>
 struct codec<std::vector<T>, std::enable_if_t<codec<T>::supported && !std::is_same_v<T, bool>>> {
   static constexpr bool supported = true;
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);  // the count
   static void put(writer& w, const std::vector<T>& v) {
     w.put_raw<std::uint64_t>(v.size());
     if constexpr (std::is_trivially_copyable_v<T>) {
@@ -215,17 +222,20 @@ struct codec<std::vector<T>, std::enable_if_t<codec<T>::supported && !std::is_sa
   }
   static std::vector<T> take(reader& r) {
     const auto count = r.take_raw<std::uint64_t>();
+    // Every element takes at least min_size bytes, so a count that cannot fit in what is left
+    // is corrupt. Checked before reserving: the memory reserved is then at most what is left
+    // times sizeof(T) / min_size (4 for strings), not times sizeof(T) (found by
+    // tests/fuzz/serialize_fuzz: a 1 MiB message reserved 96 MiB for tuples of 3 strings).
+    static_assert(codec<T>::min_size > 0);
+    if (count > r.remaining() / codec<T>::min_size) {
+      throw format_error("weft::serial: vector longer than its message");
+    }
     std::vector<T> v;
     if constexpr (std::is_trivially_copyable_v<T>) {
-      if (count > r.remaining() / (sizeof(T) == 0 ? 1 : sizeof(T))) {
-        throw format_error("weft::serial: vector longer than its message");
-      }
       v.resize(static_cast<std::size_t>(count));
       auto bytes = r.take_bytes(v.size() * sizeof(T));
       if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
     } else {
-      // Every element takes at least one byte... except empty ones; bound by what is left.
-      if (count > r.remaining()) throw format_error("weft::serial: vector longer than its message");
       v.reserve(static_cast<std::size_t>(count));
       for (std::uint64_t i = 0; i < count; ++i) v.push_back(codec<T>::take(r));
     }
@@ -236,6 +246,9 @@ struct codec<std::vector<T>, std::enable_if_t<codec<T>::supported && !std::is_sa
 template <class... Ts>
 struct codec<std::tuple<Ts...>, std::enable_if_t<(codec<Ts>::supported && ...)>> {
   static constexpr bool supported = true;
+  // At least 1: a vector of empty tuples, which encode to nothing, stays bounded by what is left.
+  static constexpr std::size_t min_size =
+      std::max<std::size_t>(1, (std::size_t{0} + ... + codec<Ts>::min_size));
   static void put(writer& w, const std::tuple<Ts...>& t) {
     std::apply([&](const Ts&... items) { (codec<Ts>::put(w, items), ...); }, t);
   }
@@ -248,6 +261,7 @@ template <class A, class B>
 struct codec<std::pair<A, B>, std::enable_if_t<codec<A>::supported && codec<B>::supported &&
                                                !std::is_trivially_copyable_v<std::pair<A, B>>>> {
   static constexpr bool supported = true;
+  static constexpr std::size_t min_size = codec<A>::min_size + codec<B>::min_size;
   static void put(writer& w, const std::pair<A, B>& p) {
     codec<A>::put(w, p.first);
     codec<B>::put(w, p.second);
@@ -261,6 +275,7 @@ struct codec<std::pair<A, B>, std::enable_if_t<codec<A>::supported && codec<B>::
 template <>
 struct codec<shared_buffer> {
   static constexpr bool supported = true;
+  static constexpr std::size_t min_size = sizeof(std::uint64_t) + sizeof(std::uint32_t);
   static void put(writer& w, const shared_buffer& b) {
     w.put_raw<std::uint64_t>(b.size());
     w.put_raw<std::uint32_t>(b ? w.put_fd(b.native_handle()) : UINT32_MAX);
