@@ -33,7 +33,10 @@ void ignore_sigpipe() noexcept {
 }
 
 reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_timers)
-    : ring_(entries), shared_timers_(shared_timers), on_wake_(std::move(on_wake)) {
+    : ring_(testing::fault_hook::ring_entries(entries)),
+      shared_timers_(shared_timers),
+      on_wake_(std::move(on_wake)) {
+  faults_.attach();
   ignore_sigpipe();
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw_errno(errno, "weft: eventfd for the reactor's wake-up");
@@ -81,6 +84,7 @@ reactor::~reactor() {
       if (persistent_ == p) untrack(*p);
     }
     ::close(wake_fd_);
+    faults_.detach(in_flight_, stats_.cq_overflows);
     return;
   }
   // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
@@ -117,6 +121,7 @@ reactor::~reactor() {
     }
   }
   ::close(wake_fd_);
+  faults_.detach(in_flight_, stats_.cq_overflows);
 }
 
 void reactor::arm_wake_read() {
