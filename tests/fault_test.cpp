@@ -63,6 +63,12 @@ std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
   return v;
 }
 
+// A test body that hangs (a broken read_exact leaves its writer blocked forever) fails instead:
+// after 10 s it is cancelled and weft::run throws errc::timed_out.
+task<> bounded(task<> body) {
+  co_await weft::with_timeout(10s, std::move(body));
+}
+
 const weft::run_options cooperative{weft::mode::cooperative, 0};
 const weft::run_options multi_thread{weft::mode::multi_thread, 2};
 
@@ -97,7 +103,7 @@ TEST_CASE("an injected ECONNRESET surfaces from tcp_stream::read and write", "[f
   for (const auto& mode : {cooperative, multi_thread}) {
     INFO("mode " << weft::to_string(mode.mode));
     faults f(only({IORING_OP_RECV, IORING_OP_SEND}, ft::fault_kind::econnreset));
-    weft::run(mode, weft::invoke([]() -> task<> {
+    weft::run(mode, bounded(weft::invoke([]() -> task<> {
                 auto [a, b] = co_await tcp_pair();
                 std::byte buffer[16];
                 auto r = co_await a.read(buffer);
@@ -109,7 +115,7 @@ TEST_CASE("an injected ECONNRESET surfaces from tcp_stream::read and write", "[f
                 REQUIRE(!w);
                 CHECK(w.error() == std::errc::connection_reset);
                 CHECK(std::string(w.full_error().operation) == "send");
-              }));
+              })));
     CHECK(f.injected(ft::fault_kind::econnreset) == 2);
     f.check_nothing_leaked();
   }
@@ -138,7 +144,7 @@ TEST_CASE("accept gives EMFILE at the call site, and a retry after a back-off re
     plan.chosen = {0, 1};
     plan.chosen_kind = ft::fault_kind::emfile;
     faults f(plan);
-    weft::run(mode, weft::invoke([]() -> task<> {
+    weft::run(mode, bounded(weft::invoke([]() -> task<> {
                 auto listener = io::tcp_listener::bind(io::socket_address::loopback_v4(0)).value();
                 const auto where = listener.local_address().value();
                 int errors = 0, accepted = 0;
@@ -159,7 +165,7 @@ TEST_CASE("accept gives EMFILE at the call site, and a retry after a back-off re
                 }
                 CHECK(accepted == 8);
                 CHECK(errors > 0);
-              }));
+              })));
     CHECK(f.injected(ft::fault_kind::emfile) > 0);
     f.check_nothing_leaked();
   }
@@ -185,7 +191,7 @@ TEST_CASE("short reads and writes: read_exact and write_all still move every byt
     faults f(only({IORING_OP_RECV, IORING_OP_SEND, IORING_OP_READ, IORING_OP_WRITE},
                   ft::fault_kind::short_transfer, 0.7, 11));
     weft::run(
-        mode, weft::invoke([]() -> task<> {
+        mode, bounded(weft::invoke([]() -> task<> {
           auto [a, b] = co_await tcp_pair();
           const auto sent = pattern(256 * 1024, 5);
           auto writer =
@@ -193,7 +199,7 @@ TEST_CASE("short reads and writes: read_exact and write_all still move every byt
           std::vector<std::byte> got(sent.size());
           (co_await b.read_exact(got)).value();
           co_await writer;
-          CHECK(got == sent);
+          CHECK((got == sent));  // parenthesized: no 256 KiB dump on failure
 
           // A pipe's read_exact, and a regular file's write_all_at, under the same faults.
           auto [reader, pw] = io::make_pipe().value();
@@ -203,7 +209,7 @@ TEST_CASE("short reads and writes: read_exact and write_all still move every byt
           std::vector<std::byte> piped(small.size());
           (co_await reader.read_exact(piped)).value();
           co_await pipe_writer;
-          CHECK(piped == small);
+          CHECK((piped == small));
 
           char path[] = "/tmp/weft-fault-test-XXXXXX";
           io::fd tmp(::mkstemp(path));
@@ -218,8 +224,8 @@ TEST_CASE("short reads and writes: read_exact and write_all still move every byt
             REQUIRE(n > 0);
             done += n;
           }
-          CHECK(back == sent);
-        }));
+          CHECK((back == sent));
+        })));
     CHECK(f.injected(ft::fault_kind::short_transfer) > 0);
     f.check_nothing_leaked();
   }
