@@ -7,11 +7,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/io/fault_injection.hpp>
 #include <weft/weft.hpp>
 
 namespace examples {
@@ -132,6 +134,14 @@ weft::task<> serve_until_signal(
   fmt::print("listening on {}\n", listener.local_address().value().to_string());
   std::fflush(stdout);
   auto sig = co_await signals.wait();
+  // A failed read of the signalfd (ENOMEM) is not a signal: keep waiting rather than stop the
+  // server. Only a broken signalfd (EBADF, EINVAL) ends the wait without one.
+  while (!sig && sig.error() != std::errc::bad_file_descriptor &&
+         sig.error() != std::errc::invalid_argument) {
+    fmt::print(stderr, "{}: waiting for signals: {}; retrying\n", program, sig.message());
+    co_await weft::sleep_for(std::chrono::milliseconds(10));
+    sig = co_await signals.wait();
+  }
   fmt::print(stderr, "{}: {}, stopping: no new connections, draining the others\n", program,
              sig ? (*sig == SIGINT ? "SIGINT" : "SIGTERM") : sig.message());
   listener.close();  // the accept loop ends with EBADF
@@ -169,13 +179,10 @@ weft::task<> serve_until_signal(
   }
 }
 
-/// A server's `main` after its options are parsed: blocks SIGINT/SIGTERM for a signalfd (before
-/// any thread exists, so every thread inherits the mask), binds, and serves on the executor the
-/// options chose until a signal (see serve_until_signal). Returns the exit status: 0 after a
-/// clean shutdown, 1 with one line on stderr when binding or the runtime's set-up fails.
-template <class Serve, class OnStop = void (*)()>
-int run_server(
-    const server_options& options, const char* program, Serve serve, OnStop on_stop = [] {}) {
+/// run_server without the fault report.
+template <class Serve, class OnStop>
+int run_server_body(const server_options& options, const char* program, Serve serve,
+                    OnStop on_stop) {
   try {
     weft::io::signal_set signals{SIGINT, SIGTERM};
     auto listener = weft::io::tcp_listener::bind(options.address);
@@ -196,6 +203,27 @@ int run_server(
     fmt::print(stderr, "{}: {}\n", program, e.what());
     return 1;
   }
+}
+
+/// A server's `main` after its options are parsed: blocks SIGINT/SIGTERM for a signalfd (before
+/// any thread exists, so every thread inherits the mask), binds, and serves on the executor the
+/// options chose until a signal (see serve_until_signal). Returns the exit status: 0 after a
+/// clean shutdown, 1 with one line on stderr when binding or the runtime's set-up fails.
+template <class Serve, class OnStop = void (*)()>
+int run_server(
+    const server_options& options, const char* program, Serve serve, OnStop on_stop = [] {}) {
+  // Under fault injection (a test build run with WEFT_FAULTS), the exit also reports what the
+  // injector did and what was left over: tasks, operations in flight, fds (none should be).
+  const bool faults =
+      weft::io::testing::fault_injection_built() && std::getenv("WEFT_FAULTS") != nullptr;
+  const std::size_t fds_at_start = faults ? weft::io::testing::open_fd_count() : 0;
+  const int status = run_server_body(options, program, std::move(serve), std::move(on_stop));
+  if (faults) {
+    fmt::print(stderr, "{} fds_start={} fds_end={} exit={}\n",
+               weft::io::testing::describe(weft::io::testing::fault_totals()), fds_at_start,
+               weft::io::testing::open_fd_count(), status);
+  }
+  return status;
 }
 
 /// Parses the command line, reporting errors as every example does: usage on stderr, exit 2.

@@ -91,7 +91,10 @@ void ignore_sigpipe() noexcept {
 }
 
 reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_timers)
-    : ring_(entries), shared_timers_(shared_timers), on_wake_(std::move(on_wake)) {
+    : ring_(testing::fault_hook::ring_entries(entries)),
+      shared_timers_(shared_timers),
+      on_wake_(std::move(on_wake)) {
+  faults_.attach();
   ignore_sigpipe();
   under_valgrind_ = under_valgrind();
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -140,6 +143,7 @@ reactor::~reactor() {
       if (persistent_ == p) untrack(*p);
     }
     ::close(wake_fd_);
+    faults_.detach(in_flight_, stats_.cq_overflows);
     return;
   }
   // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
@@ -176,6 +180,7 @@ reactor::~reactor() {
     }
   }
   ::close(wake_fd_);
+  faults_.detach(in_flight_, stats_.cq_overflows);
 }
 
 void reactor::arm_wake_read() {

@@ -51,6 +51,16 @@ struct value_slot<T&> {
   static T& get(stored& s) noexcept { return *s; }
 };
 
+#ifdef WEFT_FAULT_INJECTION
+// Task frames alive now, in a fault-injection build only (weft::io::testing::fault_totals).
+inline std::atomic<long long> live_task_frames{0};
+inline void count_frame(long long delta) noexcept {
+  live_task_frames.fetch_add(delta, std::memory_order_relaxed);
+}
+#else
+inline void count_frame(long long) noexcept {}
+#endif
+
 /// The part of every task promise that does not depend on T: the awaiter to resume, the cancel
 /// scope, and the state used when the task is spawned rather than awaited.
 class promise_base : public spawn_link {
@@ -76,8 +86,13 @@ class promise_base : public spawn_link {
   void unhandled_exception() noexcept { error_ = std::current_exception(); }
 
   /// Frames come from the per-thread recycling allocator (see frame_allocator.hpp).
-  static void* operator new(std::size_t size) { return frame_allocator::allocate(size); }
+  static void* operator new(std::size_t size) {
+    void* p = frame_allocator::allocate(size);
+    count_frame(1);
+    return p;
+  }
   static void operator delete(void* p, std::size_t size) noexcept {
+    count_frame(-1);
     frame_allocator::deallocate(p, size);
   }
 

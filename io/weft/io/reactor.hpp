@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <weft/detail/timer_heap.hpp>
+#include <weft/io/fault_injection.hpp>
 #include <weft/io/ring.hpp>
 
 namespace weft::io {
@@ -86,6 +87,7 @@ class reactor {
     io_uring_sqe* sqe = get_sqe();
     prepare(sqe);
     io_uring_sqe_set_data(sqe, c);
+    faults_.on_submit(sqe);  // nothing at all unless built with -Dfault_injection=true
     ++in_flight_;
   }
 
@@ -197,6 +199,7 @@ class reactor {
 
   std::mutex remote_mutex_;
   std::vector<completion*> remote_cancels_;
+  [[no_unique_address]] testing::fault_hook faults_;  // test builds only: fault_injection.hpp
 };
 
 }  // namespace weft::io
