@@ -67,7 +67,7 @@ bool under_valgrind() noexcept {
 // Valgrind 3.19 runs one thread at a time and does not let another run while one waits in
 // io_uring_enter (liburing issue #657), so a thread parked in its ring until another thread
 // wakes it would wait forever. Under Valgrind only, ring waits are cut to this slice.
-constexpr auto valgrind_wait_slice = std::chrono::milliseconds(10);
+constexpr auto valgrind_wait_slice = std::chrono::milliseconds(1);
 
 // user_data of SQEs whose CQE nobody waits for (cancel requests).
 constexpr std::uint64_t ignored_user_data = 0;

@@ -28,8 +28,8 @@ def scenarios(build, tmp):
     for mode in THREADED:
         yield [ex("hello"), *mode], "sum of squares = 385"
         yield [ex("threading"), *mode, "--tasks=4", "--deposits=50"], "balance=200 (expected 200)"
-        yield ([ex("producer_consumer"), *mode, "--queue=all", "--items=300"],
-               "priority: items=300")
+        yield ([ex("producer_consumer"), *mode, "--queue=all", "--items=40"],
+               "priority: items=40")
         yield [ex("pipeline"), *mode, "--lines=200"], "sorted=yes complete=yes"
         yield ([ex("countdown"), f"--mode={mode[0].split('=')[1]}", "--workers=2",
                 "--count=200000"], "countdown of 200000")
