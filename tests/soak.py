@@ -18,7 +18,8 @@ kind at random, over and over, until the run's time is up:
         trickles in, cut off by the server's --header-timeout: 408 or close), oversized headers
         (431), garbage (400).
 
-Afterwards, with every client gone: the fd count must come back to the baseline exactly, the RSS
+Afterwards, with every client gone: the fd count must come back to the baseline (or below: the
+baseline may still hold one of the warm-up's connections), the RSS
 to within max(25%, 4 MiB) of it (allocators keep some memory), every good exchange must have got
 exactly the right answer, every bad client an answer or a close (never a hang past its socket
 timeout), and SIGINT must stop the server with exit status 0. One line per run and a summary;
@@ -259,7 +260,7 @@ def settle(pid, baseline_fds=None, limit=15.0):
             return now
         if now != last:
             last, stable_since = now, time.monotonic()
-        elif time.monotonic() - stable_since > 1.0 and baseline_fds is None:
+        elif time.monotonic() - stable_since > 2.0 and baseline_fds is None:
             return now
     return open_fds(pid)
 
@@ -294,7 +295,9 @@ def soak_one(build, server, mode_name, mode_args, seconds, clients, seed, wrappe
         if counts.failures or warm.failures:
             problems.append(f"{len(counts.failures) + len(warm.failures)} client failures: "
                             + "; ".join((warm.failures + counts.failures)[:5]))
-        if fds1 != fds0:
+        # Fewer fds after than before is not a leak: the server can still hold one of the
+        # warm-up's last connections (it has not seen the close yet) when the baseline is taken.
+        if fds1 > fds0:
             problems.append(f"fds {fds0} before, {fds1} after")
         if check_rss and rss1 > rss0 + max(rss0 // 4, 4096):
             problems.append(f"RSS {rss0} KiB before, {rss1} KiB after")

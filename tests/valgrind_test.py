@@ -6,7 +6,10 @@ error (an invalid read or write, a use of uninitialised memory, a definite or in
 makes that run exit 99 and this test fail, with Valgrind's report.
 
 Sizes are small (Valgrind runs code 20-50 times slower, one thread at a time); timings are
-never checked here, only exit statuses and what the programs say they checked.
+never checked here, only exit statuses and what the programs say they checked. Programs that
+start processes (pipeline, word_count, countdown --mode=processes) are left out: Valgrind 3.19
+has no pidfd_open (syscall 434), so weft's spawner gets ENOSYS under it; they run under ASan and
+LeakSanitizer instead.
 
 usage: valgrind_test.py --build DIR [--soak-seconds S]"""
 import argparse
@@ -14,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
@@ -23,44 +25,38 @@ THREADED = (["--mode=cooperative"], ["--mode=single-lock", "--workers=2"],
             ["--mode=multi-thread", "--workers=2"])
 
 
-def scenarios(build, tmp):
+def scenarios(build):
     ex = lambda name: os.path.join(build, "examples", name)  # noqa: E731
     for mode in THREADED:
         yield [ex("hello"), *mode], "sum of squares = 385"
         yield [ex("threading"), *mode, "--tasks=4", "--deposits=50"], "balance=200 (expected 200)"
-        yield ([ex("producer_consumer"), *mode, "--queue=all", "--items=40"],
-               "priority: items=40")
-        yield [ex("pipeline"), *mode, "--lines=200"], "sorted=yes complete=yes"
+        yield ([ex("producer_consumer"), *mode, "--queue=all", "--items=10",
+                "--thread-producers=1"],
+               "priority: items=10")
         yield ([ex("countdown"), f"--mode={mode[0].split('=')[1]}", "--workers=2",
                 "--count=200000"], "countdown of 200000")
-    yield [ex("countdown"), "--mode=processes", "--workers=2", "--count=200000"], "countdown of"
-    yield [ex("word_count"), tmp, "--workers=2", "--top=2"], "files=3"
     yield [ex("loops")], "All tasks done"
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True)
-    parser.add_argument("--soak-seconds", type=float, default=12)
+    parser.add_argument("--soak-seconds", type=float, default=9)
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind): skipped")
         return 77
     failures = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(3):
-            with open(os.path.join(tmp, f"text{i}.txt"), "w") as f:
-                f.write("the quick brown fox jumps over the lazy dog\n" * (i + 1))
-        for cmd, expected in scenarios(args.build, tmp):
-            start = time.monotonic()
-            r = subprocess.run(VALGRIND + cmd, capture_output=True, text=True, timeout=600)
-            ok = r.returncode == 0 and expected in r.stdout
-            name = " ".join([os.path.basename(cmd[0])] + cmd[1:])
-            print(f"{'ok  ' if ok else 'FAIL'} {name} ({time.monotonic() - start:.1f} s)",
-                  flush=True)
-            if not ok:
-                failures.append(f"{name}: exit {r.returncode}\n{r.stdout[-1000:]}\n"
-                                f"{r.stderr[-4000:]}")
+    for cmd, expected in scenarios(args.build):
+        start = time.monotonic()
+        r = subprocess.run(VALGRIND + cmd, capture_output=True, text=True, timeout=600)
+        ok = r.returncode == 0 and expected in r.stdout
+        name = " ".join([os.path.basename(cmd[0])] + cmd[1:])
+        print(f"{'ok  ' if ok else 'FAIL'} {name} ({time.monotonic() - start:.1f} s)",
+              flush=True)
+        if not ok:
+            failures.append(f"{name}: exit {r.returncode}\n{r.stdout[-1000:]}\n"
+                            f"{r.stderr[-4000:]}")
     soak = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "soak.py"),
                            "--build", args.build, "--seconds", str(args.soak_seconds),
                            "--clients", "4", "--wrapper", " ".join(VALGRIND)],
