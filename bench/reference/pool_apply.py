@@ -105,7 +105,18 @@ def main():
             raise RuntimeError("map gave a wrong number of results")
         print(f"map workers={workers} fork={fork} items={args.map_items} wall_s={wall:.6f} "
               f"us_per_item={wall * 1e6 / args.map_items:.3f}", flush=True)
+    stop_resource_tracker()
     return 0
+
+
+def stop_resource_tracker():
+    """The spawn start method starts multiprocessing's resource tracker, which otherwise exits
+    only after this process, as an orphan nobody reaps (./run test's orphan check reports it).
+    Stop and reap it now: CPython's own shutdown does the same through this private call."""
+    from multiprocessing import resource_tracker
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is not None and hasattr(tracker, "_stop"):
+        tracker._stop()
 
 
 if __name__ == "__main__":
