@@ -143,7 +143,7 @@ reactor::~reactor() {
       if (persistent_ == p) untrack(*p);
     }
     ::close(wake_fd_);
-    faults_.detach(in_flight_, stats_.cq_overflows);
+    faults_.detach(in_flight_, counters_.cq_overflows.load(std::memory_order_relaxed));
     return;
   }
   // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
@@ -180,7 +180,7 @@ reactor::~reactor() {
     }
   }
   ::close(wake_fd_);
-  faults_.detach(in_flight_, stats_.cq_overflows);
+  faults_.detach(in_flight_, counters_.cq_overflows.load(std::memory_order_relaxed));
 }
 
 void reactor::arm_wake_read() {
@@ -200,7 +200,7 @@ void reactor::declare_queued_writes() noexcept {
 io_uring_sqe* reactor::get_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
   while (sqe == nullptr) {
-    ++stats_.enter_calls;
+    bump(counters_.enter_calls);
     if (under_valgrind_) [[unlikely]]
       declare_queued_writes();
     int rc = io_uring_submit(ring_.get());
@@ -283,7 +283,8 @@ bool reactor::expire_timers(clock::time_point now) {
   timer_guard guard(*this);
   bool any = false;
   while (detail::timer_node* n = timers_.pop_expired(now)) {
-    ++stats_.timers_fired;
+    bump(counters_.timers_fired);
+    weft::detail::trace_instant("timer");
     n->on_expire(n);
     any = true;
   }
@@ -294,7 +295,8 @@ void reactor::reap() {
   io_uring* r = ring_.get();
   // With IORING_FEAT_NODROP the kernel parks completions that did not fit and sets this flag;
   // liburing's peek enters the kernel to flush them once the ring has room, so none is lost.
-  if ((IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) ++stats_.cq_overflows;
+  if ((IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0)
+    bump(counters_.cq_overflows);
   if (io_uring_cq_ready(r) == 0 &&
       (IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW) == 0) {
     return;  // the common case on a busy loop: no syscall, no call
@@ -307,10 +309,11 @@ void reactor::reap() {
     const int result = cqe->res;
     const std::uint32_t flags = cqe->flags;
     io_uring_cqe_seen(r, cqe);
-    ++stats_.completions;
+    bump(counters_.completions);
     if (data == nullptr) continue;
     auto* c = static_cast<completion*>(data);
     if (c != &wake_completion_ && (flags & IORING_CQE_F_MORE) == 0) --in_flight_;
+    weft::detail::trace_instant(c == &wake_completion_ ? "wake" : "complete", result);
     c->on_complete(c, result, flags);
   }
 }
@@ -343,7 +346,7 @@ void reactor::poll(bool block, clock::time_point limit) {
       timeout = &ts;
     }
     io_uring_cqe* cqe = nullptr;
-    ++stats_.enter_calls;
+    bump(counters_.enter_calls);
     int rc = timeout != nullptr ? io_uring_submit_and_wait_timeout(r, &cqe, 1, timeout, nullptr)
                                 : io_uring_submit_and_wait(r, 1);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -351,7 +354,7 @@ void reactor::poll(bool block, clock::time_point limit) {
     }
   } else if (ring_.defer_taskrun()) {
     // Completions wait in the kernel until we ask: one enter submits and collects them.
-    ++stats_.enter_calls;
+    bump(counters_.enter_calls);
     int rc = io_uring_submit_and_get_events(r);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit_and_get_events");
@@ -360,7 +363,7 @@ void reactor::poll(bool block, clock::time_point limit) {
                                           (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0) {
     // Also enter when the kernel has completion work waiting for us (COOP_TASKRUN's flag) or
     // parked completions: otherwise a loop whose tasks are always ready would never see them.
-    ++stats_.enter_calls;
+    bump(counters_.enter_calls);
     int rc = io_uring_submit_and_get_events(r);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit");

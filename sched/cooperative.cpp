@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <exception>
 
+#include <weft/sched/runtime.hpp>
+
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
@@ -16,7 +18,9 @@ cooperative::~cooperative() {
 }
 
 cooperative::loop_guard::loop_guard(cooperative& c)
-    : previous_executor(executor::current()), previous_reactor(io::reactor::current()) {
+    : previous_executor(executor::current()),
+      previous_reactor(io::reactor::current()),
+      trace(c.trace_session(), 0) {
   c.reactor_.attach_to_this_thread();
   c.set_current(&c);
   io::reactor::set_current(&c.reactor_);
@@ -95,9 +99,38 @@ void cooperative::run_ready() {
   // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
   // the reactor have its say (fairness between CPU work and I/O).
   detail::trampoline_scope trampoline;
-  for (std::size_t n = event_interval; n > 0 && !ready_.empty(); --n) {
-    detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
+  std::size_t n = event_interval;
+  if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+    for (; n > 0 && !ready_.empty(); --n) {
+      const std::coroutine_handle<> h = ready_.pop();
+      detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
+    }
+  } else {
+    for (; n > 0 && !ready_.empty(); --n) {
+      detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
+    }
   }
+  tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
+                   std::memory_order_relaxed);
+}
+
+bool cooperative::visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept {
+  if (executor::current() != this) return false;
+  for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) fn(*l, context);
+  return true;
+}
+
+void cooperative::collect_metrics(runtime_metrics& m) const noexcept {
+  m.tasks_spawned = spawned_.load(std::memory_order_relaxed);
+  m.tasks_alive = live_count_.load(std::memory_order_relaxed);
+  if (m.per_worker.empty()) return;
+  worker_metrics& w = m.per_worker[0];
+  w.tasks_run = tasks_run_.load(std::memory_order_relaxed);
+  const io::reactor_stats r = reactor_.stats();
+  w.polls = r.enter_calls;
+  w.submissions = r.submissions;
+  w.completions = r.completions;
+  w.timers_fired = r.timers_fired;
 }
 
 void cooperative::shutdown() {
@@ -106,7 +139,7 @@ void cooperative::shutdown() {
   shutting_down_ = true;
   drain_remote();  // tasks other threads spawned just before the end are live tasks too
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
-  run_until([this] { return live_count_ == 0 && !remote_pending(); });
+  run_until([this] { return live_tasks() == 0 && !remote_pending(); });
   shutting_down_ = false;
 }
 

@@ -8,6 +8,8 @@
 #include <weft/check.hpp>
 #include <weft/detail/transfer.hpp>
 #include <weft/sched/fence.hpp>
+#include <weft/sched/runtime.hpp>
+#include <weft/trace.hpp>
 
 namespace weft::sched {
 
@@ -105,6 +107,27 @@ multi_thread_stats multi_thread::stats() const noexcept {
     s.stall_polls += w->stats.stall_polls.load(std::memory_order_relaxed);
   }
   return s;
+}
+
+void multi_thread::collect_metrics(runtime_metrics& m) const noexcept {
+  m.tasks_spawned = live_.added();
+  m.tasks_alive = live_.size();
+  m.multi_thread = stats();
+  std::lock_guard lock(idle_mutex_);  // the rings are closed under it at the end of a run
+  for (std::size_t i = 0; i < workers_.size() && i < m.per_worker.size(); ++i) {
+    const worker& w = *workers_[i];
+    worker_metrics& out = m.per_worker[i];
+    out.tasks_run = w.stats.tasks_run.load(std::memory_order_relaxed);
+    out.steals = w.stats.steals.load(std::memory_order_relaxed);
+    out.parks = w.stats.parks.load(std::memory_order_relaxed);
+    if (w.reactor) {
+      const io::reactor_stats r = w.reactor->stats();
+      out.polls = r.enter_calls;
+      out.submissions = r.submissions;
+      out.completions = r.completions;
+      out.timers_fired = r.timers_fired;
+    }
+  }
 }
 
 // ---- scheduling --------------------------------------------------------------------------
@@ -301,8 +324,11 @@ void multi_thread::park(worker& w) {
   bool quiet = false;  // a look found nothing running: nobody needs watching
   if (!go) {
     worker::bump(w.stats.parks);
+    const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
     // I/O, a timer, or a wake-up; the watcher also wakes at the end of its period.
     w.reactor->poll(/*block=*/true, watching ? watch_until_ : clock::time_point::max());
+    if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
+      tb->span("park", park_start, detail::trace_now(), 0);
     if (watching && clock::now() >= watch_until_) quiet = !watch(w);
   }
   std::lock_guard lock(idle_mutex_);
@@ -453,6 +479,7 @@ std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
     if (auto h = victim.queue.steal_into(w.queue)) {
       worker::bump(w.stats.steals);
       worker::bump(w.stats.stolen, 1 + w.queue.size_hint() - before);
+      detail::trace_instant("steal", victim.index);
       return h;
     }
   }
@@ -482,6 +509,7 @@ void multi_thread::worker_loop(worker& w) {
     }
   } restore_on_exit{previous_executor, previous_reactor, previous_worker, previous_check};
   w.reactor->attach_to_this_thread();
+  detail::trace_thread_scope trace_scope(trace_session(), w.index);
 
   const bool is_main_worker = w.index == 0;
   auto finished = [&] {
@@ -505,7 +533,11 @@ void multi_thread::worker_loop(worker& w) {
       resign_watch(w);
     w.running_task = true;
     w.bump_task_seq();  // odd: running a task (the watcher looks)
-    detail::resume_in_trampoline(trampoline.slot(), h);
+    if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+      detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
+    } else {
+      detail::resume_in_trampoline(trampoline.slot(), h);
+    }
     w.bump_task_seq();
     w.running_task = false;
     worker::bump(w.stats.tasks_run);

@@ -8,6 +8,8 @@
 #include <weft/check.hpp>
 #include <weft/detail/transfer.hpp>
 #include <weft/sched/fence.hpp>
+#include <weft/sched/runtime.hpp>
+#include <weft/trace.hpp>
 
 namespace weft::sched {
 
@@ -33,6 +35,12 @@ struct single_lock::thread_state {
 
   void bump_task_seq() noexcept {
     task_seq.store(task_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  // This thread's counters for runtime_metrics (written by this thread only, read by any).
+  std::atomic<std::uint64_t> tasks_run{0}, parks{0}, acquisitions{0}, handovers{0};
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 };
 
@@ -83,6 +91,28 @@ single_lock_stats single_lock::stats() const noexcept {
   return s;
 }
 
+void single_lock::collect_metrics(runtime_metrics& m) const noexcept {
+  m.tasks_spawned = live_.added();
+  m.tasks_alive = live_.size();
+  m.single_lock = stats();
+  for (std::size_t i = 0; i < threads_.size() && i < m.per_worker.size(); ++i) {
+    const thread_state& t = *threads_[i];
+    worker_metrics& w = m.per_worker[i];
+    w.tasks_run = t.tasks_run.load(std::memory_order_relaxed);
+    w.parks = t.parks.load(std::memory_order_relaxed);
+    w.lock_acquisitions = t.acquisitions.load(std::memory_order_relaxed);
+    w.handovers = t.handovers.load(std::memory_order_relaxed);
+    std::lock_guard lock(idle_mutex_);  // the rings are closed under it at the end of a run
+    if (t.reactor) {
+      const io::reactor_stats r = t.reactor->stats();
+      w.polls = r.enter_calls;
+      w.submissions = r.submissions;
+      w.completions = r.completions;
+      w.timers_fired = r.timers_fired;
+    }
+  }
+}
+
 // ---- the global lock ------------------------------------------------------------------------
 
 void single_lock::take_lock(thread_state& t) {
@@ -124,6 +154,9 @@ void single_lock::take_lock(thread_state& t) {
   drop_request_.store(t.poll_wanted, std::memory_order_relaxed);
   gil_switched_.notify_all();
   lock.unlock();
+  thread_state::bump(t.acquisitions);
+  if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
+    tb->lock_start = detail::trace_now();
   if (worker_count_ > 1) {
     // Someone holds the lock now: if threads are parked, one of them watches (see park()).
     // Pairs with the fence in park(): either it sees the lock held, or we see it asleep.
@@ -136,6 +169,13 @@ void single_lock::take_lock(thread_state& t) {
 }
 
 void single_lock::drop_lock(thread_state& t, drop_kind kind) {
+  if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+    // The span ends before the lock is released: spans of two threads never overlap.
+    if (tb->lock_start >= 0) tb->span("lock", tb->lock_start, detail::trace_now(), 0);
+    tb->lock_start = -1;
+    if (kind != drop_kind::plain) tb->instant("handover", detail::trace_now());
+  }
+  if (kind != drop_kind::plain) thread_state::bump(t.handovers);
   std::unique_lock lock(gil_mutex_);
   t.holds_lock = false;
   gil_locked_ = false;
@@ -341,6 +381,7 @@ void single_lock::thread_loop(thread_state& t) {
   } restore_on_exit{previous_executor, previous_reactor, previous_thread, previous_check,
                     previous_blocking};
   t.reactor->attach_to_this_thread();
+  detail::trace_thread_scope trace_scope(trace_session(), t.index);
 
   auto pop = [this]() -> std::coroutine_handle<> {
     if (ready_size_.load(std::memory_order_acquire) == 0) return {};
@@ -369,8 +410,13 @@ void single_lock::thread_loop(thread_state& t) {
     }
     if (h) {
       t.bump_task_seq();  // odd: running a task (the watcher looks)
-      detail::resume_in_trampoline(trampoline.slot(), h);
+      if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+        detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
+      } else {
+        detail::resume_in_trampoline(trampoline.slot(), h);
+      }
       t.bump_task_seq();
+      thread_state::bump(t.tasks_run);
       tasks_run_.fetch_add(1, std::memory_order_relaxed);
       // Between tasks too: a waiting thread gets the lock within an interval.
       if (drop_request_.load(std::memory_order_relaxed)) check_point();
@@ -416,7 +462,11 @@ void single_lock::park(thread_state& t) {
     if (!go) {
       watching = start_watching(t);
       t.parked_poll = true;
+      thread_state::bump(t.parks);
+      const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
       poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max());
+      if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
+        tb->span("park", park_start, detail::trace_now(), 0);
       t.parked_poll = false;
       if (watching && clock::now() >= watch_until_) quiet = !watch(t);
     }

@@ -9,8 +9,28 @@
 namespace weft {
 
 class executor;
+struct runtime_metrics;
 
 namespace detail {
+
+class promise_base;
+class trace_session;
+
+/// Told when a task is spawned and when it ends: the runtime's tracing and its hooks. An
+/// executor has one only while something asked for it (see `executor::observer`), so a
+/// program that traces nothing pays a null check per spawn and per end.
+class task_observer {
+ public:
+  /// `task` was just spawned (its id and name are set). On the spawning thread.
+  virtual void task_spawned(promise_base& task) noexcept = 0;
+  /// `task` has finished; its frame is still alive. On the thread it finished on.
+  virtual void task_ended(promise_base& task) noexcept = 0;
+  /// The trace the executor's threads record into, if any (see trace.hpp).
+  virtual trace_session* trace() noexcept { return nullptr; }
+
+ protected:
+  ~task_observer() = default;
+};
 
 /// Links a spawned task into its executor's list of live tasks, so that shutdown can cancel
 /// and drain the tasks that nobody joined. It is a base of the task's promise.
@@ -60,6 +80,31 @@ class executor {
   /// it runs on).
   virtual void task_finished(detail::spawn_link& link) noexcept = 0;
 
+  /// Calls `fn(link, context)` for every live spawned task, where that is safe: the threaded
+  /// executors from any thread (under the lock of the task's shard, so `fn` must be short and
+  /// must not spawn), the cooperative one on its own thread only (elsewhere it does nothing
+  /// and returns false). The default visits nothing.
+  virtual bool visit_tasks(void (*fn)(detail::spawn_link& link, void* context),
+                           void* context) noexcept {
+    (void)fn;
+    (void)context;
+    return false;
+  }
+
+  /// Adds this executor's counters to `m` (weft::runtime_metrics). Any thread, while the
+  /// executor runs or after; the default adds nothing.
+  virtual void collect_metrics(runtime_metrics& m) const noexcept { (void)m; }
+
+  /// Who is told about spawns and ends (null: nobody). Set by `weft::run` before the executor
+  /// runs and cleared after; read on every spawn and task end.
+  detail::task_observer* observer() const noexcept { return observer_; }
+  /// See observer(). Not while the executor runs.
+  void set_observer(detail::task_observer* o) noexcept { observer_ = o; }
+  /// The trace this executor's threads record into (null: none). Read when a thread starts.
+  detail::trace_session* trace_session() const noexcept {
+    return observer_ != nullptr ? observer_->trace() : nullptr;
+  }
+
   /// The executor running on the calling thread, or null outside any runtime.
   static executor* current() noexcept { return current_; }
 
@@ -69,6 +114,7 @@ class executor {
 
  private:
   static inline thread_local executor* current_ = nullptr;
+  detail::task_observer* observer_ = nullptr;
 };
 
 }  // namespace weft

@@ -75,6 +75,10 @@ class join_handle {
       return self->handle_.promise().is_completed();
     }
     bool await_suspend(std::coroutine_handle<> joiner) {
+      if (detail::promise_base* me = detail::tls_current_task) {
+        me->describe_wait("join", detail::wait_arg::task,
+                          static_cast<std::int64_t>(self->handle_.promise().id()));
+      }
       waiter.handle = joiner;
       waiter.home = executor::current();
       return self->handle_.promise().try_register_joiner(waiter);
@@ -113,6 +117,25 @@ join_handle<T> spawn_on(executor& ex, task<T> t) {
   return join_handle<T>(h);
 }
 
+/// Starts `t` on executor `ex` with `options` (its name: `weft::this_task::name()`, the task
+/// dump, the trace). Same contract as above; also throws std::bad_alloc for the name's copy
+/// (the task is then not started).
+template <class T>
+join_handle<T> spawn_on(executor& ex, task<T> t, const task_options& options) {
+  if (!options.name.empty() && t.valid()) {
+    task<T> owned = std::move(t);  // destroyed unstarted if the copy throws
+    auto h = owned.release();
+    try {
+      h.promise().set_name(options.name);
+    } catch (...) {
+      h.destroy();
+      throw;
+    }
+    t = task<T>(h);
+  }
+  return spawn_on(ex, std::move(t));
+}
+
 /// Starts `t` on the calling thread's executor and returns its handle.
 /// Throws `std::system_error` with `errc::no_runtime` when called outside a runtime.
 template <class T>
@@ -120,6 +143,16 @@ join_handle<T> spawn(task<T> t) {
   executor* ex = executor::current();
   if (ex == nullptr) throw_error(errc::no_runtime, "weft::spawn called outside weft::run");
   return spawn_on(*ex, std::move(t));
+}
+
+/// Starts `t` on the calling thread's executor with `options`, e.g.
+/// `weft::spawn(serve(conn), {.name = "conn 7"})`. Throws `errc::no_runtime` outside a runtime,
+/// std::bad_alloc for the name's copy.
+template <class T>
+join_handle<T> spawn(task<T> t, const task_options& options) {
+  executor* ex = executor::current();
+  if (ex == nullptr) throw_error(errc::no_runtime, "weft::spawn called outside weft::run");
+  return spawn_on(*ex, std::move(t), options);
 }
 
 }  // namespace weft

@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -17,6 +18,7 @@
 #include <weft/detail/transfer.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
+#include <weft/task_info.hpp>
 
 namespace weft {
 
@@ -81,8 +83,22 @@ class promise_base : public spawn_link {
     void await_resume() const noexcept {}
   };
 
-  std::suspend_always initial_suspend() const noexcept { return {}; }
+  /// Starts suspended (tasks are lazy); when first resumed, the task it belongs to is the one
+  /// running on this thread.
+  struct initial_awaiter {
+    promise_base* self;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const noexcept { self->resumed(); }
+  };
+
+  initial_awaiter initial_suspend() noexcept { return {this}; }
   final_awaiter final_suspend() const noexcept { return {}; }
+
+  /// Every `co_await` in a task goes through a tracked_awaiter (task_info.hpp's bookkeeping:
+  /// which task runs on this thread, what it waits on); see tracked_awaiter below.
+  template <class A>
+  auto await_transform(A&& awaitable);
   void unhandled_exception() noexcept { error_ = std::current_exception(); }
 
   /// Frames come from the per-thread recycling allocator (see frame_allocator.hpp).
@@ -102,6 +118,58 @@ class promise_base : public spawn_link {
   void set_awaiter(std::coroutine_handle<> awaiter, cancel_scope* scope) noexcept {
     continuation_ = awaiter.address();
     scope_ = scope;
+    root_ = tls_current_task;  // the spawned task that awaits this one, when it is a weft task
+  }
+
+  // --- identity and waits (task_info.hpp; the task dump reads them from any thread) ---
+
+  /// The task's id (0 for a task that was never spawned).
+  std::uint64_t id() const noexcept { return id_; }
+  /// The task's name (empty when none was given).
+  std::string_view name() const noexcept {
+    return name_ ? std::string_view(name_.get()) : std::string_view();
+  }
+  /// Copies `name` into the task (before it is spawned). Throws std::bad_alloc.
+  void set_name(std::string_view name) {
+    if (name.empty()) return;
+    name_ = std::make_unique<char[]>(name.size() + 1);
+    name.copy(name_.get(), name.size());
+    name_[name.size()] = '\0';
+  }
+  /// This task's code runs on the calling thread from now on.
+  void resumed() noexcept {
+    tls_current_task = root_;
+    if (root_ != nullptr) root_->wait_what_.store(nullptr, std::memory_order_relaxed);
+  }
+  /// The task suspends in a wait that `what` names (a static string); since: now.
+  void note_wait(const char* what) noexcept {
+    wait_since_.store(coarse_now_ns() & ~std::int64_t{7}, std::memory_order_relaxed);
+    wait_what_.store(what, std::memory_order_relaxed);
+  }
+  /// Refines the current wait (called by awaiters that know what they wait on: I/O and its fd,
+  /// a sleep's deadline, a join). Only on the task's own thread, while it suspends.
+  void describe_wait(const char* what, wait_arg kind, std::int64_t arg) noexcept {
+    wait_arg_.store(arg, std::memory_order_relaxed);
+    const std::int64_t since = wait_since_.load(std::memory_order_relaxed) & ~std::int64_t{7};
+    wait_since_.store(since | static_cast<std::int64_t>(kind), std::memory_order_relaxed);
+    wait_what_.store(what, std::memory_order_relaxed);
+  }
+  /// What the task waits on now: `what` is null while it runs. Fields are read one by one
+  /// (a dump taken while the task moves on may mix two waits).
+  struct wait_snapshot {
+    const char* what = nullptr;
+    wait_arg kind = wait_arg::none;
+    std::int64_t arg = 0;
+    std::int64_t since_ns = 0;  // coarse_now_ns() when the wait began
+  };
+  wait_snapshot wait() const noexcept {
+    wait_snapshot w;
+    w.what = wait_what_.load(std::memory_order_relaxed);
+    w.arg = wait_arg_.load(std::memory_order_relaxed);
+    const std::int64_t since = wait_since_.load(std::memory_order_relaxed);
+    w.kind = static_cast<wait_arg>(since & 7);
+    w.since_ns = since & ~std::int64_t{7};
+    return w;
   }
 
   // --- spawned tasks (see spawn.hpp for the protocol) ---
@@ -116,6 +184,12 @@ class promise_base : public spawn_link {
   void mark_spawned(executor& ex, cancel_scope* observed = nullptr) noexcept {
     join_state_.store(spawned, std::memory_order_relaxed);
     scope_ = observed != nullptr ? observed : &own_scope_;
+    root_ = this;
+    id_ = next_task_id();
+    wait_since_.store(static_cast<std::int64_t>(wait_arg::queued), std::memory_order_relaxed);
+    wait_what_.store("start", std::memory_order_relaxed);
+    if (task_observer* o = ex.observer()) [[unlikely]]
+      o->task_spawned(*this);
     ex.task_started(*this);
   }
   cancel_scope& own_scope() noexcept { return own_scope_; }
@@ -169,6 +243,9 @@ class promise_base : public spawn_link {
   // when it belongs to the same executor, and is scheduled on its own otherwise.
   void finish_spawned(std::coroutine_handle<> self) noexcept {
     executor* here = executor::current();
+    left_thread(id_);  // the frame may be freed below
+    if (task_observer* o = here->observer()) [[unlikely]]
+      o->task_ended(*this);
     here->task_finished(*this);
     const std::uint32_t prev = join_state_.fetch_or(completed, std::memory_order_acq_rel);
     if ((prev & detached) != 0) {
@@ -192,6 +269,14 @@ class promise_base : public spawn_link {
   cancel_scope* scope_ = nullptr;
   [[no_unique_address]] cancel_scope own_scope_;
   std::atomic<std::uint32_t> join_state_{0};  // fits in own_scope_'s tail padding
+  // Identity and the current wait. The wait fields are written by the task's own thread when
+  // it suspends and resumes (relaxed: a dump is a snapshot) and read by the task dump.
+  std::uint64_t id_ = 0;
+  std::unique_ptr<char[]> name_;
+  promise_base* root_ = nullptr;  // the spawned task this frame belongs to (itself if spawned)
+  std::atomic<const char*> wait_what_{nullptr};
+  std::atomic<std::int64_t> wait_arg_{0};
+  std::atomic<std::int64_t> wait_since_{0};  // coarse ns, the wait_arg kind in the low 3 bits
 
  protected:
   std::exception_ptr error_;  // what the body ended with, if anything (values: derived promise)
@@ -244,6 +329,71 @@ class task_promise<void> final : public promise_base {
 
 inline cancel_scope* scope_of_link(spawn_link& link) noexcept {
   return static_cast<promise_base&>(link).scope();
+}
+
+/// The awaiter of `a` as `co_await a` would find it: its member or free `operator co_await`'s
+/// result (a value), or `a` itself (a reference: it lives until the end of the full expression).
+template <class A>
+decltype(auto) get_awaiter(A&& a) {
+  if constexpr (requires { std::forward<A>(a).operator co_await(); }) {
+    return std::forward<A>(a).operator co_await();
+  } else if constexpr (requires { operator co_await(std::forward<A>(a)); }) {
+    return operator co_await(std::forward<A>(a));
+  } else {
+    return std::forward<A>(a);
+  }
+}
+
+/// Wraps every awaiter a task awaits, for the bookkeeping that `this_task`, the task dump and
+/// the trace read: before suspending, the task's wait is noted (the awaiter's type, refined by
+/// awaiters that know more); after suspending, no task runs on this thread; when resumed, the
+/// task runs here again. One thread-local store per resume, a few relaxed stores per suspend.
+template <class Aw>
+struct tracked_awaiter {
+  Aw inner;            // the awaiter itself, or a reference to an awaitable that is one
+  promise_base* root;  // the spawned task that awaits (null outside spawned tasks)
+
+  decltype(auto) await_ready() { return inner.await_ready(); }
+
+  template <class P>
+  decltype(auto) await_suspend(std::coroutine_handle<P> h) {
+    using inner_type = std::remove_cvref_t<Aw>;
+    using result = decltype(inner.await_suspend(h));
+    std::uint64_t id = 0;
+    if (root != nullptr) {
+      root->note_wait(type_label<inner_type>());
+      id = root->id();
+    }
+    // Once suspended, *this and *root may already be resumed elsewhere (or gone): only
+    // thread-locals after it. A throwing await_suspend resumes the task with the exception.
+    if constexpr (std::is_void_v<result>) {
+      inner.await_suspend(h);
+      left_thread(id);
+    } else {
+      result r = inner.await_suspend(h);
+      if constexpr (std::is_same_v<result, bool>) {
+        if (r) left_thread(id);  // false: resumes at once (await_resume)
+      } else {
+        left_thread(id);
+      }
+      return r;
+    }
+  }
+
+  decltype(auto) await_resume() {
+    if (root != nullptr) {
+      root->resumed();
+    } else {
+      tls_current_task = nullptr;
+    }
+    return inner.await_resume();
+  }
+};
+
+template <class A>
+auto promise_base::await_transform(A&& awaitable) {
+  using awaiter_type = decltype(get_awaiter(std::forward<A>(awaitable)));
+  return tracked_awaiter<awaiter_type>{get_awaiter(std::forward<A>(awaitable)), tls_current_task};
 }
 
 }  // namespace detail

@@ -71,6 +71,12 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
     }
     if (deadline <= clock::now()) return false;
     executor_ = &current_executor_or_throw("weft::sleep outside weft::run");
+    if (promise_base* me = tls_current_task) {
+      me->describe_wait(
+          "sleep", wait_arg::deadline,
+          std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch())
+              .count());
+    }
     handle_ = h;
     on_expire = &sleep_awaitable::expire;
     executor_->add_timer(*this);
@@ -128,7 +134,9 @@ class yield_awaitable {
   bool await_suspend(std::coroutine_handle<Promise> h) {
     scope_ = scope_of(h);
     if (scope_ != nullptr && scope_->stop_requested()) return false;  // throw without a turn
-    current_executor_or_throw("weft::yield_now outside weft::run").defer(h);
+    executor& ex = current_executor_or_throw("weft::yield_now outside weft::run");
+    if (promise_base* me = tls_current_task) me->describe_wait("yield", wait_arg::queued, 0);
+    ex.defer(h);
     return true;
   }
   void await_resume() const {

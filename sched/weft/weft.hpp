@@ -27,10 +27,13 @@
 #include <weft/sched/cooperative.hpp>
 #include <weft/sched/process_pool.hpp>
 #include <weft/sched/run.hpp>
+#include <weft/sched/runtime.hpp>
 #include <weft/semaphore.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 #include <weft/task_group.hpp>
+#include <weft/task_info.hpp>
+#include <weft/this_task.hpp>
 #include <weft/time.hpp>
 #include <weft/version.hpp>
 #include <weft/when.hpp>

@@ -13,6 +13,7 @@
 #include <weft/detail/timer_heap.hpp>
 #include <weft/io/fault_injection.hpp>
 #include <weft/io/ring.hpp>
+#include <weft/trace.hpp>
 
 namespace weft::io {
 
@@ -47,6 +48,7 @@ struct reactor_stats {
   std::uint64_t timers_fired = 0;  ///< timers that reached their deadline
   std::uint64_t cq_overflows = 0;  ///< turns that found completions parked in the kernel's
                                    ///< overflow list (a completion queue too small for the load)
+  std::uint64_t submissions = 0;   ///< operations submitted through `submit`
 };
 
 /// One io_uring plus the timer heap of one thread.
@@ -89,6 +91,11 @@ class reactor {
     io_uring_sqe_set_data(sqe, c);
     faults_.on_submit(sqe);  // nothing at all unless built with -Dfault_injection=true
     ++in_flight_;
+    bump(counters_.submissions);
+    // The running task's wait (the task dump) and the trace's submit event.
+    if (weft::detail::tls_current_task != nullptr || weft::detail::tls_trace != nullptr) {
+      weft::detail::note_io_submit(sqe->opcode, sqe->fd);
+    }
   }
 
   /// Asks the kernel to cancel the operation behind `c` (IORING_OP_ASYNC_CANCEL). Its own CQE
@@ -139,8 +146,17 @@ class reactor {
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
   void wake() noexcept;
 
-  /// The loop's counters so far. Owner thread only (they are plain integers).
-  const reactor_stats& stats() const noexcept { return stats_; }
+  /// The loop's counters so far. Any thread (each counter is read on its own: a snapshot taken
+  /// while the loop runs may be a few events apart between counters).
+  reactor_stats stats() const noexcept {
+    reactor_stats s;
+    s.enter_calls = counters_.enter_calls.load(std::memory_order_relaxed);
+    s.completions = counters_.completions.load(std::memory_order_relaxed);
+    s.timers_fired = counters_.timers_fired.load(std::memory_order_relaxed);
+    s.cq_overflows = counters_.cq_overflows.load(std::memory_order_relaxed);
+    s.submissions = counters_.submissions.load(std::memory_order_relaxed);
+    return s;
+  }
   /// The liburing handle of the ring, for liburing calls weft does not wrap. Owner thread only.
   io_uring* raw() noexcept { return ring_.get(); }
 
@@ -177,7 +193,15 @@ class reactor {
   const bool shared_timers_;
   std::atomic<bool> timer_lock_{false};
   std::size_t in_flight_ = 0;
-  reactor_stats stats_;
+  // The counters behind stats(): written by the loop's thread only (a plain load and store),
+  // atomic so that weft::runtime_handle::metrics() may read them from any thread.
+  struct counters {
+    std::atomic<std::uint64_t> enter_calls{0}, completions{0}, timers_fired{0}, cq_overflows{0},
+        submissions{0};
+  } counters_;
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
   struct wake_read : completion {
     reactor* owner = nullptr;

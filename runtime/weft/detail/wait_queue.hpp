@@ -15,6 +15,7 @@
 #include <weft/detail/timer_heap.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
+#include <weft/task_info.hpp>
 
 namespace weft::detail {
 
@@ -185,6 +186,7 @@ inline bool park(wait_node& n, wait_list& list, std::coroutine_handle<> h, cance
                  const char* what) {
   executor* home = executor::current();
   if (home == nullptr) throw_error(errc::no_runtime, what);
+  if (tls_current_task != nullptr) describe_current_wait(what);  // for the task dump
   n.handle = h;
   n.home = home;
   list.push_back(n);

@@ -1,8 +1,10 @@
 // weft: the cooperative executor: one thread, one io_uring ring, a FIFO run queue.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include <weft/sched/run_queue.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
+#include <weft/trace.hpp>
 
 namespace weft::sched {
 
@@ -70,11 +73,16 @@ class cooperative final : public executor {
     link.prev->next = link.next;
     link.next->prev = link.prev;
     link.prev = link.next = nullptr;
-    --live_count_;
+    live_count_.store(live_count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
 
   /// Tasks spawned on this executor that have not finished yet.
-  std::size_t live_tasks() const noexcept { return live_count_; }
+  std::size_t live_tasks() const noexcept { return live_count_.load(std::memory_order_relaxed); }
+
+  /// On the loop's thread only (elsewhere false: the list belongs to that thread).
+  bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept override;
+  /// Any thread.
+  void collect_metrics(runtime_metrics& m) const noexcept override;
   /// The io_uring reactor that this executor's loop polls (its I/O and timers). Like the
   /// reactor itself, only for the loop's thread (except `wake()` and `cancel()`).
   io::reactor& reactor() noexcept { return reactor_; }
@@ -85,6 +93,7 @@ class cooperative final : public executor {
     ~loop_guard();
     executor* previous_executor;
     io::reactor* previous_reactor;
+    detail::trace_thread_scope trace;
   };
 
   /// How many tasks run between two looks at the ring and the timers (Tokio's event_interval):
@@ -98,6 +107,12 @@ class cooperative final : public executor {
     while (!done()) {
       run_ready();
       if (done()) break;
+      if (detail::trace_buffer* tb = detail::tls_trace; tb != nullptr && ready_.empty()) {
+        const std::int64_t start = detail::trace_now();
+        reactor_.poll(/*block=*/true);
+        tb->span("park", start, detail::trace_now(), 0);
+        continue;
+      }
       reactor_.poll(/*block=*/ready_.empty());
     }
   }
@@ -111,7 +126,8 @@ class cooperative final : public executor {
     link.prev = live_.prev;
     live_.prev->next = &link;
     live_.prev = &link;
-    ++live_count_;
+    live_count_.store(live_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    spawned_.store(spawned_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (shutting_down_) [[unlikely]]
       stop(link);  // spawned by a task that is being cancelled
   }
@@ -127,7 +143,10 @@ class cooperative final : public executor {
   bool remote_wake_pending_ = false;  // guarded by remote_mutex_
 
   detail::spawn_link live_;  // sentinel of the circular list of live spawned tasks
-  std::size_t live_count_ = 0;
+  // Written by the loop's thread only; atomic so that metrics may be read from any thread.
+  std::atomic<std::size_t> live_count_{0};
+  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> tasks_run_{0};
   bool shutting_down_ = false;
 };
 

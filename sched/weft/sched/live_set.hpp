@@ -34,6 +34,7 @@ class live_set {
     link.prev = s.head.prev;
     s.head.prev->next = &link;
     s.head.prev = &link;
+    s.added.store(s.added.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     s.unlock();
     size_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -63,6 +64,13 @@ class live_set {
     }
   }
 
+  /// How many tasks were ever added (a snapshot when others add).
+  std::uint64_t added() const noexcept {
+    std::uint64_t n = 0;
+    for (const shard& s : shards_) n += s.added.load(std::memory_order_relaxed);
+    return n;
+  }
+
   /// How many tasks are in the set (a snapshot when others add or remove).
   std::size_t size() const noexcept { return size_.load(std::memory_order_seq_cst); }
 
@@ -70,6 +78,7 @@ class live_set {
   struct alignas(64) shard {
     detail::spawn_link head;
     std::atomic<bool> locked{false};
+    std::atomic<std::uint64_t> added{0};  // written under the lock, read by added()
     void lock() noexcept {
       while (locked.exchange(true, std::memory_order_acquire)) {
         while (locked.load(std::memory_order_relaxed)) std::this_thread::yield();

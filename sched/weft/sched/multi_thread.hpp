@@ -108,6 +108,8 @@ class multi_thread final : public threaded_executor {
   unsigned workers() const noexcept { return worker_count_; }
   /// Totals of the workers' counters. Any thread; exact once block_on has returned.
   multi_thread_stats stats() const noexcept;
+  /// Per-worker counters (weft::runtime_metrics). Any thread while block_on runs.
+  void collect_metrics(runtime_metrics& m) const noexcept override;
 
   /// Tasks run between two looks at the ring and the inject queue.
   static constexpr std::uint32_t event_interval = 61;
@@ -154,7 +156,7 @@ class multi_thread final : public threaded_executor {
   // without it by notify_parked (see ARCHITECTURE.md, "Parking").
   alignas(64) std::atomic<int> searching_{0};
   std::atomic<int> sleeping_{0};
-  std::mutex idle_mutex_;
+  mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
   std::vector<worker*> sleepers_;
   worker* watcher_ = nullptr;  // the parked worker that bounds its wait (guarded by idle_mutex_)
   // The watch period, carried from one watcher to the next (only the watcher touches them;

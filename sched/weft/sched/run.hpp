@@ -2,6 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +12,7 @@
 #include <weft/errc.hpp>
 #include <weft/sched/cooperative.hpp>
 #include <weft/sched/multi_thread.hpp>
+#include <weft/sched/runtime.hpp>
 #include <weft/sched/single_lock.hpp>
 #include <weft/task.hpp>
 
@@ -44,6 +48,19 @@ struct run_options {
   /// When not null, filled in with the executor's counters when `run` returns (also when
   /// `main` threw).
   run_report* report = nullptr;
+  /// When not empty, `run` records a trace of every executor thread and writes it to this
+  /// file, as Chrome Trace Event JSON, when it returns (docs/seeing-inside.md). The
+  /// environment variable WEFT_TRACE, when set, wins over this field.
+  std::string trace_path{};
+  /// The events each thread's trace buffer holds; the rest are counted as dropped and
+  /// reported. WEFT_TRACE_EVENTS, when set, wins.
+  std::size_t trace_events = detail::default_trace_events;
+  /// Called on the spawning thread each time a task is spawned (the main task included), with
+  /// its id and name. In the threaded modes it runs on any thread at once: make it thread-safe.
+  /// It must not throw (the program terminates) nor spawn.
+  std::function<void(const task_info&)> on_task_spawn{};
+  /// Called on the thread a task finished on, each time a spawned task ends; the same rules.
+  std::function<void(const task_info&)> on_task_exit{};
 };
 
 /// The spelling used on command lines: "cooperative", "single-lock", "multi-thread",
@@ -79,14 +96,45 @@ run_options mode_from_args(int argc, char** argv);
 /// Throws `std::system_error` with `errc::mode_unavailable` unless this build runs `m`.
 void require_mode(mode m);
 
+namespace detail {
+
+/// Ties a runtime_state to an executor for one run: registers it (runtime_handle::current),
+/// and when the executor has stopped writes the trace and unregisters.
+struct runtime_binding {
+  runtime_binding(std::shared_ptr<runtime_state> s, executor& ex, weft::mode m, unsigned threads,
+                  std::string_view label)
+      : state(std::move(s)), executor_(ex) {
+    state->attach(ex, m, to_string(m), threads, label);
+    register_runtime(ex, state);
+  }
+  runtime_binding(const runtime_binding&) = delete;
+  runtime_binding& operator=(const runtime_binding&) = delete;
+  ~runtime_binding() {
+    unregister_runtime(executor_);
+    state->detach();
+  }
+  std::shared_ptr<runtime_state> state;
+  executor& executor_;
+};
+
+inline std::shared_ptr<runtime_state> make_runtime_state(run_options& options) {
+  return std::make_shared<runtime_state>(trace_settings_from_env(
+      runtime_state::settings{std::move(options.trace_path), options.trace_events,
+                              std::move(options.on_task_spawn), std::move(options.on_task_exit)}));
+}
+
+}  // namespace detail
+
 /// Builds the executor `options` asks for, runs `main` to completion on it, and returns its
 /// value (or rethrows its exception). Throws `errc::mode_unavailable` for a mode this build does
 /// not have, and `std::system_error` naming the cause when io_uring cannot be set up.
 /// Called from inside a task it runs a separate, nested executor that blocks the outer one
 /// until it returns (asyncio forbids that; weft allows it but it is rarely what you want).
+/// Inside, `runtime_handle::current()` reaches the runtime from any of its threads.
 template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
+  auto state = detail::make_runtime_state(options);
   switch (options.mode) {
     case mode::single_lock: {
       sched::single_lock executor(sched::single_lock_options{
@@ -98,7 +146,9 @@ T run(run_options options, task<T> main) {
           if (r != nullptr) *r = run_report{mode::single_lock, e.workers(), e.stats(), {}};
         }
       } report{executor, options.report};
-      return executor.block_on(std::move(main));
+      detail::runtime_binding binding(state, executor, mode::single_lock, executor.workers(),
+                                      "single-lock");
+      return executor.block_on(detail::run_main(*state, std::move(main)));
     }
     case mode::multi_thread: {
       sched::multi_thread executor(sched::multi_thread_options{options.workers, 256});
@@ -109,12 +159,15 @@ T run(run_options options, task<T> main) {
           if (r != nullptr) *r = run_report{mode::multi_thread, e.workers(), {}, e.stats()};
         }
       } report{executor, options.report};
-      return executor.block_on(std::move(main));
+      detail::runtime_binding binding(state, executor, mode::multi_thread, executor.workers(),
+                                      "worker");
+      return executor.block_on(detail::run_main(*state, std::move(main)));
     }
     default: {
       if (options.report != nullptr) *options.report = run_report{};
       sched::cooperative executor;
-      return executor.block_on(std::move(main));
+      detail::runtime_binding binding(state, executor, mode::cooperative, 1, "cooperative");
+      return executor.block_on(detail::run_main(*state, std::move(main)));
     }
   }
 }

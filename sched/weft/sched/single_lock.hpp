@@ -112,6 +112,8 @@ class single_lock final : public threaded_executor {
   unsigned workers() const noexcept { return worker_count_; }
   /// The lock's counters so far. Any thread.
   single_lock_stats stats() const noexcept;
+  /// Per-thread and lock counters (weft::runtime_metrics). Any thread while block_on runs.
+  void collect_metrics(runtime_metrics& m) const noexcept override;
 
   /// Tasks run between two looks at the thread's ring.
   static constexpr std::uint32_t event_interval = 61;
@@ -176,7 +178,7 @@ class single_lock final : public threaded_executor {
   std::atomic<std::size_t> ready_size_{0};
 
   // Parking.
-  std::mutex idle_mutex_;
+  mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
   std::vector<thread_state*> sleepers_;
   std::atomic<int> sleeping_{0};
   std::atomic<int> waking_{0};  // threads woken for work that have not looked at the queue yet

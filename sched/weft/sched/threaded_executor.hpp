@@ -45,6 +45,12 @@ class threaded_executor : public executor {
   /// Spawned tasks that have not finished yet.
   std::size_t live_tasks() const noexcept { return live_.size(); }
 
+  /// Any thread: under each shard's lock (a task cannot finish while `fn` looks at it).
+  bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept final {
+    live_.for_each([&](detail::spawn_link& l) { fn(l, context); });
+    return true;
+  }
+
  protected:
   /// Runs `main`, stores its value or exception in `result` (which outlives the run), then
   /// tells thread 0.
