@@ -44,6 +44,7 @@
 // connection once its queued lines are out (at most 3 s, and at most --drain-timeout seconds in
 // all), exit 0. Exit status: 0 after such a shutdown, 1 when the port cannot be bound or the
 // runtime fails, 2 for a bad command line (with usage on stderr).
+// SIGUSR1: write the task dump (every live task and what it waits on) to stderr, keep serving.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>

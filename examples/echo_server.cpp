@@ -7,6 +7,8 @@
 // vanishes ends only its own connection. When the process runs out of file descriptors, accept
 // backs off (no busy loop) and resumes once fds free up. SIGINT or SIGTERM: stop accepting, let
 // the connections finish for up to --drain-timeout seconds, close the rest, exit 0.
+// SIGUSR1: write the task dump (every live task, what it waits on and for how long) to stderr
+// and keep serving.
 #include <signal.h>
 
 #include <array>

@@ -12,6 +12,7 @@
 // not complete --header-timeout seconds after its first byte gets 408 (slow clients cannot hold
 // the server). SIGINT/SIGTERM: stop accepting, close idle connections, let requests in flight
 // finish for up to --drain-timeout seconds, exit 0.
+// SIGUSR1: write the task dump (every live task and what it waits on) to stderr, keep serving.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>

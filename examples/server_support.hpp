@@ -1,5 +1,6 @@
 // What the example servers share: the command line of a server, the accept loop that backs off
-// when the process runs out of file descriptors, and the shutdown on SIGINT/SIGTERM.
+// when the process runs out of file descriptors, the shutdown on SIGINT/SIGTERM, and the task
+// dump on SIGUSR1.
 // Public weft API only, like every example.
 #pragma once
 
@@ -179,21 +180,49 @@ weft::task<> serve_until_signal(
   }
 }
 
+/// Writes the task dump (one line per live task: what it waits on, for how long) to stderr at
+/// each SIGUSR1, until cancelled: `kill -USR1 <pid>` shows where a server's tasks are stuck.
+inline weft::task<> dump_tasks_on_signal(weft::io::signal_set& signals) {
+  for (;;) {
+    auto sig = co_await signals.wait();
+    if (!sig) {
+      if (sig.error() == std::errc::bad_file_descriptor) co_return;
+      co_await weft::sleep_for(std::chrono::milliseconds(10));  // ENOMEM: try again
+      continue;
+    }
+    weft::dump_tasks(stderr);
+  }
+}
+
+/// Runs `body` with dump_tasks_on_signal beside it.
+inline weft::task<> with_task_dump(weft::io::signal_set& dump_signals, weft::task<> body) {
+  auto dumper = weft::spawn(dump_tasks_on_signal(dump_signals), {.name = "SIGUSR1 dump"});
+  co_await std::move(body);
+  dumper.cancel();
+  try {
+    co_await dumper;
+  } catch (const std::system_error&) {  // cancelled, as asked
+  }
+}
+
 /// run_server without the fault report.
 template <class Serve, class OnStop>
 int run_server_body(const server_options& options, const char* program, Serve serve,
                     OnStop on_stop) {
   try {
     weft::io::signal_set signals{SIGINT, SIGTERM};
+    weft::io::signal_set dump_signals{SIGUSR1};
     auto listener = weft::io::tcp_listener::bind(options.address);
     if (!listener) {
       fmt::print(stderr, "{}: {} {}: {}\n", program, listener.full_error().operation,
                  options.address.to_string(), listener.error().message());
       return 1;
     }
-    weft::run(options.run, serve_until_signal(std::move(*listener), signals,
-                                              std::chrono::duration<double>(options.drain_seconds),
-                                              program, std::move(serve), std::move(on_stop)));
+    weft::run(options.run,
+              with_task_dump(dump_signals, serve_until_signal(
+                                               std::move(*listener), signals,
+                                               std::chrono::duration<double>(options.drain_seconds),
+                                               program, std::move(serve), std::move(on_stop))));
     // The server has stopped: a SIGINT/SIGTERM still to come (an operator pressing Ctrl-C
     // again) must not kill the process with a signal status once `signals` unblocks them.
     std::signal(SIGINT, SIG_IGN);

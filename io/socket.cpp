@@ -460,6 +460,9 @@ bool accept_awaitable::await_ready() {
 
 bool accept_awaitable::suspend(std::coroutine_handle<> h, cancel_scope* scope) {
   on_stop = &accept_awaitable::stop;
+  if (weft::detail::promise_base* t = weft::detail::tls_current_task) {  // for the task dump
+    t->describe_wait("accept", weft::detail::wait_arg::fd, acceptor_fd(*owner_));
+  }
   return owner_->suspend(*this, h, scope);
 }
 
