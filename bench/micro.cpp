@@ -6,6 +6,8 @@
 // spawn_join: spawn N trivial tasks, then join each one (ns per task; N frames alive at once).
 // spawn_join_each: spawn one trivial task and join it, N times (ns per task).
 // switch:     two tasks ping-pong through yield_now() (ns per switch).
+// switch_run, switch_traced: the same through weft::run, tracing off and on (WEFT_TRACE's
+//             cost: recording and writing one `run` span per switch).
 // sleepers:   N tasks asleep at once until one deadline: heap bytes per sleeping task (glibc
 //             mallinfo2, so it counts frames, timer-heap slots and stop states), the time to wake
 //             them all, and how late the last one woke after the deadline.
@@ -86,6 +88,29 @@ weft::task<> ping_pong(std::int64_t switches) {
 
 void BM_switch(benchmark::State& state) {
   per_item(state, switches_n, "switches", "ns_per_switch", ping_pong);
+}
+
+// The same ping-pong through weft::run, with tracing on (switch_traced) or off (switch_run):
+// the difference per switch is what recording one `run` span costs, plus writing it out as
+// JSON when run returns (to /dev/null here: the formatting, not the disk).
+void switch_through_run(benchmark::State& state, bool traced) {
+  weft::run_options options;
+  if (traced) {
+    options.trace_path = "/dev/null";
+    options.trace_events = static_cast<std::size_t>(switches_n) + 4096;  // none dropped
+  }
+  double ns = 0;
+  for (auto _ : state) ns += wall_ns([&] { weft::run(options, ping_pong(switches_n)); });
+  state.counters["switches"] = static_cast<double>(switches_n);
+  state.counters["ns_per_switch"] =
+      ns / (static_cast<double>(switches_n) * static_cast<double>(state.iterations()));
+}
+
+void BM_switch_run(benchmark::State& state) {
+  switch_through_run(state, false);
+}
+void BM_switch_traced(benchmark::State& state) {
+  switch_through_run(state, true);
 }
 
 struct sleep_results {
@@ -180,6 +205,14 @@ int main(int argc, char** argv) {
       ->Repetitions(5)
       ->Iterations(1);
   benchmark::RegisterBenchmark("switch", BM_switch)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("switch_run", BM_switch_run)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("switch_traced", BM_switch_traced)
       ->Unit(benchmark::kMillisecond)
       ->Repetitions(5)
       ->Iterations(1);

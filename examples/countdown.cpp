@@ -69,7 +69,8 @@ weft::task<int> run_workers(std::uint64_t count, unsigned workers) {
   for (unsigned i = 0; i < workers; ++i) {
     // The remainder goes to the first worker, so the parts always add up to count.
     const std::uint64_t share = count / workers + (i == 0 ? count % workers : 0);
-    parts.push_back(weft::spawn(countdown_task(share)));
+    // Named, so a trace (WEFT_TRACE=FILE) and a task dump tell the parts apart.
+    parts.push_back(weft::spawn(countdown_task(share), {.name = fmt::format("countdown {}", i)}));
   }
   for (auto& part : parts) co_await part;
   co_return 0;

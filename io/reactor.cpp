@@ -371,6 +371,8 @@ void reactor::poll(bool block, clock::time_point limit) {
   }
   reap();
   if (next_deadline(deadline) && deadline <= clock::now()) expire_timers(clock::now());
+  // The tasks this turn made ready run after it: their waits begin now (the task dump).
+  weft::detail::tls_turn_now = weft::detail::coarse_now_ns();
 }
 
 }  // namespace weft::io

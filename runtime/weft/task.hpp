@@ -141,9 +141,9 @@ class promise_base : public spawn_link {
     tls_current_task = root_;
     if (root_ != nullptr) root_->wait_what_.store(nullptr, std::memory_order_relaxed);
   }
-  /// The task suspends in a wait that `what` names (a static string); since: now.
+  /// The task suspends in a wait that `what` names (a static string); since: this loop turn.
   void note_wait(const char* what) noexcept {
-    wait_since_.store(coarse_now_ns() & ~std::int64_t{7}, std::memory_order_relaxed);
+    wait_since_.store(tls_turn_now & ~std::int64_t{7}, std::memory_order_relaxed);
     wait_what_.store(what, std::memory_order_relaxed);
   }
   /// Refines the current wait (called by awaiters that know what they wait on: I/O and its fd,

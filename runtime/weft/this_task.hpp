@@ -41,7 +41,8 @@ inline std::string_view name() noexcept {
 /// Every line begins `task <id>`, then the name in quotes, then the state: `running` (its code
 /// runs on some thread now), `queued` (spawned and not started, or yielded), `waiting on
 /// <what>` with the wait's detail (an I/O operation and its fd, a deadline, a task, a
-/// primitive) and `for <seconds>` since the wait began (coarse clock: a few ms of resolution).
+/// primitive) and `for <seconds>` since the wait began (measured from the loop turn it began in:
+/// a few ms of resolution, and a task that holds its thread for long makes it look older).
 /// A task woken but not yet resumed still shows its wait. The threaded executors list their
 /// tasks from any thread; the cooperative one from its own thread only (elsewhere the text
 /// says so). Throws std::bad_alloc.
