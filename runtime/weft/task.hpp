@@ -139,7 +139,11 @@ class promise_base : public spawn_link {
   /// This task's code runs on the calling thread from now on.
   void resumed() noexcept {
     tls_current_task = root_;
-    if (root_ != nullptr) root_->wait_what_.store(nullptr, std::memory_order_relaxed);
+    if (root_ != nullptr) {
+      root_->wait_what_.store(nullptr, std::memory_order_relaxed);
+      if (tls_span_task == 0) [[unlikely]]
+        tls_span_task = root_->id_;  // a traced run span begins with this task
+    }
   }
   /// The task suspends in a wait that `what` names (a static string); since: this loop turn.
   void note_wait(const char* what) noexcept {

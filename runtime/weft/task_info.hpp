@@ -47,6 +47,12 @@ inline void left_thread(std::uint64_t id) noexcept {
   tls_last_task_id = id;
 }
 
+/// The first task to run in the trace's current `run` span: 0 while a traced resumption waits
+/// for its first task, ~0 otherwise (so the check in promise_base::resumed never fires when
+/// nothing traces). A resumption can run several tasks in a row (a task that ends continues
+/// its joiner); the span is the first one's.
+inline thread_local std::uint64_t tls_span_task = ~std::uint64_t{0};
+
 /// A fresh block of task ids (the per-thread cache below is empty). Thread-safe.
 std::uint64_t refill_task_ids() noexcept;
 

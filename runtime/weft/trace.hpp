@@ -71,13 +71,19 @@ inline std::int64_t trace_now() noexcept {
       .count();
 }
 
-/// Records one task resumption (`resume()`) as a `run` span on `b`.
+/// Records one task resumption (`resume()`) as a `run` span on `b`, attributed to the first
+/// task that ran in it.
 template <class Resume>
 void traced_resume(trace_buffer& b, Resume&& resume) {
   const std::int64_t start = trace_now();
+  tls_span_task = 0;
   tls_last_task_id = 0;
   resume();
-  b.span("run", start, trace_now(), tls_last_task_id);
+  // The first task that ran; a coroutine that is not a task's resumes none (then the last
+  // task that left the thread, if any).
+  const std::uint64_t task = tls_span_task != 0 ? tls_span_task : tls_last_task_id;
+  tls_span_task = ~std::uint64_t{0};
+  b.span("run", start, trace_now(), task);
 }
 
 /// Records an instant event on the calling thread's buffer, if it traces.

@@ -175,6 +175,7 @@ task<T> run_main(runtime_state& state, task<T> main) {
   } end{state};
   if (promise_base* self = tls_current_task; self != nullptr && self->name().empty()) {
     self->set_name("main");
+    if (trace_session* trace = state.trace()) trace->note_name(self->id(), self->name());
   }
   if constexpr (std::is_void_v<T>) {
     co_await std::move(main);
