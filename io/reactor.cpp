@@ -117,6 +117,7 @@ reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_ti
 }
 
 void reactor::attach_to_this_thread() {
+  weft::detail::tls_turn_now = weft::detail::coarse_now_ns();  // a loop starts: see poll()
   const auto me = std::this_thread::get_id();
   if (owner_thread_ == me) return;
   if (owner_thread_ != std::thread::id{} && !ring_.disabled() && ring_.defer_taskrun()) {

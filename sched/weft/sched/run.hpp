@@ -112,9 +112,11 @@ struct runtime_binding {
   ~runtime_binding() {
     unregister_runtime(executor_);
     state->detach();
+    tls_current_task = outer_task;  // a run nested in a task: that task runs on
   }
   std::shared_ptr<runtime_state> state;
   executor& executor_;
+  promise_base* outer_task = tls_current_task;
 };
 
 inline std::shared_ptr<runtime_state> make_runtime_state(run_options& options) {
