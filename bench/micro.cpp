@@ -8,6 +8,7 @@
 // switch:     two tasks ping-pong through yield_now() (ns per switch).
 // switch_run, switch_traced: the same through weft::run, tracing off and on (WEFT_TRACE's
 //             cost: recording and writing one `run` span per switch).
+// trace_span: recording one span alone (two clock reads and a store into the buffer).
 // sleepers:   N tasks asleep at once until one deadline: heap bytes per sleeping task (glibc
 //             mallinfo2, so it counts frames, timer-heap slots and stop states), the time to wake
 //             them all, and how late the last one woke after the deadline.
@@ -113,6 +114,23 @@ void BM_switch_traced(benchmark::State& state) {
   switch_through_run(state, true);
 }
 
+// What recording one `run` span costs, without writing it: two steady-clock reads and a store
+// into a thread's trace buffer, around an empty resumption.
+void BM_trace_span(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(switches_n);
+  double ns = 0;
+  for (auto _ : state) {
+    weft::detail::trace_buffer buffer(n);
+    ns += wall_ns([&] {
+      for (std::size_t i = 0; i < n; ++i) weft::detail::traced_resume(buffer, [] {});
+    });
+    benchmark::DoNotOptimize(buffer.events().data());
+  }
+  state.counters["spans"] = static_cast<double>(n);
+  state.counters["ns_per_span"] =
+      ns / (static_cast<double>(n) * static_cast<double>(state.iterations()));
+}
+
 struct sleep_results {
   double bytes_per_sleeper = 0;
   double wake_all_s = 0;
@@ -213,6 +231,10 @@ int main(int argc, char** argv) {
       ->Repetitions(5)
       ->Iterations(1);
   benchmark::RegisterBenchmark("switch_traced", BM_switch_traced)
+      ->Unit(benchmark::kMillisecond)
+      ->Repetitions(5)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("trace_span", BM_trace_span)
       ->Unit(benchmark::kMillisecond)
       ->Repetitions(5)
       ->Iterations(1);
