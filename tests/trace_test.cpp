@@ -266,8 +266,10 @@ TEST_CASE("metrics and spawn through the runtime handle, from a foreign thread",
       weft::event done;
       std::atomic<bool> ran{false};
       weft::runtime_metrics seen;
+      std::string foreign_dump;
       std::thread t([&] {
         seen = rt.metrics();
+        foreign_dump = rt.dump();
         rt.spawn(weft::invoke([&]() -> weft::task<> {
                    ran = true;
                    done.set();
@@ -279,6 +281,11 @@ TEST_CASE("metrics and spawn through the runtime handle, from a foreign thread",
       co_await done.wait();
       t.join();
       CHECK(ran.load());
+      if (m == weft::mode::cooperative) {  // its task list belongs to its thread
+        CHECK(foreign_dump.find("can only be listed from its own thread") != std::string::npos);
+      } else {
+        CHECK(foreign_dump.find("\"main\" ") != std::string::npos);  // running or waiting
+      }
       CHECK(seen.mode == m);
       CHECK(seen.workers == (m == weft::mode::cooperative ? 1u : 2u));
       REQUIRE(seen.per_worker.size() == seen.workers);
@@ -301,4 +308,11 @@ TEST_CASE("metrics and spawn through the runtime handle, from a foreign thread",
                     std::system_error);
   }
   CHECK_FALSE(weft::runtime_handle::current().valid());
+}
+
+TEST_CASE("a trace that cannot be written does not fail the program", "[trace]") {
+  auto o = options_for(weft::mode::multi_thread);
+  o.trace_path = "/nonexistent-directory/trace.json";
+  const int value = weft::run(o, []() -> weft::task<int> { co_return 42; }());
+  CHECK(value == 42);  // and one line on stderr says why there is no trace
 }
