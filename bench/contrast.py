@@ -1016,16 +1016,27 @@ def chart(result, path):
 # compare
 
 
-COMPARE_RULE = ("the two runs' [min, max] ranges do not overlap AND |B/A - 1| exceeds the "
-                "larger relative spread (max - min) / median of the two")
+COMPARE_RULE = ("the 95% bootstrap interval of median(B) / median(A) (each run's samples "
+                "resampled on their own) excludes 1 and does not lie within "
+                f"1 +- {stats.MARGIN:.0%}")
+
+
+def samples_of(cfg, workload):
+    """A configuration's figures in a results file (wall s; mixed: rtt p50 us): the
+    configuration's own samples, not its baseline's paired runs."""
+    key = "rtt_p50_us" if workload == "mixed" else "wall_s"
+    return [s["fields"][key] for s in cfg.get("samples", [])
+            if s.get("ok") and "pair_of" not in s and key in s.get("fields", {})]
 
 
 def compare(argv):
     ap = argparse.ArgumentParser(
         prog="contrast.py compare",
-        description="Ratios B/A between two contrast results, configuration by configuration: "
-                    "median wall time (mixed: median rtt p50). A change is flagged when " +
-                    COMPARE_RULE + ". Exit status 0, or 2 when a file is missing or unreadable.")
+        description="Did a way get faster or slower between two contrast results? For each "
+                    "configuration: B/A of the median (wall s; mixed: rtt p50 us) with a 95% "
+                    "bootstrap interval; CHANGED when " + COMPARE_RULE + ". Also the speed-up "
+                    "verdicts that differ between the two runs. Exit status 0, or 2 when a "
+                    "file is missing or unreadable.")
     ap.add_argument("a", help="the earlier results file (JSON)")
     ap.add_argument("b", help="the later results file (JSON)")
     args = ap.parse_args(argv)
@@ -1042,15 +1053,12 @@ def compare(argv):
         data.append(d)
     a, b = data
     print(f"compare: A = {args.a} ({a.get('date')}), B = {args.b} ({b.get('date')})")
-    print(f"ratio = B/A of the median (wall s; mixed: rtt p50 us); '<< CHANGED' when "
-          f"{COMPARE_RULE}")
-    for tag, d in (("A", a), ("B", b)):
-        reps = d.get("settings", {}).get("reps")
-        if isinstance(reps, int) and reps < 3:
-            print(f"note: {tag} has {reps} repetition(s): a spread of one sample is 0, so any "
-                  "difference from it is flagged; compare runs of 3 or more")
-    head = ["workload", "config", "A median [min" + DASH + "max]", "B median [min" + DASH +
-            "max]", "B/A", ""]
+    print(f"B/A of the median (wall s; mixed: rtt p50 us) with its 95% bootstrap interval; "
+          f"'<< CHANGED' when {COMPARE_RULE}")
+    print("note: two runs are never paired, so a change of the machine between them (other "
+          "load, another CPU frequency) counts as a change; the speed-up verdicts below, each "
+          "paired within its own run, are immune to that")
+    head = ["workload", "config", "A median", "B median", "B/A [95%]", ""]
     rows, only, flagged = [], [], 0
     for w in [w for w in WORKLOADS if w in a["workloads"] or w in b["workloads"]]:
         ca = {c["name"]: c for c in a["workloads"].get(w, {}).get("configs", [])}
@@ -1059,37 +1067,37 @@ def compare(argv):
             if name not in ca or name not in cb:
                 only.append(f"{w} {name}: only in {'A' if name in ca else 'B'}")
                 continue
-            key = "rtt_p50_us" if w == "mixed" else "wall_s"
-
-            def st(c):
-                s = c.get("summary", {})
-                return s.get("wall_s") if key == "wall_s" else s.get("stats", {}).get(key)
-            sa, sb = st(ca[name]) or {}, st(cb[name]) or {}
-            ma, mb = sa.get("median"), sb.get("median")
-            computed = ca[name].get("computed") or cb[name].get("computed")
-
-            def cell(s):
-                if s.get("median") is None:
-                    return "FAILED"
-                return f"{s['median']:.4g} [{s['min']:.4g}{DASH}{s['max']:.4g}]"
-            if ma is None or mb is None or not ma:
-                rows.append([w, name, cell(sa), cell(sb), "-", "failed in one run"])
+            if ca[name].get("computed") or cb[name].get("computed"):
+                rows.append([w, name, "-", "-", "-", "computed"])
                 continue
-            ratio = mb / ma
-            spread = max((sa["max"] - sa["min"]) / ma, (sb["max"] - sb["min"]) / mb)
-            apart = sa["max"] < sb["min"] or sb["max"] < sa["min"]
+            xa, xb = samples_of(ca[name], w), samples_of(cb[name], w)
+            if not xa or not xb:
+                rows.append([w, name, fs(median(xa)), fs(median(xb)), "-", "failed in one run"])
+                continue
+            r = stats.unpaired_ratio(xa, xb)  # median(A) / median(B): B's speed-up over A
+            v = stats.verdict(r["ci95"])
+            ratio, ci = 1 / r["speedup"], r["ci95"]
+            cell = f"{ratio:.3f}" + (f" [{1 / ci[1]:.3f}{DASH}{1 / ci[0]:.3f}]" if ci else "")
             mark = ""
-            if computed:
-                mark = "computed"
-            elif apart and abs(ratio - 1) > spread:
+            if v in ("faster", "slower"):
                 flagged += 1
-                mark = "<< CHANGED (" + ("slower" if ratio > 1 else "faster") + ")"
-            rows.append([w, name, cell(sa), cell(sb), f"{ratio:.3f}", mark])
+                mark = f"<< CHANGED ({v})"
+            elif v == "inconclusive":
+                mark = f"too few samples ({r['n']})"
+            rows.append([w, name, fs(median(xa)), fs(median(xb)), cell, mark])
     if rows:
         print_table(head, rows, left=2)
     for line in only:
         print(line)
     print(f"{flagged} change(s) beyond the noise")
+    va = {(v["workload"], v["config"], v["baseline"]): v for v in a.get("verdicts", [])}
+    moved = [(k, va[k]["verdict"], v["verdict"]) for v in b.get("verdicts", [])
+             for k in [(v["workload"], v["config"], v["baseline"])]
+             if k in va and va[k]["verdict"] != v["verdict"]]
+    for (w, c, base), x, y in moved:
+        print(f"verdict changed: {w} {c} against {base}: {x} in A, {y} in B")
+    if a.get("verdicts") is not None and b.get("verdicts") is not None:
+        print(f"{len(moved)} speed-up verdict(s) changed")
     return 0
 
 
