@@ -80,6 +80,7 @@ T0 = time.monotonic()
 TICKS_SCALE = 16  # the old GIL's countdowns count this many times less far (see plan())
 NOISY_CV = 0.10  # a baseline that varies more than this over the run: a noisy run
 NOISY_STEAL = 0.05  # steal time beyond this during a sample: a noisy run
+NOISY_CPU = 0.9  # a one-thread baseline that got less of a CPU than this: a noisy run
 # The ways the timeline shows: countdown at N=2 (label, mode, gil).
 TIMELINE_WAYS = (("single-lock N=2 interval (new GIL)", "single-lock", "interval"),
                  ("single-lock N=2 ticks:100 (old GIL)", "single-lock", "ticks:100"),
@@ -349,6 +350,8 @@ def run_workload(name, p, args, deadline):
         s.update(rep=rnd + 1, order=order, pair=pair_id)
         if pair_of:
             s["pair_of"] = pair_of
+            if argv != configs[base]["argv"]:
+                s["scaled"] = True  # the baseline at another size (the old GIL's count)
         (configs[base] if pair_of else cfg)["samples"].append(s)
 
     for rnd in range(args.max_pairs):
@@ -385,6 +388,9 @@ def run_workload(name, p, args, deadline):
 
 
 def base_summary(samples, computed=None):
+    """Median, min and max of every figure over the samples that worked; a baseline's runs at
+    another size (scaled: paired with the old GIL) are left out of its own figures."""
+    samples = [s for s in samples if not s.get("scaled")]
     ok = [s for s in samples if s["ok"]]
     if computed is not None:
         wall = {"median": computed, "min": computed, "max": computed}
@@ -447,7 +453,8 @@ def noise(rec):
     exclude)."""
     samples = [s for c in rec["configs"] for s in c["samples"] if s["ok"]]
     base = next((c for c in rec["configs"] if c["name"] == rec["baseline"]), None)
-    bx = [statistic(rec["workload"], s) for s in (base or {}).get("samples", []) if s["ok"]]
+    bx = [statistic(rec["workload"], s) for s in (base or {}).get("samples", [])
+          if s["ok"] and not s.get("scaled")]
     loads = [s["load1"] for s in samples if s.get("load1") is not None]
     steals = [s["steal"] for s in samples if s.get("steal") is not None]
     out = {"baseline_cv": stats.cv(bx), "baseline": stat(bx), "baseline_n": len(bx),
@@ -461,6 +468,14 @@ def noise(rec):
     if out["baseline_cv"] is not None and out["baseline_cv"] > NOISY_CV:
         out["reasons"].append(f"the {out.get('cv_of', 'baseline')} varied by "
                               f"{out['baseline_cv']:.0%} (coefficient of variation) over the run")
+    # A one-thread baseline that got less than a CPU while it ran: the machine (other
+    # containers, other load) took CPU time from it that no steal counter shows.
+    bp = median([s.get("parallelism") for s in (base or {}).get("samples", [])
+                 if s["ok"] and not s.get("scaled")])
+    out["baseline_parallelism"] = bp
+    if bp is not None and base and base["mode"] in ("sequential", "idle") and bp < NOISY_CPU:
+        out["reasons"].append(f"the single-threaded {rec['baseline']} got {bp:.2f} of a CPU "
+                              "(median CPU time / wall time): other load took the rest")
     if out["steal_max"] is not None and out["steal_max"] > NOISY_STEAL:
         out["reasons"].append(f"the hypervisor stole up to {out['steal_max']:.0%} of the CPU time "
                               "during a sample")
@@ -951,14 +966,17 @@ def chart(result, path):
             ns = sorted({c["workers"] for c in rec["configs"] if c["workers"]})
             series = [(f"N={n}", [vc(by.get(names.get(k, k + " N={}").format(n)))
                                   for k in kinds], "FAILED") for n in ns]
+            present = [c[0] for _, cells, _ in series for c in cells if c and c[0]]
+            log = bool(present) and max(present) / min(present) > 10
             bars(ax, [{"single-lock": "single-lock\ninterval",
                        "single-lock ticks:100": "single-lock\nticks:100"}.get(k, k)
-                      for k in kinds], series)
+                      for k in kinds], series, log=log)
             ax.axhline(1, color="gray", ls="--", lw=1)
             ax.axhline(cpus_available(), color="gray", ls=":", lw=1)
             ax.set_ylabel("speed-up vs sequential")
             ax.set_title(f"countdown of {rec['sizes']['count']:,}: speed-up against sequential "
-                         f"(dashed: 1x; dotted: {cpus_available()} CPUs)", fontsize=10)
+                         f"(dashed: 1x; dotted: {cpus_available()} CPUs"
+                         + ("; log scale" if log else "") + ")", fontsize=10)
             ax.legend(fontsize=8)
         elif w in ("sleep", "echo", "cpython"):
             cfgs = [c for c in rec["configs"] if c["name"] != "sequential"]

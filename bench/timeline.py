@@ -14,7 +14,7 @@ import json
 import sys
 
 WINDOW_US = 20_000.0  # the window each panel shows: four switch intervals of the new GIL
-WIDTH, LEFT, RIGHT = 1000, 150, 20
+WIDTH, LEFT, RIGHT = 1000, 215, 20
 LANE, GAP = 14, 4
 COLORS = {"run": "#4C72B0", "lock": "#DD8452", "park": "#C8C8C8"}
 
