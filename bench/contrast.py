@@ -3,15 +3,18 @@
 measurement. One program, build/bench/contrast, runs four workloads each way weft knows; CPython
 runs the seed's countdown beside them.
 
-    python3 bench/contrast.py [--build build] [--quick] [--reps N] [--out-dir bench/results]
+    python3 bench/contrast.py [--build build] [--quick] [--min-pairs N] [--max-pairs N]
+                              [--budget S] [--target-s S] [--n N ...] [--out-dir bench/results]
                               [--only countdown|sleep|echo|mixed|cpython ...] [size options]
     python3 bench/contrast.py compare A.json B.json
 
-Workloads (defaults; --quick: tiny sizes, 1 repetition, a smoke test of the plumbing):
-  countdown  the seed's `while n > 0: n -= 1` over --count (3e8; quick 2e6) split into N parts,
-             N = 1, 2, 4: cooperative (N tasks, one thread), single-lock --gil=interval (the new
-             GIL) and --gil=ticks:100 (the old GIL), multi-thread, threads (N std::threads, no
-             runtime), processes (a process_pool of N); speed-up = sequential median / median.
+Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
+  countdown  the seed's `while n > 0: n -= 1` over --count (calibrated at the start so that
+             sequential takes --target-s, 0.5 s, here, at least 3e8; quick 2e6) split into N
+             parts, N = --n (1 2 4): cooperative (N tasks, one thread), single-lock
+             --gil=interval (the new GIL) and --gil=ticks:100 (the old GIL, at 1/16 of the
+             count: it is tens of times slower), multi-thread, threads (N std::threads, no
+             runtime), processes (a process_pool of N).
   sleep      --tasks (10000; quick 200) tasks each sleeping --sleep-ms (100; quick 10), all at
              once: cooperative, single-lock w=2, multi-thread w=2, threads (one per task),
              processes w=2; the sequential baseline T x S is computed, never run.
@@ -20,30 +23,42 @@ Workloads (defaults; --quick: tiny sizes, 1 repetition, a smoke test of the plum
              cooperative, single-lock w=2, multi-thread w=2, threads, processes w=2.
   mixed      a CPU-bound countdown of --mixed-count (3e8; quick 2e6) and an echo server on the
              same executor, probed by a thread outside it doing back-to-back round trips until
-             the countdown ends: idle (no CPU task), cooperative, single-lock w=2 interval and
-             ticks:100, multi-thread w=2, threads, processes w=1; rtt p50/p99/max and their
-             ratio to idle: what the convoy effect does to I/O in each way.
-  cpython    bench/reference/countdown.py over --python-count (2e7; quick 2e5) with this
-             interpreter: sequential, 2 and 4 threads, Pool(2) and Pool(4) (multiprocessing's
-             default start method), and a "GIL side by side" table: the seed's own figures,
-             CPython here and weft's single-lock (and process_pool beside Pool) from the same
-             run, as speed-ups against each one's own sequential.
+             the countdown ends: idle (no CPU task: the baseline), cooperative, single-lock w=2
+             interval and ticks:100, multi-thread w=2, threads, processes w=1; the statistic is
+             the median round trip (rtt p50).
+  cpython    bench/reference/countdown.py over --python-count (calibrated like the countdown;
+             quick 2e5) with this interpreter: sequential, threads N and Pool(N) for each --n
+             above 1 (multiprocessing's default start method), and a "GIL side by side" table:
+             the seed's own figures, CPython here and weft's single-lock (and process_pool
+             beside Pool) from the same run.
 
-Every configuration runs --reps times (default 3; at least 3 unless --quick); each repetition
-runs every configuration of a workload once, in an order rotated by one every repetition, so
-drift over time hits every configuration alike. Figures are medians with [min-max]. A failed run
-is recorded with its reason and the rest still run.
+Paired design: every configuration runs in pairs with its baseline (sequential; idle for
+mixed), back to back, the baseline first in every other pair, in an order rotated each round.
+Each configuration gets --min-pairs pairs (5; quick 3); those whose interval still holds 1 and
+reaches past the practical margin get more, up to --max-pairs (12), while --budget (210 s of
+measuring, shared out over the workloads) lasts. A configuration's speed-up is the geometric mean
+of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
+and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
+alone: faster, slower, same (the interval holds 1 or lies within +-3%), inconclusive (too few
+pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
+the 1-minute load before it and the steal time during it; each workload records its noise (the
+baseline's spread, its CPU share) and says when the run was too noisy to conclude, and which
+verdicts that affects. A failed run is recorded with its reason and the rest still run.
 
-Outputs: a table and a paragraph written from the figures per workload on stdout (progress on
+Outputs: a table and a paragraph written from the verdicts per workload on stdout (progress on
 stderr); <out-dir>/<YYYY-MM-DD>-<host>.json (-2, -3, ... when taken), with every raw sample,
-the summaries, the machine, the settings and the load average before and after, valid against
-bench/contrast.schema.json; and <same stem>-contrast.svg, one chart panel per workload (needs
-python3-matplotlib; skipped with a note without it).
+the summaries, the top-level "verdicts" list, the noise, the calibration, the machine and the
+settings, valid against bench/contrast.schema.json; <same stem>-contrast.svg, one chart panel
+per workload with 95% error bars (needs python3-matplotlib); <same stem>-timeline.svg, who runs
+and who holds the lock in countdown at N=2 (single-lock interval and ticks:100, multi-thread,
+cooperative), drawn from traces the program writes under WEFT_TRACE (skipped with a note when
+the build writes none; --no-timeline skips it); and <same stem>.html, a self-contained report
+page with all of it.
 
-compare A.json B.json prints B/A per configuration (median wall; mixed: median rtt p50) and
-flags a change as beyond the noise when the two runs' [min, max] ranges do not overlap AND
-|B/A - 1| is larger than the larger relative spread (max - min) / median of the two. Configs
-in only one file are listed as such.
+compare A.json B.json prints B/A of the median per configuration (wall s; mixed: rtt p50 us)
+with a 95% bootstrap interval (each run's samples resampled on their own) and flags a change
+when the interval excludes 1 and does not lie within 1 +- 3%; then the speed-up verdicts that
+differ between the two runs. Configs in only one file are listed as such.
 
 Exit status: 0 when every run worked, 1 when some run failed, 2 on bad arguments or (compare)
 a missing or unreadable file.
