@@ -35,7 +35,7 @@ Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
 Paired design: every configuration runs in pairs with its baseline (sequential; idle for
 mixed), back to back, the baseline first in every other pair, in an order rotated each round.
 Each configuration gets --min-pairs pairs (5; quick 3); those whose interval still holds 1 and
-reaches past the practical margin get more, up to --max-pairs (12), while --budget (210 s of
+reaches past the practical margin get more, up to --max-pairs (12), while --budget (240 s of
 measuring, shared out over the workloads) lasts. A configuration's speed-up is the geometric mean
 of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
 and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
@@ -496,8 +496,15 @@ def noise(rec):
                               "during a sample")
     out["noisy"] = bool(out["reasons"])
     if out["noisy"]:
+        # Noise widens intervals, so it can hide a difference: the same and inconclusive
+        # verdicts. A machine that withholds CPU also holds back the ways that need several
+        # CPUs, whatever their verdict short of faster.
+        starved = bp is not None and bp < NOISY_CPU
         out["affected"] = [c["name"] for c in rec["configs"]
-                           if c["summary"].get("verdict") in ("same", "inconclusive")]
+                           if c["summary"].get("verdict") in ("same", "inconclusive") or
+                           (starved and c["summary"].get("verdict") == "slower" and
+                            c["mode"] in ("multi-thread", "threads", "processes", "pool") and
+                            (c["workers"] or 1) > 1)]
     return out
 
 
@@ -564,7 +571,7 @@ def table_rows(name, record):
         if cfg["name"] == record["baseline"]:
             r += ["baseline", "", ""]
         else:
-            r += [f"{fr(sp)}" + (f" [{ci[0]:.2f}{DASH}{ci[1]:.2f}]" if ci else ""),
+            r += [f"{fr(sp)}" + (f" [{fr(ci[0])[:-1]}{DASH}{fr(ci[1])[:-1]}]" if ci else ""),
                   s.get("verdict") or "-", str(s.get("pairs", 0))]
         r += [fs(s["cpu_s"]) if not cfg["computed"] else "-",
               par(s) if not cfg["computed"] else "-", fn(s["peak_rss_mib"], 1)]
@@ -1201,7 +1208,7 @@ def parse_args(argv):
                     "(default 12; --quick: 3)")
     ap.add_argument("--budget", type=positive_int,
                     help="seconds of measuring after which no configuration gets more pairs "
-                    "than --min-pairs (default 210; --quick: 1)")
+                    "than --min-pairs (default 240; --quick: 1)")
     ap.add_argument("--target-s", type=float,
                     help="calibration: the countdown and CPython counts are chosen so that "
                     "sequential takes about this long here (default 0.5; not with --quick or "
@@ -1232,7 +1239,7 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     args.calibrate = {"count": args.count is None and not args.quick,
                       "python_count": args.python_count is None and not args.quick}
-    defaults = {"min_pairs": (5, 3), "max_pairs": (12, 3), "budget": (210, 1),
+    defaults = {"min_pairs": (5, 3), "max_pairs": (12, 3), "budget": (240, 1),
                 "target_s": (0.5, 0.5), "n": ([1, 2, 4], [1, 2, 4]),
                 "count": (300_000_000, 2_000_000), "tasks": (10_000, 200),
                 "sleep_ms": (100, 10), "connections": (1000, 50), "round_trips": (10, 2),
@@ -1344,10 +1351,12 @@ def noise_sentence(rec):
     text = ("Noise: " + ", ".join(parts) + ".") if parts else ""
     if n.get("noisy"):
         text += (" This run was too noisy to conclude everything (" + "; ".join(n["reasons"]) +
-                 "): " + (f"the verdicts of {', '.join(n['affected'])} may hide a difference "
-                          "that a quieter run would show; the faster and slower verdicts hold, "
-                          "their intervals exclude 1 despite the noise."
-                          if n["affected"] else "every verdict excluded 1 despite it."))
+                 "): " + (f"the verdicts of {', '.join(n['affected'])} may be different on a "
+                          "quieter machine (noise widens the intervals and can hide a "
+                          "difference; a machine that withholds CPU holds back the ways that "
+                          "need several); the other verdicts hold, their intervals exclude 1 "
+                          "despite the noise." if n["affected"] else
+                          "every verdict excluded 1 despite it."))
     return text
 
 
@@ -1367,9 +1376,11 @@ def traced_runs(args, tmp):
     ([(label, trace path)], note): the note says why there is no timeline when no trace
     appeared (a build without tracing writes none)."""
     exe = os.path.join(args.build, "bench", "contrast")
-    count = max(1, args.count // (4 * TICKS_SCALE))
     out = []
     for label, mode, gil in TIMELINE_WAYS:
+        # An eighth of a sample (~60 ms at the default 0.5 s): several of the new GIL's 5 ms
+        # turns on each side of the 20 ms window; the old GIL counts 1/16 as far again.
+        count = max(1, args.count // (8 * (TICKS_SCALE if gil == "ticks:100" else 1)))
         path = os.path.join(tmp, f"trace-{len(out)}.json")
         argv = weft_argv(exe, "countdown", mode, 2, gil, [f"--count={count}"])
         try:
@@ -1388,7 +1399,8 @@ def run_all(args, result):
     plans = plan(args)
     failed = False
     names = [w for w in WORKLOADS if not args.only or w in args.only]
-    weights = {"countdown": 5, "sleep": 1, "echo": 1.5, "mixed": 1.5, "cpython": 2.5}
+    # The budget's shares: the countdown has the most ways and the verdicts that matter most.
+    weights = {"countdown": 6, "sleep": 0.5, "echo": 1, "mixed": 1, "cpython": 2.5}
     end = time.monotonic() + args.budget
     for i, name in enumerate(names):
         log(f"== {name}")
