@@ -500,11 +500,12 @@ def noise(rec):
         # verdicts. A machine that withholds CPU also holds back the ways that need several
         # CPUs, whatever their verdict short of faster.
         starved = bp is not None and bp < NOISY_CPU
+        parallel = ("multi-thread", "processes", "pool") + (
+            () if rec["workload"] == "cpython" else ("threads",))  # CPython's threads: GIL
         out["affected"] = [c["name"] for c in rec["configs"]
                            if c["summary"].get("verdict") in ("same", "inconclusive") or
                            (starved and c["summary"].get("verdict") == "slower" and
-                            c["mode"] in ("multi-thread", "threads", "processes", "pool") and
-                            (c["workers"] or 1) > 1)]
+                            c["mode"] in parallel and (c["workers"] or 1) > 1)]
     return out
 
 
