@@ -58,7 +58,9 @@ page with all of it.
 compare A.json B.json prints B/A of the median per configuration (wall s; mixed: rtt p50 us)
 with a 95% bootstrap interval (each run's samples resampled on their own) and flags a change
 when the interval excludes 1 and does not lie within 1 +- 3%; then the speed-up verdicts that
-differ between the two runs. Configs in only one file are listed as such.
+differ between the two runs. Countdown and CPython counts that differ (each run calibrates its
+own) are compared per 1e9 iterations; other differing sizes are not compared. Configs in only
+one file are listed as such.
 
 Exit status: 0 when every run worked, 1 when some run failed, 2 on bad arguments or (compare)
 a missing or unreadable file.
@@ -1062,12 +1064,27 @@ COMPARE_RULE = ("the 95% bootstrap interval of median(B) / median(A) (each run's
                 f"1 +- {stats.MARGIN:.0%}")
 
 
-def samples_of(cfg, workload):
-    """A configuration's figures in a results file (wall s; mixed: rtt p50 us): the
-    configuration's own samples, not its baseline's paired runs."""
+def samples_of(cfg, workload, per=1.0):
+    """A configuration's figures in a results file (wall s; mixed: rtt p50 us), divided by
+    `per`: its samples at its own size (a baseline's runs scaled to the old GIL's count are
+    left out)."""
     key = "rtt_p50_us" if workload == "mixed" else "wall_s"
-    return [s["fields"][key] for s in cfg.get("samples", [])
-            if s.get("ok") and "pair_of" not in s and key in s.get("fields", {})]
+    return [s["fields"][key] / per for s in cfg.get("samples", [])
+            if s.get("ok") and not s.get("scaled") and key in s.get("fields", {})]
+
+
+def comparable(w, a, b):
+    """(divisor for A, divisor for B, note): runs whose countdown counts differ (each run
+    calibrates its own) are compared per 1e9 iterations, a countdown's time being linear in
+    its count; other differing sizes make the workload incomparable (None, None, note)."""
+    za, zb = a["workloads"][w].get("sizes", {}), b["workloads"][w].get("sizes", {})
+    if za == zb:
+        return 1.0, 1.0, None
+    if w in ("countdown", "cpython") and {k for k in za if za[k] != zb.get(k)} == {"count"}:
+        return (za["count"] / 1e9, zb["count"] / 1e9,
+                f"{w}: counts differ (A {za['count']:,}, B {zb['count']:,}): compared in s per "
+                "1e9 iterations")
+    return None, None, f"{w}: sizes differ (A {za}, B {zb}): not compared"
 
 
 def compare(argv):
@@ -1101,7 +1118,15 @@ def compare(argv):
           "paired within its own run, are immune to that")
     head = ["workload", "config", "A median", "B median", "B/A [95%]", ""]
     rows, only, flagged = [], [], 0
+    notes = []
     for w in [w for w in WORKLOADS if w in a["workloads"] or w in b["workloads"]]:
+        pa = pb = 1.0
+        if w in a["workloads"] and w in b["workloads"]:
+            pa, pb, note = comparable(w, a, b)
+            if note:
+                notes.append(note)
+            if pa is None:
+                continue
         ca = {c["name"]: c for c in a["workloads"].get(w, {}).get("configs", [])}
         cb = {c["name"]: c for c in b["workloads"].get(w, {}).get("configs", [])}
         for name in list(ca) + [n for n in cb if n not in ca]:
@@ -1111,7 +1136,7 @@ def compare(argv):
             if ca[name].get("computed") or cb[name].get("computed"):
                 rows.append([w, name, "-", "-", "-", "computed"])
                 continue
-            xa, xb = samples_of(ca[name], w), samples_of(cb[name], w)
+            xa, xb = samples_of(ca[name], w, pa), samples_of(cb[name], w, pb)
             if not xa or not xb:
                 rows.append([w, name, fs(median(xa)), fs(median(xb)), "-", "failed in one run"])
                 continue
@@ -1128,7 +1153,7 @@ def compare(argv):
             rows.append([w, name, fs(median(xa)), fs(median(xb)), cell, mark])
     if rows:
         print_table(head, rows, left=2)
-    for line in only:
+    for line in notes + only:
         print(line)
     print(f"{flagged} change(s) beyond the noise")
     va = {(v["workload"], v["config"], v["baseline"]): v for v in a.get("verdicts", [])}

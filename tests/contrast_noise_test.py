@@ -70,8 +70,8 @@ def main():
     started = time.monotonic()
     try:
         r = subprocess.run([sys.executable, driver, "--build", build, "--only", "countdown",
-                            "cpython", "--n", "2", "--min-pairs", "4", "--max-pairs", "6",
-                            "--budget", "30", "--target-s", "0.4", "--no-timeline",
+                            "cpython", "--n", "2", "--min-pairs", "4", "--max-pairs", "8",
+                            "--budget", "45", "--target-s", "0.4", "--no-timeline",
                             "--out-dir", out_dir], capture_output=True, text=True, timeout=300)
     finally:
         noise.kill()
