@@ -493,6 +493,19 @@ def noise(rec):
     if bp is not None and base and base["mode"] in ("sequential", "idle") and bp < NOISY_CPU:
         out["reasons"].append(f"the single-threaded {rec['baseline']} got {bp:.2f} of a CPU "
                               "(median CPU time / wall time): other load took the rest")
+    # Plain std::threads (no runtime) at N >= 2 are the machine's own parallelism: when they
+    # fall short of min(N, CPUs), other load held a CPU, whatever the baseline got.
+    most = min(2, cpus_available())
+    plain = [c for c in rec["configs"] if rec["workload"] == "countdown" and
+             c["mode"] == "threads" and (c["workers"] or 1) >= 2 and most >= 2]
+    tp = [(c["name"], (c.get("summary") or {}).get("parallelism", {}).get("median"))
+          for c in plain]
+    short = [(n, x) for n, x in tp if x is not None and x < 0.75 * most]
+    out["machine_parallelism"] = max((x for _, x in tp if x is not None), default=None)
+    if short:
+        out["reasons"].append("plain threads reached a parallelism of only " +
+                              ", ".join(f"{x:.2f} ({n})" for n, x in short) +
+                              f" of a possible {most}: other load held a CPU")
     if out["steal_max"] is not None and out["steal_max"] > NOISY_STEAL:
         out["reasons"].append(f"the hypervisor stole up to {out['steal_max']:.0%} of the CPU time "
                               "during a sample")
@@ -501,7 +514,7 @@ def noise(rec):
         # Noise widens intervals, so it can hide a difference: the same and inconclusive
         # verdicts. A machine that withholds CPU also holds back the ways that need several
         # CPUs, whatever their verdict short of faster.
-        starved = bp is not None and bp < NOISY_CPU
+        starved = bp is not None and bp < NOISY_CPU or bool(short)
         parallel = ("multi-thread", "processes", "pool") + (
             () if rec["workload"] == "cpython" else ("threads",))  # CPython's threads: GIL
         out["affected"] = [c["name"] for c in rec["configs"]
@@ -651,7 +664,7 @@ def judged(s, base="sequential"):
     return f"{ci_text(s.get('speedup'), s.get('ci95'))}, {against(s.get('verdict'), s.get('ci95'), base)}"
 
 
-def countdown_sentence(cname, cfg, s, by, cpus):
+def countdown_sentence(cname, cfg, s, by, cpus, by_noise=None):
     n, mode, v = cfg["workers"] or 1, cfg["mode"], s.get("verdict")
     p = (s.get("parallelism") or {}).get("median")
     head = f"{cname}: {judged(s)}, parallelism {par(s)}"
@@ -676,10 +689,26 @@ def countdown_sentence(cname, cfg, s, by, cpus):
     # multi-thread, threads, processes: parallel ways
     most = min(n, cpus)
     if v == "faster":
-        return head + f" of a possible {most}: they ran in parallel"
+        return head + (f" of a possible {most}: they ran in parallel" if p and p >= 1.2 else
+                       f" of a possible {most}: little of it ran in parallel, so this run "
+                       "cannot say where the gain came from")
     if n > 1 and p is not None and p < 0.75 * most:
-        return head + f" of a possible {most}: the machine did not give them {most} CPUs at once"
+        return head + f" of a possible {most}: " + short_of_cpu(most, by_noise)
     return head + (f" of a possible {most}" if n > 1 else "")
+
+
+def short_of_cpu(most, noise):
+    """Why a parallel way's parallelism fell short, as far as the run can tell: the machine
+    when the one-thread baseline itself got less than a CPU, else only the fact."""
+    bp = (noise or {}).get("baseline_parallelism")
+    mp = (noise or {}).get("machine_parallelism")
+    if mp is not None and mp < 0.75 * most:
+        return (f"they did not run on {most} CPUs at once, nor did plain threads (at best "
+                f"{mp:.2f}): the machine did not give {most} CPUs")
+    if bp is not None and bp < NOISY_CPU:
+        return (f"they did not run on {most} CPUs at once, and the machine was short of CPU "
+                f"(the one-thread baseline got {bp:.2f} of one)")
+    return f"they did not run on {most} CPUs at once"
 
 
 def countdown_paragraph(rec, load):
@@ -696,7 +725,7 @@ def countdown_paragraph(rec, load):
            f"{TICKS_SCALE} of it); speed-up = sequential / way with its 95% interval, and "
            "parallelism achieved = CPU time / wall time."]
     for n in sorted({c["workers"] for c in rec["configs"] if c["workers"]}):
-        parts = [countdown_sentence(name, cfgs[name], by[name], by, cpus)
+        parts = [countdown_sentence(name, cfgs[name], by[name], by, cpus, rec.get("noise"))
                  for name in cfgs if cfgs[name]["workers"] == n]
         out.append(f"At N={n}: " + "; ".join(parts) + ".")
     return " ".join(out)
@@ -891,8 +920,9 @@ def cpython_paragraph(rec, rows):
         else:
             most = min(n, cpus)
             text += (f" of a possible {most}: the processes ran in parallel"
-                     if py["verdict"] == "faster" else
-                     f" of a possible {most}: the machine did not give them {most} CPUs at once"
+                     if py["verdict"] == "faster" and p is not None and p >= 1.2 else
+                     f" of a possible {most}" if py["verdict"] == "faster" else
+                     f" of a possible {most}: " + short_of_cpu(most, rec.get("noise"))
                      if p is not None and p < 0.75 * most else f" of a possible {most}")
         wf = r["weft"]
         if wf["speedup"] is not None:
