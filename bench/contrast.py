@@ -1446,7 +1446,7 @@ def traced_runs(args, tmp):
             pass
         if os.path.exists(path):
             out.append((label, path))
-    note = None if out else (f"no timeline: {exe} wrote no trace under WEFT_TRACE (a build "
+    note = None if out else (f"skipped: {exe} wrote no trace under WEFT_TRACE (a build "
                              "without tracing)")
     return out, note
 

@@ -127,6 +127,34 @@ def main():
                            capture_output=True, text=True, timeout=60)
         check(r.returncode == 2, "timeline.py without arguments: usage, exit 2")
 
+        # The harness's traced runs, against a stand-in program that writes a synthetic trace
+        # where WEFT_TRACE says (the real one does so once weft's tracing is in the build).
+        fake = os.path.join(tmp, "fakebuild")
+        os.makedirs(os.path.join(fake, "bench"))
+        with open(os.path.join(fake, "bench", "contrast"), "w") as f:
+            f.write(f"#!/bin/sh\ncase \"$*\" in *single-lock*) m=single-lock-interval ;; "
+                    f"*multi-thread*) m=multi-thread ;; *) m=cooperative ;; esac\n"
+                    f"[ -n \"$WEFT_TRACE\" ] && exec {sys.executable} "
+                    f"{os.path.join(HERE, 'fixtures', 'make_trace.py')} $m \"$WEFT_TRACE\"\n")
+        os.chmod(os.path.join(fake, "bench", "contrast"), 0o755)
+        args = contrast.parse_args(["--build", fake, "--quick"])
+        fake_result = {"workloads": {"countdown": {"configs": [{}]}},
+                       "files": {"timeline": None}}
+        tl = os.path.join(tmp, "harness-timeline.svg")
+        note = contrast.draw_timeline(args, fake_result, tl)
+        check(note is None and fake_result["files"]["timeline"] == tl and
+              len(fake_result["timeline"]["panels"]) == 4,
+              "the harness runs the 4 traced ways under WEFT_TRACE and draws their timeline",
+              str(note))
+        os.remove(os.path.join(fake, "bench", "contrast"))
+        with open(os.path.join(fake, "bench", "contrast"), "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(os.path.join(fake, "bench", "contrast"), 0o755)
+        fake_result["files"]["timeline"] = None
+        note = contrast.draw_timeline(args, fake_result, os.path.join(tmp, "none.svg"))
+        check(note and "wrote no trace" in note and fake_result["files"]["timeline"] is None,
+              "a build that writes no trace: no timeline, and a note that says why", str(note))
+
         out = os.path.join(tmp, "out")
         r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--only",
                             "countdown", "cpython", "--n", "2", "--out-dir", out],
