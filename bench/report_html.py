@@ -163,17 +163,25 @@ def write(result, path, table_rows):
                 ["way", "the seed (quoted)", "CPython here", "weft here"], rows))
         for e in rec.get("errors", []):
             parts.append(f"<p class='slower'>error: {esc(e)}</p>")
-    parts.append("<h2>The machine's noise</h2>" + table(
-        ["workload", "baseline spread (CV)", "baseline runs", "load average", "steal max",
-         "too noisy?"],
-        [[w, "-" if (r.get("noise") or {}).get("baseline_cv") is None
-          else f"{r['noise']['baseline_cv']:.1%}", str((r.get("noise") or {}).get("baseline_n", "")),
-          "-" if not (r.get("noise") or {}).get("load1", {}).get("min") is not None else
-          f"{r['noise']['load1']['min']:.2f}{chr(8211)}{r['noise']['load1']['max']:.2f}",
-          "-" if (r.get("noise") or {}).get("steal_max") is None
-          else f"{r['noise']['steal_max']:.1%}",
-          "yes" if (r.get("noise") or {}).get("noisy") else "no"]
-         for w, r in result["workloads"].items()]))
+    noise_rows = []
+    for w, r in result["workloads"].items():
+        n = r.get("noise") or {}
+        load = n.get("load1") or {}
+        noise_rows.append([
+            w, "-" if n.get("baseline_cv") is None else f"{n['baseline_cv']:.1%}",
+            str(n.get("baseline_n", "")),
+            "-" if n.get("baseline_parallelism") is None else f"{n['baseline_parallelism']:.2f}",
+            "-" if load.get("min") is None else f"{load['min']:.2f}{chr(8211)}{load['max']:.2f}",
+            "-" if n.get("steal_max") is None else f"{n['steal_max']:.1%}",
+            "; ".join(n.get("reasons") or []) or "no"])
+    parts.append(
+        "<h2>The machine's noise</h2><p>The baseline is the same program every time, so its "
+        "spread over the run (coefficient of variation) is the machine's; a one-thread baseline "
+        "that got less than 0.9 of a CPU (CPU time / wall time) lost time to other load; the "
+        "load average was read before each run, the steal time (CPU taken by the hypervisor) "
+        "during it.</p>" + table(
+            ["workload", "baseline spread (CV)", "baseline runs", "baseline's CPU share",
+             "load average", "steal max", "too noisy to conclude?"], noise_rows))
     parts.append(f"<p class='note'>Raw samples: {esc(files.get('json'))}. Method: "
                  "ARCHITECTURE.md, \"The contrast benchmark\".</p></body></html>\n")
     with open(path, "w") as f:

@@ -15,9 +15,12 @@ contradicts what must hold:
     does not judge that verdict (it can only be checked where 2 CPUs exist);
   - every verdict has an interval that holds its speed-up, and the run recorded its noise.
 
-    python3 tests/contrast_noise_test.py bench/contrast.py BUILD_DIR [--keep DIR]
+    python3 tests/contrast_noise_test.py bench/contrast.py BUILD_DIR [--keep DIR] [--quiet]
+                                         [--check RESULTS.json]
 
-Prints the verdicts; exit status 0 when all held, 1 when one did not, 77 (skipped) without
+--keep DIR keeps the results there; --quiet runs without the background process (the same run
+on a machine left alone, to set beside the noisy one); --check judges an existing results file
+instead of running. Prints the verdicts; exit status 0 when all held, 1 when one did not, 77 (skipped) without
 build/bench/contrast. About a minute on 2 CPUs.
 """
 import json
@@ -58,15 +61,22 @@ def noise_maker(seed):
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
 
 
+def option(name):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv[3:-1] else None
+
+
 def main():
     driver, build = sys.argv[1], sys.argv[2]
-    keep = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--keep" else None
+    keep, checked = option("--keep"), option("--check")
+    if checked:
+        with open(checked) as f:
+            return judge(json.load(f), checked, None)
     if not os.access(os.path.join(build, "bench", "contrast"), os.X_OK):
         print(f"skipped: {build}/bench/contrast is not built")
         return 77
-    cpus = len(os.sched_getaffinity(0))
     out_dir = keep or tempfile.mkdtemp(prefix="contrast-noise-")
-    noise = noise_maker(random.randrange(1 << 30))
+    quiet = "--quiet" in sys.argv[3:]
+    noise = None if quiet else noise_maker(random.randrange(1 << 30))
     started = time.monotonic()
     try:
         r = subprocess.run([sys.executable, driver, "--build", build, "--only", "countdown",
@@ -74,20 +84,28 @@ def main():
                             "--budget", "45", "--target-s", "0.4", "--no-timeline",
                             "--out-dir", out_dir], capture_output=True, text=True, timeout=300)
     finally:
-        noise.kill()
-        noise.wait()
+        if noise:
+            noise.kill()
+            noise.wait()
     took = time.monotonic() - started
-    failures = []
     if r.returncode != 0:
         print(r.stdout[-3000:], r.stderr[-3000:], sep="\n")
         print(f"FAIL: contrast.py exited {r.returncode}")
         return 1
-    path = next(os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".json"))
+    path = max((os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".json")),
+               key=os.path.getmtime)
     with open(path) as f:
-        data = json.load(f)
+        return judge(json.load(f), path, f"{took:.0f} s" + (", no background noise" if quiet
+                                                          else ", with background noise"))
+
+
+def judge(data, path, how):
+    """Checks a results file's verdicts; prints them; 0 when none contradicts, else 1."""
+    cpus = len(os.sched_getaffinity(0))
+    failures = []
     verdicts = {(v["workload"], v["config"]): v for v in data["verdicts"]
                 if v["baseline"] == "sequential"}
-    print(f"contrast under noise: {took:.0f} s, {cpus} CPUs, results {path}")
+    print(f"contrast verdicts ({how or 'checked'}), {cpus} CPUs, results {path}")
     for (w, c), v in sorted(verdicts.items()):
         ci = v["ci95"]
         print(f"  {w:9} {c:26} {v['speedup']:.3f}x "
