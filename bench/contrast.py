@@ -372,14 +372,23 @@ def run_workload(name, p, args, deadline):
                 s["scaled"] = True  # the baseline at another size (the old GIL's count)
         (configs[base] if pair_of else cfg)["samples"].append(s)
 
+    rec["rounds"] = 0
     for rnd in range(args.max_pairs):
         todo = others
         if rnd >= args.min_pairs:
             todo = [c for c in others if stats.undecided(interval(rec, c)["ci95"])]
-            now = time.monotonic()
-            if not todo or (last_round and now + last_round * len(todo) / len(others)
-                            > deadline):
+            if not todo:
                 break
+        # Past the pairs an interval needs, a round starts only when it should end within the
+        # workload's share of the budget (as long as the last full round took, pro rata).
+        if rnd >= min(args.min_pairs, stats.MIN_PAIRS) and last_round and \
+                time.monotonic() + last_round * len(todo) / len(others) > deadline:
+            if rnd < args.min_pairs:
+                rec["budget_note"] = (f"the budget ran out after {rnd} of {args.min_pairs} "
+                                      "rounds")
+                log(f"  {name}: {rec['budget_note']}")
+            break
+        rec["rounds"] = rnd + 1
         started = time.monotonic()
         for i, cname in enumerate(rotated(todo, rnd)):
             pair_id += 1
@@ -1362,7 +1371,8 @@ def report(result, args):
     for name, rec in wl.items():
         z = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in rec["sizes"].items())
         print(f"\n{name} ({z}; {args.min_pairs} to {args.max_pairs} pairs, medians; speed-up: "
-              "geometric mean of the pairs' ratios, 95% interval)")
+              "geometric mean of the pairs' ratios, 95% interval)" +
+              (f"; {rec['budget_note']}" if rec.get("budget_note") else ""))
         if rec["configs"]:
             print_table(*table_rows(name, rec))
         if name == "cpython" and rec["configs"]:
@@ -1376,6 +1386,9 @@ def report(result, args):
             except Exception as e:  # a gap in the figures must not lose the run's results
                 text = f"(no paragraph: {type(e).__name__}: {e})"
             text += " " + noise_sentence(rec)
+            if rec.get("budget_note"):
+                text += (f" The time {rec['budget_note'][4:]}, so the intervals are wider than "
+                         "asked for.")
         else:
             text = "The workload failed: " + "; ".join(rec["errors"])
         if args.quick:
