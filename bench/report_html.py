@@ -125,7 +125,8 @@ def write(result, path, table_rows):
     if files.get("timeline") and os.path.exists(files["timeline"]):
         parts.append(
             "<p>The countdown at N=2, traced (<code>WEFT_TRACE</code>): each row is an executor "
-            "thread; blue where it runs a task, orange where it holds the single lock. Under "
+            "thread; dark blue where it runs a task, light blue where its task waits for the "
+            "single lock, orange where it holds the lock. Under "
             "single-lock the threads take turns (the new GIL hands over every 5 ms, the old one "
             "every 100 iterations); multi-thread's workers run at the same time; cooperative "
             "has one thread that runs one task after the other.</p>" +

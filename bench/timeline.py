@@ -16,7 +16,7 @@ import sys
 WINDOW_US = 20_000.0  # the window each panel shows: four switch intervals of the new GIL
 WIDTH, LEFT, RIGHT = 1000, 215, 20
 LANE, GAP = 14, 4
-COLORS = {"run": "#4C72B0", "lock": "#DD8452", "park": "#C8C8C8"}
+COLORS = {"run": "#4C72B0", "task": "#B9CBE4", "lock": "#DD8452", "park": "#C8C8C8"}
 
 
 def load(path):
@@ -57,20 +57,56 @@ def window(spans):
     return mid - WINDOW_US / 2, mid + WINDOW_US / 2
 
 
+def intervals(spans, tid):
+    """A thread's spans as sorted, merged [start, end] intervals (µs)."""
+    out = []
+    for a, b in sorted((ts, ts + d) for t, ts, d, _ in spans if t == tid):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def intersect(xs, ys):
+    """The intersection of two sorted, merged interval lists."""
+    out, i, j = [], 0, 0
+    while i < len(xs) and j < len(ys):
+        a, b = max(xs[i][0], ys[j][0]), min(xs[i][1], ys[j][1])
+        if a < b:
+            out.append([a, b])
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def running(spans, tid):
+    """When a thread really runs a task: its run spans, and where the way has a lock, only
+    while it holds the lock (a single-lock run span lasts from a task's resumption until it
+    suspends, so it includes the waits for the lock at weft::check())."""
+    runs = intervals(spans["run"], tid)
+    return intersect(runs, intervals(spans["lock"], tid)) if spans["lock"] else runs
+
+
 def summary(spans, names):
-    """Figures over the whole trace: per thread, the share of the traced time it ran a task;
-    the lock's hand-overs (lock spans that begin on another thread than the previous one)."""
+    """Figures over the whole trace: per thread, the share of the traced time it really ran a
+    task (running()); the parallelism that makes (their sum); the lock's hand-overs (lock
+    spans that begin on another thread than the previous one)."""
     runs = spans["run"]
     out = {"run_spans": len(runs), "lock_spans": len(spans["lock"]), "busy": {},
            "handovers": 0}
     if runs:
         t0 = min(ts for _, ts, _, _ in runs)
         t1 = max(ts + d for _, ts, d, _ in runs)
+        total = 0.0
         for tid in sorted({t for t, _, _, _ in runs}, key=str):
-            ran = sum(d for t, _, d, _ in runs if t == tid)
+            ran = sum(b - a for a, b in running(spans, tid))
+            total += ran
             out["busy"][str(names.get(tid, tid))] = round(ran / max(t1 - t0, 1e-9), 4)
         out["traced_ms"] = round((t1 - t0) / 1e3, 3)
-        out["parallelism"] = round(sum(d for _, _, d, _ in runs) / max(t1 - t0, 1e-9), 3)
+        out["parallelism"] = round(total / max(t1 - t0, 1e-9), 3)
     last = None
     for tid, _, _, _ in sorted(spans["lock"], key=lambda s: s[1]):
         if last is not None and tid != last:
@@ -119,15 +155,19 @@ def panel(label, spans, names, other, y):
     lanes = [("run", "runs a task")] + ([("lock", "holds the lock")] if spans["lock"] else [])
     for tid in tids:
         name = names.get(tid, f"thread {tid}")
+        # What each lane draws, in order (later on top): a single-lock run lane shows the task's
+        # run spans lightly and, on top, when the thread really runs (it holds the lock).
+        layers = {"run": ([("task", intervals(spans["run"], tid))] if spans["lock"] else []) +
+                  [("park", intervals(spans["park"], tid)), ("run", running(spans, tid))],
+                  "lock": [("lock", intervals(spans["lock"], tid))]}
         for kind, what in lanes:
             els.append(f'<text x="{LEFT - 6}" y="{y + LANE - 3}" font-size="11" '
                        f'text-anchor="end">{html.escape(f"{name}: {what}")}</text>')
             els.append(f'<rect x="{LEFT}" y="{y}" width="{WIDTH - LEFT - RIGHT}" '
                        f'height="{LANE}" fill="#F4F4F4"/>')
-            kinds = (kind, "park") if kind == "run" else (kind,)
-            for k in kinds:
-                xs = [((max(ts, w[0]) - w[0]) * scale, (min(ts + d, w[1]) - w[0]) * scale)
-                      for t, ts, d, _ in spans[k] if t == tid and ts < w[1] and ts + d > w[0]]
+            for k, ivs in layers[kind]:
+                xs = [((max(a, w[0]) - w[0]) * scale, (min(b, w[1]) - w[0]) * scale)
+                      for a, b in ivs if a < w[1] and b > w[0]]
                 for a, b in _merge(xs, 0.5):
                     h = LANE if k != "park" else LANE / 3
                     els.append(f'<rect x="{LEFT + a:.2f}" y="{y + (LANE - h) / 2:.1f}" '
@@ -166,9 +206,10 @@ def render(traces, path):
     if not figures:
         raise ValueError("no readable trace: " + "; ".join(errors))
     legend = "".join(
-        f'<rect x="{LEFT + i * 170}" y="{y}" width="14" height="{LANE}" fill="{c}"/>'
-        f'<text x="{LEFT + i * 170 + 20}" y="{y + 11}" font-size="11">{t}</text>'
-        for i, (c, t) in enumerate(((COLORS["run"], "runs a task (run span)"),
+        f'<rect x="{10 + i * 245}" y="{y}" width="14" height="{LANE}" fill="{c}"/>'
+        f'<text x="{10 + i * 245 + 20}" y="{y + 11}" font-size="11">{t}</text>'
+        for i, (c, t) in enumerate(((COLORS["run"], "runs a task"),
+                                    (COLORS["task"], "in a task, waiting for the lock"),
                                     (COLORS["lock"], "holds the global lock"),
                                     (COLORS["park"], "parked (sleeps in its ring)"))))
     height = y + LANE + 12
