@@ -2,7 +2,9 @@
 """The contrast benchmark's pictures and report page, rendered as a reader sees them:
 
   - bench/timeline.py draws the committed synthetic trace (tests/fixtures/
-    trace-single-lock-interval.json, the trace contract's format) and traces made by
+    trace-single-lock-interval.json, the trace contract's format), a real one from weft's
+    tracing (trace-real-single-lock-interval.json: a thread runs only while it holds the
+    lock, though its run span lasts longer) and traces made by
     tests/fixtures/make_trace.py for the other ways: one panel per way, the lock lane only where
     there is a lock, the spans in the window, events it does not know ignored; a file that is
     not a trace is refused with a clear error;
@@ -115,6 +117,15 @@ def main():
               "(2 threads each)", str(text.count(": holds the lock")))
         check(os.path.getsize(svg) < 400_000, "the timeline stays small (spans merged below a "
               "pixel)", str(os.path.getsize(svg)))
+        # A real trace (weft's tracing, single-lock interval, countdown at N=2): run spans
+        # include the waits for the lock, so a thread runs only while it also holds the lock.
+        real = timeline.render([("real", os.path.join(HERE, "fixtures",
+                                                      "trace-real-single-lock-interval.json"))],
+                               os.path.join(tmp, "real.svg"))["panels"][0]
+        check(real["parallelism"] <= 1.05 and real["handovers"] >= 5 and
+              all(b > 0.3 for b in real["busy"].values()),
+              "a real single-lock trace: parallelism about 1 (not the run spans' ~2), hand-overs, "
+              "both threads taking turns", json.dumps(real))
         bad = os.path.join(tmp, "bad.json")
         with open(bad, "w") as f:
             f.write('{"no": "trace"}')
