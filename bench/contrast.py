@@ -390,12 +390,14 @@ def run_workload(name, p, args, deadline):
             break
         rec["rounds"] = rnd + 1
         started = time.monotonic()
-        for i, cname in enumerate(rotated(todo, rnd)):
+        for cname in rotated(todo, rnd):
             pair_id += 1
             if computed:
                 sample(cname, rnd, 1)
                 continue
-            first = (rnd + i) % 2 == 0
+            # Each configuration's own pairs alternate which half runs first, round by round
+            # (its place in the rotated order would not: with an even count it keeps parity).
+            first = (rnd + others.index(cname)) % 2 == 0
             if first:
                 sample(cname, rnd, 1, configs[cname]["pair_argv"], pair_of=cname)
             sample(cname, rnd, 2 if first else 1)

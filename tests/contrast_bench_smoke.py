@@ -157,6 +157,10 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
             check(len(c["samples"]) == want and all(s["ok"] for s in c["samples"]),
                   f"{w} {c['name']}: {want} raw samples", str(len(c["samples"])))
     base = data["workloads"]["countdown"]["configs"][0]
+    for c in data["workloads"]["countdown"]["configs"][1:]:
+        orders = [s["order"] for s in c["samples"]]
+        check(orders in ([1, 2, 1], [2, 1, 2]),
+              f"countdown {c['name']}: its pairs alternate which half runs first", str(orders))
     check({s["pair_of"] for s in base["samples"]} ==
           {c["name"] for c in data["workloads"]["countdown"]["configs"][1:]},
           "countdown's sequential samples are paired with every other config")
