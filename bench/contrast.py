@@ -677,6 +677,10 @@ def judged(s, base="sequential"):
     return f"{ci_text(s.get('speedup'), ci)}, {against(s.get('verdict'), ci, base)}"
 
 
+def handovers(n):
+    return f"{fn(n)} hand-over" + ("" if n == 1 else "s")
+
+
 def countdown_sentence(cname, cfg, s, by, cpus, by_noise=None):
     n, mode, v = cfg["workers"] or 1, cfg["mode"], s.get("verdict")
     p = (s.get("parallelism") or {}).get("median")
@@ -692,13 +696,14 @@ def countdown_sentence(cname, cfg, s, by, cpus, by_noise=None):
         if cfg["gil"] != "interval":
             iv = by.get(f"single-lock N={n} interval", {}).get("switches")
             more = f", {sw / iv:,.0f}x the interval's" if sw and iv and sw > 1.5 * iv else ""
-            return head + f"; {fn(sw)} hand-overs{more}" + (
-                ": the old GIL releases the lock every 100 iterations, whoever waits"
+            return head + f"; {handovers(sw)}{more}" + (
+                ": the old GIL releases and retakes the lock every 100 iterations, whether or not "
+                "another thread waits"
                 if v == "slower" else "")
         if v == "faster":
             return head + ", which one lock should not allow"
-        return head + f" ({fn(sw)} hand-overs): the lock lets one thread count at a time" \
-            if p is not None and p < 1.2 else head + f" ({fn(sw)} hand-overs)"
+        return head + f" ({handovers(sw)}): the lock lets one thread count at a time" \
+            if p is not None and p < 1.2 else head + f" ({handovers(sw)})"
     # multi-thread, threads, processes: parallel ways
     most = min(n, cpus)
     if v == "faster":
