@@ -17,7 +17,7 @@ line-height:1.45}
 h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:1em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 .faster{color:#1a7f37;font-weight:bold}.slower{color:#b42318;font-weight:bold}
 .same{color:#555}.inconclusive{color:#9a6700}
 .noisy{background:#fff4e5;border-left:4px solid #e69500;padding:.5em 1em}
