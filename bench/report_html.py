@@ -78,8 +78,8 @@ def verdict_rows(result):
     for v in result.get("verdicts", []):
         ci = v.get("ci95")
         rows.append([v["workload"], v["config"], v["baseline"],
-                     "-" if v["speedup"] is None else f"{v['speedup']:.3g}x",
-                     f"{ci[0]:.3g}{chr(8211)}{ci[1]:.3g}" if ci else "-", v["verdict"],
+                     "-" if v["speedup"] is None else f"{v['speedup']:#.3g}x",
+                     f"{ci[0]:#.3g}{chr(8211)}{ci[1]:#.3g}" if ci else "-", v["verdict"],
                      str(v.get("pairs", "")) + ("" if v.get("paired", True) else " (unpaired)"),
                      "yes" if v.get("noisy") else ""])
     return rows
