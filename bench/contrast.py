@@ -3,15 +3,18 @@
 measurement. One program, build/bench/contrast, runs four workloads each way weft knows; CPython
 runs the seed's countdown beside them.
 
-    python3 bench/contrast.py [--build build] [--quick] [--reps N] [--out-dir bench/results]
+    python3 bench/contrast.py [--build build] [--quick] [--min-pairs N] [--max-pairs N]
+                              [--budget S] [--target-s S] [--n N ...] [--out-dir bench/results]
                               [--only countdown|sleep|echo|mixed|cpython ...] [size options]
     python3 bench/contrast.py compare A.json B.json
 
-Workloads (defaults; --quick: tiny sizes, 1 repetition, a smoke test of the plumbing):
-  countdown  the seed's `while n > 0: n -= 1` over --count (3e8; quick 2e6) split into N parts,
-             N = 1, 2, 4: cooperative (N tasks, one thread), single-lock --gil=interval (the new
-             GIL) and --gil=ticks:100 (the old GIL), multi-thread, threads (N std::threads, no
-             runtime), processes (a process_pool of N); speed-up = sequential median / median.
+Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
+  countdown  the seed's `while n > 0: n -= 1` over --count (calibrated at the start so that
+             sequential takes --target-s, 0.5 s, here, at least 3e8; quick 2e6) split into N
+             parts, N = --n (1 2 4): cooperative (N tasks, one thread), single-lock
+             --gil=interval (the new GIL) and --gil=ticks:100 (the old GIL, at 1/16 of the
+             count: it is tens of times slower), multi-thread, threads (N std::threads, no
+             runtime), processes (a process_pool of N).
   sleep      --tasks (10000; quick 200) tasks each sleeping --sleep-ms (100; quick 10), all at
              once: cooperative, single-lock w=2, multi-thread w=2, threads (one per task),
              processes w=2; the sequential baseline T x S is computed, never run.
@@ -20,30 +23,44 @@ Workloads (defaults; --quick: tiny sizes, 1 repetition, a smoke test of the plum
              cooperative, single-lock w=2, multi-thread w=2, threads, processes w=2.
   mixed      a CPU-bound countdown of --mixed-count (3e8; quick 2e6) and an echo server on the
              same executor, probed by a thread outside it doing back-to-back round trips until
-             the countdown ends: idle (no CPU task), cooperative, single-lock w=2 interval and
-             ticks:100, multi-thread w=2, threads, processes w=1; rtt p50/p99/max and their
-             ratio to idle: what the convoy effect does to I/O in each way.
-  cpython    bench/reference/countdown.py over --python-count (2e7; quick 2e5) with this
-             interpreter: sequential, 2 and 4 threads, Pool(2) and Pool(4) (multiprocessing's
-             default start method), and a "GIL side by side" table: the seed's own figures,
-             CPython here and weft's single-lock (and process_pool beside Pool) from the same
-             run, as speed-ups against each one's own sequential.
+             the countdown ends: idle (no CPU task: the baseline), cooperative, single-lock w=2
+             interval and ticks:100, multi-thread w=2, threads, processes w=1; the statistic is
+             the median round trip (rtt p50).
+  cpython    bench/reference/countdown.py over --python-count (calibrated like the countdown;
+             quick 2e5) with this interpreter: sequential, threads N and Pool(N) for each --n
+             above 1 (multiprocessing's default start method), and a "GIL side by side" table:
+             the seed's own figures, CPython here and weft's single-lock (and process_pool
+             beside Pool) from the same run.
 
-Every configuration runs --reps times (default 3; at least 3 unless --quick); each repetition
-runs every configuration of a workload once, in an order rotated by one every repetition, so
-drift over time hits every configuration alike. Figures are medians with [min-max]. A failed run
-is recorded with its reason and the rest still run.
+Paired design: every configuration runs in pairs with its baseline (sequential; idle for
+mixed), back to back, the baseline first in every other pair, in an order rotated each round.
+Each configuration gets --min-pairs pairs (5; quick 3); those whose interval still holds 1 and
+reaches past the practical margin get more, up to --max-pairs (12), while --budget (240 s of
+measuring, shared out over the workloads) lasts. A configuration's speed-up is the geometric mean
+of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
+and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
+alone: faster, slower, same (the interval holds 1 or lies within +-3%), inconclusive (too few
+pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
+the 1-minute load before it and the steal time during it; each workload records its noise (the
+baseline's spread, its CPU share) and says when the run was too noisy to conclude, and which
+verdicts that affects. A failed run is recorded with its reason and the rest still run.
 
-Outputs: a table and a paragraph written from the figures per workload on stdout (progress on
+Outputs: a table and a paragraph written from the verdicts per workload on stdout (progress on
 stderr); <out-dir>/<YYYY-MM-DD>-<host>.json (-2, -3, ... when taken), with every raw sample,
-the summaries, the machine, the settings and the load average before and after, valid against
-bench/contrast.schema.json; and <same stem>-contrast.svg, one chart panel per workload (needs
-python3-matplotlib; skipped with a note without it).
+the summaries, the top-level "verdicts" list, the noise, the calibration, the machine and the
+settings, valid against bench/contrast.schema.json; <same stem>-contrast.svg, one chart panel
+per workload with 95% error bars (needs python3-matplotlib); <same stem>-timeline.svg, who runs
+and who holds the lock in countdown at N=2 (single-lock interval and ticks:100, multi-thread,
+cooperative), drawn from traces the program writes under WEFT_TRACE (skipped with a note when
+the build writes none; --no-timeline skips it); and <same stem>.html, a self-contained report
+page with all of it.
 
-compare A.json B.json prints B/A per configuration (median wall; mixed: median rtt p50) and
-flags a change as beyond the noise when the two runs' [min, max] ranges do not overlap AND
-|B/A - 1| is larger than the larger relative spread (max - min) / median of the two. Configs
-in only one file are listed as such.
+compare A.json B.json prints B/A of the median per configuration (wall s; mixed: rtt p50 us)
+with a 95% bootstrap interval (each run's samples resampled on their own) and flags a change
+when the interval excludes 1 and does not lie within 1 +- 3%; then the speed-up verdicts that
+differ between the two runs. Countdown and CPython counts that differ (each run calibrates its
+own) are compared per 1e9 iterations; other differing sizes are not compared. Configs in only
+one file are listed as such.
 
 Exit status: 0 when every run worked, 1 when some run failed, 2 on bad arguments or (compare)
 a missing or unreadable file.
@@ -53,21 +70,39 @@ import contextlib
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import re
+import resource
 import socket
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
 # Shared with ./run bench threads and processes: the rotated repetition loop (a failed run is
 # recorded, not fatal), running a program with a time limit, its key=value last line, the
 # machine's description, the load average.
-from threads import Suite, last_fields, loadavg, log, machine, median, rotated, run_cmd
+from threads import last_fields, loadavg, log, machine, median, rotated, run_cmd
+
+import report_html
+import stats
+import timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+T0 = time.monotonic()
+TICKS_SCALE = 16  # the old GIL's countdowns count this many times less far (see plan())
+NOISY_CV = 0.10  # a baseline that varies more than this over the run: a noisy run
+NOISY_STEAL = 0.05  # steal time beyond this during a sample: a noisy run
+NOISY_CPU = 0.9  # a one-thread baseline that got less of a CPU than this: a noisy run
+# The ways the timeline shows: countdown at N=2 (label, mode, gil).
+TIMELINE_WAYS = (("single-lock N=2 interval (new GIL)", "single-lock", "interval"),
+                 ("single-lock N=2 ticks:100 (old GIL)", "single-lock", "ticks:100"),
+                 ("multi-thread N=2", "multi-thread", None),
+                 ("cooperative N=2", "cooperative", None))
 WORKLOADS = ("countdown", "sleep", "echo", "mixed", "cpython")
 BASE_KEYS = ("wall_s", "cpu_s", "peak_rss_kib", "workers")
 LOCK_KEYS = ("switches", "forced_switches", "lock_wait_s")
@@ -88,9 +123,11 @@ except (UnicodeEncodeError, LookupError):
 # configurations
 
 
-def config(name, argv, mode, workers=None, gil=None):
+def config(name, argv, mode, workers=None, gil=None, pair_argv=None):
+    """One way to run a workload. pair_argv: the baseline at this configuration's own sizes,
+    run back to back with it (None: the workload's baseline is computed, or this is it)."""
     return {"name": name, "mode": mode, "workers": workers, "gil": gil, "argv": argv,
-            "computed": False}
+            "pair_argv": pair_argv, "computed": False}
 
 
 def weft_argv(exe, workload, mode, workers, gil, sizes):
@@ -100,20 +137,26 @@ def weft_argv(exe, workload, mode, workers, gil, sizes):
 
 
 def plan(args):
-    """workload -> {sizes, baseline, configs}: what each workload runs, in table order."""
+    """workload -> {sizes, baseline, configs}: what each workload runs, in table order. Every
+    configuration but the baseline carries the baseline's argv at its own sizes: the old GIL
+    (ticks:100) counts TICKS_SCALE times less far, so that its samples (tens of times slower)
+    fit the budget, and is paired with a sequential of that same count."""
     exe = os.path.join(args.build, "bench", "contrast")
     plans = {}
 
-    sizes = [f"--count={args.count}"]
-    configs = [config("sequential", weft_argv(exe, "countdown", "sequential", None, None, sizes),
-                      "sequential")]
-    for n in (1, 2, 4):
+    def cd_sizes(gil):
+        c = max(1, args.count // TICKS_SCALE) if gil == "ticks:100" else args.count
+        return [f"--count={c}"]
+    configs = [config("sequential", weft_argv(exe, "countdown", "sequential", None, None,
+                                              cd_sizes(None)), "sequential")]
+    for n in args.n:
         for mode, gil in (("cooperative", None), ("single-lock", "interval"),
                           ("single-lock", "ticks:100"), ("multi-thread", None), ("threads", None),
                           ("processes", None)):
             name = f"{mode} N={n}" + (f" {gil}" if gil else "")
-            configs.append(config(name, weft_argv(exe, "countdown", mode, n, gil, sizes), mode,
-                                  n, gil))
+            configs.append(config(
+                name, weft_argv(exe, "countdown", mode, n, gil, cd_sizes(gil)), mode, n, gil,
+                weft_argv(exe, "countdown", "sequential", None, None, cd_sizes(gil))))
     plans["countdown"] = {"sizes": {"count": args.count}, "baseline": "sequential",
                           "configs": configs}
 
@@ -130,37 +173,45 @@ def plan(args):
 
     sizes = [f"--connections={args.connections}", f"--round-trips={args.round_trips}",
              f"--size={args.size}"]
-    configs = [config(name, weft_argv(exe, "echo", mode, w, gil, sizes), mode, w, gil)
-               for name, mode, w, gil in (("sequential", "sequential", None, None),
-                                          ("cooperative", "cooperative", None, None),
-                                          ("single-lock w=2", "single-lock", 2, "interval"),
-                                          ("multi-thread w=2", "multi-thread", 2, None),
-                                          ("threads", "threads", None, None),
-                                          ("processes w=2", "processes", 2, None))]
+    seq = weft_argv(exe, "echo", "sequential", None, None, sizes)
+    configs = [config("sequential", seq, "sequential")]
+    configs += [config(name, weft_argv(exe, "echo", mode, w, gil, sizes), mode, w, gil, seq)
+                for name, mode, w, gil in (("cooperative", "cooperative", None, None),
+                                           ("single-lock w=2", "single-lock", 2, "interval"),
+                                           ("multi-thread w=2", "multi-thread", 2, None),
+                                           ("threads", "threads", None, None),
+                                           ("processes w=2", "processes", 2, None))]
     plans["echo"] = {"sizes": {"connections": args.connections, "round_trips": args.round_trips,
                                "size": args.size}, "baseline": "sequential", "configs": configs}
 
-    sizes = [f"--count={args.mixed_count}", f"--size={args.size}"]
-    configs = [config(name, weft_argv(exe, "mixed", mode, w, gil, sizes), mode, w, gil)
-               for name, mode, w, gil in (("idle", "idle", None, None),
-                                          ("cooperative", "cooperative", None, None),
-                                          ("single-lock w=2 interval", "single-lock", 2,
-                                           "interval"),
-                                          ("single-lock w=2 ticks:100", "single-lock", 2,
-                                           "ticks:100"),
-                                          ("multi-thread w=2", "multi-thread", 2, None),
-                                          ("threads", "threads", None, None),
-                                          ("processes w=1", "processes", 1, None))]
+    def mx_sizes(gil):
+        c = max(1, args.mixed_count // TICKS_SCALE) if gil == "ticks:100" else args.mixed_count
+        return [f"--count={c}", f"--size={args.size}"]
+    idle = weft_argv(exe, "mixed", "idle", None, None, mx_sizes(None))
+    configs = [config("idle", idle, "idle")]
+    configs += [config(name, weft_argv(exe, "mixed", mode, w, gil, mx_sizes(gil)), mode, w, gil,
+                       idle)
+                for name, mode, w, gil in (("cooperative", "cooperative", None, None),
+                                           ("single-lock w=2 interval", "single-lock", 2,
+                                            "interval"),
+                                           ("single-lock w=2 ticks:100", "single-lock", 2,
+                                            "ticks:100"),
+                                           ("multi-thread w=2", "multi-thread", 2, None),
+                                           ("threads", "threads", None, None),
+                                           ("processes w=1", "processes", 1, None))]
     plans["mixed"] = {"sizes": {"count": args.mixed_count, "size": args.size},
                       "baseline": "idle", "configs": configs}
 
     script = os.path.join(HERE, "reference", "countdown.py")
-    configs = []
-    for name, mode, n in (("sequential", "sequential", None), ("threads 2", "threads", 2),
-                          ("threads 4", "threads", 4), ("Pool 2", "pool", 2),
-                          ("Pool 4", "pool", 4)):
-        argv = [sys.executable, script, f"--mode={mode}", f"--count={args.python_count}"]
-        configs.append(config(name, argv + ([f"--workers={n}"] if n else []), mode, n))
+
+    def py(mode, n):
+        return ([sys.executable, script, f"--mode={mode}", f"--count={args.python_count}"] +
+                ([f"--workers={n}"] if n else []))
+    configs = [config("sequential", py("sequential", None), "sequential")]
+    ns = [n for n in args.n if n > 1]
+    for kind, mode in (("threads", "threads"), ("Pool", "pool")):
+        configs += [config(f"{kind} {n}", py(mode, n), mode, n, None, py("sequential", None))
+                    for n in ns]
     plans["cpython"] = {"sizes": {"count": args.python_count}, "baseline": "sequential",
                         "configs": configs}
     return plans
@@ -170,13 +221,23 @@ def plan(args):
 # running
 
 
-def measure(workload, cfg, timeout):
-    """Runs one configuration once. Returns the sample (the last line's numbers under "fields",
-    the human lines, stderr, warnings about implausible figures); raises with the reason when
-    the program failed or its last line lacks a figure this workload needs."""
+def measure(workload, cfg, timeout, argv=None):
+    """Runs one configuration once (argv: its paired baseline's instead). Returns the sample:
+    the last line's numbers under "fields", the parallelism achieved (cpu_s / wall_s), the
+    machine's state around it (1-minute load before, the fraction of CPU time stolen by the
+    hypervisor during it), the child's whole CPU time as the kernel accounts it (rusage_cpu_s,
+    start-up and reaped grandchildren included), the human lines, stderr, warnings about
+    implausible figures; raises with the reason when the program failed or its last line lacks
+    a figure this workload needs."""
+    argv = argv or cfg["argv"]
+    load1 = (loadavg() or [None])[0]
+    jiffies = stats.cpu_jiffies()
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    status, out, err = run_cmd(cfg["argv"], timeout=timeout)
+    status, out, err = run_cmd(argv, timeout=timeout)
     elapsed = time.monotonic() - started
+    ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    steal = stats.steal_between(jiffies, stats.cpu_jiffies())
     fields, lines = last_fields(out)
     if status != 0:
         reasons = [line for line in (err or "").splitlines() if line.strip()] or lines[-1:]
@@ -186,8 +247,12 @@ def measure(workload, cfg, timeout):
     if missing:
         raise RuntimeError(f"the last line lacks {' '.join(missing)}: "
                            f"{(lines[-1] if lines else '(no output)')[-300:]}")
-    s = {"value": fields["wall_s"], "unit": "s", "fields": fields,
-         "process_wall_s": round(elapsed, 6), "text": lines[:-1][-20:]}
+    s = {"fields": fields, "process_wall_s": round(elapsed, 6),
+         "parallelism": round(fields["cpu_s"] / fields["wall_s"], 4) if fields["wall_s"] > 0
+         else None,
+         "rusage_cpu_s": round(ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime, 6),
+         "load1": load1, "steal": None if steal is None else round(steal, 5),
+         "t_s": round(started - T0, 3), "text": lines[:-1][-20:]}
     if err.strip():
         s["stderr"] = err.strip()[-1000:]
     warnings = plausibility(workload, cfg, fields)
@@ -246,76 +311,146 @@ def stat(xs):
     return {"median": median(xs), "min": min(xs) if xs else None, "max": max(xs) if xs else None}
 
 
-def run_workload(name, p, args):
-    """Runs every configuration of a workload --reps times in rotated order; returns the
-    workload's JSON record (configs with their samples; summaries are added by summarize)."""
-    configs = {c["name"]: c for c in p["configs"]}
-    suite = Suite(name, list(configs))
-    errors = {}
+def statistic(workload, sample):
+    """The figure a verdict compares: wall time, or for mixed the echo's median round trip."""
+    if not sample.get("ok"):
+        return None
+    return sample["fields"]["rtt_p50_us" if workload == "mixed" else "wall_s"]
 
-    def one(cname):
-        rep = len(suite.samples[cname])
+
+def pairs_of(rec, cname):
+    """(baseline figures, config figures) of a configuration's pairs, in run order. A computed
+    baseline pairs the same constant with every sample."""
+    by = {c["name"]: c for c in rec["configs"]}
+    cfg = by[cname]
+    if "computed_baseline_s" in rec:
+        xs = [statistic(rec["workload"], s) for s in cfg["samples"]]
+        return [rec["computed_baseline_s"]] * len(xs), xs
+    base = {s["pair"]: statistic(rec["workload"], s)
+            for s in by[rec["baseline"]]["samples"] if s.get("pair_of") == cname}
+    xs = [(base.get(s["pair"]), statistic(rec["workload"], s)) for s in cfg["samples"]]
+    return [b for b, _ in xs], [c for _, c in xs]
+
+
+def interval(rec, cname):
+    """The speed-up baseline / config with its interval (mixed: idle's median round trip over
+    the configuration's, below 1 when the CPU task slowed the echo)."""
+    return stats.paired_speedup(*pairs_of(rec, cname))
+
+
+def run_workload(name, p, args, deadline):
+    """Runs the workload's configurations in pairs with their baseline: in round r, for each
+    configuration (rotated), one baseline sample and one configuration sample back to back,
+    the baseline first in every other pair. After --min-pairs rounds, only the configurations
+    whose verdict is still open (undecided: the interval holds 1 and reaches past the margin)
+    run again, up to --max-pairs, while the workload's share of the budget (`deadline`, a
+    monotonic time) allows. Returns the workload's JSON record (summaries: summarize)."""
+    configs = {c["name"]: dict(c, samples=[]) for c in p["configs"]}
+    base = p["baseline"]
+    computed = "computed_baseline_s" in p
+    others = [c for c in configs if c != base]
+    rec = {k: v for k, v in p.items() if k != "configs"}
+    rec["workload"] = name
+    rec["configs"] = list(configs.values())
+    errors, pair_id, last_round = [], 0, None
+
+    def sample(cname, rnd, order, argv=None, pair_of=None):
+        cfg = configs[base] if pair_of else configs[cname]
         try:
-            return measure(name, configs[cname], args.timeout)
-        except Exception as e:
-            errors[(cname, rep)] = str(e)
-            raise
+            s = dict({"ok": True}, **measure(name, cfg, args.timeout, argv))
+            log(f"  {name} {cname}{' (pair of ' + pair_of + ')' if pair_of else ''} "
+                f"round {rnd + 1}: {statistic(name, s):.6g}")
+        except Exception as e:  # a failed run is a result, not the end of the run
+            s = {"ok": False, "error": str(e) or type(e).__name__}
+            who = f"{base} (paired with {cname})" if pair_of else cname
+            errors.append(f"{who} round {rnd + 1}: {s['error']}")
+            log(f"  {name} {cname} round {rnd + 1}: FAILED: {e}")
+        s.update(rep=rnd + 1, order=order, pair=pair_id)
+        if pair_of:
+            s["pair_of"] = pair_of
+            if argv != configs[base]["argv"]:
+                s["scaled"] = True  # the baseline at another size (the old GIL's count)
+        (configs[base] if pair_of else cfg)["samples"].append(s)
 
-    suite.run(args.reps, one)
-    for cname, cfg in configs.items():
-        cfg["samples"] = []
-        for rep, s in enumerate(suite.samples[cname]):
-            order = rotated(suite.configs, rep).index(cname) + 1
-            if s is None:
-                cfg["samples"].append({"rep": rep + 1, "order": order, "ok": False,
-                                       "error": errors.get((cname, rep), "failed")})
+    rec["rounds"] = 0
+    for rnd in range(args.max_pairs):
+        todo = others
+        if rnd >= args.min_pairs:
+            todo = [c for c in others if stats.undecided(interval(rec, c)["ci95"])]
+            if not todo:
+                break
+        # Past the pairs an interval needs, a round starts only when it should end within the
+        # workload's share of the budget (as long as the last full round took, pro rata).
+        if rnd >= min(args.min_pairs, stats.MIN_PAIRS) and last_round and \
+                time.monotonic() + last_round * len(todo) / len(others) > deadline:
+            if rnd < args.min_pairs:
+                rec["budget_note"] = (f"the budget ran out after {rnd} of {args.min_pairs} "
+                                      "rounds")
+                log(f"  {name}: {rec['budget_note']}")
+            break
+        rec["rounds"] = rnd + 1
+        started = time.monotonic()
+        for cname in rotated(todo, rnd):
+            pair_id += 1
+            if computed:
+                sample(cname, rnd, 1)
                 continue
-            s = {k: v for k, v in s.items() if k not in ("value", "unit")}
-            cfg["samples"].append(dict({"rep": rep + 1, "order": order, "ok": True}, **s))
-    record = {k: v for k, v in p.items() if k != "configs"}
-    record["configs"] = list(configs.values())
-    if "computed_baseline_s" in p:
+            # Each configuration's own pairs alternate which half runs first, round by round
+            # (its place in the rotated order would not: with an even count it keeps parity).
+            first = (rnd + others.index(cname)) % 2 == 0
+            if first:
+                sample(cname, rnd, 1, configs[cname]["pair_argv"], pair_of=cname)
+            sample(cname, rnd, 2 if first else 1)
+            if not first:
+                sample(cname, rnd, 2, configs[cname]["pair_argv"], pair_of=cname)
+        if rnd < args.min_pairs or todo == others:
+            last_round = time.monotonic() - started
+    if computed:
         # The sequential sleep would take T x S: stated as computed, never as measured.
-        t = p["computed_baseline_s"]
-        record["configs"].insert(0, {"name": "sequential", "mode": "sequential", "workers": None,
-                                     "gil": None, "argv": None, "computed": True, "samples": [],
-                                     "computed_from": "tasks x sleep_ms / 1000"})
-        record["configs"][0]["summary"] = base_summary([], t)
-    place = {c: i for i, c in enumerate(suite.configs)}
-    record["errors"] = [f"{c} rep {r + 1}: {e}" for (c, r), e in
-                        sorted(errors.items(), key=lambda x: (place[x[0][0]], x[0][1]))]
-    return record
+        rec["configs"].insert(0, {"name": "sequential", "mode": "sequential", "workers": None,
+                                  "gil": None, "argv": None, "pair_argv": None,
+                                  "computed": True, "samples": [],
+                                  "computed_from": "tasks x sleep_ms / 1000"})
+    rec["errors"] = errors
+    return rec
 
 
 def base_summary(samples, computed=None):
+    """Median, min and max of every figure over the samples that worked; a baseline's runs at
+    another size (scaled: paired with the old GIL) are left out of its own figures."""
+    samples = [s for s in samples if not s.get("scaled")]
     ok = [s for s in samples if s["ok"]]
     if computed is not None:
         wall = {"median": computed, "min": computed, "max": computed}
     else:
         wall = stat(s["fields"]["wall_s"] for s in ok)
     keys = sorted({k for s in ok for k in s["fields"]})
-    stats = {k: stat(s["fields"].get(k) for s in ok) for k in keys}
-    rss = stats.get("peak_rss_kib", {}).get("median")
+    st = {k: stat(s["fields"].get(k) for s in ok) for k in keys}
+    rss = st.get("peak_rss_kib", {}).get("median")
     return {"ok_reps": len(ok), "failed_reps": len(samples) - len(ok),
             "errors": [s["error"] for s in samples if not s["ok"]], "wall_s": wall,
-            "speedup": None, "cpu_s": stats.get("cpu_s", {}).get("median"),
-            "peak_rss_mib": None if rss is None else rss / 1024, "stats": stats}
+            "speedup": None, "ci95": None, "verdict": None, "pairs": 0,
+            "cpu_s": st.get("cpu_s", {}).get("median"),
+            "parallelism": stat(s.get("parallelism") for s in ok),
+            "peak_rss_mib": None if rss is None else rss / 1024, "stats": st}
 
 
-def summarize(name, record):
-    """Adds each config's summary: wall median [min, max], speed-up against the baseline
-    (baseline median / median), CPU, memory, and the workload's own figures."""
-    for cfg in record["configs"]:
-        if not cfg["computed"]:
-            cfg["summary"] = base_summary(cfg["samples"])
-    by = {c["name"]: c["summary"] for c in record["configs"]}
-    base = by.get(record["baseline"], {}).get("wall_s", {}).get("median")
+def summarize(name, rec):
+    """Adds each config's summary: wall median [min, max], the speed-up against the baseline
+    with its 95% interval and verdict (stats.py), CPU time and parallelism achieved, memory,
+    and the workload's own figures; then the workload's noise (noise())."""
+    for cfg in rec["configs"]:
+        cfg["summary"] = base_summary(cfg["samples"], rec.get("computed_baseline_s")
+                                      if cfg["computed"] else None)
+    by = {c["name"]: c["summary"] for c in rec["configs"]}
     idle = by.get("idle", {}).get("stats", {})
-    for cfg in record["configs"]:
+    for cfg in rec["configs"]:
         s = cfg["summary"]
         m, st = s["wall_s"]["median"], s["stats"]
-        if name != "mixed" and base and m:
-            s["speedup"] = base / m
+        if cfg["name"] != rec["baseline"]:
+            iv = interval(rec, cfg["name"])
+            s.update(speedup=iv["speedup"], ci95=iv["ci95"], pairs=iv["n"],
+                     verdict=stats.verdict(iv["ci95"]), method=iv["method"])
         if cfg["mode"] == "single-lock":
             for k in LOCK_KEYS:
                 s[k] = st.get(k, {}).get("median")
@@ -333,6 +468,71 @@ def summarize(name, record):
             for q in ("p50", "p99"):
                 a, b = s[f"rtt_{q}_us"], idle.get(f"rtt_{q}_us", {}).get("median")
                 s[f"{q}_vs_idle"] = a / b if a is not None and b else None
+    rec["noise"] = noise(rec)
+
+
+def noise(rec):
+    """The machine's noise as this workload saw it: the spread of its baseline over the run
+    (the same program every time, so its spread is the machine's), the 1-minute load before
+    each sample and the steal time during it. `noisy` when the baseline's coefficient of
+    variation passes NOISY_CV or the hypervisor stole more than NOISY_STEAL of the CPU during a
+    sample; `affected` then lists the verdicts a quieter run might change: the `same` and
+    `inconclusive` ones (noise can hide a difference, not make one that the paired intervals
+    exclude)."""
+    samples = [s for c in rec["configs"] for s in c["samples"] if s["ok"]]
+    base = next((c for c in rec["configs"] if c["name"] == rec["baseline"]), None)
+    bx = [statistic(rec["workload"], s) for s in (base or {}).get("samples", [])
+          if s["ok"] and not s.get("scaled")]
+    loads = [s["load1"] for s in samples if s.get("load1") is not None]
+    steals = [s["steal"] for s in samples if s.get("steal") is not None]
+    out = {"baseline_cv": stats.cv(bx), "baseline": stat(bx), "baseline_n": len(bx),
+           "load1": stat(loads), "steal_max": max(steals) if steals else None,
+           "steal_median": median(steals), "noisy": False, "reasons": [], "affected": []}
+    if base and base.get("computed"):
+        out["baseline_cv"] = stats.cv([s["fields"]["wall_s"] for c in rec["configs"]
+                                       if c["name"] == "cooperative" for s in c["samples"]
+                                       if s["ok"]])
+        out["cv_of"] = "cooperative"
+    if out["baseline_cv"] is not None and out["baseline_cv"] > NOISY_CV:
+        out["reasons"].append(f"the {out.get('cv_of', 'baseline')} varied by "
+                              f"{out['baseline_cv']:.0%} (coefficient of variation) over the run")
+    # A one-thread baseline that got less than a CPU while it ran: the machine (other
+    # containers, other load) took CPU time from it that no steal counter shows.
+    bp = median([s.get("parallelism") for s in (base or {}).get("samples", [])
+                 if s["ok"] and not s.get("scaled")])
+    out["baseline_parallelism"] = bp
+    if bp is not None and base and base["mode"] in ("sequential", "idle") and bp < NOISY_CPU:
+        out["reasons"].append(f"the single-threaded {rec['baseline']} got {bp:.2f} of a CPU "
+                              "(median CPU time / wall time): other load took the rest")
+    # Plain std::threads (no runtime) at N >= 2 are the machine's own parallelism: when they
+    # fall short of min(N, CPUs), other load held a CPU, whatever the baseline got.
+    most = min(2, cpus_available())
+    plain = [c for c in rec["configs"] if rec["workload"] == "countdown" and
+             c["mode"] == "threads" and (c["workers"] or 1) >= 2 and most >= 2]
+    tp = [(c["name"], (c.get("summary") or {}).get("parallelism", {}).get("median"))
+          for c in plain]
+    short = [(n, x) for n, x in tp if x is not None and x < 0.75 * most]
+    out["machine_parallelism"] = max((x for _, x in tp if x is not None), default=None)
+    if short:
+        out["reasons"].append("plain threads reached a parallelism of only " +
+                              ", ".join(f"{x:.2f} ({n})" for n, x in short) +
+                              f" of a possible {most}: other load held a CPU")
+    if out["steal_max"] is not None and out["steal_max"] > NOISY_STEAL:
+        out["reasons"].append(f"the hypervisor stole up to {out['steal_max']:.0%} of the CPU time "
+                              "during a sample")
+    out["noisy"] = bool(out["reasons"])
+    if out["noisy"]:
+        # Noise widens intervals, so it can hide a difference: the same and inconclusive
+        # verdicts. A machine that withholds CPU also holds back the ways that need several
+        # CPUs, whatever their verdict short of faster.
+        starved = bp is not None and bp < NOISY_CPU or bool(short)
+        parallel = ("multi-thread", "processes", "pool") + (
+            () if rec["workload"] == "cpython" else ("threads",))  # CPython's threads: GIL
+        out["affected"] = [c["name"] for c in rec["configs"]
+                           if c["summary"].get("verdict") in ("same", "inconclusive") or
+                           (starved and c["summary"].get("verdict") == "slower" and
+                            c["mode"] in parallel and (c["workers"] or 1) > 1)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +579,8 @@ def wall_cell(s):
 
 def table_rows(name, record):
     head = ["way", "wall s median [min" + DASH + "max]"]
-    head += ["p50/p99 vs idle"] if name == "mixed" else ["speed-up"]
-    head += ["CPU s", "peak MiB"]
+    head += ["rtt p50 vs idle [95%]" if name == "mixed" else "speed-up [95%]", "verdict", "pairs"]
+    head += ["CPU s", "parallelism", "peak MiB"]
     head += ["hand-overs"] + (["lock wait s"] if name == "countdown" else [])
     head += {"sleep": ["threads/tasks", "over ideal ms"], "echo": ["round trips", "rt/s"],
              "mixed": ["rtt p50/p99/max us", "round trips", "countdown s"]
@@ -392,12 +592,16 @@ def table_rows(name, record):
         r = [way, wall_cell(s)]
         failed = s["wall_s"]["median"] is None
         lock = cfg["mode"] == "single-lock"
-        if name == "mixed":
-            r += [f"{fr(s.get('p50_vs_idle'))}/{fr(s.get('p99_vs_idle'))}"]
+        sp, ci = s.get("speedup"), s.get("ci95")
+        if name == "mixed" and sp:  # shown as the way's latency over idle's: above 1 is worse
+            sp, ci = 1 / sp, [1 / ci[1], 1 / ci[0]] if ci else None
+        if cfg["name"] == record["baseline"]:
+            r += ["baseline", "", ""]
         else:
-            r += [fx(s["speedup"])]
+            r += [f"{fr(sp)}" + (f" [{fr(ci[0])[:-1]}{DASH}{fr(ci[1])[:-1]}]" if ci else ""),
+                  s.get("verdict") or "-", str(s.get("pairs", 0))]
         r += [fs(s["cpu_s"]) if not cfg["computed"] else "-",
-              fn(s["peak_rss_mib"], 1)]
+              par(s) if not cfg["computed"] else "-", fn(s["peak_rss_mib"], 1)]
         r += [fn(s.get("switches")) if lock else ""]
         if name == "countdown":
             r += [fs(s.get("lock_wait_s")) if lock else ""]
@@ -433,172 +637,170 @@ def print_table(head, rows, left=1):
 
 
 # ---------------------------------------------------------------------------------------------
-# paragraphs, written from the figures
+# paragraphs, written from the verdicts
 
 
 def cpus_available():
     return len(os.sched_getaffinity(0))
 
 
-def times(s):
-    """'took 1.07x the sequential time' from a speed-up."""
-    return f"{1 / s:.2f}x" if s else "-"
+def ci_text(sp, ci):
+    """'1.92x (95%: 1.85-1.99)' from a speed-up and its interval."""
+    if sp is None:
+        return "no figure"
+    return f"{fr(sp)}" + (f" (95%: {ci[0]:.2f}{DASH}{ci[1]:.2f})" if ci else " (no interval)")
 
 
-def pct(a, b):
-    return f"{abs(a / b - 1) * 100:.0f}%"
+def against(v, ci, base):
+    """The verdict in words, and nothing beyond what it says."""
+    if v == "faster":
+        return f"faster than {base}"
+    if v == "slower":
+        return f"slower than {base}"
+    if v == "inconclusive":
+        return f"too few pairs to compare with {base}"
+    if stats.too_wide(ci):
+        return f"no difference from {base} this run could show (the interval is wide)"
+    if ci and ci[0] >= 1 - stats.MARGIN and ci[1] <= 1 + stats.MARGIN:
+        return f"the same as {base} (within {stats.MARGIN:.0%})"
+    return f"no difference from {base} this run could show"
 
 
-def parallel_verdict(s, n, cpus, what, summary=None):
-    """What a speed-up s says about n workers that could run in parallel on `cpus` CPUs;
-    summary (its CPU time over its wall time) tells a machine that withheld CPUs from work
-    that was serialised."""
-    p = min(n, cpus)
-    busy = ""
-    if summary and summary.get("cpu_s") is not None and summary["wall_s"]["median"]:
-        busy = f"; CPU time / wall {summary['cpu_s'] / summary['wall_s']['median']:.2f}"
-    if p <= 1:
-        return (f"{what} cannot run in parallel on {cpus} CPU" +
-                (", yet ran faster than sequential" if s > 1.15 else ""))
-    if s >= 0.85 * p:
-        return f"{what} ran in parallel" + (f" ({n} on {cpus} CPUs: at most {cpus}x)"
-                                            if n > cpus else "")
-    if s < 0.9:
-        return (f"{what} were slower than sequential: the overhead (start-up, hand-offs) "
-                f"outweighed the work{busy}")
-    if n == 2 and s < 1.5 or s < 0.75 * p:
-        return (f"{what} got {s:.2f}x of the {p}x that {p} CPUs allow: the machine did not give "
-                f"{p} full CPUs (other load, or shared cores){busy}")
-    return f"{what} ran mostly in parallel ({s:.2f}x of a possible {p}x{busy})"
+def par(s):
+    p = (s.get("parallelism") or {}).get("median")
+    return "-" if p is None else f"{p:.2f}"
 
 
-def serial_verdict(s, why):
-    if s is None:
-        return ""
-    if s > 1.15:
-        return f"faster than sequential, which {why} should not allow"
-    if s >= 0.95:
-        return f"{why} lets only one count at a time"
-    return f"{why} lets only one count at a time, and the switching cost {1 / s - 1:.0%}"
+def judged(s, base="sequential"):
+    """'1.92x (95%: 1.85-1.99), faster than sequential' from a summary."""
+    ci = s.get("ci95")
+    return f"{ci_text(s.get('speedup'), ci)}, {against(s.get('verdict'), ci, base)}"
+
+
+def handovers(n):
+    return f"{fn(n)} hand-over" + ("" if n == 1 else "s")
+
+
+def countdown_sentence(cname, cfg, s, by, cpus, by_noise=None):
+    n, mode, v = cfg["workers"] or 1, cfg["mode"], s.get("verdict")
+    p = (s.get("parallelism") or {}).get("median")
+    head = f"{cname}: {judged(s)}, parallelism {par(s)}"
+    if mode == "cooperative":
+        if v == "faster":
+            return head + ": one thread cannot explain a gain, so this run measured something " \
+                          "the method does not account for"
+        return head + ": one thread runs the tasks one after another" + \
+            (", and the split only added overhead" if v == "slower" else "")
+    if mode == "single-lock":
+        sw = s.get("switches")
+        if cfg["gil"] != "interval":
+            iv = by.get(f"single-lock N={n} interval", {}).get("switches")
+            more = f", {sw / iv:,.0f}x the interval's" if sw and iv and sw > 1.5 * iv else ""
+            return head + f"; {handovers(sw)}{more}" + (
+                ": the old GIL releases and retakes the lock every 100 iterations, whether or not "
+                "another thread waits"
+                if v == "slower" else "")
+        if v == "faster":
+            return head + ", which one lock should not allow"
+        return head + f" ({handovers(sw)}): the lock lets one thread count at a time" \
+            if p is not None and p < 1.2 else head + f" ({handovers(sw)})"
+    # multi-thread, threads, processes: parallel ways
+    most = min(n, cpus)
+    if v == "faster":
+        return head + (f" of a possible {most}: they ran in parallel" if p and p >= 1.2 else
+                       f" of a possible {most}: little of it ran in parallel, so this run "
+                       "cannot say where the gain came from")
+    if n > 1 and p is not None and p < 0.75 * most:
+        return head + f" of a possible {most}: " + short_of_cpu(most, by_noise)
+    return head + (f" of a possible {most}" if n > 1 else "")
+
+
+def short_of_cpu(most, noise):
+    """Why a parallel way's parallelism fell short, as far as the run can tell: the machine
+    when the one-thread baseline itself got less than a CPU, else only the fact."""
+    bp = (noise or {}).get("baseline_parallelism")
+    mp = (noise or {}).get("machine_parallelism")
+    if mp is not None and mp < 0.75 * most:
+        return (f"they did not run on {most} CPUs at once, nor did plain threads (at best "
+                f"{mp:.2f}): the machine did not give {most} CPUs")
+    if bp is not None and bp < NOISY_CPU:
+        return (f"they did not run on {most} CPUs at once, and the machine was short of CPU "
+                f"(the one-thread baseline got {bp:.2f} of one)")
+    return f"they did not run on {most} CPUs at once"
 
 
 def countdown_paragraph(rec, load):
     by = {c["name"]: c["summary"] for c in rec["configs"]}
+    cfgs = {c["name"]: c for c in rec["configs"]}
     cpus = cpus_available()
     seq = by["sequential"]["wall_s"]["median"]
     if seq is None:
         return "The sequential run failed, so no speed-up can be given."
-
-    def sp(name):
-        return by.get(name, {}).get("speedup")
-    out = [f"Sequential counted {rec['sizes']['count']:,} in {seq:.3f} s; {cpus} CPUs were "
-           f"available (load average before: {load})."]
-    one = [(label, sp(name)) for label, name in (
-        ("cooperative", "cooperative N=1"), ("single-lock", "single-lock N=1 interval"),
-        ("multi-thread", "multi-thread N=1"), ("threads", "threads N=1"),
-        ("processes", "processes N=1"))]
-    one = [(label, s) for label, s in one if s]
-    if one:
-        label, s = max(one, key=lambda x: 1 / x[1])
-        cost = (1 / s - 1) * seq
-        out.append("At N=1 (nothing to run in parallel) each way shows its overhead: " +
-                   ", ".join(f"{m} {times(v)}" for m, v in one) + " the sequential time" +
-                   (f"; the dearest, {label}, adds {cost:.3f} s" +
-                    (" (starting a worker process)" if label == "processes" else "")
-                    if cost > 0 else "") + ".")
-    t1 = sp("single-lock N=1 ticks:100")
-    if t1 and t1 < 0.8:
-        ns = seq / rec["sizes"]["count"] * 1e9
-        out.append(f"The old GIL (ticks:100) took {times(t1)} even at N=1, with nobody to hand "
-                   f"the lock to: releasing it every 100 iterations of a {ns:.2f} ns loop costs "
-                   "more than the counting.")
-    for n in (2, 4):
-        sl, tk = sp(f"single-lock N={n} interval"), sp(f"single-lock N={n} ticks:100")
-        mt, th, pr = sp(f"multi-thread N={n}"), sp(f"threads N={n}"), sp(f"processes N={n}")
-        co = sp(f"cooperative N={n}")
-        parts = []
-        if sl:
-            sw = by[f"single-lock N={n} interval"].get("switches")
-            parts.append(f"{n} single-lock threads took {times(sl)} the sequential time: "
-                         f"{serial_verdict(sl, 'the lock')} ({fn(sw)} hand-overs)")
-        if tk:
-            sw_t = by[f"single-lock N={n} ticks:100"].get("switches")
-            sw = by.get(f"single-lock N={n} interval", {}).get("switches")
-            more = ""
-            if sw and sw_t:
-                more = (f", {sw_t / sw:,.0f}x the interval's hand-overs" if sw_t > 1.5 * sw else
-                        f", {sw / sw_t:,.0f}x fewer than the interval's" if sw > 1.5 * sw_t else
-                        ", about as many as the interval's")
-            parts.append(f"with the old GIL (ticks:100) {times(tk)} and {fn(sw_t)} hand-overs"
-                         f"{more}")
-        if mt:
-            parts.append(f"{n} multi-thread workers took {times(mt)}: "
-                         f"{parallel_verdict(mt, n, cpus, 'they', by[f'multi-thread N={n}'])}")
-        if th:
-            rel = ""
-            if mt:
-                m_w, t_w = by[f"multi-thread N={n}"]["wall_s"]["median"], \
-                    by[f"threads N={n}"]["wall_s"]["median"]
-                rel = (f"; weft's multi-thread workers were within {pct(m_w, t_w)} of them"
-                       if abs(m_w / t_w - 1) < 0.05 else
-                       f"; weft's multi-thread workers were {pct(m_w, t_w)} "
-                       f"{'slower' if m_w > t_w else 'faster'} than them")
-            parts.append(f"{n} plain std::threads {times(th)}{rel}")
-        if pr:
-            extra = ""
-            if th:
-                d = by[f"processes N={n}"]["wall_s"]["median"] - \
-                    by[f"threads N={n}"]["wall_s"]["median"]
-                extra = (f", {d:+.3f} s against threads: the pool's start-up and shutdown"
-                         if d > 0 else f", {d:+.3f} s against threads")
-            parts.append(f"{n} worker processes {times(pr)}{extra}")
-        if co:
-            v = ("one thread runs them one after another, so the split buys nothing"
-                 if 0.9 <= co <= 1.1 else
-                 "faster than sequential on one thread, which should not happen" if co > 1.1
-                 else f"one thread, and the task switching cost {1 / co - 1:.0%}")
-            parts.append(f"{n} cooperative tasks {times(co)}: {v}")
-        if parts:
-            out.append("; ".join(parts) + ".")
+    out = [f"Sequential counted {rec['sizes']['count']:,} in {seq:.3f} s (median of "
+           f"{by['sequential']['ok_reps']} runs; parallelism {par(by['sequential'])}); {cpus} "
+           f"CPUs were available (load average before: {load}). Each way ran paired with a "
+           "sequential run of the same count (the old GIL's at 1/"
+           f"{TICKS_SCALE} of it); speed-up = sequential / way with its 95% interval, and "
+           "parallelism achieved = CPU time / wall time."]
+    for n in sorted({c["workers"] for c in rec["configs"] if c["workers"]}):
+        parts = [countdown_sentence(name, cfgs[name], by[name], by, cpus, rec.get("noise"))
+                 for name in cfgs if cfgs[name]["workers"] == n]
+        out.append(f"At N={n}: " + "; ".join(parts) + ".")
     return " ".join(out)
+
+
+def unpaired(rec, a, b, key="wall_s"):
+    """median(a) / median(b) of two configurations' samples with a bootstrap interval and
+    its verdict (they did not run in pairs)."""
+    by = {c["name"]: c for c in rec["configs"]}
+    xs = [[s["fields"][key] for s in by[n]["samples"] if s["ok"]] for n in (a, b)]
+    r = stats.unpaired_ratio(*xs)
+    r["verdict"] = stats.verdict(r["ci95"])
+    return r
+
+
+def side_claims(rec):
+    """The comparisons a paragraph makes besides the baseline's, with their statistics:
+    (config, baseline, result)."""
+    names = [c["name"] for c in rec["configs"]]
+    out = []
+    if rec["workload"] in ("sleep", "echo") and "cooperative" in names:
+        for n in ("single-lock w=2", "multi-thread w=2", "threads", "processes w=2"):
+            if n in names:
+                out.append((n, "cooperative", unpaired(rec, "cooperative", n)))
+    if rec["workload"] == "mixed" and {"single-lock w=2 interval",
+                                       "single-lock w=2 ticks:100"} <= set(names):
+        out.append(("single-lock w=2 ticks:100", "single-lock w=2 interval",
+                    unpaired(rec, "single-lock w=2 interval", "single-lock w=2 ticks:100",
+                             "rtt_p50_us")))
+    return out
 
 
 def sleep_paragraph(rec):
     by = {c["name"]: c["summary"] for c in rec["configs"]}
     t, ms = rec["sizes"]["tasks"], rec["sizes"]["sleep_ms"]
     out = [f"{t:,} sleeps of {ms} ms one after another would take "
-           f"{rec['computed_baseline_s']:,.1f} s (computed, not run)."]
-    co = by.get("cooperative")
-    if co and co["wall_s"]["median"] is not None:
-        out.append(f"One cooperative thread ran them all at once in {co['wall_s']['median']:.3f} "
-                   f"s, {co['overhead_s'] * 1e3:,.1f} ms over a single sleep "
-                   f"({co['speedup']:,.0f}x): waiting needs no thread.")
-        cw = co["wall_s"]["median"]
-        for name in ("single-lock w=2", "multi-thread w=2"):
-            s = by.get(name)
-            if s and s["wall_s"]["median"] is not None:
-                w = s["wall_s"]["median"]
-                rel = (f"within {pct(w, cw)} of one thread: more workers do not help with "
-                       "waiting" if abs(w / cw - 1) <= 0.1 else
-                       f"{pct(w, cw)} {'slower' if w > cw else 'faster'} than one thread")
-                out.append(f"{name}: {w:.3f} s, {rel}.")
+           f"{rec['computed_baseline_s']:,.1f} s (computed, not run); every way ran them all at "
+           "once."]
+    for name, s in by.items():
+        if name == "sequential" or s["wall_s"]["median"] is None:
+            continue
+        extra = ""
+        if s.get("overhead_s") is not None:
+            extra = f", {s['overhead_s'] * 1e3:,.1f} ms over a single sleep"
+        out.append(f"{name}: {s['wall_s']['median']:.3f} s{extra}, {judged(s, 'sequential')}.")
+    claims = side_claims(rec)
+    if claims:
+        out.append("Against one cooperative thread (ratio of medians, bootstrap interval): " +
+                   "; ".join(f"{n} {ci_text(r['speedup'], r['ci95'])}, "
+                             f"{against(r['verdict'], r['ci95'], 'one thread')}"
+                             for n, _, r in claims) +
+                   ". Waiting needs no thread: a way that is not faster than one cooperative "
+                   "thread gains nothing from its workers here.")
     th = by.get("threads")
-    if th and th["wall_s"]["median"] is not None:
-        created = th.get("created")
-        refused = (f"; the system refused {t - created:,.0f} of the {t:,} threads"
-                   if created is not None and created < t else "")
-        cmp = ""
-        if co and co["wall_s"]["median"] is not None and co["peak_rss_mib"] and co["cpu_s"]:
-            cmp = (f" against cooperative's {co['cpu_s']:.3f} s and {co['peak_rss_mib']:.1f} MiB"
-                   f" ({th['peak_rss_mib'] / co['peak_rss_mib']:.1f}x the memory, "
-                   f"{th['cpu_s'] / co['cpu_s']:.1f}x the CPU)")
-        out.append(f"A thread per task ({fn(created)} created{refused}) took "
-                   f"{th['wall_s']['median']:.3f} s, {th['cpu_s']:.3f} s of CPU and "
-                   f"{th['peak_rss_mib']:.1f} MiB{cmp}.")
-    pr = by.get("processes w=2")
-    if pr and pr["wall_s"]["median"] is not None:
-        out.append(f"Two processes sharing the tasks took {pr['wall_s']['median']:.3f} s and "
-                   f"{pr['peak_rss_mib']:.1f} MiB: the same waiting, plus starting processes.")
+    if th and th["wall_s"]["median"] is not None and th.get("created") is not None \
+            and th["created"] < t:
+        out.append(f"The system refused {t - th['created']:,.0f} of the {t:,} threads.")
     return " ".join(out)
 
 
@@ -606,127 +808,83 @@ def echo_paragraph(rec):
     by = {c["name"]: c["summary"] for c in rec["configs"]}
     z = rec["sizes"]
     seq = by.get("sequential", {}).get("wall_s", {}).get("median")
-    out = []
-    if seq is not None:
-        out.append(f"One connection at a time, {z['connections']:,} connections x "
-                   f"{z['round_trips']} round trips of {z['size']} B took {seq:.3f} s.")
-    else:
-        out.append("The sequential run failed: no speed-ups.")
-    co = by.get("cooperative", {})
-    cw = co.get("wall_s", {}).get("median")
-    if cw is not None:
-        sp = co["speedup"]
-        out.append(f"All at once on one cooperative thread: {cw:.3f} s" +
-                   (f", {sp:.1f}x faster: the waits on the network overlap." if sp and sp > 1.2
-                    else f" ({fx(sp)}): overlapping the waits bought little here." if sp and
-                    sp >= 0.9 else
-                    f", {times(sp)} the sequential time: slower than one connection at a time; "
-                    "over 127.0.0.1 there is little wait to overlap, so concurrency only added "
-                    "its bookkeeping." if sp else "."))
-    for name, what in (("multi-thread w=2", "a second worker"),
-                       ("single-lock w=2", "two workers under one lock")):
-        s = by.get(name, {})
-        w = s.get("wall_s", {}).get("median")
-        if w is None or cw is None:
+    if seq is None:
+        return "The sequential run failed: no speed-ups."
+    out = [f"One connection at a time, {z['connections']:,} connections x {z['round_trips']} "
+           f"round trips of {z['size']} B took {seq:.3f} s (median)."]
+    for name, s in by.items():
+        if name == "sequential" or s["wall_s"]["median"] is None:
             continue
-        if w < cw * 0.87:
-            v = f"{what} helped: {pct(w, cw)} faster than one thread"
-        elif w <= cw * 1.15:
-            v = (f"{what} did not help (within {pct(w, cw)} of one thread): the clients run in "
-                 "the same program and share the CPUs")
-        else:
-            v = (f"{what} made it {pct(w, cw)} slower than one thread: handing work between "
-                 "threads cost more than it gained")
-        out.append(f"{name}: {w:.3f} s, {v}.")
-    th = by.get("threads", {})
-    if th.get("wall_s", {}).get("median") is not None:
-        extra = ""
-        if cw is not None and co.get("peak_rss_mib") and co.get("cpu_s"):
-            extra = (f" against cooperative's {co['cpu_s']:.3f} s and "
-                     f"{co['peak_rss_mib']:.1f} MiB")
-        out.append(f"A thread per client and per server connection "
-                   f"({2 * z['connections']:,} threads) took {th['wall_s']['median']:.3f} s, "
-                   f"{th['cpu_s']:.3f} s of CPU and {th['peak_rss_mib']:.1f} MiB{extra}.")
-    pr = by.get("processes w=2", {})
-    if pr.get("wall_s", {}).get("median") is not None:
-        out.append(f"Clients in 2 worker processes: {pr['wall_s']['median']:.3f} s"
-                   + (f" ({fx(pr['speedup'])})." if pr.get("speedup") else "."))
+        out.append(f"{name}: {judged(s)}, parallelism {par(s)}.")
+    claims = side_claims(rec)
+    if claims:
+        out.append("Against one cooperative thread (ratio of medians, bootstrap interval): " +
+                   "; ".join(f"{n} {ci_text(r['speedup'], r['ci95'])}, "
+                             f"{against(r['verdict'], r['ci95'], 'one thread')}"
+                             for n, _, r in claims) +
+                   ". Over 127.0.0.1 a round trip waits only for the other end's CPU, and "
+                   "clients and server share the same CPUs.")
     return " ".join(out)
 
 
 def mixed_paragraph(rec):
     by = {c["name"]: c["summary"] for c in rec["configs"]}
+    cfgs = {c["name"]: c for c in rec["configs"]}
     idle = by.get("idle", {})
     if idle.get("rtt_p50_us") is None:
         return "The idle run failed: no latency baseline."
-    out = [f"With no CPU task the probe's round trip took p50 {idle['rtt_p50_us']:,.0f} us, p99 "
-           f"{idle['rtt_p99_us']:,.0f} us ({fn(idle['round_trips'])} round trips)."]
-    expect_parallel = {"multi-thread w=2", "threads", "processes w=1"}
-    idle_rate = idle["round_trips"] / idle["stats"]["wall_s"]["median"] \
-        if idle.get("round_trips") and idle["stats"].get("wall_s", {}).get("median") else None
-    below_idle = []  # ways whose median beat idle's: said once, after them all
-    for cfg in rec["configs"]:
-        name, s = cfg["name"], cfg["summary"]
+    out = [f"With no CPU task the probe's round trip took p50 {idle['rtt_p50_us']:,.0f} us "
+           f"(median over {idle['ok_reps']} idle runs, each paired with a way). Figures: the "
+           "way's median round trip against its paired idle run's (above 1x: slower)."]
+    for name, s in by.items():
         if name == "idle" or s.get("rtt_p50_us") is None:
             continue
-        # The worse of the two ratios: with a handful of round trips p99 is p50, and an idle
-        # p99 inflated by a noisy moment must not hide a median that grew 60-fold.
-        worst = max(s.get("p50_vs_idle") or 0, s.get("p99_vs_idle") or 0)
-        if worst < 3:
-            v = "I/O barely noticed the CPU task"
-        elif worst < 30:
-            v = "I/O was slowed by the CPU task"
+        sp, ci, v = s.get("speedup"), s.get("ci95"), s.get("verdict")
+        k = ci_text(1 / sp if sp else None, [1 / ci[1], 1 / ci[0]] if ci else None)
+        if v == "slower":
+            what = "the echo waited behind the CPU task"
+            if cfgs[name]["mode"] in ("multi-thread", "threads", "processes"):
+                what += ", although the countdown had a thread or process of its own"
+        elif v == "faster":
+            what = "lower than idle's: idle is not the floor on this machine"
         else:
-            v = "I/O waited behind the CPU task: the convoy effect"
-        if name in expect_parallel and worst >= 30:
-            own = "thread" if cfg["mode"] == "threads" else "process"
-            v += (f", although there were {cfg['workers']} workers and {cpus_available()} CPUs"
-                  if cfg["mode"] == "multi-thread" else
-                  f", although the countdown had a {own} of its own")
-        if name == "cooperative" and worst < 3:
-            v += ", although the countdown shares the server's only thread"
-        if (s.get("p50_vs_idle") or 1) < 0.8:
-            below_idle.append(name)
-        rt, cd = s.get("round_trips"), s.get("countdown_s")
-        if rt is not None and rt <= 2 and cd:
-            v += (f"; only {rt:.0f} round trip(s) got through in the countdown's {fs(cd)} s"
-                  + (f" (idle: {idle_rate * cd:,.0f} in as long)" if idle_rate else ""))
-        out.append(f"{name}: p50 {s['rtt_p50_us']:,.0f} us ({fr(s.get('p50_vs_idle'))} idle), "
-                   f"p99 {s['rtt_p99_us']:,.0f} us ({fr(s.get('p99_vs_idle'))}), max "
-                   f"{s['rtt_max_us']:,.0f} us, {fn(rt)} round trip(s), countdown "
-                   f"{fs(cd)} s: {v}.")
-    if below_idle:
-        out.append(f"The median of {', '.join(below_idle)} was below idle's: a server whose "
-                   "CPUs are busy answers a wake-up faster than an idle one, so idle is not the "
-                   "floor.")
-    a, b = by.get("single-lock w=2 interval", {}), by.get("single-lock w=2 ticks:100", {})
-    if a.get("rtt_p50_us") and b.get("rtt_p50_us"):
-        better = "interval" if a["rtt_p50_us"] < b["rtt_p50_us"] else "ticks:100"
-        out.append(f"Of the two locks, {better} gave the lower median latency "
-                   f"({a['rtt_p50_us']:,.0f} us with the interval, {b['rtt_p50_us']:,.0f} us with "
-                   f"ticks:100).")
+            what = against(v, ci, "idle").replace("faster", "lower").replace("slower", "higher")
+        out.append(f"{name}: p50 {s['rtt_p50_us']:,.0f} us, {k} idle's: {what}.")
+    for n, b, r in side_claims(rec):
+        # r: the interval's median round trip over the old GIL's; shown the other way round
+        sp, ci = r["speedup"], r["ci95"]
+        word = {"faster": "lower than", "slower": "higher than"}.get(r["verdict"])
+        out.append(f"The old GIL's median round trip over the interval's: "
+                   f"{ci_text(1 / sp if sp else None, [1 / ci[1], 1 / ci[0]] if ci else None)}"
+                   f", " + (f"{word} the interval's" if word else
+                            against(r["verdict"], ci, "the interval's")) + ".")
     return " ".join(out)
 
 
 def side_by_side(rec, countdown):
     """The GIL side by side: the seed's quoted figures, CPython here, weft's single-lock and
-    process pool here, each as a speed-up against its own sequential."""
+    process pool here, each as a speed-up against its own sequential, with intervals."""
     py = {c["name"]: c["summary"] for c in rec["configs"]}
     wf = {c["name"]: c["summary"] for c in countdown["configs"]} if countdown else {}
     seed = SEED["wall_s"]
-    ways = (("sequential", "sequential", "sequential", "sequential"),
-            ("2 threads", "2 threads", "threads 2", "single-lock N=2 interval"),
-            ("4 threads", "4 threads", "threads 4", "single-lock N=4 interval"),
-            ("2 processes", None, "Pool 2", "processes N=2"),
-            ("4 processes", None, "Pool 4", "processes N=4"))
+    ways = [("sequential", "sequential", "sequential", "sequential")]
+    for n in sorted({c["workers"] for c in rec["configs"] if c["workers"]}):
+        ways.append((f"{n} threads", f"{n} threads" if f"{n} threads" in seed else None,
+                     f"threads {n}", f"single-lock N={n} interval"))
+    for n in sorted({c["workers"] for c in rec["configs"] if c["workers"]}):
+        ways.append((f"{n} processes", None, f"Pool {n}", f"processes N={n}"))
     rows = []
     for way, s_key, p_key, w_key in ways:
         def cell(by, key):
             s = by.get(key)
             if not s or s["wall_s"]["median"] is None:
-                return {"config": key, "wall_s": None, "speedup": None}
-            return {"config": key, "wall_s": s["wall_s"]["median"],
-                    "speedup": 1.0 if key == "sequential" else s["speedup"]}
+                return {"config": key, "wall_s": None, "speedup": None, "ci95": None,
+                        "verdict": None}
+            if key == "sequential":
+                return {"config": key, "wall_s": s["wall_s"]["median"], "speedup": 1.0,
+                        "ci95": None, "verdict": None}
+            return {"config": key, "wall_s": s["wall_s"]["median"], "speedup": s["speedup"],
+                    "ci95": s["ci95"], "verdict": s["verdict"]}
         rows.append({"way": way,
                      "seed": {"wall_s": seed.get(s_key),
                               "speedup": seed["sequential"] / seed[s_key] if s_key else None},
@@ -736,8 +894,10 @@ def side_by_side(rec, countdown):
 
 def print_side_by_side(rows, rec, countdown):
     def c(x):
-        return "-" if x["speedup"] is None else f"{x['speedup']:.2f}x ({fs(x['wall_s'])} s)"
-    head = ["GIL side by side", f"seed: {SEED['machine']}, COUNT=1e8",
+        if x["speedup"] is None:
+            return "-"
+        return ci_text(x["speedup"], x.get("ci95")) if x.get("ci95") else f"{x['speedup']:.2f}x"
+    head = ["GIL side by side", f"seed: {SEED['machine']}, COUNT=1e8 (quoted)",
             f"CPython {platform.python_version()} here, count {sci(rec['sizes']['count'])}",
             "weft here" + (f", count {sci(countdown['sizes']['count'])}" if countdown and
                            countdown["configs"] else " (countdown not run or failed)")]
@@ -745,46 +905,80 @@ def print_side_by_side(rows, rec, countdown):
                          " (weft: single-lock)" if "threads" in r["way"] else ""),
              c(r["seed"]), c(r["cpython"]), c(r["weft"])] for r in rows]
     print_table(head, body)
-    print(f"speed-up against each one's own sequential; the seed's figures are quoted "
-          f"{SEED['source']}; Pool uses multiprocessing's default start method, "
-          f"{rec.get('start_method')}")
+    print(f"speed-up against each one's own sequential, 95% intervals from paired samples; the "
+          f"seed's figures are quoted {SEED['source']}; Pool uses multiprocessing's default "
+          f"start method, {rec.get('start_method')}")
 
 
 def cpython_paragraph(rec, rows):
-    by = {r["way"]: r for r in rows}
     py_by = {c["name"]: c["summary"] for c in rec["configs"]}
     ver = platform.python_version()
-    out = []
-    for n in (2, 4):
-        r = by[f"{n} threads"]
-        py, sd, wf = r["cpython"]["speedup"], r["seed"]["speedup"], r["weft"]["speedup"]
-        if py is None:
+    cpus = cpus_available()
+    seq = py_by["sequential"]["wall_s"]["median"]
+    out = [f"CPython {ver} counted {rec['sizes']['count']:,} sequentially in "
+           f"{fs(seq)} s (median); each way ran paired with a sequential run."]
+    for r in rows:
+        py = r["cpython"]
+        if r["way"] == "sequential" or py["speedup"] is None:
             continue
-        v = ("the GIL lets one thread count at a time" if py < 1.15 else
-             "faster than sequential: this interpreter did not serialise the threads")
-        s = (f"CPython {ver}'s {n} threads took {times(py)} the sequential time (the seed's i3: "
-             f"{times(sd)}): {v}")
-        if wf is not None:
-            s += (f"; weft's {n} single-lock threads took {times(wf)}, "
-                  + ("the same serialisation, by design" if wf < 1.15 else
-                     "which is not the serialisation a single lock should give"))
-        out.append(s + ".")
-    for n in (2, 4):
-        r = by[f"{n} processes"]
-        py, wf = r["cpython"]["speedup"], r["weft"]["speedup"]
-        if py is None:
-            continue
-        cpus = cpus_available()
-        s = (f"Pool({n}) ({rec.get('start_method')}) took {times(py)}: "
-             f"{parallel_verdict(py, n, cpus, 'the processes', py_by.get(f'Pool {n}'))}")
-        if wf is not None:
-            s += f"; weft's process_pool of {n} took {times(wf)}"
-        out.append(s + ".")
+        s = py_by[py["config"]]
+        p = (s.get("parallelism") or {}).get("median")
+        n = int(r["way"].split()[0])
+        text = f"{py['config']}: {judged(s)}, parallelism {par(s)}"
+        if "threads" in r["way"]:
+            if py["verdict"] == "faster":
+                text += (": the threads ran at once, so this interpreter did not serialise them"
+                         if p is not None and p > 1.2 else
+                         ", yet one thread ran at a time: this run cannot say where the gain "
+                         "came from")
+            elif p is not None and p < 1.2:
+                text += ": the GIL lets one thread count at a time"
+            if r["seed"]["speedup"]:
+                text += f" (the seed's i3: {r['seed']['speedup']:.2f}x)"
+        else:
+            most = min(n, cpus)
+            text += (f" of a possible {most}: the processes ran in parallel"
+                     if py["verdict"] == "faster" and p is not None and p >= 1.2 else
+                     f" of a possible {most}" if py["verdict"] == "faster" else
+                     f" of a possible {most}: " + short_of_cpu(most, rec.get("noise"))
+                     if p is not None and p < 0.75 * most else f" of a possible {most}")
+        wf = r["weft"]
+        if wf["speedup"] is not None:
+            text += (f"; weft's {wf['config']}: {ci_text(wf['speedup'], wf['ci95'])}, "
+                     f"{against(wf['verdict'], wf['ci95'], 'sequential')}")
+        out.append(text + ".")
     return " ".join(out)
+
+
+def all_verdicts(result):
+    """The top-level verdicts list: one object per comparison the text makes."""
+    out = []
+    for w, rec in result["workloads"].items():
+        noisy = set(rec.get("noise", {}).get("affected", []))
+        stat_key = "rtt_p50_us" if w == "mixed" else "wall_s"
+        for c in rec["configs"]:
+            s = c.get("summary", {})
+            if c["name"] == rec["baseline"] or "verdict" not in s:
+                continue
+            out.append({"workload": w, "config": c["name"], "baseline": rec["baseline"],
+                        "speedup": s["speedup"], "ci95": s["ci95"], "verdict": s["verdict"],
+                        "pairs": s["pairs"], "paired": True, "statistic": stat_key,
+                        "noisy": c["name"] in noisy})
+        for name, base, r in side_claims(rec) if rec["configs"] else []:
+            out.append({"workload": w, "config": name, "baseline": base,
+                        "speedup": r["speedup"], "ci95": r["ci95"], "verdict": r["verdict"],
+                        "pairs": r["n"], "paired": False, "statistic": stat_key,
+                        "noisy": bool(rec.get("noise", {}).get("noisy"))})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # chart
+
+
+def vc(s):
+    """(speed-up, 95% interval) of a summary or side-by-side cell, for the chart."""
+    return None if not s else (s.get("speedup"), s.get("ci95"))
 
 
 def chart(result, path):
@@ -807,11 +1001,14 @@ def chart(result, path):
     colors = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"]
 
     def bars(ax, groups, series, log=False, unit="x"):
-        """groups: x labels; series: [(label, [value or None per group], what None means)]."""
+        """groups: x labels; series: [(label, [(value, 95% interval or None) or None per
+        group], what None means)]. Intervals are drawn as error bars."""
         width = 0.8 / len(series)
-        for i, (label, values, missing) in enumerate(series):
+        for i, (label, cells, missing) in enumerate(series):
+            values = [None if c is None or c[0] is None else c[0] for c in cells]
             for j, v in enumerate(values):
                 x = j + (i - (len(series) - 1) / 2) * width
+                ci = cells[j][1] if v is not None else None
                 if v is None:
                     ax.text(x, 1 if log else 0, missing, rotation=90, ha="center", va="bottom",
                             fontsize=7, color="#C44E52" if missing == "FAILED" else "gray")
@@ -819,7 +1016,11 @@ def chart(result, path):
                 ax.bar(x, v, width * 0.95, color=colors[i % len(colors)],
                        label=label if j == next(k for k, y in enumerate(values)
                                                 if y is not None) else None)
-                ax.text(x, v, f"{v:,.0f}" if unit == "us" or v >= 100 else f"{v:.2f}",
+                if ci:
+                    ax.errorbar(x, v, yerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]],
+                                fmt="none", ecolor="black", elinewidth=1, capsize=2)
+                ax.text(x, ci[1] if ci else v,
+                        f"{v:,.0f}" if unit == "us" or v >= 100 else f"{v:.2f}",
                         ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, fontsize=8)
@@ -835,32 +1036,36 @@ def chart(result, path):
                      "threads", "processes")
             names = {"single-lock": "single-lock N={} interval",
                      "single-lock ticks:100": "single-lock N={} ticks:100"}
-            series = [(f"N={n}", [by.get(names.get(k, k + " N={}").format(n), {})
-                                  .get("speedup") for k in kinds], "FAILED") for n in (1, 2, 4)]
+            ns = sorted({c["workers"] for c in rec["configs"] if c["workers"]})
+            series = [(f"N={n}", [vc(by.get(names.get(k, k + " N={}").format(n)))
+                                  for k in kinds], "FAILED") for n in ns]
+            present = [c[0] for _, cells, _ in series for c in cells if c and c[0]]
+            log = bool(present) and max(present) / min(present) > 10
             bars(ax, [{"single-lock": "single-lock\ninterval",
                        "single-lock ticks:100": "single-lock\nticks:100"}.get(k, k)
-                      for k in kinds], series)
+                      for k in kinds], series, log=log)
             ax.axhline(1, color="gray", ls="--", lw=1)
             ax.axhline(cpus_available(), color="gray", ls=":", lw=1)
             ax.set_ylabel("speed-up vs sequential")
             ax.set_title(f"countdown of {rec['sizes']['count']:,}: speed-up against sequential "
-                         f"(dashed: 1x; dotted: {cpus_available()} CPUs)", fontsize=10)
+                         f"(dashed: 1x; dotted: {cpus_available()} CPUs"
+                         + ("; log scale" if log else "") + ")", fontsize=10)
             ax.legend(fontsize=8)
         elif w in ("sleep", "echo", "cpython"):
             cfgs = [c for c in rec["configs"] if c["name"] != "sequential"]
-            vals = [c["summary"]["speedup"] for c in cfgs]
-            present = [v for v in vals if v]
+            vals = [vc(c["summary"]) for c in cfgs]
+            present = [v[0] for v in vals if v and v[0]]
             log = bool(present) and max(present) / min(present) > 30
             if w == "cpython":
                 rows = rec.get("side_by_side", [])
 
                 rows = [r for r in rows if r["way"] != "sequential"]
-                series = [("seed (i3, quoted)", [r["seed"]["speedup"] for r in rows],
+                series = [("seed (i3, quoted)", [(r["seed"]["speedup"], None) for r in rows],
                            "not in the seed"),
                           (f"CPython {platform.python_version()}",
-                           [r["cpython"]["speedup"] for r in rows], "FAILED"),
+                           [vc(r["cpython"]) for r in rows], "FAILED"),
                           ("weft (single-lock / process_pool)",
-                           [r["weft"]["speedup"] for r in rows],
+                           [vc(r["weft"]) for r in rows],
                            "FAILED" if wl.get("countdown", {}).get("configs") else "not run")]
                 bars(ax, [r["way"] for r in rows], series)
                 ax.set_title("GIL side by side: countdown speed-up against each one's own "
@@ -875,15 +1080,19 @@ def chart(result, path):
             ax.axhline(1, color="gray", ls="--", lw=1)
             ax.set_ylabel("speed-up vs sequential")
         else:  # mixed
-            cfgs = rec["configs"]
-            series = [(f"rtt {q}", [c["summary"].get(f"rtt_{q}_us") for c in cfgs], "FAILED")
-                      for q in ("p50", "p99")]
-            bars(ax, [c["name"].replace(" w=2 ", " w=2\n") for c in cfgs], series, log=True,
-                 unit="us")
-            ax.set_ylabel("round trip (us, log)")
-            ax.set_title(f"mixed: echo latency while a countdown of {rec['sizes']['count']:,} "
-                         "runs on the same executor (idle: no countdown)", fontsize=10)
-            ax.legend(fontsize=8)
+            cfgs = [c for c in rec["configs"] if c["name"] != "idle"]
+
+            def slow(s):  # the way's median round trip over idle's, and its interval
+                sp, ci = (s or {}).get("speedup"), (s or {}).get("ci95")
+                return (1 / sp if sp else None, [1 / ci[1], 1 / ci[0]] if ci else None)
+            bars(ax, [c["name"].replace(" w=2 ", " w=2\n") for c in cfgs],
+                 [("rtt p50 / idle's", [slow(c["summary"]) for c in cfgs], "FAILED")],
+                 log=True)
+            ax.axhline(1, color="gray", ls="--", lw=1)
+            ax.set_ylabel("rtt p50 / idle's (log)")
+            ax.set_title(f"mixed: the echo's median round trip while a countdown of "
+                         f"{rec['sizes']['count']:,} runs on the same executor, against its "
+                         "paired idle run (above 1: slower)", fontsize=10)
     m = result["machine"]
     fig.suptitle(f"weft contrast benchmark, {result['date'][:10]}, {m.get('host')}: "
                  f"{m.get('cpu')}, {len(m.get('cpus') or [])} CPUs"
@@ -898,16 +1107,42 @@ def chart(result, path):
 # compare
 
 
-COMPARE_RULE = ("the two runs' [min, max] ranges do not overlap AND |B/A - 1| exceeds the "
-                "larger relative spread (max - min) / median of the two")
+COMPARE_RULE = ("the 95% bootstrap interval of median(B) / median(A) (each run's samples "
+                "resampled on their own) excludes 1 and does not lie within "
+                f"1 +- {stats.MARGIN:.0%}")
+
+
+def samples_of(cfg, workload, per=1.0):
+    """A configuration's figures in a results file (wall s; mixed: rtt p50 us), divided by
+    `per`: its samples at its own size (a baseline's runs scaled to the old GIL's count are
+    left out)."""
+    key = "rtt_p50_us" if workload == "mixed" else "wall_s"
+    return [s["fields"][key] / per for s in cfg.get("samples", [])
+            if s.get("ok") and not s.get("scaled") and key in s.get("fields", {})]
+
+
+def comparable(w, a, b):
+    """(divisor for A, divisor for B, note): runs whose countdown counts differ (each run
+    calibrates its own) are compared per 1e9 iterations, a countdown's time being linear in
+    its count; other differing sizes make the workload incomparable (None, None, note)."""
+    za, zb = a["workloads"][w].get("sizes", {}), b["workloads"][w].get("sizes", {})
+    if za == zb:
+        return 1.0, 1.0, None
+    if w in ("countdown", "cpython") and {k for k in za if za[k] != zb.get(k)} == {"count"}:
+        return (za["count"] / 1e9, zb["count"] / 1e9,
+                f"{w}: counts differ (A {za['count']:,}, B {zb['count']:,}): compared in s per "
+                "1e9 iterations")
+    return None, None, f"{w}: sizes differ (A {za}, B {zb}): not compared"
 
 
 def compare(argv):
     ap = argparse.ArgumentParser(
         prog="contrast.py compare",
-        description="Ratios B/A between two contrast results, configuration by configuration: "
-                    "median wall time (mixed: median rtt p50). A change is flagged when " +
-                    COMPARE_RULE + ". Exit status 0, or 2 when a file is missing or unreadable.")
+        description="Did a way get faster or slower between two contrast results? For each "
+                    "configuration: B/A of the median (wall s; mixed: rtt p50 us) with a 95% "
+                    "bootstrap interval; CHANGED when " + COMPARE_RULE + ". Also the speed-up "
+                    "verdicts that differ between the two runs. Exit status 0, or 2 when a "
+                    "file is missing or unreadable.")
     ap.add_argument("a", help="the earlier results file (JSON)")
     ap.add_argument("b", help="the later results file (JSON)")
     args = ap.parse_args(argv)
@@ -924,54 +1159,59 @@ def compare(argv):
         data.append(d)
     a, b = data
     print(f"compare: A = {args.a} ({a.get('date')}), B = {args.b} ({b.get('date')})")
-    print(f"ratio = B/A of the median (wall s; mixed: rtt p50 us); '<< CHANGED' when "
-          f"{COMPARE_RULE}")
-    for tag, d in (("A", a), ("B", b)):
-        reps = d.get("settings", {}).get("reps")
-        if isinstance(reps, int) and reps < 3:
-            print(f"note: {tag} has {reps} repetition(s): a spread of one sample is 0, so any "
-                  "difference from it is flagged; compare runs of 3 or more")
-    head = ["workload", "config", "A median [min" + DASH + "max]", "B median [min" + DASH +
-            "max]", "B/A", ""]
+    print(f"B/A of the median (wall s; mixed: rtt p50 us) with its 95% bootstrap interval; "
+          f"'<< CHANGED' when {COMPARE_RULE}")
+    print("note: two runs are never paired, so a change of the machine between them (other "
+          "load, another CPU frequency) counts as a change; the speed-up verdicts below, each "
+          "paired within its own run, are immune to that")
+    head = ["workload", "config", "A median", "B median", "B/A [95%]", ""]
     rows, only, flagged = [], [], 0
+    notes = []
     for w in [w for w in WORKLOADS if w in a["workloads"] or w in b["workloads"]]:
+        pa = pb = 1.0
+        if w in a["workloads"] and w in b["workloads"]:
+            pa, pb, note = comparable(w, a, b)
+            if note:
+                notes.append(note)
+            if pa is None:
+                continue
         ca = {c["name"]: c for c in a["workloads"].get(w, {}).get("configs", [])}
         cb = {c["name"]: c for c in b["workloads"].get(w, {}).get("configs", [])}
         for name in list(ca) + [n for n in cb if n not in ca]:
             if name not in ca or name not in cb:
                 only.append(f"{w} {name}: only in {'A' if name in ca else 'B'}")
                 continue
-            key = "rtt_p50_us" if w == "mixed" else "wall_s"
-
-            def st(c):
-                s = c.get("summary", {})
-                return s.get("wall_s") if key == "wall_s" else s.get("stats", {}).get(key)
-            sa, sb = st(ca[name]) or {}, st(cb[name]) or {}
-            ma, mb = sa.get("median"), sb.get("median")
-            computed = ca[name].get("computed") or cb[name].get("computed")
-
-            def cell(s):
-                if s.get("median") is None:
-                    return "FAILED"
-                return f"{s['median']:.4g} [{s['min']:.4g}{DASH}{s['max']:.4g}]"
-            if ma is None or mb is None or not ma:
-                rows.append([w, name, cell(sa), cell(sb), "-", "failed in one run"])
+            if ca[name].get("computed") or cb[name].get("computed"):
+                rows.append([w, name, "-", "-", "-", "computed"])
                 continue
-            ratio = mb / ma
-            spread = max((sa["max"] - sa["min"]) / ma, (sb["max"] - sb["min"]) / mb)
-            apart = sa["max"] < sb["min"] or sb["max"] < sa["min"]
+            xa, xb = samples_of(ca[name], w, pa), samples_of(cb[name], w, pb)
+            if not xa or not xb:
+                rows.append([w, name, fs(median(xa)), fs(median(xb)), "-", "failed in one run"])
+                continue
+            r = stats.unpaired_ratio(xa, xb)  # median(A) / median(B): B's speed-up over A
+            v = stats.verdict(r["ci95"])
+            ratio, ci = 1 / r["speedup"], r["ci95"]
+            cell = f"{ratio:.3f}" + (f" [{1 / ci[1]:.3f}{DASH}{1 / ci[0]:.3f}]" if ci else "")
             mark = ""
-            if computed:
-                mark = "computed"
-            elif apart and abs(ratio - 1) > spread:
+            if v in ("faster", "slower"):
                 flagged += 1
-                mark = "<< CHANGED (" + ("slower" if ratio > 1 else "faster") + ")"
-            rows.append([w, name, cell(sa), cell(sb), f"{ratio:.3f}", mark])
+                mark = f"<< CHANGED ({v})"
+            elif v == "inconclusive":
+                mark = f"too few samples ({r['n']})"
+            rows.append([w, name, fs(median(xa)), fs(median(xb)), cell, mark])
     if rows:
         print_table(head, rows, left=2)
-    for line in only:
+    for line in notes + only:
         print(line)
     print(f"{flagged} change(s) beyond the noise")
+    va = {(v["workload"], v["config"], v["baseline"]): v for v in a.get("verdicts", [])}
+    moved = [(k, va[k]["verdict"], v["verdict"]) for v in b.get("verdicts", [])
+             for k in [(v["workload"], v["config"], v["baseline"])]
+             if k in va and va[k]["verdict"] != v["verdict"]]
+    for (w, c, base), x, y in moved:
+        print(f"verdict changed: {w} {c} against {base}: {x} in A, {y} in B")
+    if a.get("verdicts") is not None and b.get("verdicts") is not None:
+        print(f"{len(moved)} speed-up verdict(s) changed")
     return 0
 
 
@@ -1033,17 +1273,34 @@ def parse_args(argv):
         epilog="\n\n".join(doc[2:]))
     ap.add_argument("--build", default="build", help="meson build directory (default: build)")
     ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes, 1 repetition: a smoke test of the plumbing")
-    ap.add_argument("--reps", type=positive_int, help="repetitions (default 3, at least 3 "
-                    "unless --quick; --quick: 1)")
+                    help="tiny sizes, 3 pairs, no calibration: a smoke test of the plumbing")
+    ap.add_argument("--min-pairs", "--reps", dest="min_pairs", type=positive_int,
+                    help="pairs every configuration runs (default 5, at least 3 unless --quick; "
+                    "--quick: 3)")
+    ap.add_argument("--max-pairs", type=positive_int,
+                    help="pairs at most, for configurations whose verdict is still open "
+                    "(default 12; --quick: 3)")
+    ap.add_argument("--budget", type=positive_int,
+                    help="seconds of measuring after which no configuration gets more pairs "
+                    "than --min-pairs (default 240; --quick: 1)")
+    ap.add_argument("--target-s", type=float,
+                    help="calibration: the countdown and CPython counts are chosen so that "
+                    "sequential takes about this long here (default 0.5; not with --quick or "
+                    "an explicit --count / --python-count)")
+    ap.add_argument("--n", type=positive_int, action="extend", nargs="+", metavar="N",
+                    help="countdown's N (default 1 2 4) and CPython's threads and Pool (those "
+                    "above 1)")
+    ap.add_argument("--no-timeline", action="store_true",
+                    help="skip the traced runs that draw <stem>-timeline.svg")
     ap.add_argument("--out-dir", default=os.path.join("bench", "results"),
-                    help="where the JSON and SVG go (default: bench/results)")
+                    help="where the JSON, SVGs and HTML go (default: bench/results)")
     ap.add_argument("--only", action="extend", nargs="+", choices=WORKLOADS, metavar="WORKLOAD",
                     help=f"run only these workloads ({', '.join(WORKLOADS)})")
     ap.add_argument("--timeout", type=positive_int, default=120,
                     help="seconds before one run is killed and counted as failed (default 120)")
     sizes = ap.add_argument_group("sizes (default; --quick)")
-    sizes.add_argument("--count", type=positive_int, help="countdown count (3e8; 2e6)")
+    sizes.add_argument("--count", type=positive_int,
+                       help="countdown count (calibrated, at least 3e8; 2e6)")
     sizes.add_argument("--tasks", type=positive_int, help="sleep: tasks (10000; 200)")
     sizes.add_argument("--sleep-ms", type=positive_int, help="sleep: ms per task (100; 10)")
     sizes.add_argument("--connections", type=positive_int, help="echo: connections (1000; 50)")
@@ -1052,18 +1309,62 @@ def parse_args(argv):
     sizes.add_argument("--size", type=positive_int, help="echo and mixed: bytes (64; 64)")
     sizes.add_argument("--mixed-count", type=positive_int, help="mixed: countdown (3e8; 2e6)")
     sizes.add_argument("--python-count", type=positive_int,
-                       help="cpython: countdown (2e7; 2e5)")
+                       help="cpython: countdown (calibrated; 2e5)")
     args = ap.parse_args(argv)
-    defaults = {"reps": (3, 1), "count": (300_000_000, 2_000_000), "tasks": (10_000, 200),
+    args.calibrate = {"count": args.count is None and not args.quick,
+                      "python_count": args.python_count is None and not args.quick}
+    defaults = {"min_pairs": (5, 3), "max_pairs": (12, 3), "budget": (240, 1),
+                "target_s": (0.5, 0.5), "n": ([1, 2, 4], [1, 2, 4]),
+                "count": (300_000_000, 2_000_000), "tasks": (10_000, 200),
                 "sleep_ms": (100, 10), "connections": (1000, 50), "round_trips": (10, 2),
                 "size": (64, 64), "mixed_count": (300_000_000, 2_000_000),
                 "python_count": (20_000_000, 200_000)}
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if args.quick else full)
-    if args.reps < 3 and not args.quick:
-        ap.error("--reps wants 3 or more (a median and a spread need them); --quick allows 1")
+    args.n = sorted(set(args.n))
+    if args.min_pairs < 3 and not args.quick:
+        ap.error("--min-pairs wants 3 or more (an interval needs them); --quick allows fewer")
+    if args.max_pairs < args.min_pairs:
+        ap.error("--max-pairs wants at least --min-pairs")
+    if not 0.05 <= args.target_s <= 60:
+        ap.error("--target-s wants 0.05 to 60 seconds")
+    args.reps = args.min_pairs
     return args
+
+
+def calibrate(args, only):
+    """Chooses the countdown's and CPython's counts so that sequential takes about --target-s
+    here: timed once on a probe count (after a warm-up run), scaled, rounded up to 1e7 (1e6
+    for CPython). Returns what it measured, for the JSON."""
+    out = {"target_s": args.target_s}
+    exe = os.path.join(args.build, "bench", "contrast")
+    probes = []
+    if args.calibrate["count"] and (not only or {"countdown"} & set(only)) \
+            and os.access(exe, os.X_OK):
+        probes.append(("count", [exe, "--workload=countdown", "--mode=sequential"],
+                       100_000_000, 10_000_000, 300_000_000))
+    if args.calibrate["python_count"] and (not only or "cpython" in only):
+        probes.append(("python_count", [sys.executable, os.path.join(HERE, "reference",
+                                                                   "countdown.py"),
+                                        "--mode=sequential"], 2_000_000, 1_000_000, 2_000_000))
+    for key, argv, probe, step, floor in probes:
+        walls = []
+        for _ in range(2):
+            status, so, _ = run_cmd(argv + [f"--count={probe}"], timeout=args.timeout)
+            fields, _ = last_fields(so)
+            if status == 0 and fields.get("wall_s"):
+                walls.append(fields["wall_s"])
+        if not walls:
+            out[key] = {"probe": probe, "wall_s": None, "chosen": getattr(args, key),
+                        "note": "the probe failed: the default kept"}
+            continue
+        t = min(walls)  # the second run is warm; the smaller is the machine's speed
+        chosen = max(floor, math.ceil(probe * args.target_s / t / step) * step)
+        setattr(args, key, chosen)
+        out[key] = {"probe": probe, "wall_s": t, "chosen": chosen}
+        log(f"calibration: {key} {probe:,} took {t:.3f} s; {chosen:,} for {args.target_s} s")
+    return out
 
 
 def report(result, args):
@@ -1076,7 +1377,9 @@ def report(result, args):
     wl = result["workloads"]
     for name, rec in wl.items():
         z = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in rec["sizes"].items())
-        print(f"\n{name} ({z}; {args.reps} rep(s), medians)")
+        print(f"\n{name} ({z}; {args.min_pairs} to {args.max_pairs} pairs, medians; speed-up: "
+              "geometric mean of the pairs' ratios, 95% interval)" +
+              (f"; {rec['budget_note']}" if rec.get("budget_note") else ""))
         if rec["configs"]:
             print_table(*table_rows(name, rec))
         if name == "cpython" and rec["configs"]:
@@ -1089,6 +1392,10 @@ def report(result, args):
                         writers[name](rec))
             except Exception as e:  # a gap in the figures must not lose the run's results
                 text = f"(no paragraph: {type(e).__name__}: {e})"
+            text += " " + noise_sentence(rec)
+            if rec.get("budget_note"):
+                text += (f" The time {rec['budget_note'][4:]}, so the intervals are wider than "
+                         "asked for.")
         else:
             text = "The workload failed: " + "; ".join(rec["errors"])
         if args.quick:
@@ -1098,12 +1405,37 @@ def report(result, args):
         for c in rec["configs"]:
             for s in c["samples"]:
                 for warn in s.get("warnings", []):
-                    print(f"  warning: {c['name']} rep {s['rep']}: {warn}")
+                    print(f"  warning: {c['name']} round {s['rep']}: {warn}")
         for e in rec["errors"]:
             print(f"  error: {e}")
     if args.quick:
-        print("\nnote: --quick runs one tiny repetition: a smoke test of the plumbing, not a "
+        print("\nnote: --quick runs 3 tiny pairs: a smoke test of the plumbing, not a "
               "measurement")
+
+
+def noise_sentence(rec):
+    """What the machine's noise did to this workload, from noise()."""
+    n = rec.get("noise") or {}
+    cv = n.get("baseline_cv")
+    load = n.get("load1", {})
+    parts = []
+    if cv is not None:
+        parts.append(f"the {n.get('cv_of', rec['baseline'])} varied by {cv:.1%} over "
+                     f"{n.get('baseline_n') or 'its'} runs")
+    if load.get("min") is not None:
+        parts.append(f"load average {load['min']:.2f}{DASH}{load['max']:.2f}")
+    if n.get("steal_max") is not None:
+        parts.append(f"steal time up to {n['steal_max']:.1%}")
+    text = ("Noise: " + ", ".join(parts) + ".") if parts else ""
+    if n.get("noisy"):
+        text += (" This run was too noisy to conclude everything (" + "; ".join(n["reasons"]) +
+                 "): " + (f"the verdicts of {', '.join(n['affected'])} may be different on a "
+                          "quieter machine (noise widens the intervals and can hide a "
+                          "difference; a machine that withholds CPU holds back the ways that "
+                          "need several); the other verdicts hold, their intervals exclude 1 "
+                          "despite the noise." if n["affected"] else
+                          "every verdict excluded 1 despite it."))
+    return text
 
 
 def output_stem(out_dir, when):
@@ -1111,46 +1443,59 @@ def output_stem(out_dir, when):
     base = f"{when:%Y-%m-%d}-{host}"
     stem, k = base, 1
     while any(os.path.exists(os.path.join(out_dir, stem + ext))
-              for ext in (".json", "-contrast.svg")):
+              for ext in (".json", "-contrast.svg", ".html", "-timeline.svg")):
         k += 1
         stem = f"{base}-{k}"
     return os.path.join(out_dir, stem)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["compare"]:
-        return compare(argv[1:])
-    args = parse_args(argv)
-    t0 = time.monotonic()
-    now = datetime.datetime.now().astimezone()
-    result = {"schema_version": SCHEMA_VERSION, "suite": "contrast",
-              "date": now.isoformat(timespec="seconds"),
-              "command": [sys.executable, sys.argv[0]] + argv, "machine": machine_info(args),
-              "settings": dict(vars(args), only=args.only or list(WORKLOADS)),
-              "load_before": loadavg(), "workloads": {}, "paragraphs": {}}
-    if result["machine"].get("buildtype") not in (None, "release"):
-        log(f"warning: {args.build} is a {result['machine']['buildtype']} build: not weft as "
-            "shipped")
-    log(f"contrast benchmark: {args.reps} rep(s), load average {result['load_before']}")
+def traced_runs(args, tmp):
+    """Runs countdown at N=2 once per way the timeline shows, with WEFT_TRACE set. Returns
+    ([(label, trace path)], note): the note says why there is no timeline when no trace
+    appeared (a build without tracing writes none)."""
+    exe = os.path.join(args.build, "bench", "contrast")
+    out = []
+    for label, mode, gil in TIMELINE_WAYS:
+        # An eighth of a sample (~60 ms at the default 0.5 s): several of the new GIL's 5 ms
+        # turns on each side of the 20 ms window; the old GIL counts 1/16 as far again.
+        count = max(1, args.count // (8 * (TICKS_SCALE if gil == "ticks:100" else 1)))
+        path = os.path.join(tmp, f"trace-{len(out)}.json")
+        argv = weft_argv(exe, "countdown", mode, 2, gil, [f"--count={count}"])
+        try:
+            subprocess.run(argv, env=dict(os.environ, WEFT_TRACE=path), timeout=args.timeout,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if os.path.exists(path):
+            out.append((label, path))
+    note = None if out else (f"skipped: {exe} wrote no trace under WEFT_TRACE (a build "
+                             "without tracing)")
+    return out, note
+
+
+def run_all(args, result):
     plans = plan(args)
     failed = False
-    for name in WORKLOADS:
-        if args.only and name not in args.only:
-            continue
+    names = [w for w in WORKLOADS if not args.only or w in args.only]
+    # The budget's shares: the countdown has the most ways and the verdicts that matter most.
+    weights = {"countdown": 6, "sleep": 0.5, "echo": 1, "mixed": 1, "cpython": 2.5}
+    end = time.monotonic() + args.budget
+    for i, name in enumerate(names):
         log(f"== {name}")
+        rest = sum(weights[w] for w in names[i:])
+        deadline = time.monotonic() + max(0, end - time.monotonic()) * weights[name] / rest
         exe = plans[name]["configs"][0]["argv"][0]
         try:
             if name != "cpython" and not os.access(exe, os.X_OK):
                 # One clear reason rather than the same one for every run of every workload.
                 raise RuntimeError(f"{exe} is missing: build it (ninja -C {args.build} "
                                    "bench/contrast)")
-            rec = run_workload(name, plans[name], args)
+            rec = run_workload(name, plans[name], args, deadline)
             summarize(name, rec)
         except Exception as e:  # a broken workload is reported; the others still run
             rec = dict({k: v for k, v in plans[name].items() if k != "configs"}, configs=[],
-                       errors=[str(e) if isinstance(e, RuntimeError) else
-                               f"{type(e).__name__}: {e}"])
+                       workload=name, errors=[str(e) if isinstance(e, RuntimeError) else
+                                              f"{type(e).__name__}: {e}"])
         if name == "cpython":
             starts = {re.search(r"start method (\w+)", line).group(1)
                       for c in rec["configs"] for s in c["samples"] if s["ok"]
@@ -1160,32 +1505,81 @@ def main(argv=None):
             rec["seed"] = SEED
         result["workloads"][name] = rec
         failed |= bool(rec["errors"])
-    result["load_after"] = loadavg()
+    return failed
 
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        return compare(argv[1:])
+    args = parse_args(argv)
+    now = datetime.datetime.now().astimezone()
+    result = {"schema_version": SCHEMA_VERSION, "suite": "contrast",
+              "date": now.isoformat(timespec="seconds"),
+              "command": [sys.executable, sys.argv[0]] + argv, "machine": machine_info(args),
+              "load_before": loadavg(), "workloads": {}, "paragraphs": {}}
+    if result["machine"].get("buildtype") not in (None, "release"):
+        log(f"warning: {args.build} is a {result['machine']['buildtype']} build: not weft as "
+            "shipped")
+    log(f"contrast benchmark: {args.min_pairs} to {args.max_pairs} pairs per way, budget "
+        f"{args.budget} s, load average {result['load_before']}")
+    result["calibration"] = calibrate(args, args.only)
+    result["settings"] = dict({k: v for k, v in vars(args).items() if k != "calibrate"},
+                              only=args.only or list(WORKLOADS), margin=stats.MARGIN)
+    failed = run_all(args, result)
+    result["load_after"] = loadavg()
+    result["verdicts"] = all_verdicts(result)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = output_stem(args.out_dir, now)
+    result["files"] = {"json": stem + ".json", "svg": None, "timeline": None, "html": None}
     # The report is composed first and printed once the files are written: a closed terminal
     # (or `| head`) must not lose the measurements.
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         report(result, args)
-    result["failed"] = failed
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = output_stem(args.out_dir, now)
-    result["files"] = {"json": stem + ".json", "svg": None}
-    with contextlib.redirect_stdout(text):
+        result["failed"] = failed
         try:
-            svg = chart(result, stem + "-contrast.svg")
+            result["files"]["svg"] = chart(result, stem + "-contrast.svg")
         except Exception as e:  # a chart bug must not lose the measurements
             print(f"chart: failed: {type(e).__name__}: {e}")
-            svg = None
-    result["files"]["svg"] = svg
-    result["total_s"] = round(time.monotonic() - t0, 3)
+        result["timeline_note"] = draw_timeline(args, result, stem + "-timeline.svg")
+        print(result["timeline_note"] or f"timeline: {result['files']['timeline']}")
+    result["total_s"] = round(time.monotonic() - T0, 3)
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
+    try:
+        result["files"]["html"] = report_html.write(result, stem + ".html", table_rows)
+        with open(stem + ".json", "w") as f:  # now naming the page too
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    except Exception as e:  # the page must not lose the measurements either
+        print(f"report page: failed: {type(e).__name__}: {e}", file=text)
     sys.stdout.write(text.getvalue())
+    files = result["files"]
     print(f"\ntotal {result['total_s']:.1f} s; results: {stem}.json" +
-          (f"; chart: {svg}" if svg else ""))
+          "".join(f"; {k}: {files[k]}" for k in ("svg", "timeline", "html") if files[k]))
     return 1 if failed else 0
+
+
+def draw_timeline(args, result, path):
+    """Runs the traced countdowns and draws <stem>-timeline.svg; returns a note when it could
+    not (skipped, no trace, a drawing error), else None."""
+    if args.no_timeline:
+        return "timeline: skipped (--no-timeline)"
+    if "countdown" not in result["workloads"] or not result["workloads"]["countdown"]["configs"]:
+        return "timeline: skipped (the countdown did not run)"
+    with tempfile.TemporaryDirectory(prefix="contrast-trace-") as tmp:
+        traces, note = traced_runs(args, tmp)
+        if note:
+            return "timeline: " + note
+        try:
+            result["timeline"] = timeline.render(traces, path)
+        except Exception as e:
+            return f"timeline: failed: {type(e).__name__}: {e}"
+    result["files"]["timeline"] = path
+    return None
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Smoke test of ./run bench (bench/contrast.py, the contrast suite): one --quick run (tiny sizes,
-one repetition) of every workload, then the checks of the plumbing, never of the speed:
+three pairs) of every workload, then the checks of the plumbing, never of the speed:
 
   - the run exits 0 and prints a table per workload and the GIL side by side;
-  - it writes one <YYYY-MM-DD>-<host>.json and one <same stem>-contrast.svg in --out-dir;
+  - it writes one <YYYY-MM-DD>-<host>.json, one <same stem>-contrast.svg and one <same
+    stem>.html in --out-dir (and <stem>-timeline.svg when the build writes traces);
+  - the JSON has a verdict (speed-up, 95% interval, faster/slower/same/inconclusive) for
+    every comparison the issue names, and every sample its parallelism (CPU / wall);
   - the JSON is valid against bench/contrast.schema.json (the jsonschema module), and every
     workload has every expected configuration with a numeric median wall time (sleep's
     sequential baseline computed, as T x S, not measured);
@@ -94,7 +97,10 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
     files = sorted(os.listdir(tmp))
     jsons = [f for f in files if f.endswith(".json")]
     svgs = [f for f in files if f.endswith("-contrast.svg")]
-    check(len(jsons) == 1 and len(svgs) == 1, "one JSON and one SVG written", str(files))
+    htmls = [f for f in files if f.endswith(".html")]
+    check(len(jsons) == 1 and len(svgs) == 1 and len(htmls) == 1,
+          "one JSON, one chart SVG and one HTML page written", str(files))
+    check(htmls[0] == jsons[0][:-5] + ".html", f"the page is named like the JSON: {htmls[0]}")
     check(re.fullmatch(r"\d{4}-\d{2}-\d{2}-.+\.json", jsons[0]) is not None and
           svgs[0] == jsons[0][:-5] + "-contrast.svg",
           f"named <date>-<host>: {jsons[0]}, {svgs[0]}")
@@ -106,8 +112,22 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
     check(not errors, "the results file is valid against the schema",
           "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10]))
-    check(data["settings"]["quick"] is True and data["settings"]["reps"] == 1,
-          "settings record --quick and 1 repetition")
+    check(data["settings"]["quick"] is True and data["settings"]["min_pairs"] == 3,
+          "settings record --quick and 3 pairs")
+    verdicts = {(v["workload"], v["config"], v["baseline"]): v for v in data["verdicts"]}
+    for w, names in EXPECTED.items():
+        base = "idle" if w == "mixed" else "sequential"
+        for n in names[1:]:
+            v = verdicts.get((w, n, base))
+            check(v is not None and v["verdict"] in ("faster", "slower", "same", "inconclusive")
+                  and (v["ci95"] is None or v["ci95"][0] <= v["speedup"] <= v["ci95"][1]),
+                  f"a verdict for {w} {n} against {base}, its speed-up inside its interval",
+                  json.dumps(v))
+    check(all(s["ok"] and isinstance(s.get("parallelism"), (int, float))
+              for w in data["workloads"].values() for c in w["configs"] for s in c["samples"]),
+          "every sample has its parallelism achieved (CPU / wall)")
+    check(all(isinstance(w.get("noise", {}).get("noisy"), bool)
+              for w in data["workloads"].values()), "every workload reports its noise")
     check(data["failed"] is False, "no run failed")
 
     for workload, names in EXPECTED.items():
@@ -129,10 +149,21 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
     check(seq["computed"] is True and not seq["samples"] and
           abs(seq["summary"]["wall_s"]["median"] - sizes["tasks"] * sizes["sleep_ms"] / 1e3)
           < 1e-9, "sleep's sequential baseline is computed (T x S), never measured")
-    measured = [c for w in data["workloads"].values() for c in w["configs"]
-                if not c["computed"]]
-    check(all(len(c["samples"]) == 1 and c["samples"][0]["ok"] for c in measured),
-          "every measured config has its one raw sample")
+    for w, rec in data["workloads"].items():
+        for c in rec["configs"]:
+            if c["computed"]:
+                continue
+            want = 3 * (len(rec["configs"]) - 1) if c["name"] == rec["baseline"] else 3
+            check(len(c["samples"]) == want and all(s["ok"] for s in c["samples"]),
+                  f"{w} {c['name']}: {want} raw samples", str(len(c["samples"])))
+    base = data["workloads"]["countdown"]["configs"][0]
+    for c in data["workloads"]["countdown"]["configs"][1:]:
+        orders = [s["order"] for s in c["samples"]]
+        check(orders in ([1, 2, 1], [2, 1, 2]),
+              f"countdown {c['name']}: its pairs alternate which half runs first", str(orders))
+    check({s["pair_of"] for s in base["samples"]} ==
+          {c["name"] for c in data["workloads"]["countdown"]["configs"][1:]},
+          "countdown's sequential samples are paired with every other config")
     lock = [c for c in data["workloads"]["countdown"]["configs"] if c["mode"] == "single-lock"]
     check(all(isinstance(c["summary"].get("switches"), (int, float)) for c in lock),
           "countdown's single-lock configs report their lock hand-overs")
@@ -182,5 +213,11 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
     bad = copy.deepcopy(data)
     del bad["workloads"]["echo"]["configs"][1]["summary"]["wall_s"]["median"]
     check(not validator.is_valid(bad), "the schema rejects a summary without its median")
+    bad = copy.deepcopy(data)
+    bad["verdicts"][0]["verdict"] = "probably faster"
+    check(not validator.is_valid(bad), "the schema rejects a verdict outside its four words")
+    bad = copy.deepcopy(data)
+    del bad["verdicts"]
+    check(not validator.is_valid(bad), "the schema rejects a results file without verdicts")
 
 print(f"contrast bench smoke: ok ({len(checked)} checks)")
