@@ -82,13 +82,28 @@ class reactor {
   io_uring_sqe* get_sqe();
 
   /// Queues an operation: `prepare` fills the SQE; its CQE will call `c->on_complete`.
+  /// If `prepare` throws, the claimed SQE becomes a NOP whose CQE nobody waits for and the
+  /// exception propagates: the slot still holds what its previous occupant left (opcode,
+  /// buffer, user_data), and the kernel would run that again and resume a finished operation.
   template <class Prepare>
   void submit(completion* c, Prepare&& prepare) {
     io_uring_sqe* sqe = get_sqe();
-    prepare(sqe);
+    try {
+      prepare(sqe);
+    } catch (...) {
+      neutralize(sqe);
+      throw;
+    }
     io_uring_sqe_set_data(sqe, c);
     faults_.on_submit(sqe);  // nothing at all unless built with -Dfault_injection=true
     ++in_flight_;
+  }
+
+  /// Turns a claimed SQE into a NOP with the user_data that `reap` ignores (no flags, no
+  /// link): the way to give back a slot that could not be filled.
+  static void neutralize(io_uring_sqe* sqe) noexcept {
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, 0);
   }
 
   /// Asks the kernel to cancel the operation behind `c` (IORING_OP_ASYNC_CANCEL). Its own CQE
