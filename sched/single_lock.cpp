@@ -56,8 +56,10 @@ single_lock::single_lock(single_lock_options options)
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
                                 std::to_string(worker_count_));
   }
-  if (switch_interval_.count() < 0) {
-    throw std::invalid_argument("weft: single_lock's switch interval must not be negative");
+  // 0 would make every waiting thread spin on the lock's condition variable.
+  if (switch_interval_.count() <= 0) {
+    throw std::invalid_argument("weft: single_lock's switch interval must be positive, not " +
+                                std::to_string(switch_interval_.count()) + " ns");
   }
   if (policy_ == gil_policy::ticks && ticks_ == 0) {
     throw std::invalid_argument("weft: single_lock's ticks policy wants at least 1 tick");

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -529,6 +530,15 @@ TEST_CASE("run options parse the single-lock settings", "[executors][run]") {
   CHECK(parsed.switch_interval == 1ms);
   CHECK(parsed.gil == weft::sched::gil_policy::ticks);
   CHECK(parsed.gil_ticks == 50);
+}
+
+TEST_CASE("single-lock refuses a switch interval of 0, which made waiting threads spin",
+          "[executors][single-lock]") {
+  CHECK_THROWS_AS(weft::sched::single_lock({.workers = 2, .switch_interval = 0ms}),
+                  std::invalid_argument);
+  auto options = options_for(weft::mode::single_lock, 2);
+  options.switch_interval = 0ms;
+  CHECK_THROWS_AS(weft::run(options, []() -> weft::task<> { co_return; }()), std::invalid_argument);
 }
 
 TEST_CASE("an executor can run several programs one after the other", "[executors]") {

@@ -44,6 +44,8 @@ struct single_lock_options {
   /// Interval policy: how long a thread waits for the lock before asking for it. Both
   /// policies: how often a parked thread looks for a holder stuck in one task, whose ring it
   /// then asks to be polled at its next check point (never less often than every 1 ms).
+  /// Must be positive (0 would make waiting threads spin): the constructor throws
+  /// std::invalid_argument otherwise.
   std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   unsigned ticks = 100;  ///< ticks policy: check points between two releases
 };
