@@ -541,6 +541,35 @@ TEST_CASE("single-lock refuses a switch interval of 0, which made waiting thread
   CHECK_THROWS_AS(weft::run(options, []() -> weft::task<> { co_return; }()), std::invalid_argument);
 }
 
+// A task draining a full channel never suspends: every recv completes at once. Without a coop
+// budget it kept its thread (and on single-lock the lock) until the channel was empty, and a
+// task sleeping 10 ms woke only then.
+TEST_CASE("the coop budget: a task whose awaits never suspend still lets a sleeper wake",
+          "[executors]") {
+  constexpr int items = 2'000'000;
+  for (weft::mode m : {weft::mode::cooperative, weft::mode::single_lock}) {
+    INFO("mode " << weft::to_string(m));
+    auto options = options_for(m, 2);
+    options.switch_interval = 5ms;
+    auto body = []() -> weft::task<int> {
+      auto ch = weft::channel<int>::unbounded();
+      for (int i = 0; i < items; ++i) ch.try_send(i);
+      ch.close();
+      std::atomic<int> drained{0};
+      auto drainer = weft::spawn([](weft::channel<int>& c, std::atomic<int>& n) -> weft::task<> {
+        while (co_await c.recv()) n.fetch_add(1, std::memory_order_relaxed);
+      }(ch, drained));
+      co_await weft::sleep_for(10ms);
+      const int seen = drained.load(std::memory_order_relaxed);
+      co_await drainer;
+      co_return seen;
+    };
+    const int drained_when_awake = weft::run(options, body());
+    CHECK(drained_when_awake > 0);
+    CHECK(drained_when_awake < items);  // woke before the drain ended
+  }
+}
+
 TEST_CASE("an executor can run several programs one after the other", "[executors]") {
   weft::sched::multi_thread mt({2, 64});
   CHECK(mt.block_on(spawn_many(1000)) == 1000L * 999 / 2);
