@@ -315,7 +315,7 @@ void reactor::reap() {
   }
 }
 
-void reactor::poll(bool block, clock::time_point limit) {
+void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
   io_uring* r = ring_.get();
   if (under_valgrind_) [[unlikely]] {
     declare_queued_writes();
@@ -324,7 +324,7 @@ void reactor::poll(bool block, clock::time_point limit) {
   clock::time_point deadline{};
   if (block && next_deadline(deadline)) {
     // Timers that are already due make this turn non-blocking.
-    if (deadline <= clock::now() && expire_timers(clock::now())) block = false;
+    if (deadline <= clock::now() && (!run_timers || expire_timers(clock::now()))) block = false;
   }
   if (block) {
     __kernel_timespec ts{};
@@ -367,7 +367,9 @@ void reactor::poll(bool block, clock::time_point limit) {
     }
   }
   reap();
-  if (next_deadline(deadline) && deadline <= clock::now()) expire_timers(clock::now());
+  if (run_timers && next_deadline(deadline) && deadline <= clock::now()) {
+    expire_timers(clock::now());
+  }
 }
 
 }  // namespace weft::io

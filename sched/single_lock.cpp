@@ -223,13 +223,13 @@ bool single_lock::poll_at_check(thread_state& t) {
   return ready_size_.load(std::memory_order_acquire) != 0;
 }
 
-void single_lock::poll_ring(thread_state& t, bool block, clock::time_point limit) {
+void single_lock::poll_ring(thread_state& t, bool block, clock::time_point limit, bool run_timers) {
   struct in_poll_scope {
     thread_state& t;
     explicit in_poll_scope(thread_state& s) : t(s) { t.in_poll = true; }
     ~in_poll_scope() { t.in_poll = false; }
   } scope{t};
-  t.reactor->poll(block, limit);
+  t.reactor->poll(block, limit, run_timers);
 }
 
 void single_lock::blocking_release() {
@@ -383,6 +383,7 @@ void single_lock::thread_loop(thread_state& t) {
     drop_lock(t, drop_kind::plain);
     park(t);
     take_lock(t);
+    if (t.reactor->timers_due()) poll_ring(t, /*block=*/false);  // held back while parked
   }
   if (t.woken) {
     t.woken = false;
@@ -418,7 +419,10 @@ void single_lock::park(thread_state& t) {
     if (!go) {
       watching = start_watching(t);
       t.parked_poll = true;
-      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max());
+      // Without the lock, timers stay armed: their callbacks (with_timeout's runs the user's
+      // stop callbacks) run once this thread has taken the lock and polls again.
+      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max(),
+                /*run_timers=*/false);
       t.parked_poll = false;
       if (watching && clock::now() >= watch_until_) quiet = !watch(t);
     }
@@ -431,8 +435,9 @@ void single_lock::park(thread_state& t) {
         sleeping_.fetch_sub(1, std::memory_order_seq_cst);
         // The watcher woke by itself (the end of a period, a recruit, I/O that made nothing
         // ready): it stays out of the lock and parks again.
+        // A due timer sends it to the lock, where it runs.
         again = !go && watcher_.load(std::memory_order_relaxed) == &t &&
-                ready_size_.load(std::memory_order_seq_cst) == 0;
+                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due();
       } else {
         t.woken = true;  // wake_one counted us in waking_
       }

@@ -570,6 +570,45 @@ TEST_CASE("the coop budget: a task whose awaits never suspend still lets a sleep
   }
 }
 
+// A with_timeout whose timer sits in a parked thread's ring fired there, without the lock: the
+// user's stop callback then ran while another thread held the lock, in the middle of a task.
+TEST_CASE("single-lock: stop callbacks of a timeout run under the lock",
+          "[executors][single-lock]") {
+  auto body = []() -> weft::task<int> {
+    std::atomic<bool> mid_task{false};  // true only inside the spinner's work, between checks
+    std::atomic<int> seen_mid_task{0};
+    auto stopped_wait = [](std::atomic<bool>& b, std::atomic<int>& s) -> weft::task<> {
+      std::stop_token token = co_await weft::get_stop_token();
+      std::stop_callback on_stop(token, [&] {
+        if (b.load(std::memory_order_relaxed)) s.fetch_add(1);
+      });
+      co_await weft::sleep_for(1h);
+    };
+    for (int round = 0; round < 10; ++round) {
+      auto spinner = weft::spawn([](std::atomic<bool>& busy) -> weft::task<> {
+        const auto end = std::chrono::steady_clock::now() + 30ms;
+        while (std::chrono::steady_clock::now() < end) {
+          busy.store(true, std::memory_order_relaxed);
+          const auto slice = std::chrono::steady_clock::now() + 50us;
+          while (std::chrono::steady_clock::now() < slice) {
+          }
+          busy.store(false, std::memory_order_relaxed);
+          weft::check();
+        }
+        co_return;
+      }(mid_task));
+      co_await weft::yield_now();  // the spinner starts, here or on the other thread
+      try {
+        co_await weft::with_timeout(2ms, stopped_wait(mid_task, seen_mid_task));
+      } catch (const std::system_error&) {
+      }
+      co_await spinner;
+    }
+    co_return seen_mid_task.load();
+  };
+  CHECK(weft::run(options_for(weft::mode::single_lock, 2), body()) == 0);
+}
+
 TEST_CASE("an executor can run several programs one after the other", "[executors]") {
   weft::sched::multi_thread mt({2, 64});
   CHECK(mt.block_on(spawn_many(1000)) == 1000L * 999 / 2);

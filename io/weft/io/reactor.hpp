@@ -148,8 +148,18 @@ class reactor {
   /// a timer deadline, or a `wake()`.
   void poll(bool block) { poll(block, clock::time_point::max()); }
   /// The same, but a blocking wait also ends at `limit` (an idle executor thread that watches
-  /// a busy one wakes up now and then; see single_lock).
-  void poll(bool block, clock::time_point limit);
+  /// a busy one wakes up now and then; see single_lock). Without `run_timers`, timers that are
+  /// due stay armed (the wait still ends at the earliest deadline): the single-lock executor's
+  /// parked threads poll that way, so that a timer's callback (with_timeout's, which runs the
+  /// user's stop callbacks) runs under the lock, at the thread's next poll with the lock held.
+  void poll(bool block, clock::time_point limit, bool run_timers = true);
+
+  /// True when a timer's deadline has passed. Owner thread only, or any thread with
+  /// `shared_timers`.
+  bool timers_due() noexcept {
+    clock::time_point deadline{};
+    return next_deadline(deadline) && deadline <= clock::now();
+  }
 
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
   void wake() noexcept;

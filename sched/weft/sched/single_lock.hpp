@@ -138,7 +138,8 @@ class single_lock final : public threaded_executor {
   static void check_point();
   void serve_request(thread_state& t, bool waiter, bool poll);
   bool poll_at_check(thread_state& t);
-  void poll_ring(thread_state& t, bool block, clock::time_point limit = clock::time_point::max());
+  void poll_ring(thread_state& t, bool block, clock::time_point limit = clock::time_point::max(),
+                 bool run_timers = true);
 
   // Parking, and the watcher (see ARCHITECTURE.md, "single-lock: I/O behind a busy holder").
   void park(thread_state& t);
