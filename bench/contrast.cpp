@@ -960,11 +960,11 @@ int main(int argc, char** argv) {
   if (s.size < 1 || s.size > 65536) return usage_error(app, "--size wants 1 to 65536 bytes");
   if (s.idle_ms < 1 || s.idle_ms > 3'600'000)
     return usage_error(app, "--idle-ms wants 1 to 3600000");
-  if (auto d = weft::parse_duration(switch_interval)) {
+  if (auto d = weft::parse_duration(switch_interval); d && d->count() > 0) {
     s.run.switch_interval = *d;
   } else {
-    return usage_error(
-        app, "--switch-interval wants a duration such as 5ms, not '" + switch_interval + "'");
+    return usage_error(app, "--switch-interval wants a positive duration such as 5ms, not '" +
+                                switch_interval + "'");
   }
   if (!weft::parse_gil(gil, s.run)) {
     return usage_error(app, "--gil wants 'interval' or 'ticks:N', not '" + gil + "'");

@@ -132,11 +132,11 @@ int main(int argc, char** argv) {
   const bool processes = mode == weft::mode::processes;
   weft::run_options options{
       processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative), workers};
-  if (auto d = weft::parse_duration(switch_interval)) {
+  if (auto d = weft::parse_duration(switch_interval); d && d->count() > 0) {
     options.switch_interval = *d;
   } else {
-    return usage_error("--switch-interval wants a duration such as 5ms, not '" + switch_interval +
-                       "'");
+    return usage_error("--switch-interval wants a positive duration such as 5ms, not '" +
+                       switch_interval + "'");
   }
   if (!weft::parse_gil(gil, options)) {
     return usage_error("--gil wants 'interval' or 'ticks:N', not '" + gil + "'");

@@ -319,7 +319,7 @@ void reactor::reap() {
   }
 }
 
-void reactor::poll(bool block, clock::time_point limit) {
+void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
   io_uring* r = ring_.get();
   if (under_valgrind_) [[unlikely]] {
     declare_queued_writes();
@@ -328,7 +328,7 @@ void reactor::poll(bool block, clock::time_point limit) {
   clock::time_point deadline{};
   if (block && next_deadline(deadline)) {
     // Timers that are already due make this turn non-blocking.
-    if (deadline <= clock::now() && expire_timers(clock::now())) block = false;
+    if (deadline <= clock::now() && (!run_timers || expire_timers(clock::now()))) block = false;
   }
   if (block) {
     __kernel_timespec ts{};
@@ -371,7 +371,9 @@ void reactor::poll(bool block, clock::time_point limit) {
     }
   }
   reap();
-  if (next_deadline(deadline) && deadline <= clock::now()) expire_timers(clock::now());
+  if (run_timers && next_deadline(deadline) && deadline <= clock::now()) {
+    expire_timers(clock::now());
+  }
   // The tasks this turn made ready run after it: their waits begin now (the task dump).
   weft::detail::tls_turn_now = weft::detail::coarse_now_ns();
 }

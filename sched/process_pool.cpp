@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +28,7 @@
 #include <weft/errc.hpp>
 #include <weft/io/operation.hpp>
 #include <weft/io/ring.hpp>
+#include <weft/mutex.hpp>
 #include <weft/time.hpp>
 
 namespace weft {
@@ -475,11 +477,22 @@ void refuse_unserved_pool_worker() {
 
 // ---- the fork server
 
+namespace {
+// How long each receive from the fork server waits; see detail::set_fork_server_reply_timeout.
+std::atomic<long> fork_server_reply_timeout_ms{10000};
+}  // namespace
+
 /// A process forked while the parent was still single-threaded and ring-free; it forks the
 /// workers (all of them, so that a replacement is as safe as the first) and reaps them.
-/// Requests over a SOCK_SEQPACKET pair, one message each way:
-///   fork:   {1, 0}   -> {pid or -errno, 0} with the parent's end of the worker's socket
-///   status: {2, pid} -> {si_code, si_status} once the worker has ended (killed after 2 s)
+/// Requests over a SOCK_SEQPACKET pair, one message each way, each carrying the request's id,
+/// which its reply repeats:
+///   fork:   {1, 0, id}   -> {pid or -errno, 0, id} with the parent's end of the worker's socket
+///   status: {2, pid, id} -> {si_code, si_status, id} once the worker has ended (killed after 2 s)
+///   forget: {3, pid, 0}  -> no reply; the worker is killed and reaped
+/// A request whose reply did not come in time fails; its reply, when it comes, has an older id
+/// and is dropped by the next request (with the socket it carries: a worker forked that late
+/// reads end of file and exits, and is then forgotten), never taken for that request's answer.
+/// The round trips block: the pool makes them on the blocking pool, never on an executor thread.
 class process_pool::zygote {
  public:
   zygote() {
@@ -506,22 +519,63 @@ class process_pool::zygote {
     process_ = std::move(*c);
     // A fork server that stops answering (stopped, or stuck reaping a worker in uninterruptible
     // sleep) must not hang the executor thread that asked: give up after 10 s.
-    const timeval limit{10, 0};
+    const auto ms = fork_server_reply_timeout_ms.load(std::memory_order_relaxed);
+    const timeval limit{ms / 1000, (ms % 1000) * 1000};
     ::setsockopt(ours.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     ::setsockopt(ours.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     control_ = std::move(ours);
   }
 
-  /// A new worker: its pid and the parent's end of its socket. Throws std::system_error.
+  /// A new worker: its pid and the parent's end of its socket, by a blocking round trip: for
+  /// the constructor only (start method fork runs before any ring or executor thread exists).
+  /// Throws std::system_error.
   std::pair<pid_t, io::fd> fork_worker() {
-    std::lock_guard lock(mutex_);
-    const std::int64_t request[2] = {1, 0};
-    if (::send(control_.get(), request, sizeof request, MSG_NOSIGNAL) != sizeof request) {
-      throw_errno("weft::process_pool: fork server");
-    }
-    std::int64_t reply[2] = {0, 0};
+    std::int64_t reply[3] = {0, 0, 0};
     std::vector<io::fd> fds;
-    receive(reply, fds);
+    round_trip(1, 0, reply, fds);
+    return worker_from(reply, fds);
+  }
+
+  /// `fork_worker` on the ring: for the pool's tasks, whose executor thread must not block.
+  task<std::pair<pid_t, io::fd>> fork_worker_async() {
+    std::int64_t reply[3] = {0, 0, 0};
+    std::vector<io::fd> fds;
+    co_await round_trip_async(1, 0, reply, fds);
+    co_return worker_from(reply, fds);
+  }
+
+  /// How worker `pid` ended (waits for it: its socket is closed, so it is on its way out), on
+  /// the ring. Throws std::system_error (`errc::timed_out` when the reply is late).
+  task<io::exit_status> status_of(pid_t pid) {
+    std::int64_t reply[3] = {0, 0, 0};
+    std::vector<io::fd> fds;
+    co_await round_trip_async(2, pid, reply, fds);
+    io::exit_status s;
+    if (reply[0] == CLD_EXITED) {
+      s.code = static_cast<int>(reply[1]);
+    } else {
+      s.signal = static_cast<int>(reply[1]);
+      s.core_dumped = reply[0] == CLD_DUMPED;
+    }
+    co_return s;
+  }
+
+  /// Closes the control socket: the server reaps its workers (killing any still alive after a
+  /// second) and exits.
+  void close() noexcept { control_.reset(); }
+  io::child& process() noexcept { return process_; }
+
+  /// Has worker `pid` killed and reaped, without waiting for an answer (a send to a socket
+  /// with room: it does not block an executor thread). Errors are ignored: a fork server that
+  /// is gone has nothing left to reap.
+  void forget(pid_t pid) noexcept {
+    const std::int64_t request[3] = {3, pid, 0};
+    (void)::send(control_.get(), request, sizeof request, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
+ private:
+  static std::pair<pid_t, io::fd> worker_from(const std::int64_t (&reply)[3],
+                                              std::vector<io::fd>& fds) {
     if (reply[0] < 0) {
       throw std::system_error(static_cast<int>(-reply[0]), std::generic_category(),
                               "weft::process_pool: fork");
@@ -530,33 +584,69 @@ class process_pool::zygote {
     return {static_cast<pid_t>(reply[0]), std::move(fds[0])};
   }
 
-  /// How worker `pid` ended (waits for it: its socket is closed, so it is on its way out).
-  io::exit_status status_of(pid_t pid) {
-    std::lock_guard lock(mutex_);
-    const std::int64_t request[2] = {2, pid};
+  // A late reply (to a request that gave up): its fds close with it, and a worker forked that
+  // late, which nobody will use, is forgotten. False when `reply` answers request `id`.
+  bool drop_if_late(const std::int64_t (&reply)[3], std::int64_t id) noexcept {
+    if (reply[2] == id) return false;
+    if (reply[0] > 0 && reply[2] != 0) forget_worker_of_late_reply(reply[0]);
+    return true;
+  }
+  void forget_worker_of_late_reply(std::int64_t pid) noexcept {
+    const std::int64_t drop[3] = {3, pid, 0};
+    (void)::send(control_.get(), drop, sizeof drop, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
+  // On the ring: sends request {kind, arg, id} and receives the reply that repeats `id`, each
+  // receive bounded by the reply timeout (errc::timed_out). One round trip at a time.
+  task<void> round_trip_async(std::int64_t kind, std::int64_t arg, std::int64_t (&reply)[3],
+                              std::vector<io::fd>& fds) {
+    auto guard = co_await ring_mutex_.scoped_lock();
+    const std::int64_t id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::int64_t request[3] = {kind, arg, id};
+    const int socket = control_.get();
+    auto sent =
+        co_await io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
+          io_uring_prep_send(sqe, socket, request, sizeof request, MSG_NOSIGNAL);
+        });
+    if (!sent || *sent != sizeof request) {
+      throw std::runtime_error("weft::process_pool: the fork server is gone");
+    }
+    const std::chrono::milliseconds limit(
+        fork_server_reply_timeout_ms.load(std::memory_order_relaxed));
+    do {
+      msghdr msg{};
+      iovec iov{reply, sizeof reply};
+      fd_cmsg control;
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control.buffer;
+      msg.msg_controllen = sizeof control.buffer;
+      auto n = co_await with_timeout(
+          limit, io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
+            io_uring_prep_recvmsg(sqe, socket, &msg, MSG_CMSG_CLOEXEC);
+          }));
+      fds.clear();
+      if (!n || *n != sizeof reply || !collect_fds(msg, fds)) {
+        throw std::runtime_error("weft::process_pool: the fork server is gone");
+      }
+    } while (drop_if_late(reply, id));
+  }
+
+  // The blocking round trip of the constructor (no ring, no other user of the socket yet).
+  void round_trip(std::int64_t kind, std::int64_t arg, std::int64_t (&reply)[3],
+                  std::vector<io::fd>& fds) {
+    const std::int64_t id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::int64_t request[3] = {kind, arg, id};
     if (::send(control_.get(), request, sizeof request, MSG_NOSIGNAL) != sizeof request) {
       throw_errno("weft::process_pool: fork server");
     }
-    std::int64_t reply[2] = {0, 0};
-    std::vector<io::fd> fds;
-    receive(reply, fds);
-    io::exit_status s;
-    if (reply[0] == CLD_EXITED) {
-      s.code = static_cast<int>(reply[1]);
-    } else {
-      s.signal = static_cast<int>(reply[1]);
-      s.core_dumped = reply[0] == CLD_DUMPED;
-    }
-    return s;
+    do {
+      fds.clear();
+      receive(reply, fds);
+    } while (drop_if_late(reply, id));
   }
 
-  /// Closes the control socket: the server reaps its workers (killing any still alive after a
-  /// second) and exits.
-  void close() noexcept { control_.reset(); }
-  io::child& process() noexcept { return process_; }
-
- private:
-  void receive(std::int64_t (&reply)[2], std::vector<io::fd>& fds) {
+  void receive(std::int64_t (&reply)[3], std::vector<io::fd>& fds) {
     msghdr msg{};
     iovec iov{reply, sizeof reply};
     fd_cmsg control;
@@ -568,6 +658,10 @@ class process_pool::zygote {
     do {
       n = ::recvmsg(control_.get(), &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) {
+      throw std::system_error(make_error_code(errc::timed_out),
+                              "weft::process_pool: the fork server did not answer in time");
+    }
     if (n != sizeof reply || !collect_fds(msg, fds)) {
       throw std::runtime_error("weft::process_pool: the fork server is gone");
     }
@@ -596,12 +690,12 @@ class process_pool::zygote {
       return {info.si_code, info.si_status};
     };
     for (;;) {
-      std::int64_t request[2];
+      std::int64_t request[3];
       const ssize_t n = ::recv(control, request, sizeof request, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n != sizeof request) break;  // the pool closed: reap everyone and go
       if (request[0] == 1) {
-        std::int64_t reply[2] = {0, 0};
+        std::int64_t reply[3] = {0, 0, request[2]};
         int sv[2];
         std::vector<io::fd> give;
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -630,7 +724,7 @@ class process_pool::zygote {
         }
         if (!send_with_fds(control, reply, sizeof reply, give)) break;
       } else if (request[0] == 2) {
-        std::int64_t reply[2] = {CLD_KILLED, SIGKILL};
+        std::int64_t reply[3] = {CLD_KILLED, SIGKILL, request[2]};
         auto it = children.find(static_cast<pid_t>(request[1]));
         if (it != children.end()) {
           auto [code, status] = finish(it->second, 2000);
@@ -639,6 +733,13 @@ class process_pool::zygote {
           children.erase(it);
         }
         if (::send(control, reply, sizeof reply, MSG_NOSIGNAL) != sizeof reply) break;
+      } else if (request[0] == 3) {
+        auto it = children.find(static_cast<pid_t>(request[1]));
+        if (it != children.end()) {
+          ::syscall(SYS_pidfd_send_signal, it->second.get(), SIGKILL, 0, 0);
+          finish(it->second, 0);
+          children.erase(it);
+        }
       }
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -653,8 +754,13 @@ class process_pool::zygote {
 
   io::fd control_;
   io::child process_;
-  std::mutex mutex_;
+  weft::mutex ring_mutex_;                // one round trip on the ring at a time
+  std::atomic<std::int64_t> last_id_{0};  // the last request id given
 };
+
+void detail::set_fork_server_reply_timeout(std::chrono::milliseconds limit) noexcept {
+  fork_server_reply_timeout_ms.store(static_cast<long>(limit.count()), std::memory_order_relaxed);
+}
 
 // ---- the pool
 
@@ -703,12 +809,8 @@ void process_pool::start_worker(slot& s) {
   pid_t started = -1;
   if (method_ == start_method::fork) {
     auto [pid, socket] = zygote_->fork_worker();
-    started = pid;
-    s.socket = std::move(socket);
-    s.process.reset();
-    // Not our child, but pinned until the fork server reaps it: a pidfd taken now keeps
-    // pointing at this worker even if the fork server dies and the pid is recycled.
-    s.pidfd = io::fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    adopt_forked(s, pid, std::move(socket));
+    return;
   } else {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -729,6 +831,27 @@ void process_pool::start_worker(slot& s) {
   }
   std::lock_guard lock(mutex_);  // worker_pids() reads s.pid from any thread
   s.pid = started;
+  ++stats_.workers_started;
+}
+
+task<void> process_pool::start_worker_async(slot& s) {
+  if (method_ != start_method::fork) {
+    start_worker(s);  // posix_spawn: no waiting on another process
+    co_return;
+  }
+  // The fork server's round trip on the ring: it may wait up to the reply timeout.
+  auto [pid, socket] = co_await zygote_->fork_worker_async();
+  adopt_forked(s, pid, std::move(socket));
+}
+
+void process_pool::adopt_forked(slot& s, pid_t pid, io::fd socket) {
+  s.socket = std::move(socket);
+  s.process.reset();
+  // Not our child, but pinned until the fork server reaps it: a pidfd taken now keeps
+  // pointing at this worker even if the fork server dies and the pid is recycled.
+  s.pidfd = io::fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  std::lock_guard lock(mutex_);  // worker_pids() reads s.pid from any thread
+  s.pid = pid;
   ++stats_.workers_started;
 }
 
@@ -866,7 +989,7 @@ task<std::string> process_pool::reap_dead(slot& s) {
   s.socket.reset();
   if (method_ == start_method::fork) {
     if (s.pid <= 0) co_return "(it had not started)";
-    co_return describe(zygote_->status_of(s.pid));
+    co_return describe(co_await zygote_->status_of(s.pid));
   }
   if (!s.process) co_return "(it had not started)";
   io::child& c = *s.process;
@@ -890,17 +1013,18 @@ task<std::string> process_pool::reap_dead(slot& s) {
 void process_pool::replace_now(slot& s) noexcept {
   s.socket.reset();
   if (method_ == start_method::fork) {
+    // No round trip here (this runs on an executor thread): the fork server kills and reaps the
+    // worker on its own, and the slot's next job starts its replacement.
     if (s.pid > 0) {
       if (s.pidfd) ::syscall(SYS_pidfd_send_signal, s.pidfd.get(), SIGKILL, nullptr, 0);
-      try {
-        (void)zygote_->status_of(s.pid);
-      } catch (...) {
-      }
+      zygote_->forget(s.pid);
     }
     s.pidfd.reset();
-  } else {
-    s.process.reset();  // the destructor kills and reaps
+    std::lock_guard lock(mutex_);
+    s.pid = -1;
+    return;
   }
+  s.process.reset();  // the destructor kills and reaps
   try {
     start_worker(s);
   } catch (...) {
@@ -950,8 +1074,9 @@ task<detail::process_reply> process_pool::run(job j) {
   for (int attempt = 0;; ++attempt) {
     if (!s->socket) {
       try {
-        start_worker(*s);
+        co_await start_worker_async(*s);
       } catch (const std::system_error& e) {
+        if (e.code() == errc::cancelled) throw;
         throw std::system_error(
             make_error_code(errc::worker_died),
             std::string("weft::process_pool: cannot restart a worker: ") + e.what());
@@ -989,7 +1114,7 @@ task<detail::process_reply> process_pool::run(job j) {
       ++stats_.jobs_lost;
     }
     try {
-      start_worker(*s);
+      co_await start_worker_async(*s);
     } catch (...) {
       std::lock_guard lock(mutex_);
       s->pid = -1;  // the next job on this slot tries again

@@ -140,9 +140,10 @@ run_options mode_from_args(int argc, char** argv) {
       options.workers = n;
     } else if (take_value("--switch-interval")) {
       auto d = parse_duration(value);
-      if (!d) {
-        usage_error(program, "--switch-interval wants a duration such as 5ms, 100us or 1s, not '" +
-                                 std::string(value) + "'");
+      if (!d || d->count() == 0) {
+        usage_error(program,
+                    "--switch-interval wants a positive duration such as 5ms, 100us or 1s, not '" +
+                        std::string(value) + "'");
       }
       options.switch_interval = *d;
     } else if (take_value("--gil")) {

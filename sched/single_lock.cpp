@@ -64,8 +64,10 @@ single_lock::single_lock(single_lock_options options)
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
                                 std::to_string(worker_count_));
   }
-  if (switch_interval_.count() < 0) {
-    throw std::invalid_argument("weft: single_lock's switch interval must not be negative");
+  // 0 would make every waiting thread spin on the lock's condition variable.
+  if (switch_interval_.count() <= 0) {
+    throw std::invalid_argument("weft: single_lock's switch interval must be positive, not " +
+                                std::to_string(switch_interval_.count()) + " ns");
   }
   if (policy_ == gil_policy::ticks && ticks_ == 0) {
     throw std::invalid_argument("weft: single_lock's ticks policy wants at least 1 tick");
@@ -261,13 +263,13 @@ bool single_lock::poll_at_check(thread_state& t) {
   return ready_size_.load(std::memory_order_acquire) != 0;
 }
 
-void single_lock::poll_ring(thread_state& t, bool block, clock::time_point limit) {
+void single_lock::poll_ring(thread_state& t, bool block, clock::time_point limit, bool run_timers) {
   struct in_poll_scope {
     thread_state& t;
     explicit in_poll_scope(thread_state& s) : t(s) { t.in_poll = true; }
     ~in_poll_scope() { t.in_poll = false; }
   } scope{t};
-  t.reactor->poll(block, limit);
+  t.reactor->poll(block, limit, run_timers);
 }
 
 void single_lock::blocking_release() {
@@ -427,6 +429,7 @@ void single_lock::thread_loop(thread_state& t) {
     drop_lock(t, drop_kind::plain);
     park(t);
     take_lock(t);
+    if (t.reactor->timers_due()) poll_ring(t, /*block=*/false);  // held back while parked
   }
   if (t.woken) {
     t.woken = false;
@@ -464,7 +467,10 @@ void single_lock::park(thread_state& t) {
       t.parked_poll = true;
       thread_state::bump(t.parks);
       const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
-      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max());
+      // Without the lock, timers stay armed: their callbacks (with_timeout's runs the user's
+      // stop callbacks) run once this thread has taken the lock and polls again.
+      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max(),
+                /*run_timers=*/false);
       if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
         tb->span("park", park_start, detail::trace_now(), 0);
       t.parked_poll = false;
@@ -479,8 +485,9 @@ void single_lock::park(thread_state& t) {
         sleeping_.fetch_sub(1, std::memory_order_seq_cst);
         // The watcher woke by itself (the end of a period, a recruit, I/O that made nothing
         // ready): it stays out of the lock and parks again.
+        // A due timer sends it to the lock, where it runs.
         again = !go && watcher_.load(std::memory_order_relaxed) == &t &&
-                ready_size_.load(std::memory_order_seq_cst) == 0;
+                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due();
       } else {
         t.woken = true;  // wake_one counted us in waking_
       }

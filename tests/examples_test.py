@@ -167,7 +167,8 @@ class Countdown(unittest.TestCase):
     def test_bad_arguments_exit_2(self):
         for bad in (["--mode=threads"], ["--workers=0"], ["--count=-5"], ["--count=abc"],
                     ["--unknown"], ["--workers=2000"], ["--gil=ticks:0"], ["--gil=new"],
-                    ["--switch-interval=5h"], ["--switch-interval=-1ms"]):
+                    ["--switch-interval=5h"], ["--switch-interval=-1ms"],
+                    ["--switch-interval=0"], ["--switch-interval=0ms"]):
             r = run(ARGS.countdown, *bad)
             self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
             self.assertIn("usage:", r.stderr, bad)

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -529,6 +530,83 @@ TEST_CASE("run options parse the single-lock settings", "[executors][run]") {
   CHECK(parsed.switch_interval == 1ms);
   CHECK(parsed.gil == weft::sched::gil_policy::ticks);
   CHECK(parsed.gil_ticks == 50);
+}
+
+TEST_CASE("single-lock refuses a switch interval of 0, which made waiting threads spin",
+          "[executors][single-lock]") {
+  CHECK_THROWS_AS(weft::sched::single_lock({.workers = 2, .switch_interval = 0ms}),
+                  std::invalid_argument);
+  auto options = options_for(weft::mode::single_lock, 2);
+  options.switch_interval = 0ms;
+  CHECK_THROWS_AS(weft::run(options, []() -> weft::task<> { co_return; }()), std::invalid_argument);
+}
+
+// A task draining a full channel never suspends: every recv completes at once. Without a coop
+// budget it kept its thread (and on single-lock the lock) until the channel was empty, and a
+// task sleeping 10 ms woke only then.
+TEST_CASE("the coop budget: a task whose awaits never suspend still lets a sleeper wake",
+          "[executors]") {
+  constexpr int items = 2'000'000;
+  for (weft::mode m : {weft::mode::cooperative, weft::mode::single_lock}) {
+    INFO("mode " << weft::to_string(m));
+    auto options = options_for(m, 2);
+    options.switch_interval = 5ms;
+    auto body = []() -> weft::task<int> {
+      auto ch = weft::channel<int>::unbounded();
+      for (int i = 0; i < items; ++i) ch.try_send(i);
+      ch.close();
+      std::atomic<int> drained{0};
+      auto drainer = weft::spawn([](weft::channel<int>& c, std::atomic<int>& n) -> weft::task<> {
+        while (co_await c.recv()) n.fetch_add(1, std::memory_order_relaxed);
+      }(ch, drained));
+      co_await weft::sleep_for(10ms);
+      const int seen = drained.load(std::memory_order_relaxed);
+      co_await drainer;
+      co_return seen;
+    };
+    const int drained_when_awake = weft::run(options, body());
+    CHECK(drained_when_awake > 0);
+    CHECK(drained_when_awake < items);  // woke before the drain ended
+  }
+}
+
+// A with_timeout whose timer sits in a parked thread's ring fired there, without the lock: the
+// user's stop callback then ran while another thread held the lock, in the middle of a task.
+TEST_CASE("single-lock: stop callbacks of a timeout run under the lock",
+          "[executors][single-lock]") {
+  auto body = []() -> weft::task<int> {
+    std::atomic<bool> mid_task{false};  // true only inside the spinner's work, between checks
+    std::atomic<int> seen_mid_task{0};
+    auto stopped_wait = [](std::atomic<bool>& b, std::atomic<int>& s) -> weft::task<> {
+      std::stop_token token = co_await weft::get_stop_token();
+      std::stop_callback on_stop(token, [&] {
+        if (b.load(std::memory_order_relaxed)) s.fetch_add(1);
+      });
+      co_await weft::sleep_for(1h);
+    };
+    for (int round = 0; round < 10; ++round) {
+      auto spinner = weft::spawn([](std::atomic<bool>& busy) -> weft::task<> {
+        const auto end = std::chrono::steady_clock::now() + 30ms;
+        while (std::chrono::steady_clock::now() < end) {
+          busy.store(true, std::memory_order_relaxed);
+          const auto slice = std::chrono::steady_clock::now() + 50us;
+          while (std::chrono::steady_clock::now() < slice) {
+          }
+          busy.store(false, std::memory_order_relaxed);
+          weft::check();
+        }
+        co_return;
+      }(mid_task));
+      co_await weft::yield_now();  // the spinner starts, here or on the other thread
+      try {
+        co_await weft::with_timeout(2ms, stopped_wait(mid_task, seen_mid_task));
+      } catch (const std::system_error&) {
+      }
+      co_await spinner;
+    }
+    co_return seen_mid_task.load();
+  };
+  CHECK(weft::run(options_for(weft::mode::single_lock, 2), body()) == 0);
 }
 
 TEST_CASE("an executor can run several programs one after the other", "[executors]") {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <stdexcept>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -69,4 +70,30 @@ TEST_CASE("a cancelled operation resumes only after its own completion", "[react
 TEST_CASE("an operation outside a runtime is a clear error", "[reactor]") {
   auto nop_once = []() -> weft::task<> { co_await weft::io::nop(); };
   CHECK(weft::testing::fails_outside_runtime(nop_once()));
+}
+
+namespace {
+
+weft::task<bool> throwing_prepare_then_nops() {
+  bool threw = false;
+  try {
+    co_await weft::io::operation([](io_uring_sqe*) { throw std::runtime_error("prepare"); });
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  co_return threw&& co_await many_nops(20) == 20;
+}
+
+}  // namespace
+
+// The claimed slot still holds a NOP of an earlier cycle whose frame is gone: submitted as it
+// was, its CQE would resume freed memory (ASan: heap-use-after-free) and unbalance in_flight.
+TEST_CASE("a prepare that throws leaves no stale SQE behind", "[reactor]") {
+  weft::sched::cooperative executor(weft::sched::cooperative_options{.ring_entries = 4});
+  CHECK(executor.block_on(many_nops(100)) == 100);
+  const auto before = executor.reactor().stats().completions;
+  CHECK(executor.block_on(throwing_prepare_then_nops()));
+  CHECK(executor.reactor().in_flight() == 0);
+  // 20 NOPs and the neutralized slot, nothing else.
+  CHECK(executor.reactor().stats().completions - before == 21);
 }

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -55,6 +56,25 @@ task<std::size_t> echo_once(io::tcp_listener& l) {
   }
   co_return total;
 }
+
+// 4 GiB of address space with no memory behind it until touched: a buffer whose size does not
+// fit an SQE's 32-bit length, for tests that move only a few bytes through it.
+class sparse_buffer {
+ public:
+  static constexpr std::size_t size = std::size_t{1} << 32;
+  sparse_buffer()
+      : base_(::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) {
+    REQUIRE(base_ != MAP_FAILED);
+  }
+  ~sparse_buffer() { ::munmap(base_, size); }
+  sparse_buffer(const sparse_buffer&) = delete;
+  sparse_buffer& operator=(const sparse_buffer&) = delete;
+  std::span<std::byte> span() const noexcept { return {static_cast<std::byte*>(base_), size}; }
+
+ private:
+  void* base_;
+};
 
 }  // namespace
 
@@ -464,5 +484,27 @@ TEST_CASE("poll waits for readiness and reports errors", "[socket]") {
       timed_out = e.code() == weft::errc::timed_out;
     }
     CHECK(timed_out);
+  }));
+}
+
+TEST_CASE("lengths past 32 bits are clamped, not cut: a 4 GiB buffer moves bytes", "[socket]") {
+  STATIC_REQUIRE(io::detail::io_length(std::size_t{1} << 32) == io::detail::max_io_length);
+  STATIC_REQUIRE(io::detail::io_length(7) == 7);
+  sparse_buffer big;
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    const std::string hello = "hello";
+    (co_await a.write_all(io::as_bytes(hello))).value();
+    // Cut to 32 bits, the length was 0: the read ended at once as if the peer had closed, and
+    // the send sent nothing.
+    const std::size_t received = (co_await b.read(big.span())).value();
+    const std::size_t sent = (co_await a.write(big.span())).value();
+    auto [r, w] = io::make_pipe().value();
+    (co_await w.write_all(io::as_bytes(hello))).value();
+    const std::size_t piped = (co_await r.read(big.span())).value();
+    CHECK(received == hello.size());
+    CHECK(std::string(reinterpret_cast<const char*>(big.span().data()), 5) == hello);
+    CHECK(sent > 0);
+    CHECK(piped == hello.size());
   }));
 }

@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <utility>
 
+#include <weft/detail/coop.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
 #include <weft/task.hpp>
@@ -81,7 +82,8 @@ class join_handle {
       }
       waiter.handle = joiner;
       waiter.home = executor::current();
-      return self->handle_.promise().try_register_joiner(waiter);
+      // Finished in between: no wait, but budgeted (see coop.hpp).
+      return self->handle_.promise().try_register_joiner(waiter) || detail::coop_yield(joiner);
     }
     decltype(auto) await_resume() {
       self->handle_.promise().mark_joined();

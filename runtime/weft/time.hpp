@@ -10,6 +10,7 @@
 
 #include <weft/cancel.hpp>
 #include <weft/detail/children.hpp>
+#include <weft/detail/coop.hpp>
 #include <weft/detail/timer_heap.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
@@ -69,7 +70,7 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
       state_.store(cancelled, std::memory_order_relaxed);
       return false;
     }
-    if (deadline <= clock::now()) return false;
+    if (deadline <= clock::now()) return coop_yield(h);  // past: no wait, but budgeted
     executor_ = &current_executor_or_throw("weft::sleep outside weft::run");
     if (promise_base* me = tls_current_task) {
       me->describe_wait(

@@ -94,8 +94,7 @@ class file {
   /// Reads up to `buffer.size()` bytes at `offset`; gives the count (0 at end of file).
   [[nodiscard]] auto read_at(std::span<std::byte> buffer, std::uint64_t offset) const noexcept {
     return count_operation("read", [fd = fd_.get(), buffer, offset](io_uring_sqe* sqe) {
-      io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(clamp(buffer.size())),
-                         offset);
+      io_uring_prep_read(sqe, fd, buffer.data(), detail::io_length(buffer.size()), offset);
     });
   }
 
@@ -103,8 +102,7 @@ class file {
   [[nodiscard]] auto write_at(std::span<const std::byte> buffer,
                               std::uint64_t offset) const noexcept {
     return count_operation("write", [fd = fd_.get(), buffer, offset](io_uring_sqe* sqe) {
-      io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(clamp(buffer.size())),
-                          offset);
+      io_uring_prep_write(sqe, fd, buffer.data(), detail::io_length(buffer.size()), offset);
     });
   }
 
@@ -134,13 +132,6 @@ class file {
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
  private:
-  // One io_uring read or write moves at most 2 GiB - 4 KiB (like read(2)); larger buffers are
-  // served by the caller's loop.
-  static constexpr std::size_t clamp(std::size_t n) noexcept {
-    constexpr std::size_t most = 0x7ffff000;
-    return n < most ? n : most;
-  }
-
   io::fd fd_;
 };
 

@@ -119,6 +119,18 @@ class basic_operation : private completion, private cancel_scope::waiter {
 
 namespace detail {
 
+/// The most one read, write, send or recv SQE moves: Linux's MAX_RW_COUNT (2 GiB - 4 KiB), which
+/// also keeps a count inside the CQE's int result. The SQE's length field has 32 bits: a larger
+/// buffer cut to them could become 0 (a 4 GiB write that sends nothing, a read that looks like
+/// the end of the stream), so every length goes through `io_length` and the callers' loops
+/// (write_all, read_exact) move the rest.
+inline constexpr std::size_t max_io_length = 0x7ffff000;
+
+/// `n` clamped to `max_io_length`, as the SQE's 32-bit length.
+constexpr unsigned io_length(std::size_t n) noexcept {
+  return static_cast<unsigned>(n < max_io_length ? n : max_io_length);
+}
+
 /// A Spec from a prepare callable; `co_await` gives the raw CQE result.
 template <class Prepare>
 struct raw_spec {

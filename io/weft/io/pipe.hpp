@@ -24,7 +24,7 @@ class pipe_reader {
   /// Reads up to `buffer.size()` bytes; gives the count, 0 once every write end is closed.
   [[nodiscard]] auto read(std::span<std::byte> buffer) const noexcept {
     return count_operation("read", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
-      io_uring_prep_read(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+      io_uring_prep_read(sqe, fd, buffer.data(), detail::io_length(buffer.size()),
                          static_cast<__u64>(-1));
     });
   }
@@ -60,7 +60,7 @@ class pipe_writer {
   /// Writes up to `buffer.size()` bytes; gives the count written.
   [[nodiscard]] auto write(std::span<const std::byte> buffer) const noexcept {
     return count_operation("write", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
-      io_uring_prep_write(sqe, fd, buffer.data(), static_cast<unsigned>(buffer.size()),
+      io_uring_prep_write(sqe, fd, buffer.data(), detail::io_length(buffer.size()),
                           static_cast<__u64>(-1));
     });
   }

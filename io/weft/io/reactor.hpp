@@ -84,10 +84,18 @@ class reactor {
   io_uring_sqe* get_sqe();
 
   /// Queues an operation: `prepare` fills the SQE; its CQE will call `c->on_complete`.
+  /// If `prepare` throws, the claimed SQE becomes a NOP whose CQE nobody waits for and the
+  /// exception propagates: the slot still holds what its previous occupant left (opcode,
+  /// buffer, user_data), and the kernel would run that again and resume a finished operation.
   template <class Prepare>
   void submit(completion* c, Prepare&& prepare) {
     io_uring_sqe* sqe = get_sqe();
-    prepare(sqe);
+    try {
+      prepare(sqe);
+    } catch (...) {
+      neutralize(sqe);
+      throw;
+    }
     io_uring_sqe_set_data(sqe, c);
     faults_.on_submit(sqe);  // nothing at all unless built with -Dfault_injection=true
     ++in_flight_;
@@ -96,6 +104,13 @@ class reactor {
     if (weft::detail::tls_current_task != nullptr || weft::detail::tls_trace != nullptr) {
       weft::detail::note_io_submit(sqe->opcode, sqe->fd);
     }
+  }
+
+  /// Turns a claimed SQE into a NOP with the user_data that `reap` ignores (no flags, no
+  /// link): the way to give back a slot that could not be filled.
+  static void neutralize(io_uring_sqe* sqe) noexcept {
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, 0);
   }
 
   /// Asks the kernel to cancel the operation behind `c` (IORING_OP_ASYNC_CANCEL). Its own CQE
@@ -140,8 +155,18 @@ class reactor {
   /// a timer deadline, or a `wake()`.
   void poll(bool block) { poll(block, clock::time_point::max()); }
   /// The same, but a blocking wait also ends at `limit` (an idle executor thread that watches
-  /// a busy one wakes up now and then; see single_lock).
-  void poll(bool block, clock::time_point limit);
+  /// a busy one wakes up now and then; see single_lock). Without `run_timers`, timers that are
+  /// due stay armed (the wait still ends at the earliest deadline): the single-lock executor's
+  /// parked threads poll that way, so that a timer's callback (with_timeout's, which runs the
+  /// user's stop callbacks) runs under the lock, at the thread's next poll with the lock held.
+  void poll(bool block, clock::time_point limit, bool run_timers = true);
+
+  /// True when a timer's deadline has passed. Owner thread only, or any thread with
+  /// `shared_timers`.
+  bool timers_due() noexcept {
+    clock::time_point deadline{};
+    return next_deadline(deadline) && deadline <= clock::now();
+  }
 
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.
   void wake() noexcept;

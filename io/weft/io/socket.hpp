@@ -33,7 +33,7 @@ class stream_socket {
   /// One recv; `poll_first` waits for readiness before trying (IORING_RECVSEND_POLL_FIRST).
   [[nodiscard]] auto receive(std::span<std::byte> buffer, bool poll_first) const noexcept {
     return count_operation("recv", [fd = fd_.get(), buffer, poll_first](io_uring_sqe* sqe) {
-      io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), 0);
+      io_uring_prep_recv(sqe, fd, buffer.data(), detail::io_length(buffer.size()), 0);
       if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     });
   }
@@ -59,7 +59,7 @@ class stream_socket {
   /// Sends up to `buffer.size()` bytes (MSG_NOSIGNAL); gives the count sent.
   [[nodiscard]] auto write(std::span<const std::byte> buffer) const noexcept {
     return count_operation("send", [fd = fd_.get(), buffer](io_uring_sqe* sqe) {
-      io_uring_prep_send(sqe, fd, buffer.data(), buffer.size(), MSG_NOSIGNAL);
+      io_uring_prep_send(sqe, fd, buffer.data(), detail::io_length(buffer.size()), MSG_NOSIGNAL);
     });
   }
 

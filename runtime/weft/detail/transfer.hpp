@@ -11,9 +11,14 @@ namespace weft::detail {
 // transfer itself: await_suspend records the next coroutine in a thread-local slot and returns;
 // the trampoline loop that resumed the current coroutine picks it up and resumes it. Every
 // resumption in weft goes through `resume`, so a transfer never nests, whatever the compiler.
+/// How many awaits may complete without suspending in one run of a task before it yields (see
+/// coop.hpp); Tokio's budget is 128 too.
+inline constexpr unsigned coop_budget = 128;
+
 struct transfer_slot {
   std::coroutine_handle<> next;
   bool trampoline_active = false;
+  unsigned coop_left = coop_budget;  // refilled each time a run loop resumes a task
 };
 
 inline thread_local transfer_slot tls_transfer;
@@ -25,6 +30,7 @@ inline void resume(std::coroutine_handle<> h) {
   const bool outer_active = slot.trampoline_active;
   const std::coroutine_handle<> outer_next = slot.next;
   slot.trampoline_active = true;
+  slot.coop_left = coop_budget;
   while (h) {
     slot.next = nullptr;
     h.resume();
@@ -38,6 +44,7 @@ inline void resume(std::coroutine_handle<> h) {
 /// (see trampoline_scope): the per-task cost of a run loop, without saving and restoring the
 /// slot around every task.
 inline void resume_in_trampoline(transfer_slot& slot, std::coroutine_handle<> h) {
+  slot.coop_left = coop_budget;
   while (h) {
     slot.next = nullptr;
     h.resume();

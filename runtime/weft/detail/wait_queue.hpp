@@ -12,6 +12,7 @@
 #include <string>
 
 #include <weft/cancel.hpp>
+#include <weft/detail/coop.hpp>
 #include <weft/detail/timer_heap.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
@@ -213,10 +214,12 @@ bool suspend_on(wait_node& n, std::coroutine_handle<> h, cancel_scope* scope, st
     n.state.store(wait_node::cancelled, std::memory_order_relaxed);
     return false;
   }
-  wake_list wakes;  // before the lock: flushed after it is released
-  std::unique_lock lock(m);
-  if (ready(wakes)) return false;
-  return park(n, list, h, scope, what);
+  {
+    wake_list wakes;  // before the lock: flushed after it is released
+    std::unique_lock lock(m);
+    if (!ready(wakes)) return park(n, list, h, scope, what);
+  }
+  return coop_yield(h);  // done at once: a check point, and now and then a yield
 }
 
 /// The common await_resume part: unregisters `n` from its scope (waiting for a cancel callback

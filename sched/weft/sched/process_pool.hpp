@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -84,6 +85,11 @@ struct process_reply {
   std::string bytes;
   std::vector<io::fd> fds;
 };
+
+/// For tests: how long the pool waits for each reply of its fork server (10 s unless set), so
+/// that a test can make a reply late. Applies to the requests made after the call.
+/// Thread-safe.
+void set_fork_server_reply_timeout(std::chrono::milliseconds limit) noexcept;
 
 }  // namespace detail
 
@@ -283,6 +289,8 @@ class process_pool {
   static task<void> gather(std::vector<task<void>> chunks) { co_await when_all(std::move(chunks)); }
 
   void start_worker(slot& s);
+  task<void> start_worker_async(slot& s);
+  void adopt_forked(slot& s, pid_t pid, io::fd socket);
   task<std::string> reap_dead(slot& s);
   void replace_now(slot& s) noexcept;
   void close_all_sync() noexcept;

@@ -40,7 +40,8 @@ struct run_options {
   weft::mode mode = mode::cooperative;
   unsigned workers = 0;  ///< threads for the threaded modes; 0: one per CPU
   /// single-lock: how long a thread waits for the lock before asking the holder to drop it
-  /// (CPython's sys.setswitchinterval; 5 ms there too).
+  /// (CPython's sys.setswitchinterval; 5 ms there too). Must be positive: `run` throws
+  /// std::invalid_argument for 0 or less in single-lock mode.
   std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   /// single-lock: the new GIL (interval, the default) or the old one (ticks).
   sched::gil_policy gil = sched::gil_policy::interval;

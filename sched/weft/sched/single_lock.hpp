@@ -44,6 +44,8 @@ struct single_lock_options {
   /// Interval policy: how long a thread waits for the lock before asking for it. Both
   /// policies: how often a parked thread looks for a holder stuck in one task, whose ring it
   /// then asks to be polled at its next check point (never less often than every 1 ms).
+  /// Must be positive (0 would make waiting threads spin): the constructor throws
+  /// std::invalid_argument otherwise.
   std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   unsigned ticks = 100;  ///< ticks policy: check points between two releases
 };
@@ -138,7 +140,8 @@ class single_lock final : public threaded_executor {
   static void check_point();
   void serve_request(thread_state& t, bool waiter, bool poll);
   bool poll_at_check(thread_state& t);
-  void poll_ring(thread_state& t, bool block, clock::time_point limit = clock::time_point::max());
+  void poll_ring(thread_state& t, bool block, clock::time_point limit = clock::time_point::max(),
+                 bool run_timers = true);
 
   // Parking, and the watcher (see ARCHITECTURE.md, "single-lock: I/O behind a busy holder").
   void park(thread_state& t);
