@@ -152,6 +152,13 @@ class promise_base : public spawn_link {
     }
     return false;
   }
+  /// A cancelled joiner withdraws (joiner-waiting -> not waiting); false when the task completed
+  /// first (its completion resumes the joiner) or another withdrawal won. Any thread.
+  bool try_unregister_joiner() noexcept {
+    std::uint32_t expected = spawned | joiner_waiting;
+    return join_state_.compare_exchange_strong(expected, spawned, std::memory_order_acq_rel,
+                                               std::memory_order_acquire);
+  }
   /// The handle lets go; true means the task already completed and the caller must destroy it.
   bool release_from_handle() noexcept {
     // Once completed, the handle is the frame's only user: no read-modify-write needed.
