@@ -442,3 +442,29 @@ TEST_CASE("interval: first tick at once, then on schedule; missed ticks skipped"
 }
 
 }  // namespace
+
+namespace {
+
+TEST_CASE("mode_from_args never exits: bad arguments and --help are usage_error") {
+  const char* bad[] = {"prog", "--mode=bogus"};
+  try {
+    (void)weft::mode_from_args(2, const_cast<char**>(bad));
+    FAIL("no usage_error");
+  } catch (const weft::usage_error& e) {
+    CHECK(e.exit_status() == 2);
+    CHECK(std::string(e.what()).find("usage:") != std::string::npos);
+  }
+  const char* help[] = {"prog", "--help"};
+  try {
+    (void)weft::mode_from_args(2, const_cast<char**>(help));
+    FAIL("no usage_error");
+  } catch (const weft::usage_error& e) {
+    CHECK(e.exit_status() == 0);
+  }
+  const char* good[] = {"prog", "--mode=multi-thread", "--workers=3"};
+  const auto options = weft::mode_from_args(3, const_cast<char**>(good));
+  CHECK(options.mode == weft::mode::multi_thread);
+  CHECK(options.workers == 3);
+}
+
+}  // namespace
