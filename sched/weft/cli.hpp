@@ -41,7 +41,8 @@ inline void add_run_options(CLI::App& app, run_options& options, unsigned flags 
                throw CLI::ValidationError(
                    "--mode", "--mode=" + name +
                                  " is not available to run a task: it runs registered functions "
-                                 "in a process pool (weft::process_pool), not a task");
+                                 "in a process pool (weft::process_pool, see examples/countdown), "
+                                 "not a task; use cooperative, single-lock or multi-thread");
              }
              options.mode = *m;
            },
