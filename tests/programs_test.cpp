@@ -345,6 +345,25 @@ TEST_CASE("awaiting a join_handle is a cancellation point; the joined task runs 
     const bool joiner_cancelled = co_await joiner;
     CHECK(joiner_cancelled);
     CHECK(!target.is_finished());
+    // Stops racing the joiner's registration (threaded modes: on another thread): every joiner
+    // ends, with the value or cancelled, and a cancelled one leaves the task joinable.
+    for (int i = 0; i < 300; ++i) {
+      auto t = weft::spawn(slow_value(std::chrono::milliseconds(i % 2), i));
+      auto j = weft::spawn([](weft::join_handle<int>& t) -> weft::task<int> {
+        try {
+          co_return co_await t;
+        } catch (const std::system_error& e) {
+          co_return e.code() == weft::errc::cancelled ? -1 : -2;
+        }
+      }(t));
+      if (i % 3 != 0) j.cancel();
+      const int got = co_await j;
+      CHECK((got == i || got == -1));
+      if (got == -1) {
+        const int later = co_await t;
+        CHECK(later == i);
+      }
+    }
     target.cancel();
     bool threw = false;
     try {

@@ -67,15 +67,17 @@ class join_handle {
     handle_ = {};
   }
 
-  /// What `co_await handle` does. Its stop waiter withdraws the joiner when the joiner's stop
-  /// is requested: whoever wins `try_unregister_joiner` (the stop callback, or await_suspend
-  /// seeing the stop after registering) resumes the joiner with `errc::cancelled`; when the task
-  /// completed first, its completion resumes the joiner with the result as usual.
+  /// What `co_await handle` does. Its stop waiter is registered in the joiner's scope before
+  /// the joiner registers with the task, and the stop callback works on the task's join word
+  /// only (`stop_joiner`): it withdraws a waiting joiner and resumes it cancelled, or leaves a
+  /// stop pending that the registration then finds. So exactly one party resumes the joiner
+  /// (the completion, the stop callback, or await_suspend returning false), and await_suspend
+  /// touches nothing once the joiner is registered.
   struct awaiter : private cancel_scope::waiter {
     join_handle* self;
     detail::join_waiter waiter{};
     cancel_scope* scope = nullptr;       // where the stop waiter is registered
-    std::atomic<bool> cancelled{false};  // the joiner withdrew: await_resume throws
+    std::atomic<bool> cancelled{false};  // the joiner's stop ended the wait: await_resume throws
 
     explicit awaiter(join_handle* h) noexcept : self(h) {}
 
@@ -89,8 +91,10 @@ class join_handle {
     bool await_suspend(std::coroutine_handle<Promise> joiner) {
       waiter.handle = joiner;
       waiter.home = executor::current();
-      cancel_scope* s = detail::scope_of(joiner);
-      if (s != nullptr) {
+      if (self->handle_.promise().has_joiner()) {  // before the stop waiter can touch it
+        throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+      }
+      if (cancel_scope* s = detail::scope_of(joiner)) {
         on_stop = &awaiter::stop;
         scope = s;
         if (!s->add_waiter(*this)) {  // already stopped: do not wait at all
@@ -99,18 +103,16 @@ class join_handle {
           return false;
         }
       }
+      using reg = typename promise_type::join_registration;
+      reg r;
       try {
-        if (!self->handle_.promise().try_register_joiner(waiter)) return false;  // completed
+        r = self->handle_.promise().try_register_joiner(waiter);
       } catch (...) {
         if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);
         throw;
       }
-      // A stop requested before the registration found no joiner to withdraw: do it here.
-      if (s != nullptr && s->stop_requested() && self->handle_.promise().try_unregister_joiner()) {
-        cancelled.store(true, std::memory_order_relaxed);
-        return false;
-      }
-      return true;  // from here on, the completion or the stop callback resumes the joiner
+      if (r == reg::stop_pending) cancelled.store(true, std::memory_order_relaxed);
+      return r == reg::waiting;  // waiting: nothing of *this is touched from here on
     }
     decltype(auto) await_resume() {
       if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);  // waits for it
@@ -125,7 +127,7 @@ class join_handle {
     // Any thread, from request_stop.
     static void stop(cancel_scope::waiter* w) noexcept {
       auto* a = static_cast<awaiter*>(w);
-      if (!a->self->handle_.promise().try_unregister_joiner()) return;  // completion resumes it
+      if (!a->self->handle_.promise().stop_joiner()) return;  // see the struct's comment
       a->cancelled.store(true, std::memory_order_release);
       executor* home = a->waiter.home;
       const std::coroutine_handle<> h = a->waiter.handle;
