@@ -488,3 +488,46 @@ TEST_CASE("mode_from_args never exits: bad arguments and --help are usage_error"
 }
 
 }  // namespace
+
+namespace {
+
+// The lines of issue 19, as written there (the port is the listener's, not 8080).
+TEST_CASE("the issue's lines compile and behave as written") {
+  on_every_mode([]() -> weft::task<bool> {
+    auto listener = weft::io::tcp_listener::bind(weft::io::socket_address::loopback_v4(0));
+    REQUIRE(listener);
+    const std::uint16_t port = listener->local_address()->port();
+    weft::channel<int> a, b;
+
+    auto addrs = co_await weft::io::resolve("localhost",
+                                            port);  // io::result<std::vector<io::socket_address>>
+    weft::io::result<weft::io::tcp_stream> s =
+        co_await weft::io::tcp_stream::connect("localhost", port);
+    weft::io::buffered_reader reader(*s);  // also over unix_stream and pipe_reader
+    auto peer = co_await listener->accept();
+    auto sent = co_await peer->write_all(bytes("first\r\nsecond"));
+    CHECK(sent);
+    *peer = weft::io::tcp_stream();  // closed: the reader sees the end after "second"
+    weft::io::result<std::optional<std::string>> line =
+        co_await reader.read_line();  // "\n" or "\r\n" stripped; nullopt at the end
+    CHECK(addrs);
+    CHECK(line);
+    CHECK(*line == std::optional<std::string>("first"));
+    a.try_send(1);
+    std::variant<std::optional<int>, std::optional<int>> got =
+        co_await weft::when_any(a.recv(), b.recv());
+    CHECK(got.index() == 0);
+    std::optional<std::optional<int>> r =
+        co_await weft::try_with_timeout(10ms, a.recv());  // nullopt: the limit passed
+    CHECK(!r);
+    weft::join_set<int> set;
+    set.spawn(compute(1));
+    std::optional<int> first = co_await set.join_next();  // in finishing order; nullopt when empty
+    CHECK(first == std::optional<int>(1));
+    weft::interval every(5ms);
+    co_await every.tick();
+    co_return true;
+  });
+}
+
+}  // namespace
