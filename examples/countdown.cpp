@@ -22,6 +22,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -93,33 +94,20 @@ int main(int argc, char** argv) {
   weft::serve_if_pool_worker();
   CLI::App app{"Beazley's countdown: a CPU-bound loop split over workers"};
   std::string mode_name = "sequential";
-  unsigned workers = 2;
   std::int64_t count = 1'000'000'000;  // signed, so that -5 is reported as -5
   app.add_option("--mode", mode_name, "sequential (no runtime), or a weft executor mode")
       ->capture_default_str();
-  app.add_option("--workers", workers, "how many tasks share the count (not for sequential)")
-      ->capture_default_str();
+  // weft's other options; here --workers is also how many tasks (or processes) share the count.
+  weft::run_options options;
+  options.workers = 2;
+  weft::add_run_options(
+      app, options, weft::run_flag_workers | weft::run_flag_switch_interval | weft::run_flag_gil);
   app.add_option("--count", count, "how far to count down")->capture_default_str();
-  std::string switch_interval = "5ms";
-  std::string gil = "interval";
-  app.add_option("--switch-interval", switch_interval,
-                 "single-lock: how long a thread waits before asking for the lock")
-      ->capture_default_str();
-  app.add_option("--gil", gil, "single-lock: interval (new GIL) or ticks:N (old GIL)")
-      ->capture_default_str();
   std::string start_method = "spawn";
   app.add_option("--start-method", start_method, "processes: spawn (re-exec) or fork")
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return usage_error(e.what());
-  }
-  if (workers < 1 || workers > 1024) {
-    return usage_error(fmt::format("--workers wants 1 to 1024, not {}", workers));
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
+  const unsigned workers = options.workers;
   if (count < 1 || count > (std::int64_t{1} << 50)) {
     return usage_error(fmt::format("--count wants 1 to 2^50, not {}", count));
   }
@@ -130,17 +118,7 @@ int main(int argc, char** argv) {
     return usage_error("--start-method wants spawn or fork, not '" + start_method + "'");
   }
   const bool processes = mode == weft::mode::processes;
-  weft::run_options options{
-      processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative), workers};
-  if (auto d = weft::parse_duration(switch_interval); d && d->count() > 0) {
-    options.switch_interval = *d;
-  } else {
-    return usage_error("--switch-interval wants a positive duration such as 5ms, not '" +
-                       switch_interval + "'");
-  }
-  if (!weft::parse_gil(gil, options)) {
-    return usage_error("--gil wants 'interval' or 'ticks:N', not '" + gil + "'");
-  }
+  options.mode = processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative);
   weft::run_report report;
   options.report = &report;
 
@@ -170,8 +148,10 @@ int main(int argc, char** argv) {
       fmt::print(
           "single-lock: gil={} switch_interval_us={} switches={} forced_switches={} "
           "drop_requests={} releases_at_check={} lock_wait_s={:.3f}\n",
-          gil, std::chrono::duration<double, std::micro>(options.switch_interval).count(),
-          lock.switches, lock.forced_switches, lock.drop_requests, lock.releases_at_check,
+          options.gil == weft::sched::gil_policy::ticks ? fmt::format("ticks:{}", options.gil_ticks)
+                                                        : std::string("interval"),
+          std::chrono::duration<double, std::micro>(options.switch_interval).count(), lock.switches,
+          lock.forced_switches, lock.drop_requests, lock.releases_at_check,
           std::chrono::duration<double>(lock.lock_wait).count());
     }
     fmt::print("wall_s={:.6f}\n", wall.count());

@@ -17,6 +17,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -126,9 +127,9 @@ weft::task<int> run_load(io::socket_address server, unsigned connections, std::s
 
 int main(int argc, char** argv) {
   CLI::App app{"echo_client: closed-loop load for an echo server, checking every byte"};
-  std::string host = "127.0.0.1", mode_name = "cooperative";
+  std::string host = "127.0.0.1";
   int port = 0;
-  unsigned connections = 50, workers = 0;
+  unsigned connections = 50;
   std::size_t size = 64;
   double seconds = 3.0;
   app.add_option("--port", port, "the server's port")->required();
@@ -136,32 +137,21 @@ int main(int argc, char** argv) {
   app.add_option("--connections", connections, "concurrent connections")->capture_default_str();
   app.add_option("--size", size, "bytes per message")->capture_default_str();
   app.add_option("--duration", seconds, "seconds of load")->capture_default_str();
-  app.add_option("--mode", mode_name, "executor mode")->capture_default_str();
-  app.add_option("--workers", workers, "threads for the threaded modes");
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
   auto fail = [&](const std::string& message) {
-    fmt::print(stderr, "echo_client: {}\n{}", message, app.help());
+    fmt::print(stderr, "echo_client: {}\nusage: echo_client [OPTIONS]\n{}", message, app.help());
     return 2;
   };
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(e.what());
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   if (port < 1 || port > 65535) return fail(fmt::format("--port wants 1 to 65535, not {}", port));
   if (connections < 1 || connections > 100000) return fail("--connections wants 1 to 100000");
   if (size < 1 || size > (64u << 20)) return fail("--size wants 1 byte to 64 MiB");
   if (!(seconds > 0 && seconds <= 86400)) return fail("--duration wants 0 < D <= 86400 seconds");
   auto address = io::socket_address::ip(host, static_cast<std::uint16_t>(port));
   if (!address) return fail(fmt::format("--host wants a numeric address, not '{}'", host));
-  const auto mode = weft::parse_mode(mode_name);
-  if (!mode) return fail(fmt::format("unknown mode '{}'", mode_name));
-  if (!weft::mode_available(*mode))
-    return fail(fmt::format("--mode={} is not available yet", mode_name));
   try {
-    return weft::run(weft::run_options{*mode, workers},
-                     run_load(*address, connections, size, seconds));
+    return weft::run(options, run_load(*address, connections, size, seconds));
   } catch (const std::exception& e) {
     fmt::print(stderr, "echo_client: {}\n", e.what());
     return 1;

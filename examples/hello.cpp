@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <fmt/core.h>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 using namespace std::chrono_literals;
@@ -60,7 +61,10 @@ weft::task<int> amain(weft::mode mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const weft::run_options options = weft::mode_from_args(argc, argv);  // exits 2 on bad options
+  CLI::App app{"hello: ten tasks that sleep at the same time"};
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;  // help, bad options
   try {
     return weft::run(options, amain(options.mode));
   } catch (const std::exception& e) {  // e.g. io_uring not available: one line, not a crash

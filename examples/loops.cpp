@@ -8,6 +8,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/core.h>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 using namespace std::chrono_literals;
@@ -37,8 +38,12 @@ weft::task<int> amain() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"loops: two loops that sleep at the same time"};
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   try {
-    return weft::run(weft::mode_from_args(argc, argv), amain());
+    return weft::run(options, amain());
   } catch (const std::exception& e) {
     fmt::print(stderr, "loops: {}\n", e.what());
     return 1;

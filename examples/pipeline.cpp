@@ -24,6 +24,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -148,33 +149,15 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   CLI::App app{"A subprocess pipeline: sort fed and read through pipes at the same time"};
-  std::string mode_name = "cooperative";
-  unsigned workers = 2;
   std::int64_t lines = 1000;
   settings s;
-  app.add_option("--mode", mode_name, "cooperative, single-lock or multi-thread")
-      ->capture_default_str();
-  app.add_option("--workers", workers, "threads for the threaded modes")->capture_default_str();
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
   app.add_option("--lines", lines, "how many words to sort")->capture_default_str();
   app.add_option("--seed", s.seed, "seed of the pseudo-random words")->capture_default_str();
   app.add_option("--program", s.program, "the program to run (searched in PATH)")
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return usage_error(e.what());
-  }
-  const auto mode = weft::parse_mode(mode_name);
-  if (!mode) return usage_error("unknown mode '" + mode_name + "'");
-  if (!weft::mode_available(*mode)) {
-    return usage_error("--mode=" + mode_name +
-                       " runs no tasks (use cooperative, single-lock or multi-thread)");
-  }
-  if (workers < 1 || workers > 1024) {
-    return usage_error(fmt::format("--workers wants 1 to 1024, not {}", workers));
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   if (lines < 0 || lines > 10'000'000) {
     return usage_error(fmt::format("--lines wants 0 to 10000000, not {}", lines));
   }
@@ -183,10 +166,12 @@ int main(int argc, char** argv) {
 
   try {
     const auto start = std::chrono::steady_clock::now();
-    const int status = weft::run(weft::run_options{*mode, workers}, amain(s));
+    weft::run_report report;
+    options.report = &report;
+    const int status = weft::run(options, amain(s));
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
     if (status != 0) return status;
-    fmt::print("mode={} workers={}\n", mode_name, *mode == weft::mode::cooperative ? 1 : workers);
+    fmt::print("mode={} workers={}\n", weft::to_string(report.mode), report.workers);
     fmt::print("wall_s={:.6f}\n", wall.count());
     return 0;
   } catch (const std::exception& e) {

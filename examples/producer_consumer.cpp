@@ -22,6 +22,7 @@
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -187,15 +188,12 @@ int main(int argc, char** argv) {
   CLI::App app{
       "The seed's queue demo: producers and consumers sharing FIFO, LIFO and priority "
       "queues"};
-  std::string mode_name = "cooperative";
-  unsigned workers = 2;
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
   std::string kind = "all";
   std::int64_t items = 100'000;
   settings s;
   std::int64_t maxsize = 64;
-  app.add_option("--mode", mode_name, "cooperative, single-lock or multi-thread")
-      ->capture_default_str();
-  app.add_option("--workers", workers, "threads for the threaded modes")->capture_default_str();
   app.add_option("--queue", kind, "fifo, lifo, priority or all")->capture_default_str();
   app.add_option("--items", items, "items to pass through each queue")->capture_default_str();
   app.add_option("--producers", s.producers, "producer tasks")->capture_default_str();
@@ -204,25 +202,9 @@ int main(int argc, char** argv) {
                  "producers on plain std::threads (blocking put)")
       ->capture_default_str();
   app.add_option("--maxsize", maxsize, "queue bound (0: unbounded)")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return usage_error(e.what());
-  }
-  const auto mode = weft::parse_mode(mode_name);
-  if (!mode) return usage_error("unknown mode '" + mode_name + "'");
-  if (!weft::mode_available(*mode)) {
-    return usage_error("--mode=" + mode_name +
-                       " runs no tasks (use cooperative, single-lock or "
-                       "multi-thread)");
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   if (kind != "fifo" && kind != "lifo" && kind != "priority" && kind != "all") {
     return usage_error("--queue wants fifo, lifo, priority or all, not '" + kind + "'");
-  }
-  if (workers < 1 || workers > 1024) {
-    return usage_error(fmt::format("--workers wants 1 to 1024, not {}", workers));
   }
   if (items < 0 || items > 100'000'000) {
     return usage_error(fmt::format("--items wants 0 to 100000000, not {}", items));
@@ -241,10 +223,11 @@ int main(int argc, char** argv) {
 
   try {
     const auto start = std::chrono::steady_clock::now();
-    weft::run_options options{*mode, workers};
+    weft::run_report report;
+    options.report = &report;
     const int status = weft::run(options, amain(kind, s));
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
-    fmt::print("mode={} workers={}\n", mode_name, *mode == weft::mode::cooperative ? 1 : workers);
+    fmt::print("mode={} workers={}\n", weft::to_string(report.mode), report.workers);
     fmt::print("wall_s={:.6f}\n", wall.count());
     return status;
   } catch (const std::exception& e) {

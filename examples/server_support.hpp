@@ -14,6 +14,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/io/fault_injection.hpp>
 #include <weft/weft.hpp>
 
@@ -23,11 +24,9 @@ namespace examples {
 struct server_options {
   std::string host = "127.0.0.1";
   int port = 8080;
-  std::string mode_name = "cooperative";
-  unsigned workers = 0;
   double drain_seconds = 5.0;  // after SIGINT/SIGTERM: how long requests in flight may take
 
-  weft::run_options run;  // filled by validate()
+  weft::run_options run;  // --mode, --workers, ... (weft::add_run_options)
   weft::io::socket_address address;
 
   void add_to(CLI::App& app) {
@@ -35,13 +34,7 @@ struct server_options {
         ->capture_default_str();
     app.add_option("--host", host, "numeric address to bind (127.0.0.1, ::1, 0.0.0.0)")
         ->capture_default_str();
-    std::string modes;
-    for (auto m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
-      if (!modes.empty()) modes += ", ";
-      modes += weft::to_string(m);
-    }
-    app.add_option("--mode", mode_name, "executor: " + modes)->capture_default_str();
-    app.add_option("--workers", workers, "threads for the threaded modes (0: one per CPU)");
+    weft::add_run_options(app, run);
     app.add_option("--drain-timeout", drain_seconds,
                    "seconds that work in flight may take after SIGINT/SIGTERM")
         ->capture_default_str();
@@ -53,19 +46,9 @@ struct server_options {
     auto a = weft::io::socket_address::ip(host, static_cast<std::uint16_t>(port));
     if (!a) return fmt::format("--host wants a numeric IPv4 or IPv6 address, not '{}'", host);
     address = *a;
-    const auto m = weft::parse_mode(mode_name);
-    if (!m) return fmt::format("unknown mode '{}'", mode_name);
-    if (!weft::mode_available(*m)) {
-      return fmt::format(
-          "--mode={} is not available for a server (it runs no tasks); use "
-          "cooperative, single-lock or multi-thread",
-          mode_name);
-    }
-    if (workers > 1024) return fmt::format("--workers wants 0 to 1024, not {}", workers);
     if (!(drain_seconds >= 0 && drain_seconds <= 3600)) {
       return "--drain-timeout wants 0 to 3600 seconds";
     }
-    run = weft::run_options{*m, workers};
     return std::nullopt;
   }
 };
@@ -259,16 +242,9 @@ int run_server(
 /// Returns the exit status to use, or nullopt to go on.
 inline std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,
                                         server_options& options, const char* program) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "{}: {}\n{}", program, e.what(), app.help());
-    return 2;
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return status;
   if (auto problem = options.validate()) {
-    fmt::print(stderr, "{}: {}\n{}", program, *problem, app.help());
+    fmt::print(stderr, "{}: {}\nusage: {} [OPTIONS]\n{}", program, *problem, program, app.help());
     return 2;
   }
   return std::nullopt;

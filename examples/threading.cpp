@@ -21,6 +21,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -76,14 +77,11 @@ weft::task<int> amain(unsigned tasks, std::uint64_t deposits, unsigned tellers) 
 
 int main(int argc, char** argv) {
   CLI::App app{"threading: the seed's threading module (Thread, Lock, Event, Semaphore) as tasks"};
-  std::string mode_name = "cooperative";
-  unsigned workers = 0;
+  weft::run_options options;
+  weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
   unsigned tasks = 8;
   std::uint64_t deposits = 1000;
   unsigned tellers = 2;
-  app.add_option("--mode", mode_name, "cooperative, single-lock or multi-thread")
-      ->capture_default_str();
-  app.add_option("--workers", workers, "threads for the threaded modes (0: one per CPU)");
   app.add_option("--tasks", tasks, "depositor tasks")
       ->capture_default_str()
       ->check(CLI::Range(1u, 10000u));
@@ -93,26 +91,9 @@ int main(int argc, char** argv) {
   app.add_option("--tellers", tellers, "semaphore permits")
       ->capture_default_str()
       ->check(CLI::Range(1u, 10000u));
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "threading: {}\n{}", e.what(), app.help());
-    return 2;
-  }
-  const auto mode = weft::parse_mode(mode_name);
-  if (!mode || !weft::mode_available(*mode) || workers > 1024) {
-    fmt::print(stderr, "threading: {}\n{}",
-               !mode ? "unknown mode '" + mode_name + "'"
-               : workers > 1024
-                   ? fmt::format("--workers wants 0 to 1024, not {}", workers)
-                   : "--mode=" + mode_name + " runs no tasks; use a process pool (word_count)",
-               app.help());
-    return 2;
-  }
-  try {
-    return weft::run(weft::run_options{*mode, workers}, amain(tasks, deposits, tellers));
+    return weft::run(options, amain(tasks, deposits, tellers));
   } catch (const std::exception& e) {
     fmt::print(stderr, "threading: {}\n", e.what());
     return 1;

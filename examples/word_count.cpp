@@ -21,6 +21,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -87,16 +88,18 @@ int main(int argc, char** argv) {
   weft::serve_if_pool_worker();
   CLI::App app{"Counts the words of the files in a directory with a process pool"};
   std::string directory;
-  unsigned workers = 2;
+  weft::run_options options;  // only --workers: the pool's worker processes (the rest runs
+  options.workers = 2;        // on the cooperative executor)
   unsigned top = 10;
   std::string start_method = "spawn";
   app.add_option("directory", directory, "the directory whose files are counted")->required();
-  app.add_option("--workers", workers, "worker processes")->capture_default_str();
+  weft::add_run_options(app, options, weft::run_flag_workers);
   app.add_option("--top", top, "how many of the most frequent words to print")
       ->capture_default_str();
   app.add_option("--start-method", start_method, "spawn (re-exec) or fork")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
-  if (workers < 1 || workers > 256) {
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
+  const unsigned workers = options.workers;
+  if (workers > 256) {
     fmt::print(stderr, "word_count: --workers wants 1 to 256, not {}\n", workers);
     return 2;
   }

@@ -3,8 +3,6 @@
 #include <weft/sched/process_pool.hpp>
 
 #include <charconv>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 namespace weft {
@@ -96,9 +94,8 @@ bool parse_gil(std::string_view text, run_options& options) noexcept {
 
 namespace {
 
-[[noreturn]] void usage_error(const char* program, const std::string& message) {
-  std::fprintf(stderr, "%s: %s\n%s", program, message.c_str(), mode_usage(program).c_str());
-  std::exit(2);
+[[noreturn]] void throw_usage(const char* program, const std::string& message) {
+  throw weft::usage_error(std::string(program) + ": " + message + "\n" + mode_usage(program), 2);
 }
 
 }  // namespace
@@ -111,7 +108,7 @@ run_options mode_from_args(int argc, char** argv) {
     std::string_view value;
     auto take_value = [&](std::string_view flag) -> bool {
       if (arg == flag) {
-        if (i + 1 >= argc) usage_error(program, std::string(flag) + " needs a value");
+        if (i + 1 >= argc) throw_usage(program, std::string(flag) + " needs a value");
         value = argv[++i];
         return true;
       }
@@ -123,36 +120,35 @@ run_options mode_from_args(int argc, char** argv) {
       return false;
     };
     if (arg == "--help" || arg == "-h") {
-      std::fputs(mode_usage(program).c_str(), stdout);
-      std::exit(0);
+      throw weft::usage_error(mode_usage(program), 0);
     } else if (take_value("--mode")) {
       auto m = parse_mode(value);
-      if (!m) usage_error(program, "unknown mode '" + std::string(value) + "'");
-      if (!mode_available(*m)) usage_error(program, unavailable_message(*m));
+      if (!m) throw_usage(program, "unknown mode '" + std::string(value) + "'");
+      if (!mode_available(*m)) throw_usage(program, unavailable_message(*m));
       options.mode = *m;
     } else if (take_value("--workers")) {
       unsigned n = 0;
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc() || end != value.data() + value.size() || n == 0 || n > 1024) {
-        usage_error(program,
+        throw_usage(program,
                     "--workers wants a number from 1 to 1024, not '" + std::string(value) + "'");
       }
       options.workers = n;
     } else if (take_value("--switch-interval")) {
       auto d = parse_duration(value);
       if (!d || d->count() == 0) {
-        usage_error(program,
+        throw_usage(program,
                     "--switch-interval wants a positive duration such as 5ms, 100us or 1s, not '" +
                         std::string(value) + "'");
       }
       options.switch_interval = *d;
     } else if (take_value("--gil")) {
       if (!parse_gil(value, options)) {
-        usage_error(program, "--gil wants 'interval' or 'ticks:N' (N >= 1), not '" +
+        throw_usage(program, "--gil wants 'interval' or 'ticks:N' (N >= 1), not '" +
                                  std::string(value) + "'");
       }
     } else {
-      usage_error(program, "unknown argument '" + std::string(arg) + "'");
+      throw_usage(program, "unknown argument '" + std::string(arg) + "'");
     }
   }
   return options;

@@ -8,6 +8,7 @@ project version agree.
 
 usage: consumers_test.py BUILD_DIR SOURCE_DIR CXX VERSION"""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,25 @@ class Installed(unittest.TestCase):
         sh("cmake", "-S", d, "-B", d / "build", env=consumer_env())
         sh("cmake", "--build", d / "build", env=consumer_env())
         self.check_runs(d / "build" / "user")
+
+    def test_readme_programs_build_as_documented(self):
+        """Every ```cpp block of README.md, exactly as written, compiled with the flags that
+        `pkg-config --cflags --libs weft` gives (as docs/using-weft.md says), and run."""
+        blocks = re.findall(r"^```cpp\n(.*?)^```", (Path(SOURCE_DIR) / "README.md").read_text(),
+                            re.S | re.M)
+        self.assertTrue(blocks)
+        flags = sh("pkg-config", "--cflags", "--libs", "weft", env=consumer_env()).split()
+        for i, code in enumerate(blocks):
+            with self.subTest(block=i):
+                d = Path(TMP) / f"readme-{i}"
+                d.mkdir()
+                (d / "program.cpp").write_text(code)
+                sh(CXX, "-std=c++20", d / "program.cpp", "-o", d / "program", *flags)
+                sh(d / "program", timeout=60)
+                r = subprocess.run([d / "program", "--no-such-option"], capture_output=True,
+                                   text=True, timeout=60)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("usage:", r.stderr)
 
     def test_meson_dependency_from_pkg_config(self):
         d = project_dir("meson-installed")

@@ -412,6 +412,27 @@ class WordCount(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0, bad)
 
 
+class CommandLines(unittest.TestCase):
+    """Every example takes weft's options one way (weft::add_run_options): the same spelling,
+    the same checks, help on stdout with status 0, a bad value with usage on stderr and 2."""
+
+    def programs(self):
+        return [ARGS.hello, ARGS.threading, ARGS.loops, ARGS.producer_consumer, ARGS.pipeline,
+                ARGS.chat_client]
+
+    def test_help_and_bad_weft_options(self):
+        for program in self.programs():
+            r = run(program, "--help")
+            self.assertEqual(r.returncode, 0, (program, r.stderr))
+            for flag in ("--mode", "--workers", "--switch-interval", "--gil"):
+                self.assertIn(flag, r.stdout, program)
+            for bad in (["--workers=0"], ["--workers=1025"], ["--mode=bogus"],
+                        ["--switch-interval=5h"], ["--gil=new"]):
+                r = run(program, *bad)
+                self.assertEqual(r.returncode, 2, (program, bad, r.stderr))
+                self.assertIn("usage:", r.stderr, (program, bad))
+
+
 class RingSetupFailure(unittest.TestCase):
     """io_uring refused by policy: one clear message naming the cause, no crash."""
 
@@ -436,6 +457,7 @@ def main():
     parser.add_argument("--producer-consumer", required=True)
     parser.add_argument("--pipeline", required=True)
     parser.add_argument("--word-count", required=True)
+    parser.add_argument("--chat-client", required=True)
     parser.add_argument("--no-uring", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,9 +1,11 @@
 // weft: spawn a task onto the current executor, and join_handle<T> to wait for it.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <utility>
 
+#include <weft/cancel.hpp>
 #include <weft/detail/coop.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
@@ -66,36 +68,91 @@ class join_handle {
     handle_ = {};
   }
 
-  struct awaiter {
+  /// What `co_await handle` does. Its stop waiter is registered in the joiner's scope before
+  /// the joiner registers with the task, and the stop callback works on the task's join word
+  /// only (`stop_joiner`): it withdraws a waiting joiner and resumes it cancelled, or leaves a
+  /// stop pending that the registration then finds. So exactly one party resumes the joiner
+  /// (the completion, the stop callback, or await_suspend returning false), and await_suspend
+  /// touches nothing once the joiner is registered.
+  struct awaiter : private cancel_scope::waiter {
     join_handle* self;
     detail::join_waiter waiter{};
+    cancel_scope* scope = nullptr;       // where the stop waiter is registered
+    std::atomic<bool> cancelled{false};  // the joiner's stop ended the wait: await_resume throws
+
+    explicit awaiter(join_handle* h) noexcept : self(h) {}
+
     bool await_ready() const {
       if (!self->handle_ || self->handle_.promise().is_joined()) {
         throw_error(errc::already_joined, "weft::join_handle awaited twice or empty");
       }
       return self->handle_.promise().is_completed();
     }
-    bool await_suspend(std::coroutine_handle<> joiner) {
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> joiner) {
       if (detail::promise_base* me = detail::tls_current_task) {
         me->describe_wait("join", detail::wait_arg::task,
                           static_cast<std::int64_t>(self->handle_.promise().id()));
       }
       waiter.handle = joiner;
       waiter.home = executor::current();
-      // Finished in between: no wait, but budgeted (see coop.hpp).
-      return self->handle_.promise().try_register_joiner(waiter) || detail::coop_yield(joiner);
+      if (self->handle_.promise().has_joiner()) {  // before the stop waiter can touch it
+        throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+      }
+      if (cancel_scope* s = detail::scope_of(joiner)) {
+        on_stop = &awaiter::stop;
+        scope = s;
+        if (!s->add_waiter(*this)) {  // already stopped: do not wait at all
+          scope = nullptr;
+          cancelled.store(true, std::memory_order_relaxed);
+          return false;
+        }
+      }
+      using reg = typename promise_type::join_registration;
+      reg r;
+      try {
+        r = self->handle_.promise().try_register_joiner(waiter);
+      } catch (...) {
+        if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);
+        throw;
+      }
+      if (r == reg::stop_pending) {
+        cancelled.store(true, std::memory_order_relaxed);
+        return false;
+      }
+      // waiting: nothing of *this is touched from here on. Finished in between: no wait, but
+      // budgeted (see coop.hpp).
+      return r == reg::waiting || detail::coop_yield(joiner);
     }
     decltype(auto) await_resume() {
+      if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);  // waits for it
+      if (cancelled.load(std::memory_order_acquire)) {
+        throw_error(errc::cancelled, "weft::join_handle: the joiner was cancelled");
+      }
       self->handle_.promise().mark_joined();
       return self->handle_.promise().take_result();
+    }
+
+   private:
+    // Any thread, from request_stop.
+    static void stop(cancel_scope::waiter* w) noexcept {
+      auto* a = static_cast<awaiter*>(w);
+      if (!a->self->handle_.promise().stop_joiner()) return;  // see the struct's comment
+      a->cancelled.store(true, std::memory_order_release);
+      executor* home = a->waiter.home;
+      const std::coroutine_handle<> h = a->waiter.handle;
+      home->schedule(h);
     }
   };
   /// `co_await handle` waits for the task (on the awaiter's own executor) and gives its value,
   /// or rethrows its exception. Throws `std::system_error` with `errc::already_joined` when the
   /// handle is empty, was already joined, or another task is awaiting it.
-  awaiter operator co_await() & noexcept { return awaiter{this, {}}; }
+  /// A cancellation point: when the joiner's stop is requested (before or while it waits), the
+  /// wait ends with `errc::cancelled`; the joined task runs on (cancel it with `cancel()`), and
+  /// the handle still refers to it (it may be awaited again).
+  awaiter operator co_await() & noexcept { return awaiter{this}; }
   /// Same as the lvalue overload: `co_await std::move(handle)` or `co_await spawn(...)`.
-  awaiter operator co_await() && noexcept { return awaiter{this, {}}; }
+  awaiter operator co_await() && noexcept { return awaiter{this}; }
 
   /// The result of a finished task, without awaiting (used by run() after its loop ends).
   /// Precondition: is_finished().

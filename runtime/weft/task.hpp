@@ -181,7 +181,7 @@ class promise_base : public spawn_link {
   // spawned is set once before the task is published; joined only by the handle's owner after
   // completion (no other writer then).
   static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4, spawned = 8,
-                                 joined = 16;
+                                 joined = 16, joiner_stop_pending = 32;
 
   /// Turns this task into a spawned one on `ex`. Its waits observe `observed` (a task_group's
   /// scope) or, by default, its own scope.
@@ -213,9 +213,17 @@ class promise_base : public spawn_link {
   bool is_completed() const noexcept {
     return (join_state_.load(std::memory_order_acquire) & completed) != 0;
   }
-  /// The joiner registers itself; false means the task completed first (resume at once).
-  /// Throws `errc::already_joined` when another task is already waiting on this one.
-  bool try_register_joiner(join_waiter& joiner) {
+  /// True while a joiner waits on this task.
+  bool has_joiner() const noexcept {
+    return (join_state_.load(std::memory_order_acquire) & joiner_waiting) != 0;
+  }
+  /// What `try_register_joiner` found.
+  enum class join_registration { waiting, completed, stop_pending };
+  /// The joiner registers itself: `waiting` (suspend: the completion, or `stop_joiner`, resumes
+  /// it), `completed` (resume at once with the result), or `stop_pending` (the joiner's stop
+  /// came first: resume at once, cancelled; the pending mark is cleared). Throws
+  /// `errc::already_joined` when another task is already waiting on this one.
+  join_registration try_register_joiner(join_waiter& joiner) {
     if ((join_state_.load(std::memory_order_acquire) & joiner_waiting) != 0) {
       throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
     }
@@ -223,12 +231,30 @@ class promise_base : public spawn_link {
     std::uint32_t expected = spawned;
     if (join_state_.compare_exchange_strong(expected, spawned | joiner_waiting,
                                             std::memory_order_acq_rel, std::memory_order_acquire)) {
-      return true;
+      return join_registration::waiting;
     }
-    if ((expected & completed) == 0) {  // another joiner won the race on another thread
-      throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+    if ((expected & completed) != 0) return join_registration::completed;
+    if ((expected & joiner_stop_pending) != 0) {
+      join_state_.fetch_and(~joiner_stop_pending, std::memory_order_acq_rel);
+      return join_registration::stop_pending;
     }
-    return false;
+    throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+  }
+  /// The joiner's stop (any thread, while the joiner's stop waiter is registered): true when it
+  /// withdrew a waiting joiner, which the caller must then resume (cancelled). Otherwise the
+  /// task completed (its completion resumes the joiner, or the joiner never waits), or no
+  /// joiner is registered yet: the stop is left pending for `try_register_joiner` to find.
+  bool stop_joiner() noexcept {
+    std::uint32_t w = join_state_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((w & completed) != 0) return false;
+      const bool waiting = (w & joiner_waiting) != 0;
+      const std::uint32_t next = waiting ? (w & ~joiner_waiting) : (w | joiner_stop_pending);
+      if (join_state_.compare_exchange_weak(w, next, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+        return waiting;
+      }
+    }
   }
   /// The handle lets go; true means the task already completed and the caller must destroy it.
   bool release_from_handle() noexcept {

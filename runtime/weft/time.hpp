@@ -58,7 +58,11 @@ inline executor& current_executor_or_throw(const char* what) {
 class sleep_awaitable : private timer_node, private cancel_scope::waiter {
  public:
   explicit sleep_awaitable(clock::time_point deadline) noexcept { this->deadline = deadline; }
-  sleep_awaitable(const sleep_awaitable&) = delete;
+  /// Movable until awaited (when_any and with_timeout take awaitables by value): the moved-to
+  /// sleep starts fresh with the same deadline.
+  sleep_awaitable(sleep_awaitable&& other) noexcept : timer_node(), cancel_scope::waiter() {
+    this->deadline = other.deadline;
+  }
   sleep_awaitable& operator=(const sleep_awaitable&) = delete;
 
   bool await_ready() const noexcept { return false; }
@@ -173,15 +177,7 @@ class timeout_awaitable : private timer_node {
   /// The task's value if it produced one (even if the time ran out as it finished); otherwise
   /// `errc::timed_out` when the limit caused the stop, or the task's own exception.
   auto await_resume() {
-    executor_->cancel_timer(*this);
-    if (outcome_.has_error() && timed_out_ && !(parent_scope_ && parent_scope_->stop_requested())) {
-      try {
-        std::rethrow_exception(outcome_.error());
-      } catch (const std::system_error& e) {
-        if (e.code() == errc::cancelled) throw_error(errc::timed_out, "weft::with_timeout");
-        throw;
-      }
-    }
+    if (limit_ended_it()) throw_error(errc::timed_out, "weft::with_timeout");
     if constexpr (std::is_void_v<T>) {
       outcome_.take();
     } else {
@@ -189,20 +185,39 @@ class timeout_awaitable : private timer_node {
     }
   }
 
- private:
+ protected:
+  // After the wait: true when the limit stopped the task (it ended with errc::cancelled because
+  // the time ran out, not because the caller was cancelled).
+  bool limit_ended_it() {
+    executor_->cancel_timer(*this);
+    if (!outcome_.has_error() || !timed_out_ ||
+        (parent_scope_ && parent_scope_->stop_requested())) {
+      return false;
+    }
+    try {
+      std::rethrow_exception(outcome_.error());
+    } catch (const std::system_error& e) {
+      return e.code() == errc::cancelled;
+    } catch (...) {
+      return false;
+    }
+  }
+
   static void expire(timer_node* node) noexcept {
     auto* self = static_cast<timeout_awaitable*>(node);
     self->timed_out_ = true;
     self->scope_->request_stop();
   }
 
-  clock::duration limit_;
+  clock::duration limit_;  // from await_suspend on; a deadline awaitable sets it there first
   task<T> task_;
+  outcome<T> outcome_;
+
+ private:
   executor* executor_ = nullptr;
   cancel_scope* parent_scope_ = nullptr;
   std::optional<linked_cancel_scope> scope_;
   std::optional<join_counter> counter_;
-  outcome<T> outcome_;
   child child_;
   bool timed_out_ = false;
 };

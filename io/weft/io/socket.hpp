@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include <weft/io/address.hpp>
 #include <weft/io/fd.hpp>
@@ -116,6 +118,17 @@ class tcp_stream : public stream_socket {
   /// cause (ECONNREFUSED, ENETUNREACH...); `describe_connect_error` formats the message with
   /// the address ("connect 127.0.0.1:9: Connection refused").
   static task<result<tcp_stream>> connect(socket_address address);
+
+  /// Resolves `host` (`weft::io::resolve`: a name or a numeric address) and connects to its
+  /// addresses in turn, as the overload below: `co_await tcp_stream::connect("localhost", 80)`.
+  /// Errors: resolve's ("resolve": an unknown name...), or the last address's connect error.
+  /// Defined in resolve.cpp.
+  static task<result<tcp_stream>> connect(std::string host, std::uint16_t port);
+
+  /// Tries `addresses` in order, one at a time, and gives the first connection made (so a
+  /// name whose IPv6 address refuses still connects over IPv4). Errors: the last address's
+  /// ("connect"); `EINVAL` ("connect") for an empty list.
+  static task<result<tcp_stream>> connect(std::vector<socket_address> addresses);
 
   /// Sets TCP_NODELAY (send small writes at once rather than coalescing them).
   result<void> set_nodelay(bool on = true) const;

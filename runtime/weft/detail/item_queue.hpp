@@ -49,6 +49,13 @@ class fifo_store {
     slots_[(head_ + size_) % slots_.size()].emplace(std::move(v));
     ++size_;
   }
+  /// Puts `v` before every other item (an item given back). Throws std::bad_alloc.
+  void push_front(T&& v) {
+    if (size_ == slots_.size()) grow();
+    head_ = (head_ + slots_.size() - 1) % slots_.size();
+    slots_[head_].emplace(std::move(v));
+    ++size_;
+  }
   T pop() noexcept {
     std::optional<T>& slot = slots_[head_];
     T v = std::move(*slot);
@@ -80,6 +87,8 @@ class lifo_store {
   bool empty() const noexcept { return items_.empty(); }
   std::size_t size() const noexcept { return items_.size(); }
   void push(T&& v) { items_.push_back(std::move(v)); }
+  /// An item given back is the next one out again: on top.
+  void push_front(T&& v) { push(std::move(v)); }
   T pop() noexcept {
     T v = std::move(items_.back());
     items_.pop_back();
@@ -101,6 +110,8 @@ class heap_store {
     items_.push_back(std::move(v));
     std::push_heap(items_.begin(), items_.end(), later{comp_});
   }
+  /// An item given back takes its place by priority again.
+  void push_front(T&& v) { push(std::move(v)); }
   T pop() noexcept {
     std::pop_heap(items_.begin(), items_.end(), later{comp_});
     T v = std::move(items_.back());
@@ -162,6 +173,22 @@ class item_core {
       wakes.add(*n);
     }
     return true;
+  }
+
+  /// Puts back an item that a receive took but must not keep (a receive that lost a
+  /// `when_any`): to the first waiting receiver, else at the front of the buffer, also when the
+  /// channel is closed (it is then received before the end) or full (the capacity is exceeded by
+  /// that item until it is taken). The unfinished count is unchanged: the item was counted when
+  /// it was put. Throws std::bad_alloc (the item is then lost).
+  void give_back(T&& v) {
+    wake_list wakes;
+    std::lock_guard lock(mutex_);
+    if (wait_node* n = getters_.grant_next()) {  // receivers only wait while the buffer is empty
+      static_cast<get_node<T>*>(n)->slot.emplace(std::move(v));
+      wakes.add(*n);
+      return;
+    }
+    items_.push_front(std::move(v));
   }
 
   put_status try_put(T& v) {
@@ -323,6 +350,18 @@ class [[nodiscard]] get_awaitable : private get_node<T> {
       return std::move(this->slot);
     } else {
       return std::move(*this->slot);
+    }
+  }
+
+  /// Returns what this receive gave (and its caller will not keep) to the channel or queue, at
+  /// the front: `when_any` calls it for a receive that completed but lost the race, so a
+  /// receive that loses never takes an item. Nothing happens for nullopt (the end). Throws
+  /// std::bad_alloc. Thread-safety: like a send.
+  void give_back(std::conditional_t<Optional, std::optional<T>, T>&& item) {
+    if constexpr (Optional) {
+      if (item) core_->give_back(std::move(*item));
+    } else {
+      core_->give_back(std::move(item));
     }
   }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -86,12 +87,27 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) no
 /// releasing every N check points, N >= 1); false when malformed. Never throws.
 bool parse_gil(std::string_view text, run_options& options) noexcept;
 
+/// What `mode_from_args` throws instead of exiting: `what()` is the text to print (for a bad
+/// argument "PROGRAM: what is wrong" and the usage; for `--help`, the usage) and
+/// `exit_status()` the status a `main` should return (2, or 0 for `--help`).
+class usage_error : public std::invalid_argument {
+ public:
+  /// An error whose text is `text` and whose exit status is `status`.
+  usage_error(const std::string& text, int status) : std::invalid_argument(text), status_(status) {}
+  /// 2 for a bad argument, 0 for `--help`.
+  int exit_status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
 /// Reads `--mode=M`, `--workers=N`, `--switch-interval=D` and `--gil=interval|ticks:N` (also as
-/// two words) from a program's arguments.
-/// `--help` prints the usage and exits 0. Anything else, an unknown mode, a mode this build does
-/// not have yet, or a bad worker count prints one error line and the usage on stderr and exits
-/// with status 2: it is meant for a `main` whose only options are these.
-/// Programs with options of their own parse them (CLI11 in the examples) and use parse_mode.
+/// two words) from a program's arguments, for a `main` whose only options are these and that
+/// does not use CLI11 (programs with options of their own use `weft::add_run_options` from
+/// <weft/cli.hpp>, as every example does). Never exits: throws `weft::usage_error` for `--help`
+/// (exit status 0) and for anything else it does not know, an unknown mode, a mode this build
+/// does not have, or a bad worker count (exit status 2); print its `what()` (on stdout for
+/// help, on stderr otherwise) and return its `exit_status()`.
 run_options mode_from_args(int argc, char** argv);
 
 /// Throws `std::system_error` with `errc::mode_unavailable` unless this build runs `m`.
