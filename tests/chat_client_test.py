@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import selectors
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,22 @@ class Proc:
                 pass
 
 
+def wait_refused(port, limit_s=WAIT_S):
+    """Waits until 127.0.0.1:port refuses connections. A killed server's listening socket can
+    outlive its reaped process for a moment: io_uring tears the ring down (and drops the files
+    its requests hold) asynchronously, and a connect in that window is accepted, then reset."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"port {port} still accepts connections {limit_s} s after the kill")
+
+
 class ChatClient(unittest.TestCase):
     MODE_ARGS = []
 
@@ -142,6 +159,7 @@ class ChatClient(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertIn("resolve", err)
         self.server.kill()  # nobody listens on the port any more
+        wait_refused(int(self.port))
         refused = self.start([CHAT_CLIENT, "--host", "127.0.0.1", "--port", self.port])
         status, _, err = refused.finish()
         self.assertEqual(status, 1)
