@@ -21,10 +21,12 @@
 
 Exit status 0 when all passed, 1 when one failed, 77 (skipped) without chromium.
 """
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,39 @@ def chromium():
     return None
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans():
+    """Makes this test the subreaper of what it starts: Chromium leaves helper processes (its
+    zygote, crashpad) that outlive the browser and would otherwise be orphans (no_orphans.py
+    fails a test for them)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def end_orphans():
+    """Kills and reaps every child still left (the browser's own helpers, after it exited)."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+        if ppid == me:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def render(browser, page, tmp, shot):
     """--dump-dom and a screenshot of page; returns (dom, stderr of the dump)."""
     base = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
@@ -70,6 +105,7 @@ def render(browser, page, tmp, shot):
     d = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
     subprocess.run(base + [f"--screenshot={shot}", "--window-size=1200,2400", url],
                    capture_output=True, text=True, timeout=120)
+    end_orphans()
     return d.stdout, d.stderr
 
 
@@ -80,6 +116,7 @@ def main():
     if browser is None:
         print("skipped: no chromium (Debian package chromium)")
         return 77
+    adopt_orphans()
     sys.path.insert(0, os.path.dirname(os.path.abspath(driver)))
     import contrast
     import report_html
