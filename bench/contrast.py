@@ -34,13 +34,13 @@ Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
 
 Paired design: every configuration runs in pairs with its baseline (sequential; idle for
 mixed), back to back, the baseline first in every other pair, in an order rotated each round.
-Each configuration gets --min-pairs pairs (5; quick 3); those whose interval still holds 1 and
-reaches past the practical margin get more, up to --max-pairs (12), while --budget (240 s of
+Each configuration gets --min-pairs pairs (5; quick 3); those whose interval still reaches
+past an edge of the practical margin without clearing it get more, up to --max-pairs (12), while --budget (240 s of
 measuring, shared out over the workloads) lasts. A configuration's speed-up is the geometric mean
 of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
 and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
-alone: faster, slower, same (the interval holds 1 or lies within +-3%), inconclusive (too few
-pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
+alone: faster or slower when the whole interval clears 1 +- 5% (the practical margin), same
+otherwise, inconclusive (too few pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
 the 1-minute load before it and the steal time during it; each workload records its noise (the
 baseline's spread, its CPU share) and says when the run was too noisy to conclude, and which
 verdicts that affects. A failed run is recorded with its reason and the rest still run.
@@ -57,7 +57,7 @@ page with all of it.
 
 compare A.json B.json prints B/A of the median per configuration (wall s; mixed: rtt p50 us)
 with a 95% bootstrap interval (each run's samples resampled on their own) and flags a change
-when the interval excludes 1 and does not lie within 1 +- 3%; then the speed-up verdicts that
+when the interval lies wholly outside 1 +- 5%; then the speed-up verdicts that
 differ between the two runs. Countdown and CPython counts that differ (each run calibrates its
 own) are compared per 1e9 iterations; other differing sizes are not compared. Configs in only
 one file are listed as such.
@@ -663,6 +663,8 @@ def against(v, ci, base):
         return f"no difference from {base} this run could show (the interval is wide)"
     if ci and ci[0] >= 1 - stats.MARGIN and ci[1] <= 1 + stats.MARGIN:
         return f"the same as {base} (within {stats.MARGIN:.0%})"
+    if ci and not ci[0] <= 1 <= ci[1]:
+        return f"no difference beyond {stats.MARGIN:.0%} from {base} this run could show"
     return f"no difference from {base} this run could show"
 
 
@@ -1108,7 +1110,7 @@ def chart(result, path):
 
 
 COMPARE_RULE = ("the 95% bootstrap interval of median(B) / median(A) (each run's samples "
-                "resampled on their own) excludes 1 and does not lie within "
+                "resampled on their own) lies wholly outside "
                 f"1 +- {stats.MARGIN:.0%}")
 
 

@@ -112,9 +112,10 @@ def write(result, path, table_rows):
         "was faster), the geometric mean over the pairs, with a <strong>95% interval</strong>: "
         "the range the true speed-up lies in, given the scatter of the pairs. The "
         "<strong>verdict</strong> follows from the interval alone: <span class='faster'>faster"
-        "</span> when all of it is above 1, <span class='slower'>slower</span> when all of it "
-        f"is below, <span class='same'>same</span> when it contains 1 or lies within "
-        f"&plusmn;{s.get('margin', 0.03):.0%}; 'no difference this run could show' is said "
+        "</span> when all of it is above 1 + m, <span class='slower'>slower</span> when all of it "
+        f"is below 1 - m, where m = {s.get('margin', 0.05):.0%} is a practical margin (a "
+        "difference smaller than that is not called one), and <span class='same'>same</span> "
+        "otherwise; 'no difference this run could show' is said "
         "when it contains 1 but is too wide to call the two alike. <strong>Parallelism "
         "achieved</strong> is CPU time / wall time of a run: 1.0 means one CPU busy the whole "
         "time, 2.0 means two. It does not depend on how fast the machine is.</p>")

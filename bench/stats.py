@@ -13,14 +13,16 @@ Why these methods (ARCHITECTURE.md, "The contrast benchmark", says it for reader
   (honest at the 5 to 12 pairs a time budget allows, where a bootstrap is known to be too
   narrow). The wider of two reasonable intervals is the cautious one: a verdict that holds
   under both holds.
-- The verdict follows from the interval alone: `same` when it lies within the practical margin
-  (MARGIN, +-3%) or contains 1; `faster` when it lies above 1, `slower` below. With fewer than
+- The verdict follows from the interval alone, with a practical margin (MARGIN, +-5%) as
+  criterion.rs uses its noise threshold: `faster` when the whole interval lies above 1 + MARGIN,
+  `slower` when it lies below 1 - MARGIN, `same` otherwise (it holds 1, lies within the margin,
+  or reaches into it: no difference beyond the margin was shown). With fewer than
   MIN_PAIRS pairs there is no interval: `inconclusive`, said as such, never guessed.
 """
 import math
 import random
 
-MARGIN = 0.03  # a speed-up within 1 +- 3% is "the same" for practical purposes
+MARGIN = 0.05  # a difference must clear 5% to be called one (a shared VM drifts that much)
 MIN_PAIRS = 3  # fewer pairs give no interval worth the name
 BOOT_RESAMPLES = 4000
 WIDE = 1.5  # an interval whose ends differ by more than this factor is too wide to call "same"
@@ -110,11 +112,9 @@ def verdict(ci, margin=MARGIN):
     if ci is None:
         return "inconclusive"
     lo, hi = ci
-    if lo >= 1 - margin and hi <= 1 + margin:
-        return "same"
-    if lo > 1:
+    if lo > 1 + margin:
         return "faster"
-    if hi < 1:
+    if hi < 1 - margin:
         return "slower"
     return "same"
 
@@ -127,11 +127,11 @@ def too_wide(ci):
 
 def undecided(ci, margin=MARGIN):
     """True when more pairs could change or sharpen the verdict: no interval yet, or one that
-    contains 1 but reaches beyond the practical margin."""
+    reaches past an edge of the practical margin (1 +- margin) without clearing it."""
     if ci is None:
         return True
     lo, hi = ci
-    return lo <= 1 <= hi and (lo < 1 - margin or hi > 1 + margin)
+    return (lo <= 1 + margin < hi) or (lo < 1 - margin <= hi)
 
 
 def cv(xs):
