@@ -39,7 +39,7 @@ past an edge of the practical margin without clearing it get more, up to --max-p
 measuring, shared out over the workloads) lasts. A configuration's speed-up is the geometric mean
 of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
 and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
-alone: faster or slower when the whole interval clears 1 +- 5% (the practical margin), same
+alone: faster or slower when the whole interval clears 1 +- 10% (the practical margin), same
 otherwise, inconclusive (too few pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
 the 1-minute load before it and the steal time during it; each workload records its noise (the
 baseline's spread, its CPU share) and says when the run was too noisy to conclude, and which
@@ -57,7 +57,7 @@ page with all of it.
 
 compare A.json B.json prints B/A of the median per configuration (wall s; mixed: rtt p50 us)
 with a 95% bootstrap interval (each run's samples resampled on their own) and flags a change
-when the interval lies wholly outside 1 +- 5%; then the speed-up verdicts that
+when the interval lies wholly outside 1 +- 10%; then the speed-up verdicts that
 differ between the two runs. Countdown and CPython counts that differ (each run calibrates its
 own) are compared per 1e9 iterations; other differing sizes are not compared. Configs in only
 one file are listed as such.

@@ -13,7 +13,7 @@ Why these methods (ARCHITECTURE.md, "The contrast benchmark", says it for reader
   (honest at the 5 to 12 pairs a time budget allows, where a bootstrap is known to be too
   narrow). The wider of two reasonable intervals is the cautious one: a verdict that holds
   under both holds.
-- The verdict follows from the interval alone, with a practical margin (MARGIN, +-5%) as
+- The verdict follows from the interval alone, with a practical margin (MARGIN, +-10%) as
   criterion.rs uses its noise threshold: `faster` when the whole interval lies above 1 + MARGIN,
   `slower` when it lies below 1 - MARGIN, `same` otherwise (it holds 1, lies within the margin,
   or reaches into it: no difference beyond the margin was shown). With fewer than
@@ -22,7 +22,7 @@ Why these methods (ARCHITECTURE.md, "The contrast benchmark", says it for reader
 import math
 import random
 
-MARGIN = 0.05  # a difference must clear 5% to be called one (a shared VM drifts that much)
+MARGIN = 0.10  # a difference must clear 10% to be called one (ARCHITECTURE.md says why)
 MIN_PAIRS = 3  # fewer pairs give no interval worth the name
 BOOT_RESAMPLES = 4000
 WIDE = 1.5  # an interval whose ends differ by more than this factor is too wide to call "same"

@@ -56,13 +56,13 @@ check(r["ci95"] is None and stats.verdict(r["ci95"]) == "inconclusive",
       f"{r['n']} pairs (< {stats.MIN_PAIRS}): no interval, inconclusive, never a guess", str(r))
 r = stats.paired_speedup([1, None, 1, 0, 1], [0.5, 0.5, None, 0.5, 0.5])
 check(r["n"] == 2, "pairs with a failed or zero half are dropped", str(r))
-check(stats.verdict([1.06, 1.2]) == "faster" and stats.verdict([0.8, 0.94]) == "slower" and
+check(stats.verdict([1.11, 1.3]) == "faster" and stats.verdict([0.7, 0.89]) == "slower" and
       stats.verdict([0.99, 1.2]) == "same" and stats.verdict([0.98, 1.02]) == "same" and
-      stats.verdict([1.03, 1.15]) == "same" and stats.verdict([0.85, 0.97]) == "same",
+      stats.verdict([1.05, 1.2]) == "same" and stats.verdict([0.8, 0.95]) == "same",
       "verdicts at the boundaries: clear of the margin above and below, holding 1, within the "
       "margin, reaching into it")
-check(stats.undecided([1.03, 1.15]) and not stats.undecided([1.06, 1.2]) and
-      not stats.undecided([0.97, 1.04]), "undecided: only an interval across an edge of the margin")
+check(stats.undecided([1.05, 1.2]) and not stats.undecided([1.11, 1.3]) and
+      not stats.undecided([0.95, 1.06]), "undecided: only an interval across an edge of the margin")
 
 # The machine slows down 2x over the run; the way is exactly as fast as its baseline. Pairs
 # see 1x; medians of the first-half baselines against the second-half ways see a difference.
