@@ -94,7 +94,11 @@ ring::ring(unsigned entries) {
                             "cannot use this kernel's io_uring: it lacks IORING_FEAT_EXT_ARG "
                             "(weft needs Linux >= 5.11 for submit-and-wait with a timeout)");
   }
-  live_rings.fetch_add(1, std::memory_order_relaxed);
+  // acq_rel, paired with the destructor's: the kernel can hand this ring the addresses of one
+  // another thread just unmapped, and liburing unmaps with a raw system call that
+  // ThreadSanitizer does not see. Both sides updating one counter orders that thread's last
+  // writes to the old mapping before this thread's first to the new one (no false race).
+  live_rings.fetch_add(1, std::memory_order_acq_rel);
 }
 
 unsigned ring::live_count() noexcept {
@@ -113,8 +117,8 @@ void ring::enable() {
 }
 
 ring::~ring() {
+  live_rings.fetch_sub(1, std::memory_order_acq_rel);  // before the unmapping: see ring()
   io_uring_queue_exit(&ring_);
-  live_rings.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace weft::io
