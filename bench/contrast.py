@@ -791,19 +791,25 @@ def sleep_paragraph(rec):
         if s.get("overhead_s") is not None:
             extra = f", {s['overhead_s'] * 1e3:,.1f} ms over a single sleep"
         out.append(f"{name}: {s['wall_s']['median']:.3f} s{extra}, {judged(s, 'sequential')}.")
-    claims = side_claims(rec)
-    if claims:
-        out.append("Against one cooperative thread (ratio of medians, bootstrap interval): " +
-                   "; ".join(f"{n} {ci_text(r['speedup'], r['ci95'])}, "
-                             f"{against(r['verdict'], r['ci95'], 'one thread')}"
-                             for n, _, r in claims) +
-                   ". Waiting needs no thread: a way that is not faster than one cooperative "
-                   "thread gains nothing from its workers here.")
+    out += against_one_thread(rec, "Waiting needs no thread: a way that is not faster than one "
+                              "cooperative thread gains nothing from its workers here.")
     th = by.get("threads")
     if th and th["wall_s"]["median"] is not None and th.get("created") is not None \
             and th["created"] < t:
         out.append(f"The system refused {t - th['created']:,.0f} of the {t:,} threads.")
     return " ".join(out)
+
+
+def against_one_thread(rec, lesson):
+    """The sentence comparing each way with one cooperative thread (sleep and echo), with the
+    workload's lesson after it; an empty list when there is no such comparison."""
+    claims = side_claims(rec)
+    if not claims:
+        return []
+    return ["Against one cooperative thread (ratio of medians, bootstrap interval): " +
+            "; ".join(f"{n} {ci_text(r['speedup'], r['ci95'])}, "
+                      f"{against(r['verdict'], r['ci95'], 'one thread')}"
+                      for n, _, r in claims) + ". " + lesson]
 
 
 def echo_paragraph(rec):
@@ -818,14 +824,8 @@ def echo_paragraph(rec):
         if name == "sequential" or s["wall_s"]["median"] is None:
             continue
         out.append(f"{name}: {judged(s)}, parallelism {par(s)}.")
-    claims = side_claims(rec)
-    if claims:
-        out.append("Against one cooperative thread (ratio of medians, bootstrap interval): " +
-                   "; ".join(f"{n} {ci_text(r['speedup'], r['ci95'])}, "
-                             f"{against(r['verdict'], r['ci95'], 'one thread')}"
-                             for n, _, r in claims) +
-                   ". Over 127.0.0.1 a round trip waits only for the other end's CPU, and "
-                   "clients and server share the same CPUs.")
+    out += against_one_thread(rec, "Over 127.0.0.1 a round trip waits only for the other end's "
+                              "CPU, and clients and server share the same CPUs.")
     return " ".join(out)
 
 

@@ -31,6 +31,8 @@ import os
 import re
 import subprocess
 import sys
+
+from contrast_check import check, checked
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -60,16 +62,6 @@ EXPECTED = {
               "multi-thread w=2", "threads", "processes w=1"],
     "cpython": ["sequential", "threads 2", "threads 4", "Pool 2", "Pool 4"],
 }
-
-checked = []
-
-
-def check(ok, what, detail=""):
-    if not ok:
-        print(f"FAIL: {what}" + (f"\n{detail}" if detail else ""), flush=True)
-        sys.exit(1)
-    checked.append(what)
-    print(f"ok: {what}", flush=True)
 
 
 def run(argv, timeout):

@@ -28,19 +28,12 @@ import os
 import random
 import subprocess
 import sys
+
+from contrast_check import need_debian_python
 import tempfile
 import time
 
-try:  # Debian's packages: scipy for the intervals, matplotlib for the chart
-    import matplotlib  # noqa: F401
-    import scipy  # noqa: F401
-except ImportError as e:
-    DEBIAN = "/usr/bin/python3"
-    if os.path.exists(DEBIAN) and os.path.realpath(sys.executable) != os.path.realpath(DEBIAN):
-        print(f"{e} under {sys.executable}; re-running under {DEBIAN}", flush=True)
-        os.execv(DEBIAN, [DEBIAN] + sys.argv)
-    sys.exit(f"{e}: install python3-scipy and python3-matplotlib")
-
+need_debian_python()
 MUST = {  # (workload, config): the verdicts allowed
     ("countdown", "single-lock N=2 interval"): {"same", "slower"},
     ("countdown", "single-lock N=2 ticks:100"): {"slower"},

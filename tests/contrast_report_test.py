@@ -29,29 +29,13 @@ import shutil
 import signal
 import subprocess
 import sys
+
+from contrast_check import check, checked, need_debian_python
 import tempfile
 import xml.etree.ElementTree as ET
 
-try:  # Debian's packages: scipy for the intervals, matplotlib for the chart
-    import matplotlib  # noqa: F401
-    import scipy  # noqa: F401
-except ImportError as e:
-    DEBIAN = "/usr/bin/python3"
-    if os.path.exists(DEBIAN) and os.path.realpath(sys.executable) != os.path.realpath(DEBIAN):
-        print(f"{e} under {sys.executable}; re-running under {DEBIAN}", flush=True)
-        os.execv(DEBIAN, [DEBIAN] + sys.argv)
-    sys.exit(f"{e}: install python3-scipy and python3-matplotlib")
-
+need_debian_python()
 HERE = os.path.dirname(os.path.abspath(__file__))
-checked = []
-
-
-def check(ok, what, detail=""):
-    if not ok:
-        print(f"FAIL: {what}" + (f"\n{detail}" if detail else ""), flush=True)
-        sys.exit(1)
-    checked.append(what)
-    print(f"ok: {what}", flush=True)
 
 
 def chromium():

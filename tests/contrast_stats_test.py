@@ -13,25 +13,11 @@ import os
 import random
 import sys
 
-try:  # Debian's scipy, for the BCa bootstrap (stats.py falls back without it)
-    import scipy  # noqa: F401
-except ImportError:
-    DEBIAN = "/usr/bin/python3"
-    if os.path.exists(DEBIAN) and os.path.realpath(sys.executable) != os.path.realpath(DEBIAN):
-        os.execv(DEBIAN, [DEBIAN] + sys.argv)
+from contrast_check import check, checked, need_debian_python
 
+need_debian_python(required=False)  # stats.py falls back without scipy
 sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
 import stats  # noqa: E402
-
-checked = []
-
-
-def check(ok, what, detail=""):
-    if not ok:
-        print(f"FAIL: {what}" + (f"\n{detail}" if detail else ""), flush=True)
-        sys.exit(1)
-    checked.append(what)
-    print(f"ok: {what}", flush=True)
 
 
 r = stats.paired_speedup([2.0] * 5, [1.0] * 5)
