@@ -67,6 +67,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -916,13 +917,7 @@ int main(int argc, char** argv) {
   app.add_option("--size", s.size, "echo, mixed: bytes per message")->capture_default_str();
   app.add_option("--idle-ms", s.idle_ms, "mixed, mode idle: how long the probe runs")
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return usage_error(app, e.what());
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
 
   static const std::map<std::string, std::vector<std::string>> modes = {
       {"countdown",

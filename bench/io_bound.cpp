@@ -29,6 +29,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -87,13 +88,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "io_bound: {}\n{}", message, app.help());
     return 2;
   };
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(e.what());
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   if (tasks < 1 || tasks > 10'000'000) return fail("--tasks wants 1 to 10000000");
   if (rounds < 1 || rounds > 1'000'000) return fail("--rounds wants 1 to 1000000");
   if (sleep_ms < 0 || sleep_ms > 3'600'000) return fail("--sleep-ms wants 0 to 3600000");

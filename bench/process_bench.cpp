@@ -41,6 +41,7 @@
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <weft/cli.hpp>
 #include <weft/weft.hpp>
 
 extern char** environ;
@@ -190,13 +191,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "process_bench: {}\n{}", message, app.help());
     return 2;
   };
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(e.what());
-  }
+  if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
   if (!only.empty() && only != "roundtrip" && only != "spawn") {
     return fail("--only wants roundtrip or spawn, not '" + only + "'");
   }

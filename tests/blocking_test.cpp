@@ -18,6 +18,7 @@
 #include <weft/blocking.hpp>
 #include <weft/weft.hpp>
 #include "support.hpp"
+#include "sync_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -474,13 +475,8 @@ TEST_CASE("cancels from another thread race job starts without loss or double re
 
 TEST_CASE("spawn_blocking works on every executor mode", "[blocking]") {
   pool_config config(8);
-  for (const weft::mode m :
-       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
-    if (!weft::mode_available(m)) continue;
-    INFO("mode " << weft::to_string(m));
-    weft::run_options options;
-    options.mode = m;
-    options.workers = 4;
+  for (const weft::run_options& options : weft::testing::every_mode(4)) {
+    INFO("mode " << weft::to_string(options.mode));
     CHECK(weft::run(options, many_from_one_executor(8, 20)) == 8 * (20 * 19 / 2));
     for (int round = 0; round < 3; ++round) CHECK(weft::run(options, cancel_races(500)));
   }

@@ -24,8 +24,11 @@
 #include <vector>
 
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using weft::testing::mailbox;
+using weft::testing::park_in;
 
 namespace {
 
@@ -130,22 +133,6 @@ TEST_CASE("spawn and join: every task runs exactly once", "[executors][stress]")
 }
 
 namespace {
-// Parks a task in a mailbox that a plain std::thread empties with executor::schedule.
-struct mailbox {
-  std::mutex m;
-  std::vector<std::coroutine_handle<>> parked;
-  weft::executor* executor = nullptr;
-};
-struct park_in {
-  mailbox& box;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    std::lock_guard lock(box.m);
-    box.executor = weft::executor::current();
-    box.parked.push_back(h);
-  }
-  void await_resume() const noexcept {}
-};
 
 weft::task<> wake_loop(mailbox& box, int rounds, std::atomic<long>& resumed) {
   for (int i = 0; i < rounds; ++i) {
@@ -163,7 +150,7 @@ weft::task<long> remote_wakeups(int tasks, int rounds) {
       std::vector<std::coroutine_handle<>> batch;
       weft::executor* ex = nullptr;
       {
-        std::lock_guard lock(box.m);
+        std::lock_guard lock(box.mutex);
         batch.swap(box.parked);
         ex = box.executor;
       }

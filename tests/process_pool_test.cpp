@@ -37,6 +37,7 @@
 #include <vector>
 
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using weft::task;
@@ -194,16 +195,8 @@ std::vector<weft::shared_buffer> make_buffers(int count) {
   return out;
 }
 
-std::int32_t open_fd_count_here() {
-  std::int32_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d) != nullptr) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
 std::int32_t worker_fd_count(int) {
-  return open_fd_count_here();
+  return static_cast<std::int32_t>(weft::testing::open_fd_count());
 }
 
 int not_registered(int x) {
@@ -255,13 +248,12 @@ int main(int argc, char** argv) {
 namespace {
 
 using weft::start_method;
+using weft::testing::no_children_left;
+using weft::testing::open_fd_count;
+using weft::testing::process_gone;
 
 const char* name_of(start_method m) {
   return m == start_method::spawn ? "spawn" : "fork";
-}
-
-std::size_t open_fd_count() {
-  return static_cast<std::size_t>(open_fd_count_here());
 }
 
 unsigned thread_count() {
@@ -316,16 +308,6 @@ pid_t parent_of(pid_t pid) {
   pid_t parent = -1;
   rest >> state >> parent;
   return parent;
-}
-
-bool no_children_left() {
-  siginfo_t info{};
-  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) == -1 && errno == ECHILD;
-}
-
-// True when no process `pid` exists any more (not even a zombie).
-bool process_gone(pid_t pid) {
-  return ::kill(pid, 0) == -1 && errno == ESRCH;
 }
 
 // True when `pid` has ended and closed its fds: gone, or a zombie waiting for its parent. Every

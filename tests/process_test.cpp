@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using weft::task;
@@ -33,27 +34,11 @@ namespace io = weft::io;
 
 extern char** environ;
 
+using weft::testing::no_children_left;
+using weft::testing::open_fd_count;
+using weft::testing::process_gone;
+
 namespace {
-
-std::size_t open_fd_count() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d) != nullptr) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-
-// True when this process has no child left, neither running nor a zombie.
-bool no_children_left() {
-  siginfo_t info{};
-  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) == -1 && errno == ECHILD;
-}
-
-// True when no process `pid` exists any more (not even a zombie).
-bool process_gone(pid_t pid) {
-  return ::kill(pid, 0) == -1 && errno == ESRCH;
-}
 
 template <class T>
 T run_main(task<T> t) {

@@ -21,10 +21,7 @@
 #include "sync_support.hpp"
 
 using namespace std::chrono_literals;
-using weft::testing::ends_cancelled;
-using weft::testing::executor_pool;
-using weft::testing::race_grant_and_cancel;
-using weft::testing::scaled;
+using namespace weft::testing;  // the shared helpers of support.hpp and sync_support.hpp
 
 namespace {
 

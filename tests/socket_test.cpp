@@ -18,21 +18,14 @@ using namespace std::chrono_literals;
 using weft::task;
 namespace io = weft::io;
 
+using weft::testing::open_fd_count;
+
 namespace {
 
 std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
   std::vector<std::byte> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = std::byte((i * 131 + seed) & 0xff);
   return v;
-}
-
-std::size_t open_fd_count() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d) != nullptr) ++n;
-    ::closedir(d);
-  }
-  return n;
 }
 
 template <class T>

@@ -1,15 +1,23 @@
 // Helpers shared by the unit tests.
 #pragma once
 
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 
+#include <cerrno>
+#include <coroutine>
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 #include <weft/errc.hpp>
+#include <weft/executor.hpp>
 #include <weft/task.hpp>
 
 namespace weft::testing {
@@ -42,6 +50,48 @@ inline void run_on_small_stack(std::size_t stack_bytes, std::function<void()> fn
   pthread_attr_destroy(&attr);
   if (ctx.error) std::rethrow_exception(ctx.error);
 }
+
+/// How many descriptors this process has open now (entries of /proc/self/fd, counting the one
+/// the count itself opens), for before/after leak checks.
+inline std::size_t open_fd_count() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+/// True when this process has no child left, neither running nor a zombie.
+inline bool no_children_left() {
+  siginfo_t info{};
+  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) == -1 && errno == ECHILD;
+}
+
+/// True when no process `pid` exists any more (not even a zombie).
+inline bool process_gone(pid_t pid) {
+  return ::kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+/// A place where tasks park (`co_await park_in{box}`) until a plain std::thread resumes them
+/// with `box.executor->schedule(handle)`: how the tests wake tasks from foreign threads.
+struct mailbox {
+  std::mutex mutex;
+  std::vector<std::coroutine_handle<>> parked;
+  weft::executor* executor = nullptr;
+};
+
+/// Parks the awaiting task in `box`, remembering the executor that must resume it.
+struct park_in {
+  mailbox& box;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    std::lock_guard lock(box.mutex);
+    box.executor = weft::executor::current();
+    box.parked.push_back(h);
+  }
+  void await_resume() const noexcept {}
+};
 
 namespace detail_support {
 inline weft::task<bool> fails_with_no_runtime(weft::task<> inner) {

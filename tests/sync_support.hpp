@@ -26,6 +26,21 @@ constexpr int scaled(int normal, int reduced) {
   return sanitized ? reduced : normal;
 }
 
+/// Run options for each executor mode this machine offers (cooperative, single-lock,
+/// multi-thread), each with `workers` threads: for a test that runs one body on every mode.
+inline std::vector<weft::run_options> every_mode(unsigned workers) {
+  std::vector<weft::run_options> out;
+  for (const weft::mode m :
+       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
+    if (!weft::mode_available(m)) continue;
+    weft::run_options options;
+    options.mode = m;
+    options.workers = workers;
+    out.push_back(options);
+  }
+  return out;
+}
+
 /// `n` cooperative executors, each running its loop on a thread of its own until the pool is
 /// destroyed. Tasks reach them with `weft::spawn_on(pool[i], ...)`; join every such task before
 /// the pool goes (the executors cancel what is still running when they stop).

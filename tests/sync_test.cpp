@@ -24,10 +24,7 @@
 #include "sync_support.hpp"
 
 using namespace std::chrono_literals;
-using weft::testing::ends_cancelled;
-using weft::testing::executor_pool;
-using weft::testing::race_grant_and_cancel;
-using weft::testing::scaled;
+using namespace weft::testing;  // the shared helpers of support.hpp and sync_support.hpp
 
 namespace {
 
@@ -650,13 +647,8 @@ weft::task<> mixed_workload(int n) {
 }  // namespace
 
 TEST_CASE("sync, channel and queue under every executor mode", "[sync][modes][threads]") {
-  for (weft::mode m :
-       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
-    if (!weft::mode_available(m)) continue;
-    INFO("mode " << weft::to_string(m));
-    weft::run_options options;
-    options.mode = m;
-    options.workers = 4;
+  for (const weft::run_options& options : every_mode(4)) {
+    INFO("mode " << weft::to_string(options.mode));
     weft::run(options, mixed_workload(scaled(20000, 5000)));
   }
 }

@@ -19,26 +19,10 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
+using weft::testing::mailbox;
+using weft::testing::park_in;
 
 namespace {
-
-// Parks the awaiting task in a mailbox that another thread empties with executor::schedule.
-struct mailbox {
-  std::mutex mutex;
-  std::vector<std::coroutine_handle<>> parked;
-  weft::executor* executor = nullptr;
-};
-
-struct park_in {
-  mailbox& box;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    std::lock_guard lock(box.mutex);
-    box.executor = weft::executor::current();
-    box.parked.push_back(h);
-  }
-  void await_resume() const noexcept {}
-};
 
 weft::task<> parked_task(mailbox& box, std::atomic<int>& resumed) {
   co_await park_in{box};

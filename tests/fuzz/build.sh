@@ -31,7 +31,7 @@ for name in "${names[@]}"; do
   bin=$out/${name}_fuzz
   stale=0
   [[ -x $bin ]] || stale=1
-  for f in "${sources[@]}" "${deps[@]}" tests/fuzz/fuzz_check.hpp tests/fuzz/build.sh; do
+  for f in "${sources[@]}" "${deps[@]}" tests/fuzz/fuzz_check.hpp tests/fuzz/seeds_flag.hpp tests/fuzz/build.sh; do
     [[ $f -nt $bin ]] && stale=1
   done
   if ((stale)); then

@@ -33,6 +33,7 @@
 
 #include "fuzz_check.hpp"
 #include "http_parser.hpp"
+#include "seeds_flag.hpp"
 
 using namespace weft::http;
 
@@ -356,15 +357,7 @@ void write_seeds(const std::string& dir) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
-  // libFuzzer ignores flags that start with "--"; this one is ours.
-  constexpr std::string_view flag = "--write-seeds=";
-  for (int i = 1; i < *argc; ++i) {
-    const std::string_view arg = (*argv)[i];
-    if (arg.starts_with(flag)) {
-      write_seeds(std::string(arg.substr(flag.size())));
-      std::exit(0);
-    }
-  }
+  weft::fuzzing::write_seeds_if_asked(*argc, *argv, write_seeds);
   return 0;
 }
 

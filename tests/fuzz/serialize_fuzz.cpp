@@ -37,6 +37,7 @@
 #include <weft/sched/serialize.hpp>
 
 #include "fuzz_check.hpp"
+#include "seeds_flag.hpp"
 
 namespace serial = weft::serial;
 
@@ -251,15 +252,7 @@ void write_seeds(const std::string& dir) {
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-  // libFuzzer ignores flags that start with "--"; this one is ours.
-  constexpr std::string_view flag = "--write-seeds=";
-  for (int i = 1; i < *argc; ++i) {
-    const std::string_view arg = (*argv)[i];
-    if (arg.starts_with(flag)) {
-      write_seeds(std::string(arg.substr(flag.size())));
-      std::exit(0);
-    }
-  }
+  weft::fuzzing::write_seeds_if_asked(*argc, *argv, write_seeds);
   return 0;
 }
 
