@@ -109,8 +109,11 @@ LOCK_KEYS = ("switches", "forced_switches", "lock_wait_s")
 EXTRA_KEYS = {"countdown": (), "sleep": ("tasks", "created", "ideal_s"), "echo": ("round_trips",),
               "mixed": ("rtt_p50_us", "rtt_p99_us", "rtt_max_us", "round_trips", "countdown_s"),
               "cpython": ()}
-# The seed's figures (Intel Core i3, COUNT=1e8, CPython of its day): quoted, never measured here.
-SEED = {"source": "from shared/seed/concurrency-in-python.md", "machine": "Intel Core i3",
+# The Python tutorial's figures (Intel Core i3, COUNT=1e8, CPython of its day): quoted, never
+# measured here.
+SEED = {"source": "Chosen aspects of concurrency in Python, "
+                  "http://blog.idego.pl/2015/11/12/threading-and-multiprocessing-in-python-3/",
+        "machine": "Intel Core i3",
         "count": 100_000_000, "wall_s": {"sequential": 9.16, "2 threads": 9.5, "4 threads": 10.7}}
 DASH = "\u2013"
 try:
