@@ -21,7 +21,7 @@ def pytest_configure(config):
     harness.OPTIONS["test_timeout"] = config.getoption("--test-timeout")
 
 
-class TestTimedOut(Exception):
+class TimeLimitExceeded(Exception):
     pass
 
 
@@ -32,7 +32,7 @@ def time_limit():
     seconds = harness.OPTIONS.get("test_timeout") or 0
 
     def expired(signum, frame):
-        raise TestTimedOut(f"the test ran past its {seconds:g} s limit")
+        raise TimeLimitExceeded(f"the test ran past its {seconds:g} s limit")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
