@@ -4,22 +4,27 @@
 and wait beside asyncio). It checks the plumbing and the JSON schema (keys present, numbers
 positive), never the speed.
 
-    python3 tests/processes_bench_smoke.py bench/processes.py BUILD_DIR
+    pytest-3 tests/processes_bench_smoke.py --build=BUILD_DIR
 """
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
+import harness
+
+driver = str(harness.source_dir() / "bench" / "processes.py")
+build = str(harness.build_dir())
 
 
 def positive(value, what):
     assert isinstance(value, (int, float)) and value > 0, (what, value)
 
 
-with tempfile.TemporaryDirectory() as tmp:
+def test_processes_driver(tmp_path):
+
+
+    tmp = str(tmp_path)
     out = Path(tmp) / "processes.json"
     r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
                         "--jobs=200", "--warmup=10", "--map-items=200", "--children=20",
@@ -81,4 +86,4 @@ with tempfile.TemporaryDirectory() as tmp:
         bad = subprocess.run([str(Path(build) / "bench" / "process_bench"), arg],
                              capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2, (arg, bad.returncode, bad.stderr)
-print("processes bench smoke: ok")
+    print("processes bench smoke: ok")

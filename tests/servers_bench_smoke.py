@@ -6,11 +6,16 @@ every byte is checked, the JSON holds the samples), never the speed."""
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
-with tempfile.TemporaryDirectory() as tmp:
+import harness
+
+driver = str(harness.source_dir() / "bench" / "servers.py")
+build = str(harness.build_dir())
+
+
+def test_servers_driver(tmp_path):
+    tmp = str(tmp_path)
     out = Path(tmp) / "servers.json"
     r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--only", "echo",
                         "--out", str(out)], capture_output=True, text=True, timeout=120)
@@ -32,4 +37,4 @@ with tempfile.TemporaryDirectory() as tmp:
     bad = subprocess.run([sys.executable, driver, "--pairs", "zero"], capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2, (bad.returncode, bad.stderr)
-print("servers bench smoke: ok")
+    print("servers bench smoke: ok")

@@ -3,22 +3,27 @@
 sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers). It
 checks the plumbing and the JSON schema (keys present, numbers positive), never the speed.
 
-    python3 tests/threads_bench_smoke.py bench/threads.py BUILD_DIR
+    pytest-3 tests/threads_bench_smoke.py --build=BUILD_DIR
 """
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
+import harness
+
+driver = str(harness.source_dir() / "bench" / "threads.py")
+build = str(harness.build_dir())
 
 
 def positive(value, what):
     assert isinstance(value, (int, float)) and value > 0, (what, value)
 
 
-with tempfile.TemporaryDirectory() as tmp:
+def test_threads_driver(tmp_path):
+
+
+    tmp = str(tmp_path)
     out = Path(tmp) / "threads.json"
     r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
                         "--io-tasks=200", "--io-rounds=2", "--io-sleep-ms=10", "--tasks=5000",
@@ -78,4 +83,4 @@ with tempfile.TemporaryDirectory() as tmp:
         bad = subprocess.run([str(Path(build) / exe), arg], capture_output=True, text=True,
                              timeout=30)
         assert bad.returncode == 2, (exe, bad.returncode, bad.stderr)
-print("threads bench smoke: ok")
+    print("threads bench smoke: ok")
