@@ -46,7 +46,7 @@ import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
 from threads import (Suite, countdown_halves, countdown_sample, fmt, last_fields, loadavg, log,
-                     machine, median, row, run_cmd, run_suites, write_results)
+                     machine, median, print_figures, row, run_cmd, run_suites, write_results)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -259,28 +259,11 @@ def print_table(rows, result, quick):
                       f"{fmt(r['baseline_value'], digits)} {r['unit']}",
                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("goal", ""),
                       r.get("verdict", ""), r["baseline"]])
-    widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
-
-    def line(cells):
-        return "  ".join(c.rjust(widths[i]) if 2 <= i <= 4 else c.ljust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
     load = result["load_before"], result["load_after"]
-    print(f"processes benchmark ({result['reps']} reps, medians; ratio = median of per-rep "
-          f"ratios baseline / weft, so > 1 means weft is faster; load average before {load[0]}, "
-          f"after {load[1]}; nproc {result['machine']['nproc']})")
-    print(line(head))
-    print("-" * len(line(head)))
-    for t in table:
-        print(line(t))
-    for r in rows:
-        if r.get("detail"):
-            print(f"  {r['suite']} {r['figure']}: {r['detail']}")
-    for name in SUITES:
-        for e in result.get(name, {}).get("errors", []):
-            print(f"error: {name} {e}")
-    if quick:
-        print("note: --quick runs one tiny repetition: a smoke test of the plumbing, not a "
-              "measurement (PASS/MISS there mean nothing)")
+    print_figures(f"processes benchmark ({result['reps']} reps, medians; ratio = median of "
+                  f"per-rep ratios baseline / weft, so > 1 means weft is faster; load average "
+                  f"before {load[0]}, after {load[1]}; nproc {result['machine']['nproc']})",
+                  head, table, rows, result, SUITES, quick)
 
 
 def parse_args(argv):

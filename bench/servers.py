@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -40,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import threads  # shared with ./run bench threads: the machine's description
 
 ECHO_SIZES = (64, 4096)
 ECHO_CONNECTIONS = (50, 500)
@@ -635,19 +636,8 @@ def suite_file(args, rows, workdir_unused):
 
 
 def machine(args):
-    def first_line(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=10).stdout.splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return None
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), None)
-    except OSError:
-        pass
+    """threads.py's machine, and what the servers suite adds: the build type, nginx, wrk and
+    the CPUs the server and the load generator are pinned to."""
     buildtype = None
     try:
         with open(os.path.join(args.build, "meson-info", "intro-buildoptions.json")) as f:
@@ -655,12 +645,10 @@ def machine(args):
     except (OSError, ValueError):
         pass
     return {
-        "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
-        "compiler": first_line(["c++", "--version"]), "buildtype": buildtype,
-        "go": first_line(["go", "version"]) if shutil.which("go") else None,
+        **threads.machine(args), "buildtype": buildtype,
         "nginx": (subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
                   if shutil.which("nginx") else None),
-        "wrk": first_line(["wrk", "-v"]) if shutil.which("wrk") else None,
+        "wrk": threads.first_line(["wrk", "-v"]) if shutil.which("wrk") else None,
         "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
     }
 

@@ -495,14 +495,21 @@ def print_table(rows, result, quick):
                       f"{fmt(r['baseline_value'], digits)} {r['unit']}",
                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("goal", ""),
                       r.get("verdict", "")])
+    load = result["load_before"], result["load_after"]
+    print_figures(f"threads benchmark ({result['reps']} reps, medians; ratio = median of "
+                  f"per-rep ratios; countdown: sequential / mode; load average before {load[0]}, "
+                  f"after {load[1]})", head, table, rows, result, SUITES, quick)
+
+
+def print_figures(title, head, table, rows, result, suites, quick):
+    """The figures table of bench/threads.py and bench/processes.py: the title, the columns
+    padded (value, baseline and ratio right-aligned), each row's detail, each suite's errors."""
     widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
 
     def line(cells):
         return "  ".join(c.rjust(widths[i]) if 2 <= i <= 4 else c.ljust(widths[i])
                          for i, c in enumerate(cells)).rstrip()
-    load = result["load_before"], result["load_after"]
-    print(f"threads benchmark ({result['reps']} reps, medians; ratio = median of per-rep ratios; "
-          f"countdown: sequential / mode; load average before {load[0]}, after {load[1]})")
+    print(title)
     print(line(head))
     print("-" * len(line(head)))
     for t in table:
@@ -510,7 +517,7 @@ def print_table(rows, result, quick):
     for r in rows:
         if r.get("detail"):
             print(f"  {r['suite']} {r['figure']}: {r['detail']}")
-    for name in SUITES:
+    for name in suites:
         for e in result.get(name, {}).get("errors", []):
             print(f"error: {name} {e}")
     if quick:
@@ -518,13 +525,16 @@ def print_table(rows, result, quick):
               "measurement (PASS/MISS there mean nothing)")
 
 
+def first_line(argv, timeout=30):
+    """The first line a program prints, or None (not installed, no output, too slow)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=timeout).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def machine(args):
-    def first_line(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=30).stdout.splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return None
     cpu = None
     try:
         with open("/proc/cpuinfo") as f:
