@@ -85,7 +85,7 @@ import time
 # Shared with ./run bench threads and processes: the rotated repetition loop (a failed run is
 # recorded, not fatal), running a program with a time limit, its key=value last line, the
 # machine's description, the load average.
-from threads import last_fields, loadavg, log, machine, median, rotated, run_cmd
+from threads import apply_defaults, last_fields, loadavg, log, machine, median, rotated, run_cmd
 
 import report_html
 import stats
@@ -1324,9 +1324,7 @@ def parse_args(argv):
                 "sleep_ms": (100, 10), "connections": (1000, 50), "round_trips": (10, 2),
                 "size": (64, 64), "mixed_count": (300_000_000, 2_000_000),
                 "python_count": (20_000_000, 200_000)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
+    apply_defaults(ap, args, defaults, positive=False)  # positive_int checked them already
     args.n = sorted(set(args.n))
     if args.min_pairs < 3 and not args.quick:
         ap.error("--min-pairs wants 3 or more (an interval needs them); --quick allows fewer")

@@ -35,7 +35,6 @@ Nothing here is a test of speed: PASS/MISS compare the medians with the targets,
 (one tiny repetition) only checks the plumbing. Exit status 0 when every run worked, 1 when some
 run failed, 2 on bad arguments.
 """
-import argparse
 import datetime
 import os
 import platform
@@ -45,8 +44,9 @@ import sys
 import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
-from threads import (Suite, countdown_halves, countdown_sample, fmt, last_fields, loadavg, log,
-                     machine, median, print_figures, row, run_cmd, run_suites, write_results)
+from threads import (Suite, apply_defaults, countdown_halves, countdown_sample, driver_args, fmt,
+                     last_fields, loadavg, log, machine, median, print_figures, row, run_cmd,
+                     run_suites, write_results)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -267,15 +267,8 @@ def print_table(rows, result, quick):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="weft's processes benchmark: process pool and spawner vs Python",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    ap.add_argument("--build", default="build", help="meson build directory (default: build)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick 1)")
-    ap.add_argument("--quick", action="store_true",
-                    help="one repetition with tiny sizes (a smoke test, not a measurement)")
-    ap.add_argument("--only", action="append", choices=SUITES, help="run only this suite")
-    ap.add_argument("--out", default="bench-results/processes.json", help="JSON output file")
+    ap = driver_args("weft's processes benchmark: process pool and spawner vs Python",
+                     __doc__.split("\n\n", 2)[2], SUITES, "bench-results/processes.json")
     ap.add_argument("--count", type=int, help="countdown count (default 4e9; --quick 2e7)")
     ap.add_argument("--jobs", type=int, help="roundtrip: sequential jobs (default 20000; "
                     "quick 300)")
@@ -292,11 +285,7 @@ def parse_args(argv):
     defaults = {"reps": (5, 1), "count": (4_000_000_000, 20_000_000), "jobs": (20_000, 300),
                 "warmup": (1_000, 20), "map_items": (10_000, 300), "children": (1_000, 40),
                 "concurrency": (8, 8), "spawn_warmup": (50, 5)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
-        if getattr(args, k) <= 0:
-            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+    apply_defaults(ap, args, defaults)
     if args.jobs < 2:
         ap.error("--jobs wants 2 or more")
     return args

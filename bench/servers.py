@@ -154,21 +154,8 @@ class Server:
         return False
 
 
-def run_client(argv, timeout):
-    """Runs a load generator to its end (killed at the timeout); returns (status, out, err)."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return None, out, err + f"\n(killed after {timeout:.0f} s)"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+# A load generator runs to its end (killed at the timeout): (status, out, err).
+run_client = threads.run_cmd
 
 
 def measured(server_name, server_argv, port, args, workdir, load, cwd=None):

@@ -85,6 +85,9 @@ def run_cmd(argv, timeout):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         return None, out, err + f"\n(killed after {timeout:.0f} s)"
+    finally:
+        if proc.poll() is None:  # interrupted: nothing of the group outlives the run
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def last_fields(out):
@@ -547,16 +550,33 @@ def machine(args):
             "go": first_line(["go", "version"]) if shutil.which("go") else None}
 
 
-def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="weft's threads benchmark: single-lock and multi-thread executors",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+def driver_args(description, epilog, suites, out):
+    """The options bench/threads.py and bench/processes.py share: --build, --reps, --quick,
+    --only, --out."""
+    ap = argparse.ArgumentParser(description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="meson build directory (default: build)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick 1)")
     ap.add_argument("--quick", action="store_true",
                     help="one repetition with tiny sizes (a smoke test, not a measurement)")
-    ap.add_argument("--only", action="append", choices=SUITES, help="run only this suite")
-    ap.add_argument("--out", default="bench-results/threads.json", help="JSON output file")
+    ap.add_argument("--only", action="append", choices=suites, help="run only this suite")
+    ap.add_argument("--out", default=out, help="JSON output file")
+    return ap
+
+
+def apply_defaults(ap, args, defaults, positive=True):
+    """Sets each option left out to its (full, quick) default; with `positive`, refuses one
+    that is not above zero (exit status 2, through the parser)."""
+    for k, (full, quick) in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, quick if args.quick else full)
+        if positive and getattr(args, k) <= 0:
+            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+
+
+def parse_args(argv):
+    ap = driver_args("weft's threads benchmark: single-lock and multi-thread executors",
+                     __doc__.split("\n\n", 2)[2], SUITES, "bench-results/threads.json")
     ap.add_argument("--count", type=int, help="countdown count (default 2e9; --quick 2e7)")
     ap.add_argument("--io-tasks", type=int, help="io: tasks/threads (default 10000; quick 500)")
     ap.add_argument("--io-rounds", type=int, help="io: sleeps per task (default 5; quick 2)")
@@ -572,11 +592,7 @@ def parse_args(argv):
                 "io_rounds": (5, 2), "io_sleep_ms": (100, 20), "tasks": (1_000_000, 20_000),
                 "round_trips": (200_000, 20_000), "echo_connections": (100, 20),
                 "echo_duration": (3.0, 0.5)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
-        if getattr(args, k) <= 0:
-            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+    apply_defaults(ap, args, defaults)
     return args
 
 
