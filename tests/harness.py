@@ -144,3 +144,26 @@ class ServerProcess:
         left = self.orphans()
         if left and exc[0] is None:
             raise AssertionError(f"{' '.join(self.argv)} left processes behind: {left}")
+
+
+def positive(value, what):
+    """Asserts a figure is a number above zero (a smoke test checks plumbing, never speed)."""
+    assert isinstance(value, (int, float)) and value > 0, (what, value)
+
+
+def run_driver(script, out, *args, timeout=120):
+    """Runs bench/SCRIPT --build BUILD --quick ARGS --out OUT under this python3; asserts it
+    exited 0 and returns (the completed process, the JSON it wrote)."""
+    import json
+    import sys
+    r = subprocess.run([sys.executable, str(source_dir() / "bench" / script), "--build",
+                        str(build_dir()), "--quick", *map(str, args), "--out", str(out)],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    return r, json.loads(Path(out).read_text())
+
+
+def refused(argv, timeout=30):
+    """Asserts argv exits 2 (bad arguments are refused, not ignored)."""
+    bad = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+    assert bad.returncode == 2, (argv, bad.returncode, bad.stderr)

@@ -6,33 +6,17 @@ positive), never the speed.
 
     pytest-3 tests/processes_bench_smoke.py --build=BUILD_DIR
 """
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-import harness
-
-driver = str(harness.source_dir() / "bench" / "processes.py")
-build = str(harness.build_dir())
-
-
-def positive(value, what):
-    assert isinstance(value, (int, float)) and value > 0, (what, value)
+from harness import build_dir, positive, refused, run_driver
 
 
 def test_processes_driver(tmp_path):
-
-
-    tmp = str(tmp_path)
-    out = Path(tmp) / "processes.json"
-    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
-                        "--jobs=200", "--warmup=10", "--map-items=200", "--children=20",
-                        "--spawn-warmup=2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=100)
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    r, data = run_driver("processes.py", tmp_path / "processes.json", "--count=5000000",
+                         "--jobs=200", "--warmup=10", "--map-items=200", "--children=20",
+                         "--spawn-warmup=2", timeout=100)
     assert "processes benchmark" in r.stdout, r.stdout[-2000:]
-    data = json.loads(out.read_text())
     for key in ("date", "command", "machine", "reps", "quick", "settings", "load_before",
                 "load_after", "results", "countdown", "roundtrip", "spawn"):
         assert key in data, (key, sorted(data))
@@ -79,11 +63,8 @@ def test_processes_driver(tmp_path):
     assert sp["samples"]["weft io::command"][0]["raw"]["spawn"]["children"] == 20, sp
 
     # Bad arguments are refused with status 2, not ignored.
-    bad = subprocess.run([sys.executable, driver, "--reps", "0"], capture_output=True, text=True,
-                         timeout=30)
-    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+    refused([sys.executable, Path(__file__).parent.parent / "bench" / "processes.py", "--reps",
+             "0"])
     for arg in ("--jobs=zero", "--only=nothing", "--start-method=vfork", "--children=0"):
-        bad = subprocess.run([str(Path(build) / "bench" / "process_bench"), arg],
-                             capture_output=True, text=True, timeout=30)
-        assert bad.returncode == 2, (arg, bad.returncode, bad.stderr)
+        refused([build_dir() / "bench" / "process_bench", arg])
     print("processes bench smoke: ok")
