@@ -298,13 +298,19 @@ def echo_load(args, client_argv, connections, size):
                             f"{(err.strip() or out.strip())[-300:]}")
             return res
         res.update({k: float(v) for k, v in fields.items()})
-        res["ok"] = res["errors"] == 0
-        if not res["ok"]:
-            res["error"] = f"echo_client counted {int(res['errors'])} errors"
-        res["value"] = res["messages_per_s"]
-        res["count"] = res["messages"]
-        return res
+        return load_result(res, res["errors"] == 0,
+                           f"echo_client counted {int(res['errors'])} errors",
+                           res["messages_per_s"], res["messages"])
     return load
+
+
+def load_result(res, ok, error, value, count):
+    """A load run's result: ok or the error, the figure (per second) and what it counted."""
+    res["ok"] = ok
+    if not ok:
+        res["error"] = error
+    res["value"], res["count"] = value, count
+    return res
 
 
 def build_go(workdir):
@@ -437,12 +443,9 @@ def wrk_load(args, path):
                          out)
         res["non_2xx"] = int(bad.group(1)) if bad else 0
         res["socket_errors"] = sum(map(int, sock.groups())) if sock else 0
-        res["ok"] = res["non_2xx"] == 0 and res["requests"] > 0
-        if not res["ok"]:
-            res["error"] = f"{res['non_2xx']} non-2xx responses of {res['requests']}"
-        res["value"] = res["requests_per_s"]
-        res["count"] = res["requests"]
-        return res
+        return load_result(res, res["non_2xx"] == 0 and res["requests"] > 0,
+                           f"{res['non_2xx']} non-2xx responses of {res['requests']}",
+                           res["requests_per_s"], res["requests"])
     return load
 
 
