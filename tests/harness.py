@@ -167,3 +167,27 @@ def refused(argv, timeout=30):
     """Asserts argv exits 2 (bad arguments are refused, not ignored)."""
     bad = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
     assert bad.returncode == 2, (argv, bad.returncode, bad.stderr)
+
+
+class EndOfStream(ConnectionError, EOFError):
+    """The peer closed before the bytes a test waited for (both an EOFError and a
+    ConnectionError, so either kind of handler sees it)."""
+
+
+def recv_exact(s, n, chunk=1 << 20):
+    """Exactly n bytes from socket s, or EndOfStream naming how many came."""
+    parts, got = [], 0
+    while got < n:
+        b = s.recv(min(n - got, chunk))
+        if not b:
+            raise EndOfStream(f"end of stream after {got} of {n} bytes")
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def reset(s):
+    """Closes s with an RST (SO_LINGER 0): a peer that vanishes mid-conversation."""
+    import struct
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()

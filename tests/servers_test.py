@@ -25,7 +25,6 @@ import selectors
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -33,7 +32,8 @@ import time
 
 import pytest
 
-from harness import PROGRAMS as ARGS
+from harness import PROGRAMS as ARGS, recv_exact
+from harness import reset as rst_close
 
 PASSED = 0
 FAILURES = []
@@ -245,22 +245,6 @@ def connect(addr, timeout=10.0):
     s = socket.create_connection(addr, timeout=timeout)
     s.settimeout(timeout)
     return s
-
-
-def rst_close(s):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
-def recv_exact(s, n):
-    parts, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError(f"end of stream after {got} of {n} bytes")
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
 
 
 def wait_eof(s, timeout):
