@@ -67,12 +67,19 @@ def markdown_table(head, rows):
 def provenance(result, source):
     m = result.get("machine", {})
     s = result.get("settings", {})
-    command = " ".join(result.get("command", []))
+    argv = list(result.get("command", []))
+    scratch = ""
+    if "--out-dir" in argv[:-1]:
+        i = argv.index("--out-dir") + 1
+        if not argv[i].startswith("bench/results"):
+            # A scratch directory outside the repository: named by role, not by its path.
+            argv[i], scratch = "DIR", " (DIR: a scratch directory; its files were copied here)"
+    command = " ".join(argv)
     load = result.get("load_before") or []
     margin = s.get("margin")
     lines = [
         f"The figures below come from one run: `{command}`, started {result.get('date')}, "
-        f"{result.get('total_s', 0):.0f} s in all; results file `{source}`.",
+        f"{result.get('total_s', 0):.0f} s in all; results file `{source}`{scratch}.",
         "",
         f"- machine: {m.get('cpu')}, {m.get('nproc')} CPUs, Linux {m.get('kernel')}, "
         f"{m.get('compiler')}, {m.get('buildtype')} build, {m.get('python')}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """weft's contrast benchmark (./run bench): what threads, processes and coroutines each buy, by
 measurement. One program, build/bench/contrast, runs four workloads each way weft knows; CPython
-runs the seed's countdown beside them.
+runs the Python tutorial's countdown beside them.
 
     python3 bench/contrast.py [--build build] [--quick] [--min-pairs N] [--max-pairs N]
                               [--budget S] [--target-s S] [--n N ...] [--out-dir bench/results]
@@ -9,7 +9,7 @@ runs the seed's countdown beside them.
     python3 bench/contrast.py compare A.json B.json
 
 Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
-  countdown  the seed's `while n > 0: n -= 1` over --count (calibrated at the start so that
+  countdown  the tutorial's `while n > 0: n -= 1` over --count (calibrated at the start so that
              sequential takes --target-s, 0.5 s, here, at least 3e8; quick 2e6) split into N
              parts, N = --n (1 2 4): cooperative (N tasks, one thread), single-lock
              --gil=interval (the new GIL) and --gil=ticks:100 (the old GIL, at 1/16 of the
@@ -29,7 +29,7 @@ Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
   cpython    bench/reference/countdown.py over --python-count (calibrated like the countdown;
              quick 2e5) with this interpreter: sequential, threads N and Pool(N) for each --n
              above 1 (multiprocessing's default start method), and a "GIL side by side" table:
-             the seed's own figures, CPython here and weft's single-lock (and process_pool
+             the tutorial's own figures, CPython here and weft's single-lock (and process_pool
              beside Pool) from the same run.
 
 Paired design: every configuration runs in pairs with its baseline (sequential; idle for
@@ -867,7 +867,7 @@ def mixed_paragraph(rec):
 
 
 def side_by_side(rec, countdown):
-    """The GIL side by side: the seed's quoted figures, CPython here, weft's single-lock and
+    """The GIL side by side: the tutorial's quoted figures, CPython here, weft's single-lock and
     process pool here, each as a speed-up against its own sequential, with intervals."""
     py = {c["name"]: c["summary"] for c in rec["configs"]}
     wf = {c["name"]: c["summary"] for c in countdown["configs"]} if countdown else {}
@@ -939,7 +939,7 @@ def cpython_paragraph(rec, rows):
             elif p is not None and p < 1.2:
                 text += ": the GIL lets one thread count at a time"
             if r["seed"]["speedup"]:
-                text += f" (the seed's i3: {r['seed']['speedup']:.2f}x)"
+                text += f" (the tutorial's i3: {r['seed']['speedup']:.2f}x)"
         else:
             most = min(n, cpus)
             text += (f" of a possible {most}: the processes ran in parallel"
