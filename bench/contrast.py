@@ -911,7 +911,7 @@ def print_side_by_side(rows, rec, countdown):
              c(r["seed"]), c(r["cpython"]), c(r["weft"])] for r in rows]
     print_table(head, body)
     print(f"speed-up against each one's own sequential, 95% intervals from paired samples; the "
-          f"seed's figures are quoted {SEED['source']}; Pool uses multiprocessing's default "
+          f"tutorial's figures are quoted from {SEED['source']}; Pool uses multiprocessing's default "
           f"start method, {rec.get('start_method')}")
 
 
