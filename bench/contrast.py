@@ -911,8 +911,8 @@ def print_side_by_side(rows, rec, countdown):
              c(r["seed"]), c(r["cpython"]), c(r["weft"])] for r in rows]
     print_table(head, body)
     print(f"speed-up against each one's own sequential, 95% intervals from paired samples; the "
-          f"tutorial's figures are quoted from {SEED['source']}; Pool uses multiprocessing's default "
-          f"start method, {rec.get('start_method')}")
+          f"tutorial's figures are quoted from {SEED['source']}; Pool uses multiprocessing's "
+          f"default start method, {rec.get('start_method')}")
 
 
 def cpython_paragraph(rec, rows):
@@ -1065,8 +1065,8 @@ def chart(result, path):
                 rows = rec.get("side_by_side", [])
 
                 rows = [r for r in rows if r["way"] != "sequential"]
-                series = [("seed (i3, quoted)", [(r["seed"]["speedup"], None) for r in rows],
-                           "not in the seed"),
+                series = [("the tutorial (i3, quoted)",
+                           [(r["seed"]["speedup"], None) for r in rows], "not in the tutorial"),
                           (f"CPython {platform.python_version()}",
                            [vc(r["cpython"]) for r in rows], "FAILED"),
                           ("weft (single-lock / process_pool)",
