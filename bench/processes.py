@@ -39,14 +39,12 @@ import datetime
 import os
 import platform
 import re
-import subprocess
 import sys
-import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
-from threads import (Suite, apply_defaults, countdown_halves, countdown_sample, driver_args, fmt,
-                     last_fields, loadavg, log, machine, median, print_figures, row, run_cmd,
-                     run_suites, write_results)
+from threads import (PARALLEL, Suite, apply_defaults, ceiling_row, countdown_suite, driver_args,
+                     fmt, loadavg, log, machine, median, print_figures, row, run_cmd, run_suites,
+                     write_results)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,21 +88,13 @@ def run_program(argv, expect, timeout=900):
 
 
 def suite_countdown(args, rows, result):
-    exe = os.path.join(args.build, "examples", "countdown")
     configs = {
         "sequential": ["--mode=sequential"],
         "processes w=2 spawn": ["--mode=processes", "--workers=2", "--start-method=spawn"],
         "processes w=2 fork": ["--mode=processes", "--workers=2", "--start-method=fork"],
     }
-    parallel = "2 processes x C/2 (no runtime)"
-    suite = Suite("countdown", list(configs) + [parallel])
-
-    def one(config):
-        if config == parallel:
-            return countdown_halves(exe, args.count)
-        return countdown_sample(exe, args.count, configs[config])
-
-    suite.run(args.reps, one)
+    parallel = PARALLEL
+    suite = countdown_suite(args, configs)
     result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors,
                            "medians_s": {c: suite.med(c) for c in suite.configs}}
     seq = suite.med("sequential")
@@ -112,11 +102,7 @@ def suite_countdown(args, rows, result):
         r, rs = suite.ratio("sequential", config)
         rows.append(row("countdown", f"speedup {config}", suite.med(config), "s", "sequential",
                         seq, r, rs, (">=", 1.85), speedup=True))
-    r, rs = suite.ratio("sequential", parallel)
-    each = [w for s in suite.samples[parallel] if s for w in s["each_wall_s"] if w]
-    rows.append(row("countdown", f"speedup {parallel}", suite.med(parallel), "s", "sequential",
-                    seq, r, rs, None, f"the machine's own parallelism (the ceiling); each half "
-                    f"took {fmt(median(each), 3)} s (median)", speedup=True))
+    rows.append(ceiling_row(suite, "the machine's own parallelism (the ceiling)"))
     r, rs = suite.ratio(parallel, "processes w=2 spawn")
     rows.append(row("countdown", "processes w=2 spawn vs 2 bare processes",
                     suite.med("processes w=2 spawn"), "s", parallel, suite.med(parallel), r, rs,

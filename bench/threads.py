@@ -162,38 +162,56 @@ def countdown_sample(exe, count, options):
     return {"value": fields["wall_s"], "unit": "s", "lines": lines}
 
 
-def suite_countdown(args, rows, result):
+# What the machine itself gives: two processes without any runtime, each counting half, at
+# once (the wall time from starting both to the end of both). If this is not ~2x faster than
+# sequential, no executor can be: the CPUs are not free to run two threads at full speed.
+PARALLEL = "2 processes x C/2 (no runtime)"
+
+
+def countdown_suite(args, configs, sample=None):
+    """examples/countdown in each configuration (name -> arguments) and as PARALLEL, args.reps
+    times; `sample` may add to each configuration's sample. Shared with bench/processes.py."""
     exe = os.path.join(args.build, "examples", "countdown")
+    suite = Suite("countdown", list(configs) + [PARALLEL])
+
+    def one(config):
+        if config == PARALLEL:
+            return countdown_halves(exe, args.count)
+        s = countdown_sample(exe, args.count, configs[config])
+        return sample(s) if sample else s
+
+    suite.run(args.reps, one)
+    return suite
+
+
+def ceiling_row(suite, what):
+    """The row of PARALLEL against sequential: what the machine gives, and each half's time."""
+    r, rs = suite.ratio("sequential", PARALLEL)
+    each = [w for s in suite.samples[PARALLEL] if s for w in s["each_wall_s"] if w]
+    return row("countdown", f"speedup {PARALLEL}", suite.med(PARALLEL), "s", "sequential",
+               suite.med("sequential"), r, rs, None,
+               f"{what}; each half took {fmt(median(each), 3)} s (median)", speedup=True)
+
+
+def with_lock_counters(s):
+    lock = [line for line in s["lines"] if line.startswith("single-lock:")]
+    if lock:  # the second-to-last line: the lock's counters
+        s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}
+    return s
+
+
+def suite_countdown(args, rows, result):
     configs = {
         "sequential": ["--mode=sequential"],
         "multi-thread w=2": ["--mode=multi-thread", "--workers=2"],
         "single-lock w=2": ["--mode=single-lock", "--workers=2"],
         "single-lock w=2 ticks:100": ["--mode=single-lock", "--workers=2", "--gil=ticks:100"],
     }
-    # What the machine itself gives: two processes without any runtime, each counting half, at
-    # once (the wall time from starting both to the end of both). If this is not ~2x faster than
-    # sequential, no executor can be: the CPUs are not free to run two threads at full speed.
-    parallel = "2 processes x C/2 (no runtime)"
-    suite = Suite("countdown", list(configs) + [parallel])
-
-    def one(config):
-        if config == parallel:
-            return countdown_halves(exe, args.count)
-        s = countdown_sample(exe, args.count, configs[config])
-        lines = s["lines"]
-        lock = [line for line in lines if line.startswith("single-lock:")]
-        if lock:  # the second-to-last line: the lock's counters
-            s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}
-        return s
-
-    suite.run(args.reps, one)
+    parallel = PARALLEL
+    suite = countdown_suite(args, configs, with_lock_counters)
     result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors}
     seq = suite.med("sequential")
-    r, rs = suite.ratio("sequential", parallel)
-    each = [w for s in suite.samples[parallel] if s for w in s["each_wall_s"] if w]
-    rows.append(row("countdown", f"speedup {parallel}", suite.med(parallel), "s", "sequential",
-                    seq, r, rs, None, f"the machine's own parallelism; each half took "
-                    f"{fmt(median(each), 3)} s (median)", speedup=True))
+    rows.append(ceiling_row(suite, "the machine's own parallelism"))
     r, rs = suite.ratio(parallel, "multi-thread w=2")
     rows.append(row("countdown", "multi-thread w=2 vs 2 processes", suite.med("multi-thread w=2"),
                     "s", parallel, suite.med(parallel), r, rs, None,

@@ -14,12 +14,10 @@ and, at the end of the block, stops it with SIGINT and requires exit status 0. T
 `kill -INT %1` is that server. Ports 9000-9099 in a block are replaced by free ones.
 
 usage: pytest-3 tests/docs_test.py --build DIR [--source DIR]"""
-import os
 import re
 import signal
 import subprocess
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
