@@ -542,26 +542,17 @@ def noise(rec):
 # terminal
 
 
-def fs(v):
-    """Seconds, with enough digits for --quick's milliseconds."""
-    if v is None:
-        return "-"
-    return f"{v:.3f}" if v >= 0.1 else f"{v:.4f}" if v >= 0.001 else f"{v:.2g}"
+def dash_for_none(format_value):
+    """A cell formatter that shows a missing figure (None) as '-'."""
+    return lambda v, *a: "-" if v is None else format_value(v, *a)
 
 
-def fx(v, digits=2):
-    return "-" if v is None else f"{v:,.{digits}f}x"
-
-
-def fr(v):
-    """A ratio with digits where they matter: 0.04x, 1.32x, 13.3x, 166x."""
-    if v is None:
-        return "-"
-    return f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
-
-
-def fn(v, digits=0):
-    return "-" if v is None else f"{v:,.{digits}f}"
+# Seconds, with enough digits for --quick's milliseconds.
+fs = dash_for_none(lambda v: f"{v:.3f}" if v >= 0.1 else f"{v:.4f}" if v >= 0.001 else f"{v:.2g}")
+fx = dash_for_none(lambda v, digits=2: f"{v:,.{digits}f}x")
+# A ratio with digits where they matter: 0.04x, 1.32x, 13.3x, 166x.
+fr = dash_for_none(lambda v: f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
+fn = dash_for_none(lambda v, digits=0: f"{v:,.{digits}f}")
 
 
 def sci(n):
