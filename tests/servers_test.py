@@ -9,11 +9,13 @@ check (pytest -s shows them); a test fails when any of its checks failed, after 
 all. Standard library and pytest, plus the curl CLI.
 
 The tests that matter for threading (concurrency, resets, timeouts, files, shutdown) run once per
-executor in WEFT_SERVER_MODES: cooperative, then --mode=multi-thread --workers=2 and 4, and --mode=single-lock
---workers=2 (named "multi-thread:2" and so on). Such a run is named NAME[MODE], e.g.
-echo_reset[multi-thread:4], and each of its checks starts with [MODE]; the cooperative run keeps
-the plain name. pytest's -k matches these names, so -k multi-thread picks the multi-thread runs.
+executor in WEFT_SERVER_MODES (by default: cooperative, then --mode=multi-thread --workers=2 and
+4, and --mode=single-lock --workers=2, named "multi-thread:2" and so on). Such a run is named
+NAME[MODE], e.g. echo_reset[multi-thread:4], and each of its checks starts with [MODE]; the
+cooperative run keeps the plain name. pytest's -k matches these names, so -k multi-thread picks
+the multi-thread runs.
 """
+import contextlib
 import ctypes
 import hashlib
 import http.client
@@ -239,6 +241,18 @@ def curl(*args, timeout=60):
 
 # ---------------------------------------------------------------------------------------------
 # Sockets
+
+
+@contextlib.contextmanager
+def reported(what, sock):
+    """The block runs with `sock` and closes it; an exception in it fails the check `what`
+    (the test goes on with its other checks)."""
+    try:
+        yield sock
+    except Exception as e:
+        check(False, what, f"{e.__class__.__name__}: {e}")
+    finally:
+        sock.close()
 
 
 def connect(addr, timeout=10.0):
@@ -947,8 +961,7 @@ def t_http_keep_alive(mode):
               "HTTP/1.1 Connection: close: 200, Connection: close, then closed",
               f"{note} {r and r.header_list} closed={closed}")
 
-        s = connect(srv.addr)
-        try:
+        with reported("HTTP/1.0 with Connection: keep-alive is kept open", connect(srv.addr)) as s:
             rd = Reader(s)
             for i in range(2):
                 s.sendall(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -957,10 +970,6 @@ def t_http_keep_alive(mode):
                       r.header("connection", ).lower() == "keep-alive",
                       f"HTTP/1.0 keep-alive request {i + 1}: 200 and Connection: keep-alive",
                       f"{r.status} {r.header_list}")
-        except Exception as e:
-            check(False, "HTTP/1.0 with Connection: keep-alive is kept open", repr(e))
-        finally:
-            s.close()
 
 
 @case("http_pipelining", "http", threaded=True)
@@ -997,8 +1006,8 @@ def t_http_pipelining(mode):
         finally:
             s.close()
         # Many small responses queued before a file (more than 64 KiB of them).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("800 pipelined GET / then a 256 KiB file: all exact, then closed",
+                      connect(srv.addr, 10)) as s:
             big = "/sizes/262145.bin"
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 800 +
                       f"GET {big} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -1009,14 +1018,9 @@ def t_http_pipelining(mode):
                   last.body == FILES[big] and rd.at_eof(3.0),
                   "800 pipelined GET / then a 256 KiB file: all exact, then closed",
                   f"{sum(g == b'Hello, World!' for g in got)} hellos, last {last.status}")
-        except Exception as e:
-            check(False, "800 pipelined GET / then a 256 KiB file: all exact, then closed",
-                  f"{e.__class__.__name__}: {e}")
-        finally:
-            s.close()
         # Pipelined requests split at awkward points (byte by byte for the first two).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("two requests sent one byte per write: both answered",
+                      connect(srv.addr, 10)) as s:
             two = (b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
                    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             for b in two:
@@ -1025,10 +1029,6 @@ def t_http_pipelining(mode):
             got = [rd.response().body, rd.response().body]
             check_eq(got, [FILES["/hello.txt"], b"Hello, World!"],
                      "two requests sent one byte per write: both answered")
-        except Exception as e:
-            check(False, "two requests sent one byte per write: both answered", repr(e))
-        finally:
-            s.close()
 
 
 @case("http_static_files", "http", threaded=True)
@@ -1059,8 +1059,8 @@ def t_http_static_files(mode):
                 got = f"{e.__class__.__name__}: {e}"
             check_eq(got, (200, str(len(FILES[path])), True), f"GET {path}: exact bytes")
         # The same files pipelined behind small responses (the head shares the first write).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("files around 256 KiB pipelined behind GET / and HEAD: exact",
+                      connect(srv.addr, 10)) as s:
             plan = []
             for path in sized:
                 plan += [("GET", "/"), ("HEAD", path), ("GET", path)]
@@ -1075,11 +1075,6 @@ def t_http_static_files(mode):
                         (m == "GET" and r.body != want)):
                     bad.append((m, p, r.status, r.header("content-length")))
             check_eq(bad, [], "files around 256 KiB pipelined behind GET / and HEAD: exact")
-        except Exception as e:
-            check(False, "files around 256 KiB pipelined behind GET / and HEAD: exact",
-                  f"{e.__class__.__name__}: {e}")
-        finally:
-            s.close()
         r = http_get(srv.addr, "/sub/my%20file.txt")
         check(r.status == 200 and r.body == FILES["/sub/my file.txt"],
               "percent-encoded name /sub/my%20file.txt served", f"{r.status}")
