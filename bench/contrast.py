@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """weft's contrast benchmark (./run bench): what threads, processes and coroutines each buy, by
 measurement. One program, build/bench/contrast, runs four workloads each way weft knows; CPython
-runs the seed's countdown beside them.
+runs the Python tutorial's countdown beside them.
 
     python3 bench/contrast.py [--build build] [--quick] [--min-pairs N] [--max-pairs N]
                               [--budget S] [--target-s S] [--n N ...] [--out-dir bench/results]
@@ -9,7 +9,7 @@ runs the seed's countdown beside them.
     python3 bench/contrast.py compare A.json B.json
 
 Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
-  countdown  the seed's `while n > 0: n -= 1` over --count (calibrated at the start so that
+  countdown  the tutorial's `while n > 0: n -= 1` over --count (calibrated at the start so that
              sequential takes --target-s, 0.5 s, here, at least 3e8; quick 2e6) split into N
              parts, N = --n (1 2 4): cooperative (N tasks, one thread), single-lock
              --gil=interval (the new GIL) and --gil=ticks:100 (the old GIL, at 1/16 of the
@@ -29,7 +29,7 @@ Workloads (defaults; --quick: tiny sizes, a smoke test of the plumbing):
   cpython    bench/reference/countdown.py over --python-count (calibrated like the countdown;
              quick 2e5) with this interpreter: sequential, threads N and Pool(N) for each --n
              above 1 (multiprocessing's default start method), and a "GIL side by side" table:
-             the seed's own figures, CPython here and weft's single-lock (and process_pool
+             the tutorial's own figures, CPython here and weft's single-lock (and process_pool
              beside Pool) from the same run.
 
 Paired design: every configuration runs in pairs with its baseline (sequential; idle for
@@ -85,7 +85,7 @@ import time
 # Shared with ./run bench threads and processes: the rotated repetition loop (a failed run is
 # recorded, not fatal), running a program with a time limit, its key=value last line, the
 # machine's description, the load average.
-from threads import last_fields, loadavg, log, machine, median, rotated, run_cmd
+from threads import apply_defaults, last_fields, loadavg, log, machine, median, rotated, run_cmd
 
 import report_html
 import stats
@@ -109,8 +109,11 @@ LOCK_KEYS = ("switches", "forced_switches", "lock_wait_s")
 EXTRA_KEYS = {"countdown": (), "sleep": ("tasks", "created", "ideal_s"), "echo": ("round_trips",),
               "mixed": ("rtt_p50_us", "rtt_p99_us", "rtt_max_us", "round_trips", "countdown_s"),
               "cpython": ()}
-# The seed's figures (Intel Core i3, COUNT=1e8, CPython of its day): quoted, never measured here.
-SEED = {"source": "from shared/seed/concurrency-in-python.md", "machine": "Intel Core i3",
+# The Python tutorial's figures (Intel Core i3, COUNT=1e8, CPython of its day): quoted, never
+# measured here.
+SEED = {"source": "Chosen aspects of concurrency in Python, "
+                  "http://blog.idego.pl/2015/11/12/threading-and-multiprocessing-in-python-3/",
+        "machine": "Intel Core i3",
         "count": 100_000_000, "wall_s": {"sequential": 9.16, "2 threads": 9.5, "4 threads": 10.7}}
 DASH = "\u2013"
 try:
@@ -539,26 +542,17 @@ def noise(rec):
 # terminal
 
 
-def fs(v):
-    """Seconds, with enough digits for --quick's milliseconds."""
-    if v is None:
-        return "-"
-    return f"{v:.3f}" if v >= 0.1 else f"{v:.4f}" if v >= 0.001 else f"{v:.2g}"
+def dash_for_none(format_value):
+    """A cell formatter that shows a missing figure (None) as '-'."""
+    return lambda v, *a: "-" if v is None else format_value(v, *a)
 
 
-def fx(v, digits=2):
-    return "-" if v is None else f"{v:,.{digits}f}x"
-
-
-def fr(v):
-    """A ratio with digits where they matter: 0.04x, 1.32x, 13.3x, 166x."""
-    if v is None:
-        return "-"
-    return f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
-
-
-def fn(v, digits=0):
-    return "-" if v is None else f"{v:,.{digits}f}"
+# Seconds, with enough digits for --quick's milliseconds.
+fs = dash_for_none(lambda v: f"{v:.3f}" if v >= 0.1 else f"{v:.4f}" if v >= 0.001 else f"{v:.2g}")
+fx = dash_for_none(lambda v, digits=2: f"{v:,.{digits}f}x")
+# A ratio with digits where they matter: 0.04x, 1.32x, 13.3x, 166x.
+fr = dash_for_none(lambda v: f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
+fn = dash_for_none(lambda v, digits=0: f"{v:,.{digits}f}")
 
 
 def sci(n):
@@ -864,7 +858,7 @@ def mixed_paragraph(rec):
 
 
 def side_by_side(rec, countdown):
-    """The GIL side by side: the seed's quoted figures, CPython here, weft's single-lock and
+    """The GIL side by side: the tutorial's quoted figures, CPython here, weft's single-lock and
     process pool here, each as a speed-up against its own sequential, with intervals."""
     py = {c["name"]: c["summary"] for c in rec["configs"]}
     wf = {c["name"]: c["summary"] for c in countdown["configs"]} if countdown else {}
@@ -908,8 +902,8 @@ def print_side_by_side(rows, rec, countdown):
              c(r["seed"]), c(r["cpython"]), c(r["weft"])] for r in rows]
     print_table(head, body)
     print(f"speed-up against each one's own sequential, 95% intervals from paired samples; the "
-          f"seed's figures are quoted {SEED['source']}; Pool uses multiprocessing's default "
-          f"start method, {rec.get('start_method')}")
+          f"tutorial's figures are quoted from {SEED['source']}; Pool uses multiprocessing's "
+          f"default start method, {rec.get('start_method')}")
 
 
 def cpython_paragraph(rec, rows):
@@ -936,7 +930,7 @@ def cpython_paragraph(rec, rows):
             elif p is not None and p < 1.2:
                 text += ": the GIL lets one thread count at a time"
             if r["seed"]["speedup"]:
-                text += f" (the seed's i3: {r['seed']['speedup']:.2f}x)"
+                text += f" (the tutorial's i3: {r['seed']['speedup']:.2f}x)"
         else:
             most = min(n, cpus)
             text += (f" of a possible {most}: the processes ran in parallel"
@@ -1062,8 +1056,8 @@ def chart(result, path):
                 rows = rec.get("side_by_side", [])
 
                 rows = [r for r in rows if r["way"] != "sequential"]
-                series = [("seed (i3, quoted)", [(r["seed"]["speedup"], None) for r in rows],
-                           "not in the seed"),
+                series = [("the tutorial (i3, quoted)",
+                           [(r["seed"]["speedup"], None) for r in rows], "not in the tutorial"),
                           (f"CPython {platform.python_version()}",
                            [vc(r["cpython"]) for r in rows], "FAILED"),
                           ("weft (single-lock / process_pool)",
@@ -1321,9 +1315,7 @@ def parse_args(argv):
                 "sleep_ms": (100, 10), "connections": (1000, 50), "round_trips": (10, 2),
                 "size": (64, 64), "mixed_count": (300_000_000, 2_000_000),
                 "python_count": (20_000_000, 200_000)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
+    apply_defaults(ap, args, defaults, positive=False)  # positive_int checked them already
     args.n = sorted(set(args.n))
     if args.min_pairs < 3 and not args.quick:
         ap.error("--min-pairs wants 3 or more (an interval needs them); --quick allows fewer")

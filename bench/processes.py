@@ -35,18 +35,16 @@ Nothing here is a test of speed: PASS/MISS compare the medians with the targets,
 (one tiny repetition) only checks the plumbing. Exit status 0 when every run worked, 1 when some
 run failed, 2 on bad arguments.
 """
-import argparse
 import datetime
 import os
 import platform
 import re
-import subprocess
 import sys
-import time
 
 # Shared with ./run bench threads: the repetition loop, the rows and their verdicts.
-from threads import (Suite, countdown_halves, countdown_sample, fmt, last_fields, loadavg, log,
-                     machine, median, row, run_cmd, run_suites, write_results)
+from threads import (PARALLEL, Suite, apply_defaults, ceiling_row, countdown_suite, driver_args,
+                     fmt, loadavg, log, machine, median, print_figures, row, run_cmd, run_suites,
+                     write_results)
 
 SUITES = ("countdown", "roundtrip", "spawn")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,21 +88,13 @@ def run_program(argv, expect, timeout=900):
 
 
 def suite_countdown(args, rows, result):
-    exe = os.path.join(args.build, "examples", "countdown")
     configs = {
         "sequential": ["--mode=sequential"],
         "processes w=2 spawn": ["--mode=processes", "--workers=2", "--start-method=spawn"],
         "processes w=2 fork": ["--mode=processes", "--workers=2", "--start-method=fork"],
     }
-    parallel = "2 processes x C/2 (no runtime)"
-    suite = Suite("countdown", list(configs) + [parallel])
-
-    def one(config):
-        if config == parallel:
-            return countdown_halves(exe, args.count)
-        return countdown_sample(exe, args.count, configs[config])
-
-    suite.run(args.reps, one)
+    parallel = PARALLEL
+    suite = countdown_suite(args, configs)
     result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors,
                            "medians_s": {c: suite.med(c) for c in suite.configs}}
     seq = suite.med("sequential")
@@ -112,11 +102,7 @@ def suite_countdown(args, rows, result):
         r, rs = suite.ratio("sequential", config)
         rows.append(row("countdown", f"speedup {config}", suite.med(config), "s", "sequential",
                         seq, r, rs, (">=", 1.85), speedup=True))
-    r, rs = suite.ratio("sequential", parallel)
-    each = [w for s in suite.samples[parallel] if s for w in s["each_wall_s"] if w]
-    rows.append(row("countdown", f"speedup {parallel}", suite.med(parallel), "s", "sequential",
-                    seq, r, rs, None, f"the machine's own parallelism (the ceiling); each half "
-                    f"took {fmt(median(each), 3)} s (median)", speedup=True))
+    rows.append(ceiling_row(suite, "the machine's own parallelism (the ceiling)"))
     r, rs = suite.ratio(parallel, "processes w=2 spawn")
     rows.append(row("countdown", "processes w=2 spawn vs 2 bare processes",
                     suite.med("processes w=2 spawn"), "s", parallel, suite.med(parallel), r, rs,
@@ -259,40 +245,16 @@ def print_table(rows, result, quick):
                       f"{fmt(r['baseline_value'], digits)} {r['unit']}",
                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("goal", ""),
                       r.get("verdict", ""), r["baseline"]])
-    widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
-
-    def line(cells):
-        return "  ".join(c.rjust(widths[i]) if 2 <= i <= 4 else c.ljust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
     load = result["load_before"], result["load_after"]
-    print(f"processes benchmark ({result['reps']} reps, medians; ratio = median of per-rep "
-          f"ratios baseline / weft, so > 1 means weft is faster; load average before {load[0]}, "
-          f"after {load[1]}; nproc {result['machine']['nproc']})")
-    print(line(head))
-    print("-" * len(line(head)))
-    for t in table:
-        print(line(t))
-    for r in rows:
-        if r.get("detail"):
-            print(f"  {r['suite']} {r['figure']}: {r['detail']}")
-    for name in SUITES:
-        for e in result.get(name, {}).get("errors", []):
-            print(f"error: {name} {e}")
-    if quick:
-        print("note: --quick runs one tiny repetition: a smoke test of the plumbing, not a "
-              "measurement (PASS/MISS there mean nothing)")
+    print_figures(f"processes benchmark ({result['reps']} reps, medians; ratio = median of "
+                  f"per-rep ratios baseline / weft, so > 1 means weft is faster; load average "
+                  f"before {load[0]}, after {load[1]}; nproc {result['machine']['nproc']})",
+                  head, table, rows, result, SUITES, quick)
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="weft's processes benchmark: process pool and spawner vs Python",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    ap.add_argument("--build", default="build", help="meson build directory (default: build)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick 1)")
-    ap.add_argument("--quick", action="store_true",
-                    help="one repetition with tiny sizes (a smoke test, not a measurement)")
-    ap.add_argument("--only", action="append", choices=SUITES, help="run only this suite")
-    ap.add_argument("--out", default="bench-results/processes.json", help="JSON output file")
+    ap = driver_args("weft's processes benchmark: process pool and spawner vs Python",
+                     __doc__.split("\n\n", 2)[2], SUITES, "bench-results/processes.json")
     ap.add_argument("--count", type=int, help="countdown count (default 4e9; --quick 2e7)")
     ap.add_argument("--jobs", type=int, help="roundtrip: sequential jobs (default 20000; "
                     "quick 300)")
@@ -309,11 +271,7 @@ def parse_args(argv):
     defaults = {"reps": (5, 1), "count": (4_000_000_000, 20_000_000), "jobs": (20_000, 300),
                 "warmup": (1_000, 20), "map_items": (10_000, 300), "children": (1_000, 40),
                 "concurrency": (8, 8), "spawn_warmup": (50, 5)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
-        if getattr(args, k) <= 0:
-            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+    apply_defaults(ap, args, defaults)
     if args.jobs < 2:
         ap.error("--jobs wants 2 or more")
     return args

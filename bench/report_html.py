@@ -35,7 +35,7 @@ window.addEventListener('load', function () {
 """
 
 EXPLAIN = {
-    "countdown": "The seed's CPU-bound loop <code>while n &gt; 0: n -= 1</code>, split into N "
+    "countdown": "The Python tutorial's CPU-bound loop <code>while n &gt; 0: n -= 1</code>, split into N "
                  "equal parts and run each way. Only ways that run on several CPUs at once "
                  "can finish sooner than one thread counting alone.",
     "sleep": "Many tasks that only wait (a timer each). Waiting needs no CPU and no thread: "
@@ -45,7 +45,7 @@ EXPLAIN = {
     "mixed": "A CPU-bound countdown and an echo server on the same executor, probed from "
              "outside: how long does I/O wait behind CPU-bound work (the convoy effect)?",
     "cpython": "The same countdown in CPython with threads (serialised by the GIL) and with "
-               "a multiprocessing Pool, beside the seed's quoted figures and weft's "
+               "a multiprocessing Pool, beside the tutorial's quoted figures and weft's "
                "single-lock, which imitates the GIL.",
 }
 
@@ -162,7 +162,7 @@ def write(result, path, table_rows):
                                                      if ci else "")
                 rows.append([r["way"], c(r["seed"]), c(r["cpython"]), c(r["weft"])])
             parts.append("<h3>The GIL side by side</h3>" + table(
-                ["way", "the seed (quoted)", "CPython here", "weft here"], rows))
+                ["way", "the tutorial (quoted)", "CPython here", "weft here"], rows))
         for e in rec.get("errors", []):
             parts.append(f"<p class='slower'>error: {esc(e)}</p>")
     noise_rows = []

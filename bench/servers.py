@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -40,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import threads  # shared with ./run bench threads: the machine's description
 
 ECHO_SIZES = (64, 4096)
 ECHO_CONNECTIONS = (50, 500)
@@ -153,21 +154,8 @@ class Server:
         return False
 
 
-def run_client(argv, timeout):
-    """Runs a load generator to its end (killed at the timeout); returns (status, out, err)."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return None, out, err + f"\n(killed after {timeout:.0f} s)"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+# A load generator runs to its end (killed at the timeout): (status, out, err).
+run_client = threads.run_cmd
 
 
 def measured(server_name, server_argv, port, args, workdir, load, cwd=None):
@@ -310,13 +298,19 @@ def echo_load(args, client_argv, connections, size):
                             f"{(err.strip() or out.strip())[-300:]}")
             return res
         res.update({k: float(v) for k, v in fields.items()})
-        res["ok"] = res["errors"] == 0
-        if not res["ok"]:
-            res["error"] = f"echo_client counted {int(res['errors'])} errors"
-        res["value"] = res["messages_per_s"]
-        res["count"] = res["messages"]
-        return res
+        return load_result(res, res["errors"] == 0,
+                           f"echo_client counted {int(res['errors'])} errors",
+                           res["messages_per_s"], res["messages"])
     return load
+
+
+def load_result(res, ok, error, value, count):
+    """A load run's result: ok or the error, the figure (per second) and what it counted."""
+    res["ok"] = ok
+    if not ok:
+        res["error"] = error
+    res["value"], res["count"] = value, count
+    return res
 
 
 def build_go(workdir):
@@ -449,12 +443,9 @@ def wrk_load(args, path):
                          out)
         res["non_2xx"] = int(bad.group(1)) if bad else 0
         res["socket_errors"] = sum(map(int, sock.groups())) if sock else 0
-        res["ok"] = res["non_2xx"] == 0 and res["requests"] > 0
-        if not res["ok"]:
-            res["error"] = f"{res['non_2xx']} non-2xx responses of {res['requests']}"
-        res["value"] = res["requests_per_s"]
-        res["count"] = res["requests"]
-        return res
+        return load_result(res, res["non_2xx"] == 0 and res["requests"] > 0,
+                           f"{res['non_2xx']} non-2xx responses of {res['requests']}",
+                           res["requests_per_s"], res["requests"])
     return load
 
 
@@ -635,19 +626,8 @@ def suite_file(args, rows, workdir_unused):
 
 
 def machine(args):
-    def first_line(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=10).stdout.splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return None
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), None)
-    except OSError:
-        pass
+    """threads.py's machine, and what the servers suite adds: the build type, nginx, wrk and
+    the CPUs the server and the load generator are pinned to."""
     buildtype = None
     try:
         with open(os.path.join(args.build, "meson-info", "intro-buildoptions.json")) as f:
@@ -655,12 +635,10 @@ def machine(args):
     except (OSError, ValueError):
         pass
     return {
-        "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
-        "compiler": first_line(["c++", "--version"]), "buildtype": buildtype,
-        "go": first_line(["go", "version"]) if shutil.which("go") else None,
+        **threads.machine(args), "buildtype": buildtype,
         "nginx": (subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
                   if shutil.which("nginx") else None),
-        "wrk": first_line(["wrk", "-v"]) if shutil.which("wrk") else None,
+        "wrk": threads.first_line(["wrk", "-v"]) if shutil.which("wrk") else None,
         "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
     }
 

@@ -85,6 +85,9 @@ def run_cmd(argv, timeout):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         return None, out, err + f"\n(killed after {timeout:.0f} s)"
+    finally:
+        if proc.poll() is None:  # interrupted: nothing of the group outlives the run
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def last_fields(out):
@@ -159,38 +162,56 @@ def countdown_sample(exe, count, options):
     return {"value": fields["wall_s"], "unit": "s", "lines": lines}
 
 
-def suite_countdown(args, rows, result):
+# What the machine itself gives: two processes without any runtime, each counting half, at
+# once (the wall time from starting both to the end of both). If this is not ~2x faster than
+# sequential, no executor can be: the CPUs are not free to run two threads at full speed.
+PARALLEL = "2 processes x C/2 (no runtime)"
+
+
+def countdown_suite(args, configs, sample=None):
+    """examples/countdown in each configuration (name -> arguments) and as PARALLEL, args.reps
+    times; `sample` may add to each configuration's sample. Shared with bench/processes.py."""
     exe = os.path.join(args.build, "examples", "countdown")
+    suite = Suite("countdown", list(configs) + [PARALLEL])
+
+    def one(config):
+        if config == PARALLEL:
+            return countdown_halves(exe, args.count)
+        s = countdown_sample(exe, args.count, configs[config])
+        return sample(s) if sample else s
+
+    suite.run(args.reps, one)
+    return suite
+
+
+def ceiling_row(suite, what):
+    """The row of PARALLEL against sequential: what the machine gives, and each half's time."""
+    r, rs = suite.ratio("sequential", PARALLEL)
+    each = [w for s in suite.samples[PARALLEL] if s for w in s["each_wall_s"] if w]
+    return row("countdown", f"speedup {PARALLEL}", suite.med(PARALLEL), "s", "sequential",
+               suite.med("sequential"), r, rs, None,
+               f"{what}; each half took {fmt(median(each), 3)} s (median)", speedup=True)
+
+
+def with_lock_counters(s):
+    lock = [line for line in s["lines"] if line.startswith("single-lock:")]
+    if lock:  # the second-to-last line: the lock's counters
+        s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}
+    return s
+
+
+def suite_countdown(args, rows, result):
     configs = {
         "sequential": ["--mode=sequential"],
         "multi-thread w=2": ["--mode=multi-thread", "--workers=2"],
         "single-lock w=2": ["--mode=single-lock", "--workers=2"],
         "single-lock w=2 ticks:100": ["--mode=single-lock", "--workers=2", "--gil=ticks:100"],
     }
-    # What the machine itself gives: two processes without any runtime, each counting half, at
-    # once (the wall time from starting both to the end of both). If this is not ~2x faster than
-    # sequential, no executor can be: the CPUs are not free to run two threads at full speed.
-    parallel = "2 processes x C/2 (no runtime)"
-    suite = Suite("countdown", list(configs) + [parallel])
-
-    def one(config):
-        if config == parallel:
-            return countdown_halves(exe, args.count)
-        s = countdown_sample(exe, args.count, configs[config])
-        lines = s["lines"]
-        lock = [line for line in lines if line.startswith("single-lock:")]
-        if lock:  # the second-to-last line: the lock's counters
-            s["lock"] = {k: float(v) for k, v in KV.findall(lock[0])}
-        return s
-
-    suite.run(args.reps, one)
+    parallel = PARALLEL
+    suite = countdown_suite(args, configs, with_lock_counters)
     result["countdown"] = {"count": args.count, "samples": suite.samples, "errors": suite.errors}
     seq = suite.med("sequential")
-    r, rs = suite.ratio("sequential", parallel)
-    each = [w for s in suite.samples[parallel] if s for w in s["each_wall_s"] if w]
-    rows.append(row("countdown", f"speedup {parallel}", suite.med(parallel), "s", "sequential",
-                    seq, r, rs, None, f"the machine's own parallelism; each half took "
-                    f"{fmt(median(each), 3)} s (median)", speedup=True))
+    rows.append(ceiling_row(suite, "the machine's own parallelism"))
     r, rs = suite.ratio(parallel, "multi-thread w=2")
     rows.append(row("countdown", "multi-thread w=2 vs 2 processes", suite.med("multi-thread w=2"),
                     "s", parallel, suite.med(parallel), r, rs, None,
@@ -495,14 +516,21 @@ def print_table(rows, result, quick):
                       f"{fmt(r['baseline_value'], digits)} {r['unit']}",
                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r.get("goal", ""),
                       r.get("verdict", "")])
+    load = result["load_before"], result["load_after"]
+    print_figures(f"threads benchmark ({result['reps']} reps, medians; ratio = median of "
+                  f"per-rep ratios; countdown: sequential / mode; load average before {load[0]}, "
+                  f"after {load[1]})", head, table, rows, result, SUITES, quick)
+
+
+def print_figures(title, head, table, rows, result, suites, quick):
+    """The figures table of bench/threads.py and bench/processes.py: the title, the columns
+    padded (value, baseline and ratio right-aligned), each row's detail, each suite's errors."""
     widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
 
     def line(cells):
         return "  ".join(c.rjust(widths[i]) if 2 <= i <= 4 else c.ljust(widths[i])
                          for i, c in enumerate(cells)).rstrip()
-    load = result["load_before"], result["load_after"]
-    print(f"threads benchmark ({result['reps']} reps, medians; ratio = median of per-rep ratios; "
-          f"countdown: sequential / mode; load average before {load[0]}, after {load[1]})")
+    print(title)
     print(line(head))
     print("-" * len(line(head)))
     for t in table:
@@ -510,7 +538,7 @@ def print_table(rows, result, quick):
     for r in rows:
         if r.get("detail"):
             print(f"  {r['suite']} {r['figure']}: {r['detail']}")
-    for name in SUITES:
+    for name in suites:
         for e in result.get(name, {}).get("errors", []):
             print(f"error: {name} {e}")
     if quick:
@@ -518,13 +546,16 @@ def print_table(rows, result, quick):
               "measurement (PASS/MISS there mean nothing)")
 
 
+def first_line(argv, timeout=30):
+    """The first line a program prints, or None (not installed, no output, too slow)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=timeout).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def machine(args):
-    def first_line(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=30).stdout.splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return None
     cpu = None
     try:
         with open("/proc/cpuinfo") as f:
@@ -537,16 +568,33 @@ def machine(args):
             "go": first_line(["go", "version"]) if shutil.which("go") else None}
 
 
-def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="weft's threads benchmark: single-lock and multi-thread executors",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+def driver_args(description, epilog, suites, out):
+    """The options bench/threads.py and bench/processes.py share: --build, --reps, --quick,
+    --only, --out."""
+    ap = argparse.ArgumentParser(description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="meson build directory (default: build)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick 1)")
     ap.add_argument("--quick", action="store_true",
                     help="one repetition with tiny sizes (a smoke test, not a measurement)")
-    ap.add_argument("--only", action="append", choices=SUITES, help="run only this suite")
-    ap.add_argument("--out", default="bench-results/threads.json", help="JSON output file")
+    ap.add_argument("--only", action="append", choices=suites, help="run only this suite")
+    ap.add_argument("--out", default=out, help="JSON output file")
+    return ap
+
+
+def apply_defaults(ap, args, defaults, positive=True):
+    """Sets each option left out to its (full, quick) default; with `positive`, refuses one
+    that is not above zero (exit status 2, through the parser)."""
+    for k, (full, quick) in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, quick if args.quick else full)
+        if positive and getattr(args, k) <= 0:
+            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+
+
+def parse_args(argv):
+    ap = driver_args("weft's threads benchmark: single-lock and multi-thread executors",
+                     __doc__.split("\n\n", 2)[2], SUITES, "bench-results/threads.json")
     ap.add_argument("--count", type=int, help="countdown count (default 2e9; --quick 2e7)")
     ap.add_argument("--io-tasks", type=int, help="io: tasks/threads (default 10000; quick 500)")
     ap.add_argument("--io-rounds", type=int, help="io: sleeps per task (default 5; quick 2)")
@@ -562,11 +610,7 @@ def parse_args(argv):
                 "io_rounds": (5, 2), "io_sleep_ms": (100, 20), "tasks": (1_000_000, 20_000),
                 "round_trips": (200_000, 20_000), "echo_connections": (100, 20),
                 "echo_duration": (3.0, 0.5)}
-    for k, (full, quick) in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
-        if getattr(args, k) <= 0:
-            ap.error(f"--{k.replace('_', '-')} wants a positive number")
+    apply_defaults(ap, args, defaults)
     return args
 
 

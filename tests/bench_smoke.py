@@ -4,11 +4,16 @@ bench/report.py on its JSON. It checks the plumbing, not the speed (speed is nev
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-micro, report = sys.argv[1], sys.argv[2]
-with tempfile.TemporaryDirectory() as tmp:
+import harness
+
+micro = str(harness.build_dir() / "bench" / "micro")
+report = str(harness.source_dir() / "bench" / "report.py")
+
+
+def test_micro_and_report(tmp_path):
+    tmp = str(tmp_path)
     out = Path(tmp)
     subprocess.run([micro, "--tasks=2000", "--switches=2000", "--sleepers=2000", "--sleep-ms=200",
                     f"--benchmark_out={out / 'micro.json'}", "--benchmark_out_format=json"],
@@ -27,4 +32,4 @@ with tempfile.TemporaryDirectory() as tmp:
     # Bad flags are refused with status 2, not ignored.
     bad = subprocess.run([micro, "--tasks=zero"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2, (bad.returncode, bad.stderr)
-print("bench smoke: ok")
+    print("bench smoke: ok")

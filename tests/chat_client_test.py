@@ -1,25 +1,22 @@
 #!/usr/bin/env python3
 """examples/chat_client driven against examples/chat_server: two clients talk through a room.
 
-  python3 tests/chat_client_test.py --chat-server build/examples/chat_server \
-      --chat-client build/examples/chat_client [-v]
+  pytest-3 tests/chat_client_test.py --build=build
 
 Each client connects by name ("localhost"), is fed its stdin through a pipe and prints what the
 server sends. Every wait is bounded; servers and clients are killed and reaped when a test ends.
 Standard library only.
 """
-import argparse
 import os
 import re
 import selectors
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
-CHAT_SERVER = None
-CHAT_CLIENT = None
+from harness import PROGRAMS
+
 WAIT_S = 30.0  # generous for sanitizer builds on busy cores; a passing run takes well under 1 s
 
 
@@ -109,7 +106,7 @@ class ChatClient(unittest.TestCase):
 
     def setUp(self):
         self.procs = []
-        self.server = self.start([CHAT_SERVER, "--port", "0", *self.MODE_ARGS])
+        self.server = self.start([PROGRAMS.chat_server, "--port", "0", *self.MODE_ARGS])
         self.port = int(self.server.wait_for(r"^listening on \S+:(\d+)$").group(1))
 
     def tearDown(self):
@@ -122,7 +119,7 @@ class ChatClient(unittest.TestCase):
         return p
 
     def client(self, nick):
-        return self.start([CHAT_CLIENT, "--host", "localhost", "--port", self.port,
+        return self.start([PROGRAMS.chat_client, "--host", "localhost", "--port", self.port,
                            "--nick", nick, *self.MODE_ARGS])
 
     def test_two_clients_talk_and_leave(self):
@@ -154,20 +151,21 @@ class ChatClient(unittest.TestCase):
         self.assertEqual(sum(1 for l in alice.lines() if l.startswith("bob: hello")), 20)
 
     def test_unknown_name_and_refused_port(self):
-        bad = self.start([CHAT_CLIENT, "--host", "no-such-host.invalid", "--port", self.port])
+        bad = self.start([PROGRAMS.chat_client, "--host", "no-such-host.invalid", "--port",
+                          self.port])
         status, _, err = bad.finish()
         self.assertEqual(status, 1)
         self.assertIn("resolve", err)
         self.server.kill()  # nobody listens on the port any more
         wait_refused(int(self.port))
-        refused = self.start([CHAT_CLIENT, "--host", "127.0.0.1", "--port", self.port])
+        refused = self.start([PROGRAMS.chat_client, "--host", "127.0.0.1", "--port", self.port])
         status, _, err = refused.finish()
         self.assertEqual(status, 1)
         self.assertIn("connect", err)
 
     def test_bad_arguments_exit_2(self):
         for bad in ([], ["--port", "0"], ["--port", "7", "--mode", "bogus"], ["--nope"]):
-            p = self.start([CHAT_CLIENT, *bad])
+            p = self.start([PROGRAMS.chat_client, *bad])
             status, _, err = p.finish()
             self.assertEqual(status, 2, (bad, err))
             self.assertIn("usage:", err)
@@ -179,17 +177,3 @@ class ChatClientMultiThread(ChatClient):
     # The argument and error cases do not depend on the mode.
     test_unknown_name_and_refused_port = None
     test_bad_arguments_exit_2 = None
-
-
-def main():
-    global CHAT_SERVER, CHAT_CLIENT
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chat-server", required=True)
-    parser.add_argument("--chat-client", required=True)
-    args, rest = parser.parse_known_args()
-    CHAT_SERVER, CHAT_CLIENT = args.chat_server, args.chat_client
-    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
-
-
-if __name__ == "__main__":
-    main()

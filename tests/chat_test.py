@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Integration tests for examples/chat_server, driven by raw-socket clients over loopback.
 
-  python3 tests/chat_test.py --chat-server build/examples/chat_server [-v] [-k PATTERN]
+  pytest-3 tests/chat_test.py --build=build [-k PATTERN]
 
-Options after --chat-server go to unittest (-k multi_thread runs the multi-thread cases only).
+(-k MultiThread runs the multi-thread cases only.)
 Every server is started with --port 0 and found through its "listening on ADDRESS" line, and is
 killed and reaped when its test ends; a sanitizer report or an abort on its stderr fails the test.
 The chat tests run once per executor: cooperative, single-lock with 2 workers, multi-thread with
@@ -11,7 +11,6 @@ The chat tests run once per executor: cooperative, single-lock with 2 workers, m
 Clients are non-blocking sockets served by one selector loop in this thread; every wait is
 bounded in time. Standard library only.
 """
-import argparse
 import ctypes
 import os
 import random
@@ -26,12 +25,17 @@ import tempfile
 import time
 import unittest
 
-CHAT_SERVER = None  # the binary, from --chat-server
+from harness import PROGRAMS
+
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 # Generous for a server built with ASan+UBSan at -O0 on 2 busy cores; a passing run takes a
 # fraction of it.
 WAIT_S = 30.0
+
+
+def setUpModule():
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 def _die_with_parent():
@@ -44,7 +48,7 @@ class Server:
     def __init__(self, *args, workers=0):
         self.out = tempfile.TemporaryFile()
         self.err = tempfile.TemporaryFile()
-        self.argv = [CHAT_SERVER, "--port", "0", *[str(a) for a in args]]
+        self.argv = [PROGRAMS.chat_server, "--port", "0", *[str(a) for a in args]]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.out,
                                      stderr=self.err, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
@@ -577,7 +581,7 @@ class ChatMultiThread4(ChatModes, unittest.TestCase):
 
 class CommandLine(unittest.TestCase):
     def run_server(self, *args):
-        return subprocess.run([CHAT_SERVER, *args], capture_output=True, timeout=10,
+        return subprocess.run([PROGRAMS.chat_server, *args], capture_output=True, timeout=10,
                               preexec_fn=_die_with_parent)
 
     def test_bad_arguments(self):
@@ -593,17 +597,3 @@ class CommandLine(unittest.TestCase):
         r = self.run_server("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--queue-limit", r.stdout.decode())
-
-
-def main():
-    global CHAT_SERVER
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chat-server", required=True)
-    args, rest = parser.parse_known_args()
-    CHAT_SERVER = os.path.abspath(args.chat_server)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,15 +6,17 @@ subproject (subprojects/weft with dependency('weft') and a fallback). Each consu
 checks that weft::version(), WEFT_VERSION_STRING, `pkg-config --modversion weft` and meson.build's
 project version agree.
 
-usage: consumers_test.py BUILD_DIR SOURCE_DIR CXX VERSION"""
+usage: CXX=g++ WEFT_VERSION=X.Y.Z pytest-3 tests/consumers_test.py --build=DIR [--source=DIR]
+(meson sets both: the compiler weft was built with, and the project's version)."""
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 from pathlib import Path
+
+import harness
 
 BUILD_DIR = SOURCE_DIR = CXX = VERSION = None
 TMP = PREFIX = PC_DIR = None
@@ -93,7 +95,9 @@ def project_dir(name):
 
 
 def setUpModule():
-    global TMP, PREFIX, PC_DIR
+    global TMP, PREFIX, PC_DIR, BUILD_DIR, SOURCE_DIR, CXX, VERSION
+    BUILD_DIR, SOURCE_DIR = harness.build_dir(), harness.source_dir()
+    CXX, VERSION = os.environ.get("CXX", "c++"), os.environ["WEFT_VERSION"]
     TMP = tempfile.mkdtemp(prefix="weft-consumers-")
     # Installed under DESTDIR, then moved to a prefix of its own: weft.pc is relocatable (its
     # prefix is relative to where it lies), so the moved install must work as it is.
@@ -196,8 +200,3 @@ class Subproject(unittest.TestCase):
         self.check_runs(d / "build" / "user")
 
     check_runs = Installed.check_runs
-
-
-if __name__ == "__main__":
-    BUILD_DIR, SOURCE_DIR, CXX, VERSION = sys.argv[1:5]
-    unittest.main(argv=sys.argv[:1] + sys.argv[5:], verbosity=2)

@@ -17,36 +17,25 @@ three pairs) of every workload, then the checks of the plumbing, never of the sp
   - the schema rejects a copy without its machine, one with a non-numeric wall time and one
     whose summary lacks its median.
 
-    python3 tests/contrast_bench_smoke.py bench/contrast.py BUILD_DIR
+    pytest-3 tests/contrast_bench_smoke.py --build=BUILD_DIR
 
-Needs python3-jsonschema and python3-matplotlib (Debian packages). When the interpreter it was
-started with lacks them (a pyenv or venv python3 ahead of Debian's on PATH) it re-runs itself
-under /usr/bin/python3, where the packages live. Prints each check; exit status 0 when all
-passed, 1 when one failed (the first failure ends the test).
+Needs python3-jsonschema and python3-matplotlib (Debian packages; pytest-3 runs Debian's
+python3, where they live). The first failed check fails the test.
 """
 import copy
-import importlib
 import json
 import os
 import re
 import subprocess
 import sys
-
-from contrast_check import check, checked
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-try:
-    import jsonschema
-    importlib.import_module("matplotlib")  # the driver's chart needs it
-except ImportError as e:
-    debian = "/usr/bin/python3"
-    if os.path.exists(debian) and os.path.realpath(sys.executable) != os.path.realpath(debian):
-        print(f"contrast smoke: {e} under {sys.executable}; re-running under {debian}",
-              flush=True)
-        os.execv(debian, [debian] + sys.argv)
-    sys.exit(f"contrast smoke: {e}: install python3-jsonschema and python3-matplotlib")
+import jsonschema
+import matplotlib  # noqa: F401  (the driver's chart needs it)
+
+import harness
+from contrast_check import check, checked
 
 EXPECTED = {
     "countdown": ["sequential"] + [
@@ -69,15 +58,19 @@ def run(argv, timeout):
                           timeout=timeout)
 
 
-driver, build = sys.argv[1], sys.argv[2]
-schema_path = Path(driver).resolve().parent / "contrast.schema.json"
-schema = json.loads(schema_path.read_text())
-validator_class = jsonschema.validators.validator_for(schema)
-validator_class.check_schema(schema)
-validator = validator_class(schema)
-check(True, f"{schema_path.name} is itself a valid {validator_class.__name__} schema")
+driver = str(harness.source_dir() / "bench" / "contrast.py")
+build = str(harness.build_dir())
 
-with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
+
+def test_quick_run(tmp_path):
+    schema_path = Path(driver).resolve().parent / "contrast.schema.json"
+    schema = json.loads(schema_path.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+    check(True, f"{schema_path.name} is itself a valid {validator_class.__name__} schema")
+
+    tmp = str(tmp_path)
     r = run(["--build", build, "--quick", "--out-dir", tmp], timeout=240)
     check(r.returncode == 0, "contrast.py --quick exits 0",
           f"status {r.returncode}\nstdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
@@ -212,4 +205,4 @@ with tempfile.TemporaryDirectory(prefix="contrast-smoke-") as tmp:
     del bad["verdicts"]
     check(not validator.is_valid(bad), "the schema rejects a results file without verdicts")
 
-print(f"contrast bench smoke: ok ({len(checked)} checks)")
+    print(f"contrast bench smoke: ok ({len(checked)} checks)")

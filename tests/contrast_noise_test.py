@@ -15,23 +15,26 @@ contradicts what must hold:
     does not judge that verdict (it can only be checked where 2 CPUs exist);
   - every verdict has an interval that holds its speed-up, and the run recorded its noise.
 
-    python3 tests/contrast_noise_test.py bench/contrast.py BUILD_DIR [--keep DIR] [--quiet]
-                                         [--check RESULTS.json]
+    pytest-3 tests/contrast_noise_test.py --build=BUILD_DIR
 
---keep DIR keeps the results there; --quiet runs without the background process (the same run
-on a machine left alone, to set beside the noisy one); --check judges an existing results file
-instead of running. Prints the verdicts; exit status 0 when all held, 1 when one did not, 77 (skipped) without
-build/bench/contrast. About a minute on 2 CPUs.
+Environment: WEFT_CONTRAST_KEEP=DIR keeps the results there; WEFT_CONTRAST_QUIET=1 runs without
+the background process (the same run on a machine left alone, to set beside the noisy one);
+WEFT_CONTRAST_CHECK=RESULTS.json judges an existing results file instead of running. Prints the
+verdicts (pytest -s); fails when one did not hold, skipped without build/bench/contrast. About a
+minute on 2 CPUs.
 """
 import json
 import os
 import random
 import subprocess
 import sys
-
-from contrast_check import need_debian_python
 import tempfile
 import time
+
+import pytest
+
+import harness
+from contrast_check import need_debian_python
 
 need_debian_python()
 MUST = {  # (workload, config): the verdicts allowed
@@ -54,21 +57,21 @@ def noise_maker(seed):
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
 
 
-def option(name):
-    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv[3:-1] else None
+def test_verdicts_under_noise():
+    assert main() == 0
 
 
 def main():
-    driver, build = sys.argv[1], sys.argv[2]
-    keep, checked = option("--keep"), option("--check")
+    driver = str(harness.source_dir() / "bench" / "contrast.py")
+    build = str(harness.build_dir())
+    keep, checked = os.environ.get("WEFT_CONTRAST_KEEP"), os.environ.get("WEFT_CONTRAST_CHECK")
     if checked:
         with open(checked) as f:
             return judge(json.load(f), checked, None)
     if not os.access(os.path.join(build, "bench", "contrast"), os.X_OK):
-        print(f"skipped: {build}/bench/contrast is not built")
-        return 77
+        pytest.skip(f"{build}/bench/contrast is not built")
     out_dir = keep or tempfile.mkdtemp(prefix="contrast-noise-")
-    quiet = "--quiet" in sys.argv[3:]
+    quiet = bool(os.environ.get("WEFT_CONTRAST_QUIET"))
     noise = None if quiet else noise_maker(random.randrange(1 << 30))
     started = time.monotonic()
     try:
@@ -138,7 +141,3 @@ def judge(data, path, how):
     if not failures:
         print(f"contrast noise test: ok ({len(verdicts)} verdicts, none contradicts)")
     return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,9 +17,9 @@
     elsewhere (no http: or https: URL in any src or href), the tables and the verdicts there;
     a screenshot is taken (kept with --keep DIR, for a person to look at).
 
-    python3 tests/contrast_report_test.py bench/contrast.py BUILD_DIR [--keep DIR]
+    [WEFT_CONTRAST_KEEP=DIR] pytest-3 tests/contrast_report_test.py --build=BUILD_DIR
 
-Exit status 0 when all passed, 1 when one failed, 77 (skipped) without chromium.
+Skipped without chromium; the first failed check fails the test.
 """
 import ctypes
 import json
@@ -29,10 +29,13 @@ import shutil
 import signal
 import subprocess
 import sys
-
-from contrast_check import check, checked, need_debian_python
 import tempfile
 import xml.etree.ElementTree as ET
+
+import pytest
+
+import harness
+from contrast_check import check, checked, need_debian_python
 
 need_debian_python()
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,13 +96,17 @@ def render(browser, page, tmp, shot):
     return d.stdout, d.stderr
 
 
+def test_report_page():
+    assert main() == 0
+
+
 def main():
-    driver, build = sys.argv[1], sys.argv[2]
-    keep = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--keep" else None
+    driver = str(harness.source_dir() / "bench" / "contrast.py")
+    build = str(harness.build_dir())
+    keep = os.environ.get("WEFT_CONTRAST_KEEP")
     browser = chromium()
     if browser is None:
-        print("skipped: no chromium (Debian package chromium)")
-        return 77
+        pytest.skip("no chromium (Debian package chromium)")
     adopt_orphans()
     sys.path.insert(0, os.path.dirname(os.path.abspath(driver)))
     import contrast
@@ -222,7 +229,3 @@ def main():
               f"a screenshot was taken ({shot})")
     print(f"contrast report test: ok ({len(checked)} checks)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

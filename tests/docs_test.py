@@ -13,25 +13,22 @@ ending in ` &` starts a server in the background: the test waits for its `listen
 and, at the end of the block, stops it with SIGINT and requires exit status 0. The `%1` of
 `kill -INT %1` is that server. Ports 9000-9099 in a block are replaced by free ones.
 
-usage: docs_test.py --build DIR --source DIR [unittest options]"""
-import argparse
-import os
+usage: pytest-3 tests/docs_test.py --build DIR [--source DIR]"""
 import re
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
-ARGS = None
+import harness
+from harness import free_port
+
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def doc_pages():
-    return sorted((Path(ARGS.source) / "docs").rglob("*.md"))
+    return sorted((harness.source_dir() / "docs").rglob("*.md"))
 
 
 def line_pattern(expected):
@@ -59,12 +56,6 @@ def blocks(text, language):
         elif lines is not None:
             lines.append(line[indent:])  # a block in a list item is indented with the item
     return found
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Session:
@@ -147,8 +138,8 @@ class Session:
 class Docs(unittest.TestCase):
     def test_console_blocks_run_as_written(self):
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "build").symlink_to(Path(ARGS.build).resolve())
-            (Path(tmp) / "examples").symlink_to(Path(ARGS.source).resolve() / "examples")
+            (Path(tmp) / "build").symlink_to(harness.build_dir())
+            (Path(tmp) / "examples").symlink_to(harness.source_dir() / "examples")
             count = 0
             for page in doc_pages():
                 for start, lines in blocks(page.read_text(), "console"):
@@ -162,7 +153,7 @@ class Docs(unittest.TestCase):
         for page in doc_pages():
             text = page.read_text()
             for m in re.finditer(r"<!-- excerpt: (\S+) -->\n```\w*\n(.*?)\n```", text, re.S):
-                source = (Path(ARGS.source) / m.group(1)).read_text()
+                source = (harness.source_dir() / m.group(1)).read_text()
                 with self.subTest(page=page.name, file=m.group(1)):
                     self.assertTrue(m.group(2) in source,
                                     f"{page.name}: this excerpt is no longer in {m.group(1)}:\n"
@@ -178,16 +169,3 @@ class Docs(unittest.TestCase):
                 with self.subTest(page=page.name, link=target):
                     self.assertTrue((page.parent / target).exists(),
                                     f"{page.name} links to {target}, which does not exist")
-
-
-def main():
-    global ARGS
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    parser.add_argument("--source", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,36 +1,18 @@
 #!/usr/bin/env python3
-"""Integration tests: run the example programs as a user would and check what they print."""
-import argparse
+"""Integration tests: run the example programs as a user would and check what they print.
+
+usage: pytest-3 tests/examples_test.py --build=DIR"""
 import ctypes
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import unittest
 
-ARGS = None
+from harness import PROGRAMS as ARGS, descendants
+
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def descendants(pid):
-    """The pids below `pid` in the process tree, from /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.append(c)
-            todo.append(c)
-    return found
 
 
 def run(*cmd, timeout=60):
@@ -445,23 +427,3 @@ class RingSetupFailure(unittest.TestCase):
             self.assertIn(expected, r.stderr)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertNotIn("terminate", r.stderr)
-
-
-def main():
-    global ARGS
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--hello", required=True)
-    parser.add_argument("--threading", required=True)
-    parser.add_argument("--loops", required=True)
-    parser.add_argument("--countdown", required=True)
-    parser.add_argument("--producer-consumer", required=True)
-    parser.add_argument("--pipeline", required=True)
-    parser.add_argument("--word-count", required=True)
-    parser.add_argument("--chat-client", required=True)
-    parser.add_argument("--no-uring", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,19 +7,20 @@ connection must get exactly the right bytes or a clean close/error, never wrong 
 must still answer fresh connections afterwards; after SIGINT it must exit 0 and report no live
 task, no operation in flight and as many open fds as it started with.
 
-    faults_test.py --echo-server PATH --http-server PATH
+    pytest-3 tests/faults_test.py --build=DIR     (DIR built with -Dfault_injection=true)
 """
-import argparse
 import concurrent.futures
 import os
 import random
 import re
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
+
+import pytest
+
+import harness
+from harness import PROGRAMS
 
 # The first eligible operations of each ring fail with EMFILE where they can (the first accept:
 # the accept loop must back off and recover), then faults at random.
@@ -35,27 +36,17 @@ class Failure(Exception):
 
 
 def start(cmd, seed):
+    """The server, up, with faults seeded by `seed` (a harness.ServerProcess: always killed)."""
     env = dict(os.environ, WEFT_FAULTS=FAULTS.format(seed=seed))
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-    p = subprocess.Popen(cmd + ["--port=0", "--host=127.0.0.1", "--drain-timeout=2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    line = p.stdout.readline()
-    m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if not m:
-        p.kill()
-        raise Failure(f"{cmd}: no 'listening on' line: {line!r} {p.stderr.read()}")
-    return p, int(m.group(1))
+    return harness.ServerProcess(cmd + ["--port=0", "--host=127.0.0.1", "--drain-timeout=2"],
+                                 env=env)
 
 
-def stop(p, name):
-    p.send_signal(signal.SIGINT)
-    try:
-        _, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        raise Failure(f"{name}: still running 30 s after SIGINT")
-    if p.returncode != 0:
-        raise Failure(f"{name}: exit status {p.returncode}\n{err}")
+def stop(server, name):
+    returncode, _, err = server.stop(signal.SIGINT, timeout=30)
+    if returncode != 0:
+        raise Failure(f"{name}: exit status {returncode}\n{err}")
     report = re.search(r"^weft-faults: .*$", err, re.M)
     if not report:
         raise Failure(f"{name}: no fault report on stderr\n{err}")
@@ -207,43 +198,37 @@ def hammer(client, port, name, *extra):
     return outcomes
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--echo-server", required=True)
-    ap.add_argument("--http-server", required=True)
-    args = ap.parse_args()
-    failures = 0
-    runs = [("echo cooperative", [args.echo_server, "--mode=cooperative"], echo_client, ()),
-            ("echo single-lock 2", [args.echo_server, "--mode=single-lock", "--workers=2"],
-             echo_client, ()),
-            ("echo multi-thread 2", [args.echo_server, "--mode=multi-thread", "--workers=2"],
-             echo_client, ())]
-    with tempfile.TemporaryDirectory() as root:
-        rnd = random.Random(1)
-        files = {"/small.txt": rnd.randbytes(100), "/mid.bin": rnd.randbytes(20000),
-                 "/big.bin": rnd.randbytes(200000)}
-        for path, data in files.items():
-            with open(root + path, "wb") as f:
-                f.write(data)
-        for mode in ("cooperative", "multi-thread"):
-            runs.append((f"http {mode}",
-                         [args.http_server, f"--mode={mode}", "--workers=2", f"--root={root}"],
-                         http_client, (files,)))
-        for seed, (name, cmd, client, extra) in enumerate(runs, start=1):
-            started = time.monotonic()
-            try:
-                p, port = start(cmd, seed)
-                try:
-                    outcomes = hammer(client, port, name, *extra)
-                finally:
-                    report = stop(p, name)
-                print(f"ok   {name}: {outcomes}; {report} "
-                      f"({time.monotonic() - started:.1f} s)")
-            except Failure as e:
-                failures += 1
-                print(f"FAIL {e}")
-    sys.exit(1 if failures else 0)
+RUNS = {"echo cooperative": ("echo_server", ["--mode=cooperative"]),
+        "echo single-lock 2": ("echo_server", ["--mode=single-lock", "--workers=2"]),
+        "echo multi-thread 2": ("echo_server", ["--mode=multi-thread", "--workers=2"]),
+        "http cooperative": ("http_server", ["--mode=cooperative", "--workers=2"]),
+        "http multi-thread": ("http_server", ["--mode=multi-thread", "--workers=2"])}
 
 
-if __name__ == "__main__":
-    main()
+@pytest.fixture(scope="module")
+def http_files(tmp_path_factory):
+    """The HTTP server's document root and the files in it, by path."""
+    root = tmp_path_factory.mktemp("root")
+    rnd = random.Random(1)
+    files = {"/small.txt": rnd.randbytes(100), "/mid.bin": rnd.randbytes(20000),
+             "/big.bin": rnd.randbytes(200000)}
+    for path, data in files.items():
+        (root / path.lstrip("/")).write_bytes(data)
+    return root, files
+
+
+@pytest.mark.parametrize("seed,name", list(enumerate(RUNS, start=1)), ids=list(RUNS))
+def test_server_under_faults(seed, name, http_files):
+    program, args = RUNS[name]
+    cmd = [getattr(PROGRAMS, program), *args]
+    client, extra = echo_client, ()
+    if program == "http_server":
+        cmd.append(f"--root={http_files[0]}")
+        client, extra = http_client, (http_files[1],)
+    started = time.monotonic()
+    with start(cmd, seed) as server:
+        try:
+            outcomes = hammer(client, server.port, name, *extra)
+        finally:
+            report = stop(server, name)
+    print(f"ok   {name}: {outcomes}; {report} ({time.monotonic() - started:.1f} s)")

@@ -4,30 +4,19 @@
 and wait beside asyncio). It checks the plumbing and the JSON schema (keys present, numbers
 positive), never the speed.
 
-    python3 tests/processes_bench_smoke.py bench/processes.py BUILD_DIR
+    pytest-3 tests/processes_bench_smoke.py --build=BUILD_DIR
 """
-import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
+from harness import build_dir, positive, refused, run_driver
 
 
-def positive(value, what):
-    assert isinstance(value, (int, float)) and value > 0, (what, value)
-
-
-with tempfile.TemporaryDirectory() as tmp:
-    out = Path(tmp) / "processes.json"
-    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
-                        "--jobs=200", "--warmup=10", "--map-items=200", "--children=20",
-                        "--spawn-warmup=2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=100)
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+def test_processes_driver(tmp_path):
+    r, data = run_driver("processes.py", tmp_path / "processes.json", "--count=5000000",
+                         "--jobs=200", "--warmup=10", "--map-items=200", "--children=20",
+                         "--spawn-warmup=2", timeout=100)
     assert "processes benchmark" in r.stdout, r.stdout[-2000:]
-    data = json.loads(out.read_text())
     for key in ("date", "command", "machine", "reps", "quick", "settings", "load_before",
                 "load_after", "results", "countdown", "roundtrip", "spawn"):
         assert key in data, (key, sorted(data))
@@ -74,11 +63,8 @@ with tempfile.TemporaryDirectory() as tmp:
     assert sp["samples"]["weft io::command"][0]["raw"]["spawn"]["children"] == 20, sp
 
     # Bad arguments are refused with status 2, not ignored.
-    bad = subprocess.run([sys.executable, driver, "--reps", "0"], capture_output=True, text=True,
-                         timeout=30)
-    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+    refused([sys.executable, Path(__file__).parent.parent / "bench" / "processes.py", "--reps",
+             "0"])
     for arg in ("--jobs=zero", "--only=nothing", "--start-method=vfork", "--children=0"):
-        bad = subprocess.run([str(Path(build) / "bench" / "process_bench"), arg],
-                             capture_output=True, text=True, timeout=30)
-        assert bad.returncode == 2, (arg, bad.returncode, bad.stderr)
-print("processes bench smoke: ok")
+        refused([build_dir() / "bench" / "process_bench", arg])
+    print("processes bench smoke: ok")

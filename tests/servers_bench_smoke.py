@@ -3,19 +3,14 @@
 server and client against the liburing reference, one pair of one-second runs) and on the file
 suite (bench/file_read beside dd, 8 MiB). It checks the plumbing (servers start, load runs,
 every byte is checked, the JSON holds the samples), never the speed."""
-import json
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
-with tempfile.TemporaryDirectory() as tmp:
-    out = Path(tmp) / "servers.json"
-    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--only", "echo",
-                        "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    data = json.loads(out.read_text())
+from harness import refused, run_driver, source_dir
+
+
+def test_servers_driver(tmp_path):
+    out = tmp_path / "servers.json"
+    r, data = run_driver("servers.py", out, "--only", "echo")
     rows = data["results"]
     assert rows and rows[0]["suite"] == "echo", rows
     assert rows[0]["good_pairs"] >= 1, rows[0]
@@ -23,13 +18,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for key in ("cpu", "nproc", "kernel", "compiler"):
         assert key in data["machine"], data["machine"]
     # The file suite runs bench/file_read (weft's read_at) beside dd on a small file.
-    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--only", "file",
-                        "--file-size-mib", "8", "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    rows = json.loads(out.read_text())["results"]
+    r, data = run_driver("servers.py", out, "--only", "file", "--file-size-mib", "8")
+    rows = data["results"]
     assert rows and rows[0]["suite"] == "file" and rows[0]["weft_median"] > 0, rows
-    bad = subprocess.run([sys.executable, driver, "--pairs", "zero"], capture_output=True,
-                         text=True, timeout=30)
-    assert bad.returncode == 2, (bad.returncode, bad.stderr)
-print("servers bench smoke: ok")
+    refused([sys.executable, source_dir() / "bench" / "servers.py", "--pairs", "zero"])
+    print("servers bench smoke: ok")

@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
 """Integration tests for the example servers, driven as real clients over loopback.
 
-  python3 tests/servers_test.py --echo-server build/examples/echo_server \
-      --echo-client build/examples/echo_client --http-server build/examples/http_server \
-      [--only NAME[,NAME...]] [--modes MODE[,MODE...]] [--list]
+  [WEFT_SERVER_MODES=MODE[,MODE...]] pytest-3 tests/servers_test.py --build=build [-k NAME]
 
 Every server is started with --port 0 and found through its "listening on ADDRESS" line. Each
 test is bounded in time, kills and reaps its children in finally blocks, and reports one line per
-check; the exit status is 1 when any check failed. Standard library only, plus the curl CLI.
+check (pytest -s shows them); a test fails when any of its checks failed, after running them
+all. Standard library and pytest, plus the curl CLI.
 
 The tests that matter for threading (concurrency, resets, timeouts, files, shutdown) run once per
-executor in --modes: cooperative, then --mode=multi-thread --workers=2 and 4, and --mode=single-lock
---workers=2 (named "multi-thread:2" and so on). Such a run is named NAME[MODE], e.g.
-echo_reset[multi-thread:4], and each of its checks starts with [MODE]; the cooperative run keeps
-the plain name. --only matches these names, so --only multi-thread picks the multi-thread runs.
+executor in WEFT_SERVER_MODES (by default: cooperative, then --mode=multi-thread --workers=2 and
+4, and --mode=single-lock --workers=2, named "multi-thread:2" and so on). Such a run is named
+NAME[MODE], e.g. echo_reset[multi-thread:4], and each of its checks starts with [MODE]; the
+cooperative run keeps the plain name. pytest's -k matches these names, so -k multi-thread picks
+the multi-thread runs.
 """
-import argparse
+import contextlib
 import ctypes
 import hashlib
 import http.client
@@ -27,15 +27,16 @@ import selectors
 import shutil
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import traceback
 
-ARGS = None
+import pytest
+
+from harness import PROGRAMS as ARGS, recv_exact
+from harness import reset as rst_close
+
 PASSED = 0
 FAILURES = []
 CURRENT_TEST = [""]
@@ -45,7 +46,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 
 
-class TestError(Exception):
+class SetupFailed(Exception):
     """A failure that ends the current test (setup that did not work)."""
 
 
@@ -107,10 +108,7 @@ class Mode:
 
 
 def parse_modes(text):
-    try:
-        return [Mode(m) for m in text.split(",") if m]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
+    return [Mode(m) for m in text.split(",") if m]  # a bad name: ValueError, naming it
 
 
 COOPERATIVE = Mode("cooperative")
@@ -146,11 +144,11 @@ class Server:
             if m:
                 break
             if self.proc.poll() is not None:
-                raise TestError(f"{' '.join(self.argv)} exited {self.proc.returncode} before "
+                raise SetupFailed(f"{' '.join(self.argv)} exited {self.proc.returncode} before "
                                 f"listening; stderr: {self.stderr()!r}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise TestError(f"{' '.join(self.argv)}: no 'listening on' line in {startup_s} s")
+                raise SetupFailed(f"{' '.join(self.argv)}: no 'listening on' line in {startup_s} s")
             time.sleep(0.01)
         self.address_text = m.group(1)
         host, _, port = self.address_text.rpartition(":")
@@ -164,7 +162,7 @@ class Server:
             threads = self.threads()
         if threads < mode.workers:
             self.kill()
-            raise TestError(f"{' '.join(self.argv)}: {threads} thread(s) once listening, "
+            raise SetupFailed(f"{' '.join(self.argv)}: {threads} thread(s) once listening, "
                             f"not the {mode.workers} workers asked for")
 
     def stdout(self):
@@ -245,26 +243,22 @@ def curl(*args, timeout=60):
 # Sockets
 
 
+@contextlib.contextmanager
+def reported(what, sock):
+    """The block runs with `sock` and closes it; an exception in it fails the check `what`
+    (the test goes on with its other checks)."""
+    try:
+        yield sock
+    except Exception as e:
+        check(False, what, f"{e.__class__.__name__}: {e}")
+    finally:
+        sock.close()
+
+
 def connect(addr, timeout=10.0):
     s = socket.create_connection(addr, timeout=timeout)
     s.settimeout(timeout)
     return s
-
-
-def rst_close(s):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
-def recv_exact(s, n):
-    parts, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError(f"end of stream after {got} of {n} bytes")
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
 
 
 def wait_eof(s, timeout):
@@ -337,19 +331,19 @@ class Reader:
             if end >= 0:
                 break
             if len(self.buf) > 65536:
-                raise TestError(f"no end of response head in {short(bytes(self.buf))}")
+                raise SetupFailed(f"no end of response head in {short(bytes(self.buf))}")
             self._fill()
         raw = bytes(self.buf[:end]).decode("latin-1")
         del self.buf[:end + 4]
         lines = raw.split("\r\n")
         m = re.fullmatch(r"(HTTP/\d\.\d) (\d{3}) ?(.*)", lines[0])
         if not m:
-            raise TestError(f"bad status line {lines[0]!r}")
+            raise SetupFailed(f"bad status line {lines[0]!r}")
         headers = []
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
-                raise TestError(f"bad header line {line!r}")
+                raise SetupFailed(f"bad header line {line!r}")
             headers.append((name, value.strip()))
         return Response(m.group(1), int(m.group(2)), m.group(3), headers, b"")
 
@@ -366,7 +360,7 @@ class Reader:
         if head_request:
             return r
         if length is None:
-            raise TestError(f"response without Content-Length: {r.header_list}")
+            raise SetupFailed(f"response without Content-Length: {r.header_list}")
         r.body = self.exact(int(length))
         return r
 
@@ -436,7 +430,7 @@ def echoes_fresh(addr, what="a fresh connection is echoed", size=65536):
 TESTS = []
 
 
-def test(name, group, threaded=False):
+def case(name, group, threaded=False):
     """Registers fn. threaded: it takes a Mode and runs once per --modes entry, else once on the
     cooperative executor."""
     def register(fn):
@@ -497,7 +491,7 @@ def bad_args_check(binary, program, argsets):
 # ---- echo ----------------------------------------------------------------------------------
 
 
-@test("echo_client_load", "echo", threaded=True)
+@case("echo_client_load", "echo", threaded=True)
 def t_echo_client_load(mode):
     with Server(ARGS.echo_server, mode=mode) as srv:
         for conns, size in ((50, 64), (20, 102400)):
@@ -520,7 +514,7 @@ def t_echo_client_load(mode):
         check(srv.alive(), "server alive after the load")
 
 
-@test("echo_raw_sizes", "echo", threaded=True)
+@case("echo_raw_sizes", "echo", threaded=True)
 def t_echo_raw_sizes(mode):
     sizes = [1, 2, 1000, 16384, 16385, 65536, (1 << 20) + 3, 4 << 20]
     with Server(ARGS.echo_server, mode=mode) as srv:
@@ -544,7 +538,7 @@ def t_echo_raw_sizes(mode):
                      f"({len(sizes)} concurrent connections)")
 
 
-@test("echo_half_close", "echo", threaded=True)
+@case("echo_half_close", "echo", threaded=True)
 def t_echo_half_close(mode):
     with Server(ARGS.echo_server, mode=mode) as srv:
         for size in (0, 5, 300000, 2 << 20):
@@ -579,7 +573,7 @@ def t_echo_half_close(mode):
         check(srv.alive(), "server alive after half-closes")
 
 
-@test("echo_reset", "echo", threaded=True)
+@case("echo_reset", "echo", threaded=True)
 def t_echo_reset(mode):
     with Server(ARGS.echo_server, mode=mode) as srv:
         time.sleep(0.1)
@@ -632,7 +626,7 @@ def t_echo_reset(mode):
         check_eq(count, baseline, "server fds back to the baseline (no leak per reset)")
 
 
-@test("echo_fd_exhaustion", "echo", threaded=True)
+@case("echo_fd_exhaustion", "echo", threaded=True)
 def t_echo_fd_exhaustion(mode):
     with Server(ARGS.echo_server, mode=mode, nofile=64) as srv:
         clients = []
@@ -689,7 +683,7 @@ def t_echo_fd_exhaustion(mode):
         check(srv.alive(), "server alive after recovery")
 
 
-@test("echo_signals", "echo", threaded=True)
+@case("echo_signals", "echo", threaded=True)
 def t_echo_signals(mode):
     for sig in (signal.SIGTERM, signal.SIGINT):
         name = signal.Signals(sig).name
@@ -788,7 +782,7 @@ def t_echo_signals(mode):
             client.wait(10)
 
 
-@test("echo_bad_args", "echo")
+@case("echo_bad_args", "echo")
 def t_echo_bad_args():
     bad_args_check(ARGS.echo_server, "echo_server",
                    [["--port", "70000"], ["--mode", "nope"], ["--bogus"], ["--port", "-1"],
@@ -804,7 +798,7 @@ def t_echo_bad_args():
           "echo_client --port 0: exit 2 with usage", f"rc={r.returncode}")
 
 
-@test("echo_ipv6", "echo")
+@case("echo_ipv6", "echo")
 def t_echo_ipv6():
     probe = socket.socket(socket.AF_INET6)
     try:
@@ -879,7 +873,7 @@ def http_server(*args, **kw):
     return Server(ARGS.http_server, "--root", http_root(), *args, **kw)
 
 
-@test("http_curl_hello", "http")
+@case("http_curl_hello", "http")
 def t_http_curl_hello():
     with http_server() as srv:
         hdr = os.path.join(TMP, "curl-headers")
@@ -896,7 +890,7 @@ def t_http_curl_hello():
               "one Content-Type: text/plain", str(types))
 
 
-@test("http_keep_alive", "http", threaded=True)
+@case("http_keep_alive", "http", threaded=True)
 def t_http_keep_alive(mode):
     with http_server(mode=mode) as srv:
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
@@ -967,8 +961,7 @@ def t_http_keep_alive(mode):
               "HTTP/1.1 Connection: close: 200, Connection: close, then closed",
               f"{note} {r and r.header_list} closed={closed}")
 
-        s = connect(srv.addr)
-        try:
+        with reported("HTTP/1.0 with Connection: keep-alive is kept open", connect(srv.addr)) as s:
             rd = Reader(s)
             for i in range(2):
                 s.sendall(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -977,13 +970,9 @@ def t_http_keep_alive(mode):
                       r.header("connection", ).lower() == "keep-alive",
                       f"HTTP/1.0 keep-alive request {i + 1}: 200 and Connection: keep-alive",
                       f"{r.status} {r.header_list}")
-        except Exception as e:
-            check(False, "HTTP/1.0 with Connection: keep-alive is kept open", repr(e))
-        finally:
-            s.close()
 
 
-@test("http_pipelining", "http", threaded=True)
+@case("http_pipelining", "http", threaded=True)
 def t_http_pipelining(mode):
     kinds = [("GET", "/", b"Hello, World!"), ("GET", "/hello.txt", FILES["/hello.txt"]),
              ("HEAD", "/index.html", FILES["/index.html"]),
@@ -1017,8 +1006,8 @@ def t_http_pipelining(mode):
         finally:
             s.close()
         # Many small responses queued before a file (more than 64 KiB of them).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("800 pipelined GET / then a 256 KiB file: all exact, then closed",
+                      connect(srv.addr, 10)) as s:
             big = "/sizes/262145.bin"
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 800 +
                       f"GET {big} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -1029,14 +1018,9 @@ def t_http_pipelining(mode):
                   last.body == FILES[big] and rd.at_eof(3.0),
                   "800 pipelined GET / then a 256 KiB file: all exact, then closed",
                   f"{sum(g == b'Hello, World!' for g in got)} hellos, last {last.status}")
-        except Exception as e:
-            check(False, "800 pipelined GET / then a 256 KiB file: all exact, then closed",
-                  f"{e.__class__.__name__}: {e}")
-        finally:
-            s.close()
         # Pipelined requests split at awkward points (byte by byte for the first two).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("two requests sent one byte per write: both answered",
+                      connect(srv.addr, 10)) as s:
             two = (b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
                    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             for b in two:
@@ -1045,13 +1029,9 @@ def t_http_pipelining(mode):
             got = [rd.response().body, rd.response().body]
             check_eq(got, [FILES["/hello.txt"], b"Hello, World!"],
                      "two requests sent one byte per write: both answered")
-        except Exception as e:
-            check(False, "two requests sent one byte per write: both answered", repr(e))
-        finally:
-            s.close()
 
 
-@test("http_static_files", "http", threaded=True)
+@case("http_static_files", "http", threaded=True)
 def t_http_static_files(mode):
     expected_type = {"/index.html": "text/html", "/hello.txt": "text/plain",
                      "/image.png": "image/png", "/style.css": "text/css",
@@ -1079,8 +1059,8 @@ def t_http_static_files(mode):
                 got = f"{e.__class__.__name__}: {e}"
             check_eq(got, (200, str(len(FILES[path])), True), f"GET {path}: exact bytes")
         # The same files pipelined behind small responses (the head shares the first write).
-        s = connect(srv.addr, 10)
-        try:
+        with reported("files around 256 KiB pipelined behind GET / and HEAD: exact",
+                      connect(srv.addr, 10)) as s:
             plan = []
             for path in sized:
                 plan += [("GET", "/"), ("HEAD", path), ("GET", path)]
@@ -1095,11 +1075,6 @@ def t_http_static_files(mode):
                         (m == "GET" and r.body != want)):
                     bad.append((m, p, r.status, r.header("content-length")))
             check_eq(bad, [], "files around 256 KiB pipelined behind GET / and HEAD: exact")
-        except Exception as e:
-            check(False, "files around 256 KiB pipelined behind GET / and HEAD: exact",
-                  f"{e.__class__.__name__}: {e}")
-        finally:
-            s.close()
         r = http_get(srv.addr, "/sub/my%20file.txt")
         check(r.status == 200 and r.body == FILES["/sub/my file.txt"],
               "percent-encoded name /sub/my%20file.txt served", f"{r.status}")
@@ -1156,7 +1131,7 @@ def t_http_static_files(mode):
         check(srv.alive(), "server alive after the static file checks")
 
 
-@test("http_traversal", "http", threaded=True)
+@case("http_traversal", "http", threaded=True)
 def t_http_traversal(mode):
     targets = ["/../etc/passwd", "/../../../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
                "/%2E%2e/x", "/..%2f..%2fetc%2fpasswd", "/sub/../../etc/passwd",
@@ -1234,7 +1209,7 @@ def bad_requests():
     ]
 
 
-@test("http_bad_requests", "http", threaded=True)
+@case("http_bad_requests", "http", threaded=True)
 def t_http_bad_requests(mode):
     with http_server(mode=mode) as srv:
         for what, raw, expected in bad_requests():
@@ -1296,7 +1271,7 @@ def _send_ignoring_errors(s, data):
         pass
 
 
-@test("http_garbage", "http")
+@case("http_garbage", "http")
 def t_http_garbage():
     rng = random.Random(20240601)
     hello = bytes.fromhex("160301020001") + b"\x00\x01\xfc\x03\x03" + rng.randbytes(200)
@@ -1322,7 +1297,7 @@ def t_http_garbage():
         check(srv.alive(), "server alive after the garbage")
 
 
-@test("http_slow_clients", "http", threaded=True)
+@case("http_slow_clients", "http", threaded=True)
 def t_http_slow_clients(mode):
     with http_server("--header-timeout", 1, "--idle-timeout", 1, mode=mode) as srv:
         results = {}
@@ -1430,7 +1405,7 @@ def t_http_slow_clients(mode):
         check(srv.alive(), "server alive after the slow clients")
 
 
-@test("http_1000_connections", "http", threaded=True)
+@case("http_1000_connections", "http", threaded=True)
 def t_http_1000_connections(mode):
     n = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1494,7 +1469,7 @@ def t_http_1000_connections(mode):
         serves_fresh(srv.addr, "served after the 1000 connections closed")
 
 
-@test("http_shutdown", "http", threaded=True)
+@case("http_shutdown", "http", threaded=True)
 def t_http_shutdown(mode):
     # SIGTERM (SIGINT on a threaded mode) during a slow 100 MiB download: the download
     # finishes, the server exits 0.
@@ -1703,17 +1678,17 @@ def signal_matrix(kind, mode):
                 stuck.close()
 
 
-@test("echo_signal_matrix", "echo", threaded=True)
+@case("echo_signal_matrix", "echo", threaded=True)
 def t_echo_signal_matrix(mode):
     signal_matrix("echo", mode)
 
 
-@test("http_signal_matrix", "http", threaded=True)
+@case("http_signal_matrix", "http", threaded=True)
 def t_http_signal_matrix(mode):
     signal_matrix("http", mode)
 
 
-@test("http_bad_args", "http")
+@case("http_bad_args", "http")
 def t_http_bad_args():
     bad_args_check(ARGS.http_server, "http_server",
                    [["--port", "70000"], ["--bogus"], ["--mode", "nope"],
@@ -1736,68 +1711,34 @@ def t_http_bad_args():
 
 
 DEFAULT_MODES = "cooperative,multi-thread:2,multi-thread:4,single-lock:2"
+RUNS = planned_runs(parse_modes(os.environ.get("WEFT_SERVER_MODES", DEFAULT_MODES)))
 
 
-def main():
-    global ARGS, TMP
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--echo-server", required=True)
-    parser.add_argument("--echo-client", required=True)
-    parser.add_argument("--http-server", required=True)
-    parser.add_argument("--only", default="",
-                        help="comma-separated test names (or parts of names) to run")
-    parser.add_argument("--modes", type=parse_modes, default=parse_modes(DEFAULT_MODES),
-                        help="comma-separated executors for the threaded tests "
-                        f"(default {DEFAULT_MODES})")
-    parser.add_argument("--list", action="store_true", help="list the tests and exit")
-    ARGS = parser.parse_args()
-    runs = planned_runs(ARGS.modes)
-    if ARGS.list:
-        for name, group, _, _ in runs:
-            print(f"{name} ({group})")
-        return 0
-    wanted = [w for w in ARGS.only.split(",") if w]
-    selected = [t for t in runs if not wanted or any(w in t[0] for w in wanted)]
-    if not selected:
-        print(f"no test matches --only {ARGS.only!r}", file=sys.stderr)
-        return 2
-
+@pytest.fixture(scope="module", autouse=True)
+def scratch():
+    """The run's scratch directory, all the fds the hard limit allows, SIGPIPE ignored."""
+    global TMP
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-
-    binaries = {"echo": [ARGS.echo_server, ARGS.echo_client], "http": [ARGS.http_server]}
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     TMP = tempfile.mkdtemp(prefix="weft-servers-test-")
-    started = time.monotonic()
-    try:
-        for name, group, fn, mode in selected:
-            CURRENT_TEST[0] = name
-            CURRENT_MODE[0] = mode
-            print(f"[{name}]", flush=True)
-            missing = [b for b in binaries[group] if not os.access(b, os.X_OK)]
-            if group == "http" and not shutil.which("curl"):
-                missing.append("curl (apt-get install -y curl)")
-            if missing:
-                check(False, "binaries present", f"missing {missing}")
-                continue
-            t0 = time.monotonic()
-            try:
-                if group == "http":
-                    http_root()  # the document root and FILES, made once
-                fn(mode) if mode else fn()
-            except Exception as e:
-                check(False, "test ran to the end",
-                      f"{e.__class__.__name__}: {e}\n{traceback.format_exc()}")
-            print(f"  ({time.monotonic() - t0:.1f} s)", flush=True)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    total = PASSED + len(FAILURES)
-    print(f"\n{PASSED}/{total} checks passed in {time.monotonic() - started:.1f} s")
-    for f in FAILURES:
-        print(f"FAILED {f}")
-    return 1 if FAILURES else 0
+    yield TMP
+    shutil.rmtree(TMP, ignore_errors=True)
+    signal.signal(signal.SIGPIPE, previous)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.mark.parametrize("name,group,fn,mode", RUNS, ids=[r[0] for r in RUNS])
+def test_server(name, group, fn, mode):
+    CURRENT_TEST[0] = name
+    CURRENT_MODE[0] = mode
+    binaries = {"echo": [ARGS.echo_server, ARGS.echo_client], "http": [ARGS.http_server]}
+    missing = [b for b in binaries[group] if not os.access(b, os.X_OK)]
+    if group == "http" and not shutil.which("curl"):
+        missing.append("curl (apt-get install -y curl)")
+    assert not missing, f"missing {missing}"
+    before = len(FAILURES)
+    if group == "http":
+        http_root()  # the document root and FILES, made once
+    fn(mode) if mode else fn()
+    assert len(FAILURES) == before, "failed checks:\n" + "\n".join(FAILURES[before:])

@@ -30,11 +30,12 @@ import os
 import random
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
+
+from harness import recv_exact, reset  # shared with the pytest suites
 
 MODES = (("cooperative", []), ("single-lock:2", ["--mode=single-lock", "--workers=2"]),
          ("multi-thread:2", ["--mode=multi-thread", "--workers=2"]))
@@ -65,22 +66,6 @@ def connect(port, timeout=10.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
-
-
-def reset(s):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
-def recv_exact(s, n):
-    chunks, got = [], 0
-    while got < n:
-        b = s.recv(min(n - got, 1 << 16))
-        if not b:
-            raise ConnectionError(f"end of stream after {got} of {n} bytes")
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
 
 
 # ---- echo clients

@@ -3,30 +3,20 @@
 sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers). It
 checks the plumbing and the JSON schema (keys present, numbers positive), never the speed.
 
-    python3 tests/threads_bench_smoke.py bench/threads.py BUILD_DIR
+    pytest-3 tests/threads_bench_smoke.py --build=BUILD_DIR
 """
-import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-driver, build = sys.argv[1], sys.argv[2]
+from harness import build_dir, positive, refused, run_driver
 
 
-def positive(value, what):
-    assert isinstance(value, (int, float)) and value > 0, (what, value)
-
-
-with tempfile.TemporaryDirectory() as tmp:
-    out = Path(tmp) / "threads.json"
-    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--count=5000000",
-                        "--io-tasks=200", "--io-rounds=2", "--io-sleep-ms=10", "--tasks=5000",
-                        "--round-trips=5000", "--echo-connections=10", "--echo-duration=0.3",
-                        "--out", str(out)], capture_output=True, text=True, timeout=100)
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+def test_threads_driver(tmp_path):
+    r, data = run_driver("threads.py", tmp_path / "threads.json", "--count=5000000",
+                         "--io-tasks=200", "--io-rounds=2", "--io-sleep-ms=10", "--tasks=5000",
+                         "--round-trips=5000", "--echo-connections=10", "--echo-duration=0.3",
+                         timeout=100)
     assert "threads benchmark" in r.stdout, r.stdout[-2000:]
-    data = json.loads(out.read_text())
     for key in ("date", "command", "machine", "reps", "load_before", "load_after", "results",
                 "countdown", "io", "micro", "echo"):
         assert key in data, (key, sorted(data))
@@ -71,11 +61,7 @@ with tempfile.TemporaryDirectory() as tmp:
     assert len(data["echo"]["medians_msg_per_s"]) == 5, data["echo"]["medians_msg_per_s"]
 
     # Bad arguments are refused with status 2, not ignored.
-    bad = subprocess.run([sys.executable, driver, "--reps", "0"], capture_output=True, text=True,
-                         timeout=30)
-    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+    refused([sys.executable, Path(__file__).parent.parent / "bench" / "threads.py", "--reps", "0"])
     for exe, arg in (("bench/io_bound", "--tasks=0"), ("bench/threads_micro", "--tasks=zero")):
-        bad = subprocess.run([str(Path(build) / exe), arg], capture_output=True, text=True,
-                             timeout=30)
-        assert bad.returncode == 2, (exe, bad.returncode, bad.stderr)
-print("threads bench smoke: ok")
+        refused([build_dir() / exe, arg])
+    print("threads bench smoke: ok")

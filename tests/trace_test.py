@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Traces and task dumps of real weft programs.
 
-  python3 tests/trace_test.py --countdown build/examples/countdown \
-      --echo-server build/examples/echo_server
+  pytest-3 tests/trace_test.py --build=build
 
 - On every mode, `WEFT_TRACE=FILE countdown ...` writes Chrome Trace Event JSON: the file
   parses, every event has the fields of its phase, one thread name per executor thread,
@@ -14,29 +13,41 @@
   naming a task that waits on a recv of that connection's fd, and it keeps serving.
 """
 
-import argparse
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+
+import pytest
+
+from harness import PROGRAMS
 
 MODES = ["cooperative", "single-lock", "multi-thread"]
 THREAD_LABEL = {"cooperative": "cooperative", "single-lock": "single-lock",
                 "multi-thread": "worker"}
 
 
-class TestError(Exception):
+class CheckFailed(Exception):
     pass
+
+
+@pytest.fixture
+def countdown():
+    return PROGRAMS.countdown
+
+
+@pytest.fixture
+def echo_server():
+    return PROGRAMS.echo_server
 
 
 def check(cond, what):
     if not cond:
-        raise TestError(what)
+        raise CheckFailed(what)
 
 
 def trace_of(countdown, mode, count, workers=2, extra=()):
@@ -163,23 +174,3 @@ def test_echo_server_dump(echo_server):
                 if server.poll() is None:
                     server.kill()
                     server.wait()
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--countdown", required=True)
-    parser.add_argument("--echo-server", required=True)
-    args = parser.parse_args()
-    try:
-        test_every_mode(args.countdown)
-        test_single_lock_spans_never_overlap(args.countdown)
-        test_multi_thread_runs_overlap(args.countdown)
-        test_echo_server_dump(args.echo_server)
-    except (TestError, json.JSONDecodeError, KeyError, subprocess.TimeoutExpired) as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

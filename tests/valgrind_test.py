@@ -11,13 +11,15 @@ start processes (pipeline, word_count, countdown --mode=processes) are left out:
 has no pidfd_open (syscall 434), so weft's spawner gets ENOSYS under it; they run under ASan and
 LeakSanitizer instead.
 
-usage: valgrind_test.py --build DIR [--soak-seconds S]"""
-import argparse
+usage: [WEFT_VALGRIND_SOAK_SECONDS=S] pytest-3 tests/valgrind_test.py --build=DIR"""
 import os
 import shutil
 import subprocess
 import sys
-import time
+
+import pytest
+
+import harness
 
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
             "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect"]
@@ -38,38 +40,31 @@ def scenarios(build):
     yield [ex("loops")], "All tasks done"
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    parser.add_argument("--soak-seconds", type=float, default=9)
-    args = parser.parse_args()
+@pytest.fixture(autouse=True)
+def valgrind_installed():
     if shutil.which("valgrind") is None:
-        print("valgrind is not installed (apt-get install valgrind): skipped")
-        return 77
-    failures = []
-    for cmd, expected in scenarios(args.build):
-        start = time.monotonic()
-        r = subprocess.run(VALGRIND + cmd, capture_output=True, text=True, timeout=600)
-        ok = r.returncode == 0 and expected in r.stdout
-        name = " ".join([os.path.basename(cmd[0])] + cmd[1:])
-        print(f"{'ok  ' if ok else 'FAIL'} {name} ({time.monotonic() - start:.1f} s)",
-              flush=True)
-        if not ok:
-            failures.append(f"{name}: exit {r.returncode}\n{r.stdout[-1000:]}\n"
-                            f"{r.stderr[-4000:]}")
+        pytest.skip("valgrind is not installed (apt-get install valgrind)")
+
+
+SCENARIOS = list(scenarios("BUILD"))
+
+
+@pytest.mark.parametrize("cmd,expected", SCENARIOS,
+                         ids=[" ".join([os.path.basename(c[0])] + c[1:]) for c, _ in SCENARIOS])
+def test_example_under_memcheck(cmd, expected):
+    cmd = [c.replace("BUILD", str(harness.build_dir()), 1) if i == 0 else c
+           for i, c in enumerate(cmd)]
+    r = subprocess.run(VALGRIND + cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and expected in r.stdout, (
+        f"exit {r.returncode}\n{r.stdout[-1000:]}\n{r.stderr[-4000:]}")
+
+
+def test_servers_under_memcheck_and_the_soak():
+    seconds = os.environ.get("WEFT_VALGRIND_SOAK_SECONDS", "9")
     soak = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "soak.py"),
-                           "--build", args.build, "--seconds", str(args.soak_seconds),
+                           "--build", str(harness.build_dir()), "--seconds", seconds,
                            "--clients", "4", "--wrapper", " ".join(VALGRIND)],
                           capture_output=True, text=True, timeout=1200)
     print(soak.stdout, end="", flush=True)
-    if soak.returncode != 0:
-        failures.append(f"servers under the soak's clients: exit {soak.returncode}\n"
-                        f"{soak.stdout[-3000:]}\n{soak.stderr[-3000:]}")
-    for f in failures:
-        print("\n" + f, file=sys.stderr)
-    print(f"valgrind: {len(failures)} failed")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    assert soak.returncode == 0, (f"servers under the soak's clients: exit {soak.returncode}\n"
+                                  f"{soak.stdout[-3000:]}\n{soak.stderr[-3000:]}")

@@ -19,7 +19,6 @@ key=value numbers. Exit status 0 when it ran, 1 when it failed, 2 on bad argumen
 import argparse
 import asyncio
 import subprocess
-import sys
 import time
 
 
@@ -73,8 +72,5 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception as e:
-        print(f"asyncio_spawn: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    from reference_main import run
+    run(main)

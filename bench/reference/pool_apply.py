@@ -20,7 +20,6 @@ numbers. Exit status 0 when it ran, 1 when it failed, 2 on bad arguments.
 """
 import argparse
 import multiprocessing
-import sys
 import threading
 import time
 
@@ -120,8 +119,5 @@ def stop_resource_tracker():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception as e:
-        print(f"pool_apply: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    from reference_main import run
+    run(main)
