@@ -54,7 +54,7 @@ GOALS = {
     ("echo", "echo_epoll", "throughput"): (">=", 1.0),
     ("echo", "go", "throughput"): (">=", 1.3),
     ("echo", "echo_uring", "cpu"): ("<=", 1.0),
-    ("http", "nginx", "throughput"): (">=", 1.0),
+    ("http", "nginx", "throughput"): (">=", 1.2),
     ("http", "nginx", "cpu"): ("<=", 0.9),
     ("file", "dd", "throughput"): (">=", 0.95),
 }
