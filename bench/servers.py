@@ -341,7 +341,9 @@ def suite_echo(args, rows, workdir):
     client = shlex.split(args.echo_client_cmd) if args.echo_client_cmd else [
         f"{b}/examples/echo_client", "--host", "{host}", "--port", "{port}",
         "--connections", "{connections}", "--size", "{size}", "--duration", "{duration}"]
-    refs = [("echo_uring", [f"{b}/bench/echo_uring", "{port}"]),
+    uring = shlex.split(args.echo_uring_cmd) if args.echo_uring_cmd else [
+        f"{b}/bench/echo_uring", "{port}"]
+    refs = [("echo_uring", uring),
             ("echo_epoll", [f"{b}/bench/echo_epoll", "{port}"])]
     if args.quick:
         refs = refs[:1]
@@ -736,7 +738,8 @@ def parse_args(argv):
     ap.add_argument("--client-cpu", type=int, default=1)
     # Overrides for testing the driver itself; templates with {port}, {root}, {path}, {host},
     # {connections}, {size}, {duration}.
-    for opt in ("--weft-echo-cmd", "--echo-client-cmd", "--weft-http-cmd", "--weft-file-cmd"):
+    for opt in ("--weft-echo-cmd", "--echo-client-cmd", "--weft-http-cmd", "--weft-file-cmd",
+                "--echo-uring-cmd"):
         ap.add_argument(opt, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:

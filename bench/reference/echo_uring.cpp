@@ -1,6 +1,6 @@
 // The fast baseline for weft's echo server: a minimal hand-written liburing TCP echo server.
 //
-//   echo_uring PORT [--recv=multishot|single] [--fixed-files]
+//   echo_uring PORT [--recv=multishot|single] [--fixed-files] [--buffers=N]
 //        (listens on 127.0.0.1:PORT; prints "listening on 127.0.0.1:PORT")
 //
 // One thread, one ring, a multishot accept. Each loop turn submits every queued SQE and waits
@@ -43,8 +43,8 @@ namespace {
 constexpr std::size_t buffer_size = 16 * 1024;  // --recv=single's buffer per connection
 constexpr unsigned ring_entries = 1024;
 unsigned max_fds = 65536;  // the registered file table, indexed by fd (at most RLIMIT_NOFILE)
-// The provided buffer ring: 4096 buffers of 4 KiB (16 MiB), group 0.
-constexpr unsigned pbuf_count = 4096;
+// The provided buffer ring: --buffers=N buffers of 4 KiB, group 0.
+unsigned pbuf_count = 256;
 constexpr std::size_t pbuf_size = 4096;
 constexpr unsigned short pbuf_group = 0;
 
@@ -280,6 +280,11 @@ bool parse_options(int argc, char** argv) {
       multishot = false;
     } else if (a == "--fixed-files") {
       fixed_files = true;
+    } else if (a.starts_with("--buffers=")) {
+      pbuf_count = static_cast<unsigned>(std::atoi(a.substr(10).data()));
+      if (pbuf_count == 0 || pbuf_count > 32768 || (pbuf_count & (pbuf_count - 1)) != 0) {
+        return false;  // a power of two the kernel accepts
+      }
     } else {
       return false;
     }
@@ -291,7 +296,7 @@ bool parse_options(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || !parse_options(argc, argv)) {
-    std::fprintf(stderr, "usage: echo_uring PORT [--recv=multishot|single] [--fixed-files]\n");
+    std::fprintf(stderr, "usage: echo_uring PORT [--recv=multishot|single] [--fixed-files] [--buffers=N]\n");
     return 2;
   }
   const int port = std::atoi(argv[1]);
