@@ -668,3 +668,19 @@ TEST_CASE("recv_stream reports a reset as the socket's error, and a second waite
     CHECK(again.error() == std::errc::connection_reset);
   }));
 }
+
+TEST_CASE("a task still waiting in next() when run ends leaves nothing behind",
+          "[socket][recv_stream]") {
+  const std::size_t fds = open_fd_count();
+  {
+    auto [a, b] = io::unix_stream::pair().value();
+    run_main(weft::invoke([&]() -> task<> {
+      auto waiter = weft::spawn(weft::invoke([&]() -> task<> {
+        io::recv_stream rs = b.recv_stream();
+        (void)co_await rs.next();  // the peer never writes
+      }));
+      co_await weft::sleep_for(5ms);  // armed, waiting
+    }));
+  }
+  CHECK(open_fd_count() == fds);
+}
