@@ -296,7 +296,8 @@ bool parse_options(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || !parse_options(argc, argv)) {
-    std::fprintf(stderr, "usage: echo_uring PORT [--recv=multishot|single] [--fixed-files] [--buffers=N]\n");
+    std::fprintf(
+        stderr, "usage: echo_uring PORT [--recv=multishot|single] [--fixed-files] [--buffers=N]\n");
     return 2;
   }
   const int port = std::atoi(argv[1]);
