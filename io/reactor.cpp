@@ -143,6 +143,8 @@ reactor::~reactor() {
     // request is gone, as by a final CQE, so none keeps pointing at this reactor.
     stopping_ = true;
     while (persistent_completion* p = persistent_) {
+      // The ring's teardown ends the request, as its final CQE would have: count it so.
+      if (in_flight_ > 0) --in_flight_;
       p->on_complete(p, -ECANCELED, 0);
       if (persistent_ == p) untrack(*p);
     }

@@ -223,6 +223,9 @@ class reactor {
 
   static inline thread_local reactor* current_ = nullptr;
 
+  // Created by receive_buffers(). Declared before ring_ so that it is destroyed after it: a
+  // multishot recv still armed when the ring goes may write into these buffers until then.
+  std::shared_ptr<weft::detail::buffer_ring> receive_buffers_;
   ring ring_;
   detail::timer_heap timers_;
   const bool shared_timers_;
@@ -255,7 +258,6 @@ class reactor {
 
   persistent_completion* persistent_ = nullptr;
   std::thread::id owner_thread_{};
-  std::shared_ptr<weft::detail::buffer_ring> receive_buffers_;  // created by receive_buffers()
 
   std::mutex remote_mutex_;
   std::vector<completion*> remote_cancels_;
