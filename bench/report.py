@@ -3,6 +3,7 @@
 
     report.py --out bench-results/report.json --micro micro.json
               [--go go.json] [--python python.json] [--demos demos.json]
+              [--tokio-current-thread tokio.json] [--tokio-multi-thread tokio.json]
 
 Inputs: Google Benchmark JSON from bench/micro, the reference programs' JSON
 (bench/reference), and the demo timings gathered by ./run. A missing reference
@@ -68,6 +69,8 @@ def main():
     ap.add_argument("--micro", required=True)
     ap.add_argument("--go")
     ap.add_argument("--python")
+    ap.add_argument("--tokio-current-thread")
+    ap.add_argument("--tokio-multi-thread")
     ap.add_argument("--demos")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -76,13 +79,17 @@ def main():
     if micro is None or "error" in micro:
         sys.exit(f"report: cannot read {args.micro}: {micro and micro.get('error')}")
     weft = weft_micro(micro)
-    refs = {"go": reference(load(args.go)), "python asyncio": reference(load(args.python))}
+    refs = {"go": reference(load(args.go)),
+            "tokio current_thread": reference(load(args.tokio_current_thread)),
+            "tokio multi_thread (1 worker)": reference(load(args.tokio_multi_thread)),
+            "python asyncio": reference(load(args.python))}
     demos = load(args.demos) or {}
 
     rows = [
         ("spawn+join, ns per task (1M alive at once)", "spawn_join", "ns_per_task", 1),
         ("spawn+join, ns per task (one at a time)", "spawn_join_each", "ns_per_task", 1),
         ("yield switch, ns per switch", "switch", "ns_per_switch", 1),
+        ("channel round trip, ns", "channel_round_trip", "ns_per_round_trip", 1),
         ("sleeping task, bytes", "sleepers", "bytes_per_sleeper", 0),
         ("1M sleepers: last wake after deadline, s", "sleepers", "late_max_s", 3),
     ]

@@ -23,7 +23,8 @@ Suites:
              reference):
              spawn+join of --tasks trivial tasks, and a token ping-ponged --round-trips times
              through two bounded(1) channels; beside bench/reference/threads.go (GOMAXPROCS=2)
-             when go is installed.
+             when go is installed, and bench/reference/tokio/threads.rs (multi_thread with 2
+             workers, current_thread) when Debian's cargo and librust-tokio-dev are.
   echo       examples/echo_server (port 0, SIGINT at the end) loaded by examples/echo_client
              (--echo-connections, 64-byte messages, --echo-duration s): cooperative, multi-thread
              with 1 and 2 workers unpinned, multi-thread 2 workers on CPUs 0-1 with the client
@@ -294,6 +295,19 @@ def build_go(workdir):
     return exe, None
 
 
+def build_tokio(build):
+    """The Tokio reference programs' directory, or (None, why they are skipped)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "tokio",
+                          "build.sh")
+    out = os.path.join(os.path.dirname(os.path.abspath(build)), "build-tokio")  # beside build/
+    proc = subprocess.run([script, out], capture_output=True, text=True, timeout=900)
+    if proc.returncode == 3:
+        return None, f"skipped: {proc.stdout.strip()}"
+    if proc.returncode != 0:
+        return None, f"cargo build failed: {proc.stderr.strip()[-300:]}"
+    return proc.stdout.strip(), None
+
+
 def suite_micro(args, rows, result, workdir):
     weft = os.path.join(args.build, "bench", "threads_micro")
     sizes = [f"--tasks={args.tasks}", f"--round-trips={args.round_trips}", "--capacity=1"]
@@ -304,6 +318,14 @@ def suite_micro(args, rows, result, workdir):
     if go_exe:
         configs["go GOMAXPROCS=2"] = [go_exe, "--procs", "2", "--tasks", str(args.tasks),
                                       "--round-trips", str(args.round_trips), "--capacity", "1"]
+    tokio_dir, tokio_skip = build_tokio(args.build)
+    tokio_mt, tokio_ct = "tokio multi_thread w=2", "tokio current_thread"
+    if tokio_dir:
+        exe = os.path.join(tokio_dir, "tokio_threads")
+        tsizes = ["--tasks", str(args.tasks), "--round-trips", str(args.round_trips),
+                  "--capacity", "1"]
+        configs[tokio_mt] = [exe, "--runtime", "multi_thread", "--procs", "2"] + tsizes
+        configs[tokio_ct] = [exe, "--runtime", "current_thread"] + tsizes
     suite = Suite("micro", list(configs))
 
     def one(config):
@@ -322,7 +344,8 @@ def suite_micro(args, rows, result, workdir):
     suite.run(args.reps, one)
     w2 = "weft multi-thread w=2"
     result["micro"] = {"tasks": args.tasks, "round_trips": args.round_trips, "capacity": 1,
-                       "go": go_skip or "go GOMAXPROCS=2", "samples": suite.samples,
+                       "go": go_skip or "go GOMAXPROCS=2",
+                       "tokio": tokio_skip or f"{tokio_mt}, {tokio_ct}", "samples": suite.samples,
                        "errors": suite.errors,
                        "medians": {c: {"ns_per_task": suite.med(c, "ns_per_task"),
                                        "ns_per_round_trip": suite.med(c, "ns_per_round_trip")}
@@ -346,6 +369,17 @@ def suite_micro(args, rows, result, workdir):
         else:
             rows.append({"suite": "micro", "figure": f"{figure} weft w=2 / Go",
                          "value": suite.med(w2, key), "unit": "ns", "skipped": go_skip})
+        for weft_config, base, short in ((w2, tokio_mt, "w=2 / Tokio multi_thread w=2"),
+                                         ("weft cooperative", tokio_ct,
+                                          "cooperative / Tokio current_thread")):
+            if tokio_dir:
+                r, rs = suite.ratio(weft_config, base, key)
+                rows.append(row("micro", f"{figure} weft {short}", suite.med(weft_config, key),
+                                "ns", base, suite.med(base, key), r, rs, None))
+            else:
+                rows.append({"suite": "micro", "figure": f"{figure} weft {short}",
+                             "value": suite.med(weft_config, key), "unit": "ns",
+                             "skipped": tokio_skip})
         for base, short in (("weft multi-thread w=1", "w=1"), ("weft cooperative", "cooperative")):
             r, rs = suite.ratio(w2, base, key)
             rows.append(row("micro", f"{figure} weft w=2 / {short}", suite.med(w2, key), "ns",

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include <cstddef>
 #include <stdexcept>
 #include <system_error>
+
+#include "buffer_ring.hpp"
 
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
@@ -140,6 +143,8 @@ reactor::~reactor() {
     // request is gone, as by a final CQE, so none keeps pointing at this reactor.
     stopping_ = true;
     while (persistent_completion* p = persistent_) {
+      // The ring's teardown ends the request, as its final CQE would have: count it so.
+      if (in_flight_ > 0) --in_flight_;
       p->on_complete(p, -ECANCELED, 0);
       if (persistent_ == p) untrack(*p);
     }
@@ -378,4 +383,59 @@ void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
   weft::detail::tls_turn_now = weft::detail::coarse_now_ns();
 }
 
+std::shared_ptr<weft::detail::buffer_ring> reactor::receive_buffers() {
+  if (!receive_buffers_) {
+    using weft::detail::buffer_ring;
+    receive_buffers_ =
+        std::make_shared<buffer_ring>(ring_.get(), buffer_ring::default_group,
+                                      buffer_ring::default_count, buffer_ring::default_size);
+  }
+  return receive_buffers_;
+}
+
 }  // namespace weft::io
+
+namespace weft::detail {
+
+buffer_ring::buffer_ring(io_uring* ring, unsigned short group, unsigned count, std::size_t size)
+    : count_(count), size_(size), group_(group) {
+  const std::size_t descriptors = count * sizeof(io_uring_buf);  // a multiple of the page size
+  mapped_ = descriptors + count * size;
+  void* mem = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) io::throw_errno(errno, "mmap");
+  ring_ = static_cast<io_uring_buf_ring*>(mem);
+  buffers_ = static_cast<std::byte*>(mem) + descriptors;
+  io_uring_buf_ring_init(ring_);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_);
+  reg.ring_entries = count;
+  reg.bgid = group;
+  if (const int rc = io_uring_register_buf_ring(ring, &reg, 0); rc != 0) {
+    ::munmap(mem, mapped_);
+    io::throw_errno(-rc, "io_uring_register_buf_ring");
+  }
+  const int mask = io_uring_buf_ring_mask(count);
+  for (unsigned i = 0; i < count; ++i) {
+    io_uring_buf_ring_add(ring_, data(static_cast<unsigned short>(i)), static_cast<unsigned>(size),
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(ring_, static_cast<int>(count));
+}
+
+buffer_ring::~buffer_ring() {
+  // The registration ends with the ring (or was never used again): the kernel keeps its own
+  // reference to the pages it pinned, so unmapping here is safe either way.
+  ::munmap(ring_, mapped_);
+}
+
+void buffer_ring::give_back(unsigned short bid) noexcept {
+  while (lock_.exchange(true, std::memory_order_acquire)) {
+    while (lock_.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  io_uring_buf_ring_add(ring_, data(bid), static_cast<unsigned>(size_), bid,
+                        io_uring_buf_ring_mask(count_), 0);
+  io_uring_buf_ring_advance(ring_, 1);  // a release store of the tail: the kernel sees the entry
+  lock_.store(false, std::memory_order_release);
+}
+
+}  // namespace weft::detail

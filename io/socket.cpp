@@ -9,6 +9,8 @@
 #include <mutex>
 #include <weft/io/socket.hpp>
 
+#include "buffer_ring.hpp"
+
 namespace weft::io {
 namespace {
 
@@ -510,4 +512,390 @@ int acceptor_fd(const acceptor& a) noexcept {
 }
 
 }  // namespace detail
+
+// ---- multishot receive
+
+namespace detail {
+
+// The shared state of a recv_stream: the request (a persistent completion, tracked by the
+// reactor that armed it so that its teardown ends it), the queue of what arrived, the waiting
+// task. The recv_stream owns one reference; an armed request owns another (self_while_armed_),
+// so the state outlives a destroyed recv_stream until the request's last CQE.
+//
+// Invariants, under mutex_: mode_ != idle exactly while a request is in flight, on armed_on_;
+// waiter_ is set only while a next() is suspended and nothing is queued and the stream is not
+// over; `over_` (EOF or an error was queued) means nothing more is armed.
+class recv_stream_state final : public persistent_completion,
+                                public std::enable_shared_from_this<recv_stream_state> {
+ public:
+  explicit recv_stream_state(int fd) noexcept : fd_(fd) { on_complete = &recv_stream_state::cqe; }
+
+  bool suspend(recv_stream::next_awaitable& w, std::coroutine_handle<> h, cancel_scope* scope);
+  result<received_buffer> resume(recv_stream::next_awaitable& w);
+  void close() noexcept;
+
+ private:
+  enum class mode { idle, multishot, single };
+  struct entry {
+    int res = 0;  // bytes (> 0), 0 for the end, or a negated errno
+    unsigned short bid = 0;
+    std::shared_ptr<weft::detail::buffer_ring> ring;  // the buffer's ring (multishot), else null
+    std::unique_ptr<std::byte[]> own;                 // the one-shot receive's buffer
+  };
+
+  static void cqe(completion* c, int res, std::uint32_t flags) noexcept;
+  static void stop(cancel_scope::waiter* w) noexcept;
+  bool ready_locked() const noexcept { return !queue_.empty() || over_; }
+  void arm(reactor& r);  // submits what mode_ says on `r`; the lock is not held
+  void take(int res, std::uint32_t flags);
+  void begin_request(reactor& r, std::shared_ptr<recv_stream_state> self);
+  void end_request() noexcept;
+  static received_buffer to_buffer(entry& e) noexcept;
+  static void give_back(entry& e) noexcept;
+
+  const int fd_;
+  std::mutex mutex_;
+  mode mode_ = mode::idle;
+  bool fallback_next_ = false;  // the ring ran dry: the next arm is a one-shot recv
+  bool over_ = false;
+  bool orphaned_ = false;  // the recv_stream is gone: drop what arrives
+  reactor* armed_on_ = nullptr;
+  std::shared_ptr<recv_stream_state> self_while_armed_;
+  std::shared_ptr<weft::detail::buffer_ring> ring_;  // the armed multishot's ring
+  std::unique_ptr<std::byte[]> single_buf_;          // the armed one-shot's buffer
+  std::deque<entry> queue_;
+  recv_stream::next_awaitable* waiter_ = nullptr;
+};
+
+void recv_stream_state::give_back(entry& e) noexcept {
+  if (e.ring) e.ring->give_back(e.bid);
+  e.ring.reset();
+}
+
+received_buffer recv_stream_state::to_buffer(entry& e) noexcept {
+  received_buffer b;
+  b.size_ = static_cast<std::size_t>(e.res);
+  if (e.ring) {
+    b.data_ = e.ring->data(e.bid);
+    b.bid_ = e.bid;
+    b.ring_ = std::move(e.ring);
+  } else {
+    b.data_ = e.own.get();
+    b.own_ = std::move(e.own);
+  }
+  return b;
+}
+
+bool recv_stream_state::suspend(recv_stream::next_awaitable& w, std::coroutine_handle<> h,
+                                cancel_scope* scope) {
+  if (scope != nullptr && scope->stop_requested()) {
+    w.error_ = -ECANCELED;
+    return false;
+  }
+  reactor* here = reactor::current();
+  executor* ex = executor::current();
+  if (here == nullptr || ex == nullptr) {
+    throw_error(errc::no_runtime, "weft::io recv_stream outside weft::run");
+  }
+  std::shared_ptr<recv_stream_state> keep = shared_from_this();  // a CQE may end the request
+  bool need_arm = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (ready_locked()) return false;
+    if (waiter_ != nullptr) {
+      w.error_ = -EBUSY;
+      return false;
+    }
+    w.handle_ = h;
+    w.executor_ = ex;
+    waiter_ = &w;
+    if (scope != nullptr) {
+      w.on_stop = &recv_stream_state::stop;
+      w.scope_ = scope;
+      if (!scope->add_waiter(w)) {  // stopped in between: do not wait at all
+        w.scope_ = nullptr;
+        waiter_ = nullptr;
+        w.error_ = -ECANCELED;
+        return false;
+      }
+    }
+    if (mode_ == mode::idle) {
+      begin_request(*here, keep);
+      need_arm = true;
+    }
+  }
+  if (need_arm) {
+    try {
+      arm(*here);
+    } catch (...) {
+      {
+        std::lock_guard lock(mutex_);
+        end_request();
+        keep = std::move(self_while_armed_);
+        if (waiter_ == &w) waiter_ = nullptr;
+      }
+      if (w.scope_ != nullptr) {
+        w.scope_->remove_waiter(w);
+        w.scope_ = nullptr;
+      }
+      throw;
+    }
+  }
+  return true;
+}
+
+void recv_stream_state::arm(reactor& r) {
+  // Only this thread touches the request until its first CQE (which this thread's loop
+  // reaps), so mode_, ring_ and single_buf_ need no lock here.
+  if (mode_ == mode::multishot) {
+    ring_ = r.receive_buffers();
+    r.track(*this);
+    try {
+      r.submit(this, [&](io_uring_sqe* sqe) {
+        io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = ring_->group();
+      });
+    } catch (...) {
+      r.untrack(*this);
+      throw;
+    }
+    return;
+  }
+  const std::size_t size = weft::detail::buffer_ring::default_size;
+  single_buf_ = std::make_unique<std::byte[]>(size);
+  r.track(*this);
+  try {
+    r.submit(this, [&](io_uring_sqe* sqe) {
+      io_uring_prep_recv(sqe, fd_, single_buf_.get(), static_cast<unsigned>(size), 0);
+    });
+  } catch (...) {
+    r.untrack(*this);
+    throw;
+  }
+}
+
+void recv_stream_state::cqe(completion* c, int res, std::uint32_t flags) noexcept {
+  auto* self = static_cast<recv_stream_state*>(c);
+  std::shared_ptr<recv_stream_state> keep;  // dropped last, after the lock
+  recv_stream::next_awaitable* wake = nullptr;
+  reactor* rearm_on = nullptr;
+  {
+    std::lock_guard lock(self->mutex_);
+    const bool final = (flags & IORING_CQE_F_MORE) == 0;
+    reactor* const r = self->armed_on_;
+    if (final) {
+      if (r != nullptr) {
+        r->untrack(*self);
+        r->retract_cancel(self);
+      }
+      keep = std::move(self->self_while_armed_);
+    }
+    self->take(res, flags);
+    if (final) self->end_request();
+    recv_stream::next_awaitable* w = self->waiter_;
+    if (w != nullptr && self->ready_locked()) {
+      wake = w;
+    } else if (w != nullptr && final && res == -ECANCELED) {
+      w->error_ = -ECANCELED;  // the reactor is going away: the waiting next() ends
+      wake = w;
+    } else if (w != nullptr && final && r != nullptr) {
+      // Ended with nothing to give (ENOBUFS): re-arm at once from this, the ring's thread.
+      self->begin_request(*r, std::move(keep));
+      rearm_on = r;
+    }
+    if (wake != nullptr) self->waiter_ = nullptr;
+  }
+  if (rearm_on != nullptr) {
+    try {
+      self->arm(*rearm_on);
+    } catch (...) {
+      std::lock_guard lock(self->mutex_);
+      keep = std::move(self->self_while_armed_);
+      self->end_request();
+      wake = std::exchange(self->waiter_, nullptr);
+      if (wake != nullptr) wake->error_ = -ENOMEM;
+    }
+  }
+  if (wake != nullptr) wake->executor_->schedule(wake->handle_);
+}
+
+// Queues what a CQE brought (or gives its buffer straight back when nobody will read it).
+void recv_stream_state::take(int res, std::uint32_t flags) {
+  entry e;
+  e.res = res;
+  if (mode_ == mode::multishot && res > 0 && (flags & IORING_CQE_F_BUFFER) != 0) {
+    e.bid = static_cast<unsigned short>(flags >> IORING_CQE_BUFFER_SHIFT);
+    e.ring = ring_;
+  } else if (mode_ == mode::single && res > 0) {
+    e.own = std::move(single_buf_);
+  }
+  if (orphaned_) {
+    give_back(e);
+    return;
+  }
+  if (res == -ENOBUFS && mode_ == mode::multishot) {
+    fallback_next_ = true;  // nothing to deliver: the next arm is a one-shot recv
+    return;
+  }
+  if (res == -ECANCELED) return;  // a reactor going away; nothing was received
+  if (res <= 0) over_ = true;
+  try {
+    queue_.push_back(std::move(e));
+  } catch (...) {  // no memory for the queue: the bytes are lost, so the stream is over
+    give_back(e);
+    over_ = true;
+  }
+}
+
+void recv_stream_state::begin_request(reactor& r, std::shared_ptr<recv_stream_state> self) {
+  mode_ = fallback_next_ ? mode::single : mode::multishot;
+  fallback_next_ = false;
+  armed_on_ = &r;
+  self_while_armed_ = std::move(self);
+}
+
+void recv_stream_state::end_request() noexcept {
+  mode_ = mode::idle;
+  armed_on_ = nullptr;
+  ring_.reset();
+  single_buf_.reset();
+}
+
+void recv_stream_state::stop(cancel_scope::waiter* w) noexcept {
+  auto* aw = static_cast<recv_stream::next_awaitable*>(w);
+  recv_stream_state* self = aw->state_;
+  bool wake = false;
+  {
+    std::lock_guard lock(self->mutex_);
+    if (self->waiter_ == aw) {
+      self->waiter_ = nullptr;
+      aw->error_ = -ECANCELED;
+      wake = true;
+    }
+  }
+  if (wake) aw->executor_->schedule(aw->handle_);
+}
+
+result<received_buffer> recv_stream_state::resume(recv_stream::next_awaitable& w) {
+  if (w.scope_ != nullptr) {
+    w.scope_->remove_waiter(w);  // after this, stop() is not running and will not run
+    w.scope_ = nullptr;
+  }
+  if (w.error_ != 0) {
+    throw_if_cancelled(w.error_, "recv");
+    return error_from_result(w.error_, "recv");
+  }
+  std::lock_guard lock(mutex_);
+  // Woken only with something queued (suspend() returned false, or a CQE woke it).
+  entry& front = queue_.front();
+  if (front.res > 0) {
+    received_buffer b = to_buffer(front);
+    queue_.pop_front();
+    return b;
+  }
+  // The end or an error stays at the front: every later next() gives it again.
+  if (front.res == 0) return received_buffer();
+  return error_from_result(front.res, "recv");
+}
+
+void recv_stream_state::close() noexcept {
+  reactor* cancel_here = nullptr;
+  std::deque<entry> drop;
+  {
+    std::lock_guard lock(mutex_);
+    orphaned_ = true;
+    drop.swap(queue_);
+    if (armed_on_ != nullptr) {
+      if (armed_on_ == reactor::current()) {
+        cancel_here = armed_on_;  // after the unlock: submitting may reap our own CQEs
+      } else {
+        // Another thread's ring: queued under the lock, so that the final CQE (which takes
+        // the lock and retracts queued cancels) comes after it; see acceptor::close.
+        try {
+          armed_on_->cancel(this);
+        } catch (...) {  // the request ends with its reactor
+        }
+      }
+    }
+  }
+  for (entry& e : drop) give_back(e);
+  if (cancel_here != nullptr) {
+    try {
+      cancel_here->cancel(this);
+    } catch (...) {  // the request ends with the reactor
+    }
+  }
+}
+
+}  // namespace detail
+
+void received_buffer::release() noexcept {
+  if (ring_) ring_->give_back(bid_);
+  ring_.reset();
+  own_.reset();
+  data_ = nullptr;
+  size_ = 0;
+}
+
+received_buffer::received_buffer(received_buffer&& other) noexcept
+    : ring_(std::move(other.ring_)),
+      own_(std::move(other.own_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      bid_(other.bid_) {}
+
+received_buffer& received_buffer::operator=(received_buffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    ring_ = std::move(other.ring_);
+    own_ = std::move(other.own_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    bid_ = other.bid_;
+  }
+  return *this;
+}
+
+received_buffer::~received_buffer() {
+  release();
+}
+
+recv_stream::recv_stream(int socket)
+    : state_(std::make_shared<detail::recv_stream_state>(socket)) {}
+
+recv_stream& recv_stream::operator=(recv_stream&& other) noexcept {
+  if (this != &other) {
+    close();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+recv_stream::~recv_stream() {
+  close();
+}
+
+void recv_stream::close() noexcept {
+  if (state_) state_->close();
+  state_.reset();
+}
+
+recv_stream::next_awaitable recv_stream::next() {
+  if (!state_) throw std::logic_error("weft: next() on an empty recv_stream");
+  return next_awaitable(state_.get());
+}
+
+bool recv_stream::next_awaitable::suspend(std::coroutine_handle<> h, cancel_scope* scope) {
+  return state_->suspend(*this, h, scope);
+}
+
+result<received_buffer> recv_stream::next_awaitable::await_resume() {
+  return state_->resume(*this);
+}
+
+recv_stream stream_socket::recv_stream() const {
+  return io::recv_stream(fd_.get());
+}
+
 }  // namespace weft::io

@@ -501,3 +501,179 @@ TEST_CASE("lengths past 32 bits are clamped, not cut: a 4 GiB buffer moves bytes
     CHECK(piped == hello.size());
   }));
 }
+
+// ---- recv_stream: multishot receive with the reactor's provided buffer ring
+
+namespace {
+
+// Appends everything `rs` gives until the end of the stream; `hold` keeps every buffer alive
+// (so that the ring runs dry) instead of dropping each one at once.
+task<std::vector<std::byte>> drain(io::recv_stream& rs, bool hold, std::size_t* held = nullptr) {
+  std::vector<std::byte> got;
+  std::vector<io::received_buffer> kept;
+  for (;;) {
+    io::received_buffer b = (co_await rs.next()).value();
+    if (b.empty()) break;
+    got.insert(got.end(), b.bytes().begin(), b.bytes().end());
+    if (hold) kept.push_back(std::move(b));
+  }
+  if (held != nullptr) *held = kept.size();
+  co_return got;
+}
+
+}  // namespace
+
+TEST_CASE("recv_stream gives every byte in order, then the end of the stream, again and again",
+          "[socket][recv_stream]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    io::recv_stream rs = b.recv_stream();
+    const auto data = pattern(300000, 3);
+    auto writer = weft::spawn(weft::invoke([&]() -> task<> {
+      for (std::size_t at = 0; at < data.size(); at += 1000) {
+        (co_await a.write_all(std::span(data).subspan(at, 1000))).value();
+      }
+      a = io::unix_stream();  // the peer closes: end of stream
+    }));
+    auto got = co_await drain(rs, false);
+    co_await writer;
+    CHECK(got == data);
+    // Over is over: the end again, nothing armed.
+    auto again = co_await rs.next();
+    REQUIRE(again);
+    CHECK(again->empty());
+  }));
+}
+
+TEST_CASE("recv_stream survives an exhausted buffer ring (ENOBUFS) and loses nothing",
+          "[socket][recv_stream]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    io::recv_stream rs = b.recv_stream();
+    // More bytes than the ring's buffers hold, all kept alive by the reader: the ring runs dry
+    // and the rest must come through the one-shot fallback.
+    const auto data = pattern(6 * 1024 * 1024, 5);
+    auto writer = weft::spawn(weft::invoke([&]() -> task<> {
+      (co_await a.write_all(data)).value();
+      a = io::unix_stream();
+    }));
+    std::size_t held = 0;
+    auto got = co_await drain(rs, true, &held);
+    co_await writer;
+    CHECK(got == data);
+    CHECK(held > 256);  // more buffers alive at once than the ring has (256)
+  }));
+}
+
+TEST_CASE("a recv_stream keeps working after its buffers come back to the ring",
+          "[socket][recv_stream]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    for (int round = 0; round < 3; ++round) {  // each round: exhaust, release, reuse
+      io::recv_stream rs = b.recv_stream();
+      const auto data = pattern(5 * 1024 * 1024, static_cast<unsigned>(round));
+      std::vector<io::received_buffer> kept;
+      std::vector<std::byte> got;
+      auto writer =
+          weft::spawn(weft::invoke([&]() -> task<> { (co_await a.write_all(data)).value(); }));
+      while (got.size() < data.size()) {
+        io::received_buffer chunk = (co_await rs.next()).value();
+        REQUIRE_FALSE(chunk.empty());
+        got.insert(got.end(), chunk.bytes().begin(), chunk.bytes().end());
+        kept.push_back(std::move(chunk));
+      }
+      co_await writer;
+      CHECK(got == data);
+    }
+  }));
+}
+
+TEST_CASE("a stopped next() throws cancelled and loses nothing; the stream goes on",
+          "[socket][recv_stream]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    io::recv_stream rs = b.recv_stream();
+    bool timed_out = false;
+    try {
+      (void)co_await weft::with_timeout(
+          20ms, weft::invoke([&]() -> task<io::result<io::received_buffer>> {
+            co_return co_await rs.next();
+          }));
+    } catch (const std::system_error& e) {
+      timed_out = e.code() == weft::errc::timed_out;
+    }
+    CHECK(timed_out);
+    const std::string ping = "ping";
+    (co_await a.write_all(io::as_bytes(ping))).value();
+    auto got = co_await rs.next();
+    REQUIRE(got);
+    CHECK(std::string(reinterpret_cast<const char*>(got->bytes().data()), got->size()) == "ping");
+  }));
+}
+
+TEST_CASE("destroying an armed recv_stream cancels it; the socket keeps its bytes",
+          "[socket][recv_stream]") {
+  const std::size_t fds = open_fd_count();
+  run_main(weft::invoke([&]() -> task<> {
+    auto [a, b] = io::unix_stream::pair().value();
+    {
+      io::recv_stream rs = b.recv_stream();
+      try {
+        (void)co_await weft::with_timeout(
+            10ms, weft::invoke([&]() -> task<io::result<io::received_buffer>> {
+              co_return co_await rs.next();
+            }));
+      } catch (const std::system_error&) {
+      }
+    }                               // armed here: the destructor cancels the multishot
+    co_await weft::sleep_for(5ms);  // the cancel's CQE comes back
+    const std::string pong = "pong";
+    (co_await a.write_all(io::as_bytes(pong))).value();
+    std::vector<std::byte> buffer(16);
+    auto n = co_await b.read(buffer);
+    CHECK(n.value() == 4);
+  }));
+  CHECK(open_fd_count() == fds);
+}
+
+TEST_CASE("recv_stream reports a reset as the socket's error, and a second waiter as EBUSY",
+          "[socket][recv_stream]") {
+  run_main(weft::invoke([&]() -> task<> {
+    auto l = listen_loopback();
+    auto client = (co_await io::tcp_stream::connect(l.local_address().value())).value();
+    auto server = (co_await l.accept()).value();
+    io::recv_stream rs = server.recv_stream();
+    auto first = weft::spawn(weft::invoke(
+        [&]() -> task<io::result<io::received_buffer>> { co_return co_await rs.next(); }));
+    co_await weft::sleep_for(5ms);  // `first` waits now
+    auto second = co_await rs.next();
+    REQUIRE_FALSE(second);
+    CHECK(second.error() == std::errc::device_or_resource_busy);
+    // An abortive close (SO_LINGER 0) resets the connection.
+    const linger hard{1, 0};
+    ::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    client = io::tcp_stream();
+    auto r = co_await first;
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == std::errc::connection_reset);
+    CHECK(r.message().rfind("recv: ", 0) == 0);
+    auto again = co_await rs.next();  // the error stays
+    CHECK(again.error() == std::errc::connection_reset);
+  }));
+}
+
+TEST_CASE("a task still waiting in next() when run ends leaves nothing behind",
+          "[socket][recv_stream]") {
+  const std::size_t fds = open_fd_count();
+  {
+    auto [a, b] = io::unix_stream::pair().value();
+    run_main(weft::invoke([&]() -> task<> {
+      auto waiter = weft::spawn(weft::invoke([&]() -> task<> {
+        io::recv_stream rs = b.recv_stream();
+        (void)co_await rs.next();  // the peer never writes
+      }));
+      co_await weft::sleep_for(5ms);  // armed, waiting
+    }));
+  }
+  CHECK(open_fd_count() == fds);
+}

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -14,6 +15,10 @@
 #include <weft/io/fault_injection.hpp>
 #include <weft/io/ring.hpp>
 #include <weft/trace.hpp>
+
+namespace weft::detail {
+class buffer_ring;  // io/buffer_ring.hpp (private)
+}
 
 namespace weft::io {
 
@@ -185,6 +190,11 @@ class reactor {
   /// The liburing handle of the ring, for liburing calls weft does not wrap. Owner thread only.
   io_uring* raw() noexcept { return ring_.get(); }
 
+  /// The provided buffer ring that multishot receives on this ring take their buffers from
+  /// (`recv_stream`), registered on first use and kept until the reactor goes. Owner thread
+  /// only. Throws std::system_error when the kernel or the memory refuses it.
+  std::shared_ptr<weft::detail::buffer_ring> receive_buffers();
+
  private:
   // Takes the timer lock when timers are shared; does nothing otherwise.
   struct timer_guard {
@@ -213,6 +223,9 @@ class reactor {
 
   static inline thread_local reactor* current_ = nullptr;
 
+  // Created by receive_buffers(). Declared before ring_ so that it is destroyed after it: a
+  // multishot recv still armed when the ring goes may write into these buffers until then.
+  std::shared_ptr<weft::detail::buffer_ring> receive_buffers_;
   ring ring_;
   detail::timer_heap timers_;
   const bool shared_timers_;

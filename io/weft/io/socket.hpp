@@ -19,6 +19,8 @@
 
 namespace weft::io {
 
+class recv_stream;
+
 /// A connected byte stream over a socket (TCP or Unix). Owns its fd.
 ///
 /// Reads and writes are io_uring operations: awaitables giving `result<T>`. The buffers belong
@@ -82,6 +84,12 @@ class stream_socket {
   task<result<std::uint64_t>> send_file(const file& f, std::uint64_t offset, std::uint64_t count,
                                         std::span<const std::byte> header = {}) const;
 
+  /// A receiver that keeps one multishot recv armed on this socket, with buffers from the
+  /// reactor's provided buffer ring: one submission for many messages, and no buffer of the
+  /// caller's tied up while the peer is silent. See `recv_stream`. Nothing is submitted before
+  /// its first `next()`. The recv_stream must be destroyed before this socket is closed.
+  [[nodiscard]] io::recv_stream recv_stream() const;
+
   /// Like read, but tries to receive at once: for data that is likely there already.
   [[nodiscard]] auto read_available(std::span<std::byte> buffer) const noexcept {
     return receive(buffer, false);
@@ -106,6 +114,109 @@ class stream_socket {
   int native_handle() const noexcept { return fd_.get(); }
   /// True while the object owns a socket (false when empty, moved from or closed).
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+};
+
+namespace detail {
+class recv_stream_state;
+}  // namespace detail
+
+/// Bytes a `recv_stream` received: a view of a buffer that belongs to the reactor's provided
+/// buffer ring, handed back to the kernel when this object dies (so keep it only as long as the
+/// bytes are needed: while it lives, the kernel has one buffer fewer for every connection of
+/// that thread). Empty at the end of the stream. Move-only. Thread-safety: may be destroyed on
+/// any thread.
+class received_buffer {
+ public:
+  /// An empty buffer (the end of the stream).
+  received_buffer() noexcept = default;
+  /// Takes over `other`'s buffer; `other` becomes empty.
+  received_buffer(received_buffer&& other) noexcept;
+  /// Gives back the current buffer, then takes over `other`'s.
+  received_buffer& operator=(received_buffer&& other) noexcept;
+  received_buffer(const received_buffer&) = delete;
+  received_buffer& operator=(const received_buffer&) = delete;
+  /// Hands the buffer back to the kernel.
+  ~received_buffer();
+
+  /// The bytes received.
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// How many bytes were received (0: the end of the stream).
+  std::size_t size() const noexcept { return size_; }
+  /// True at the end of the stream.
+  bool empty() const noexcept { return size_ == 0; }
+
+ private:
+  friend class detail::recv_stream_state;
+  void release() noexcept;
+
+  std::shared_ptr<weft::detail::buffer_ring> ring_;  // null for a buffer not from a ring
+  std::unique_ptr<std::byte[]> own_;                 // the fallback receive's buffer
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  unsigned short bid_ = 0;
+};
+
+/// Receives a socket's bytes through one multishot recv (io_uring's IORING_RECV_MULTISHOT) that
+/// stays armed across messages, the kernel picking a buffer from the reactor's provided buffer
+/// ring for each one: the loop submits nothing per message. Made by `stream_socket::recv_stream`.
+///
+/// `co_await rs.next()` gives the next `received_buffer` in order: bytes that arrived while
+/// nobody waited are queued (each holding its ring buffer). It gives an empty buffer at the end
+/// of the stream (and again after), or the socket's error ("recv"), after which the stream is
+/// over. When the ring has no free buffer (IORING_CQE_F_MORE cleared with ENOBUFS), the next
+/// message goes through a one-shot recv into a buffer of its own, and the one after re-arms the
+/// multishot; a multishot the kernel ends for another reason is re-armed at the next `next()`.
+/// A `next()` whose task is stopped throws `errc::cancelled` and loses nothing: the request stays
+/// armed and what arrives waits for the next call. Destroying the recv_stream cancels the
+/// request; its last CQE frees the state. Errors: `errc::no_runtime` outside weft::run, EBUSY
+/// ("recv") for a second `next()` while one waits, ENOMEM/EPERM ("io_uring_register_buf_ring")
+/// when the reactor cannot have a buffer ring. Thread-safety: one task calls `next()` at a
+/// time; the CQEs may arrive on another thread (the ring that armed the request), which is safe.
+class recv_stream {
+ public:
+  /// The awaitable of `next()`.
+  class next_awaitable : private cancel_scope::waiter {
+   public:
+    /// @cond
+    explicit next_awaitable(detail::recv_stream_state* s) noexcept : state_(s) {}
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h) {
+      return suspend(h, weft::detail::scope_of(h));
+    }
+    result<received_buffer> await_resume();
+    /// @endcond
+
+   private:
+    friend class detail::recv_stream_state;
+    bool suspend(std::coroutine_handle<> h, cancel_scope* scope);
+
+    detail::recv_stream_state* state_;
+    cancel_scope* scope_ = nullptr;
+    std::coroutine_handle<> handle_;
+    executor* executor_ = nullptr;
+    int error_ = 0;  // a negated errno decided before any CQE: -ECANCELED, -EBUSY
+  };
+
+  /// An empty recv_stream (`next()` throws std::logic_error).
+  recv_stream() noexcept = default;
+  /// Receives from `socket` (not owned: it must outlive this object). Allocates the state.
+  explicit recv_stream(int socket);
+  /// Takes over `other`'s request; `other` becomes empty. Not while a `next()` waits.
+  recv_stream(recv_stream&& other) noexcept = default;
+  /// Cancels this request, then takes over `other`'s. Not while a `next()` waits.
+  recv_stream& operator=(recv_stream&& other) noexcept;
+  recv_stream(const recv_stream&) = delete;
+  recv_stream& operator=(const recv_stream&) = delete;
+  /// Cancels the request, if armed; queued buffers go back to the ring.
+  ~recv_stream();
+
+  /// The next bytes received, in order; see the class comment.
+  [[nodiscard]] next_awaitable next();
+
+ private:
+  void close() noexcept;
+  std::shared_ptr<detail::recv_stream_state> state_;
 };
 
 /// A TCP connection.

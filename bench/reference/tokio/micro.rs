@@ -1,0 +1,167 @@
+// Reference micro-benchmarks in Tokio, measured beside weft's own (bench/micro) and Go's
+// (micro.go) in the same run of ./run bench micro.
+//
+//   tokio_micro --runtime current_thread|multi_thread [--workers N] [--tasks N]
+//               [--switches N] [--round-trips N] [--only NAME]
+//
+// NAME is one of spawn_join, switch, channel_round_trip. Stdout gets exactly one JSON object,
+// {"runtime": ..., "results": [...]}, with the keys of micro.go; notes go to stderr.
+//
+//   spawn_join          spawn N trivial tasks, all alive at once, then await every JoinHandle
+//                       in turn from the block_on future; wall time / N.
+//   switch              two spawned tasks each call tokio::task::yield_now in a loop; every
+//                       yield is one switch; wall time / N. Tokio 1.24 defers a yielded task's
+//                       wake-up until the scheduler has polled its driver, so this includes
+//                       the driver's turn (a non-blocking timer check here: no I/O driver).
+//   channel_round_trip  two spawned tasks pass a token back and forth over two
+//                       tokio::sync::mpsc channels of capacity 1; wall time / round trip.
+//
+// multi_thread uses --workers worker threads (default 1, so that both runtimes run the tasks
+// on one thread and differ only in the scheduler; ./run also runs it with 2).
+use std::time::Instant;
+
+struct Args {
+    runtime: String,
+    workers: usize,
+    tasks: usize,
+    switches: usize,
+    round_trips: usize,
+    only: String,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("tokio_micro: {msg}");
+    eprintln!("usage: tokio_micro --runtime current_thread|multi_thread [--workers N] [--tasks N] [--switches N] [--round-trips N] [--only spawn_join|switch|channel_round_trip]");
+    std::process::exit(2);
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        runtime: "current_thread".into(),
+        workers: 1,
+        tasks: 1_000_000,
+        switches: 1_000_000,
+        round_trips: 500_000,
+        only: String::new(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_else(|| usage("missing value"));
+        let count = || -> usize {
+            match value.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => usage(&format!("{} wants a positive count, not {:?}", argv[i], value)),
+            }
+        };
+        match argv[i].as_str() {
+            "--runtime" => a.runtime = value.clone(),
+            "--workers" => a.workers = count(),
+            "--tasks" => a.tasks = count(),
+            "--switches" => a.switches = count(),
+            "--round-trips" => a.round_trips = count(),
+            "--only" => a.only = value.clone(),
+            other => usage(&format!("unknown option {other:?}")),
+        }
+        i += 2;
+    }
+    if !matches!(a.runtime.as_str(), "current_thread" | "multi_thread") {
+        usage("--runtime is current_thread or multi_thread");
+    }
+    if !matches!(a.only.as_str(), "" | "spawn_join" | "switch" | "channel_round_trip") {
+        usage(&format!("--only: unknown benchmark {:?}", a.only));
+    }
+    if a.switches < 2 {
+        usage("--switches must be at least 2");
+    }
+    a
+}
+
+async fn spawn_join(n: usize) -> String {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        handles.push(tokio::spawn(async {}));
+    }
+    for h in handles {
+        h.await.expect("task panicked");
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    format!(r#"{{"name": "spawn_join", "tasks": {n}, "ns_per_task": {ns:.3}}}"#)
+}
+
+async fn switch(n: usize) -> String {
+    let each = n / 2;
+    let start = Instant::now();
+    let yielder = move || {
+        tokio::spawn(async move {
+            for _ in 0..each {
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let (a, b) = (yielder(), yielder());
+    a.await.expect("task panicked");
+    b.await.expect("task panicked");
+    let ns = start.elapsed().as_nanos() as f64 / (2 * each) as f64;
+    format!(r#"{{"name": "switch", "switches": {}, "ns_per_switch": {ns:.3}}}"#, 2 * each)
+}
+
+async fn channel_round_trip(n: usize) -> String {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<usize>(1);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<usize>(1);
+    let start = Instant::now();
+    let echo = tokio::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            if pong_tx.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let driver = tokio::spawn(async move {
+        for i in 0..n {
+            ping_tx.send(i).await.expect("echo task gone");
+            pong_rx.recv().await.expect("echo task gone");
+        }
+    });
+    driver.await.expect("task panicked");
+    echo.await.expect("task panicked");
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    format!(r#"{{"name": "channel_round_trip", "round_trips": {n}, "ns_per_round_trip": {ns:.3}}}"#)
+}
+
+fn main() {
+    let a = parse_args();
+    let rt = if a.runtime == "current_thread" {
+        tokio::runtime::Builder::new_current_thread().enable_time().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.workers)
+            .enable_time()
+            .build()
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("tokio_micro: cannot build the runtime: {e}");
+        std::process::exit(1);
+    });
+    let workers = if a.runtime == "current_thread" { 1 } else { a.workers };
+    eprintln!("tokio {} workers={workers}", a.runtime);
+    let results = rt.block_on(async {
+        let mut r = Vec::new();
+        if a.only.is_empty() || a.only == "spawn_join" {
+            r.push(spawn_join(a.tasks).await);
+        }
+        if a.only.is_empty() || a.only == "switch" {
+            r.push(switch(a.switches).await);
+        }
+        if a.only.is_empty() || a.only == "channel_round_trip" {
+            r.push(channel_round_trip(a.round_trips).await);
+        }
+        r
+    });
+    println!(
+        r#"{{"runtime": "tokio {} workers={workers}", "results": [{}]}}"#,
+        a.runtime,
+        results.join(", ")
+    );
+}

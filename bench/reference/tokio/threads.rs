@@ -1,0 +1,150 @@
+// Reference for bench/threads_micro.cpp in Tokio, measured beside weft's multi-thread executor
+// and Go (threads.go) in the same run (bench/threads.py, ./run bench threads).
+//
+//   tokio_threads [--runtime multi_thread|current_thread] [--procs 2] [--tasks N]
+//                 [--round-trips N] [--capacity 1] [--only NAME]
+//
+// NAME is spawn_join or ping_pong. multi_thread runs --procs worker threads (2: the same two
+// threads as weft's two workers). Stdout gets exactly one JSON object, {"runtime": ...,
+// "workers": P, "results": [...]}, with the keys of threads.go; notes go to stderr.
+//
+//   spawn_join  spawn N trivial tasks, then await every JoinHandle in turn; wall time / N.
+//   ping_pong   two tasks pass a token back and forth over two tokio::sync::mpsc channels of
+//               --capacity (1 matches weft's bounded(1); Tokio has no unbuffered channel),
+//               N round trips; wall time / N. The scheduler decides where they run (Tokio's
+//               LIFO slot, as weft's).
+//
+// As in weft's and Go's versions, the clock starts after a 1 ms sleep that lets the runtime's
+// threads start.
+use std::time::{Duration, Instant};
+
+struct Args {
+    runtime: String,
+    procs: usize,
+    tasks: usize,
+    round_trips: usize,
+    capacity: usize,
+    only: String,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("tokio_threads: {msg}");
+    eprintln!("usage: tokio_threads [--runtime multi_thread|current_thread] [--procs N] [--tasks N] [--round-trips N] [--capacity N] [--only spawn_join|ping_pong]");
+    std::process::exit(2);
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        runtime: "multi_thread".into(),
+        procs: 2,
+        tasks: 1_000_000,
+        round_trips: 200_000,
+        capacity: 1,
+        only: String::new(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_else(|| usage("missing value"));
+        let count = || -> usize {
+            match value.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => usage(&format!("{} wants a positive count, not {:?}", argv[i], value)),
+            }
+        };
+        match argv[i].as_str() {
+            "--runtime" => a.runtime = value.clone(),
+            "--procs" => a.procs = count(),
+            "--tasks" => a.tasks = count(),
+            "--round-trips" => a.round_trips = count(),
+            "--capacity" => a.capacity = count(),
+            "--only" => a.only = value.clone(),
+            other => usage(&format!("unknown option {other:?}")),
+        }
+        i += 2;
+    }
+    if !matches!(a.runtime.as_str(), "current_thread" | "multi_thread") {
+        usage("--runtime is multi_thread or current_thread");
+    }
+    if !matches!(a.only.as_str(), "" | "spawn_join" | "ping_pong") {
+        usage(&format!("--only: unknown benchmark {:?}", a.only));
+    }
+    a
+}
+
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+async fn spawn_join(n: usize) -> String {
+    settle().await;
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        handles.push(tokio::spawn(async {}));
+    }
+    for h in handles {
+        h.await.expect("task panicked");
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    format!(r#"{{"name": "spawn_join", "tasks": {n}, "ns_per_task": {ns:.3}}}"#)
+}
+
+async fn ping_pong(n: usize, capacity: usize) -> String {
+    settle().await;
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<usize>(capacity);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<usize>(capacity);
+    let start = Instant::now();
+    let echo = tokio::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            if pong_tx.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let driver = tokio::spawn(async move {
+        for i in 0..n {
+            ping_tx.send(i).await.expect("echo task gone");
+            pong_rx.recv().await.expect("echo task gone");
+        }
+    });
+    driver.await.expect("task panicked");
+    echo.await.expect("task panicked");
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    format!(
+        r#"{{"name": "ping_pong", "round_trips": {n}, "capacity": {capacity}, "ns_per_round_trip": {ns:.3}}}"#
+    )
+}
+
+fn main() {
+    let a = parse_args();
+    let workers = if a.runtime == "current_thread" { 1 } else { a.procs };
+    let rt = if a.runtime == "current_thread" {
+        tokio::runtime::Builder::new_current_thread().enable_time().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_time()
+            .build()
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("tokio_threads: cannot build the runtime: {e}");
+        std::process::exit(1);
+    });
+    eprintln!("tokio {} workers={workers}", a.runtime);
+    let results = rt.block_on(async {
+        let mut r = Vec::new();
+        if a.only.is_empty() || a.only == "spawn_join" {
+            r.push(spawn_join(a.tasks).await);
+        }
+        if a.only.is_empty() || a.only == "ping_pong" {
+            r.push(ping_pong(a.round_trips, a.capacity).await);
+        }
+        r
+    });
+    println!(
+        r#"{{"runtime": "tokio {}", "workers": {workers}, "results": [{}]}}"#,
+        a.runtime,
+        results.join(", ")
+    );
+}
