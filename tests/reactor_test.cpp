@@ -57,9 +57,10 @@ weft::task<long> yield_until_read(int fd) {
     co_await weft::yield_now();
     ++yields;
   }
-  if (!done.load(std::memory_order_relaxed)) reader.cancel();
+  const bool seen = done.load(std::memory_order_relaxed);  // before the join lets the loop block
+  if (!seen) reader.cancel();
   co_await reader;
-  co_return done.load(std::memory_order_relaxed) ? yields : -1;
+  co_return seen ? yields : -1;
 }
 
 }  // namespace
