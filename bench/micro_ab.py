@@ -64,7 +64,11 @@ def run_once(binary, flt, args):
 
 
 def interval(ratios):
-    logs = [math.log(r) for r in ratios]
+    # A round whose figure is not positive (micro writes -1 for a sleepers run that could not
+    # measure) has no ratio.
+    logs = [math.log(r) for r in ratios if r > 0]
+    if not logs:
+        return math.nan, math.nan, math.nan
     m = statistics.mean(logs)
     if len(logs) < 2:
         return math.exp(m), math.nan, math.nan
@@ -90,6 +94,8 @@ def main():
         random.shuffle(order)
         rounds.append({name: run_once(binary, args.filter, extra) for name, binary in order})
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    if args.json:  # the raw rounds first: nothing measured is lost if a later step fails
+        Path(args.json).write_text(json.dumps({"rounds": rounds}, indent=2))
     base = builds[0][0]
     benches = sorted({k for rnd in rounds for k in rnd[base]})
     result = {"rounds": rounds, "ratios": {}}
@@ -102,7 +108,8 @@ def main():
         for name, _ in builds[1:]:
             if not all(bench in rnd[name] for rnd in rounds):
                 continue
-            g, lo, hi = interval([rnd[name][bench] / rnd[base][bench] for rnd in rounds])
+            g, lo, hi = interval([rnd[name][bench] / rnd[base][bench] for rnd in rounds
+                                  if rnd[base][bench] > 0])
             result["ratios"].setdefault(bench, {})[name] = {"ratio": g, "lo": lo, "hi": hi}
             line += f"   {name}: {g:.3f} [{lo:.3f}, {hi:.3f}]"
         print(line)
