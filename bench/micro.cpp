@@ -9,6 +9,11 @@
 // switch_run, switch_traced: the same through weft::run, tracing off and on (WEFT_TRACE's
 //             cost: recording and writing one `run` span per switch).
 // trace_span: recording one span alone (two clock reads and a store into the buffer).
+// floor_spawn_join, floor_spawn_join_each, floor_switch: the same three workloads with bare
+//             coroutines (a minimal promise, frames from operator new) and a FIFO ring of
+//             handles, no runtime: the floor that weft's figures are divided by (report.py).
+// channel_round_trip: two tasks pass a value there and back through two channels (ns per
+//             round trip: two sends, two receives, two switches).
 // sleepers:   N tasks asleep at once until one deadline: heap bytes per sleeping task (glibc
 //             mallinfo2, so it counts frames, timer-heap slots and stop states), the time to wake
 //             them all, and how late the last one woke after the deadline.
@@ -16,10 +21,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <coroutine>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -131,6 +140,146 @@ void BM_trace_span(benchmark::State& state) {
       ns / (static_cast<double>(n) * static_cast<double>(state.iterations()));
 }
 
+// --- the floor: what a spawn, a join and a yield cost with no runtime at all ---
+
+// A FIFO ring of coroutine handles, the run queue of the floor (a power-of-two array; grows).
+class handle_ring {
+ public:
+  void push(std::coroutine_handle<> h) {
+    if (tail_ - head_ == slots_.size()) grow();
+    slots_[tail_++ & (slots_.size() - 1)] = h;
+  }
+  bool empty() const noexcept { return head_ == tail_; }
+  std::coroutine_handle<> pop() noexcept { return slots_[head_++ & (slots_.size() - 1)]; }
+  void run() {
+    while (!empty()) pop().resume();
+  }
+
+ private:
+  void grow() {
+    std::vector<std::coroutine_handle<>> bigger(slots_.size() * 2);
+    for (std::size_t i = head_; i != tail_; ++i)
+      bigger[i - head_] = slots_[i & (slots_.size() - 1)];
+    tail_ -= head_;
+    head_ = 0;
+    slots_.swap(bigger);
+  }
+  std::vector<std::coroutine_handle<>> slots_ = std::vector<std::coroutine_handle<>>(1024);
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
+// A bare lazy coroutine: starts suspended, stays suspended at its end until destroyed.
+struct bare_task {
+  struct promise_type {
+    bare_task get_return_object() noexcept {
+      return {std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    std::suspend_always final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> handle;
+};
+
+bare_task bare_trivial() {
+  co_return;
+}
+
+// Spawn: allocate the frame and queue it; run the ring; join: see it done, free the frame.
+void floor_spawn_join(std::int64_t n, handle_ring& ring) {
+  std::vector<bare_task> tasks;
+  tasks.reserve(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    tasks.push_back(bare_trivial());
+    ring.push(tasks.back().handle);
+  }
+  ring.run();
+  for (bare_task& t : tasks) {
+    if (!t.handle.done()) std::terminate();
+    t.handle.destroy();
+  }
+}
+
+void floor_spawn_join_each(std::int64_t n, handle_ring& ring) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    bare_task t = bare_trivial();
+    ring.push(t.handle);
+    ring.run();
+    if (!t.handle.done()) std::terminate();
+    t.handle.destroy();
+  }
+}
+
+// A yield: the coroutine queues itself behind the ring's others.
+struct ring_yield {
+  handle_ring& ring;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) { ring.push(h); }
+  void await_resume() const noexcept {}
+};
+
+bare_task bare_yielder(std::int64_t n, handle_ring& ring) {
+  for (std::int64_t i = 0; i < n; ++i) co_await ring_yield{ring};
+}
+
+void floor_switch(std::int64_t switches, handle_ring& ring) {
+  bare_task a = bare_yielder(switches / 2, ring);
+  bare_task b = bare_yielder(switches / 2, ring);
+  ring.push(a.handle);
+  ring.push(b.handle);
+  ring.run();
+  a.handle.destroy();
+  b.handle.destroy();
+}
+
+// Runs `fn(count, ring)` once per iteration and reports ns per item as `counter`.
+template <class Fn>
+void floor_per_item(benchmark::State& state, std::int64_t count, const char* items,
+                    const char* counter, Fn fn) {
+  handle_ring ring;
+  double ns = 0;
+  for (auto _ : state) ns += wall_ns([&] { fn(count, ring); });
+  state.counters[items] = static_cast<double>(count);
+  state.counters[counter] =
+      ns / (static_cast<double>(count) * static_cast<double>(state.iterations()));
+}
+
+void BM_floor_spawn_join(benchmark::State& state) {
+  floor_per_item(state, tasks_n, "tasks", "ns_per_task", floor_spawn_join);
+}
+void BM_floor_spawn_join_each(benchmark::State& state) {
+  floor_per_item(state, tasks_n, "tasks", "ns_per_task", floor_spawn_join_each);
+}
+void BM_floor_switch(benchmark::State& state) {
+  floor_per_item(state, switches_n, "switches", "ns_per_switch", floor_switch);
+}
+
+// --- a channel round trip: ping sends, pong answers ---
+
+weft::task<> pong(weft::channel<std::int64_t>& in, weft::channel<std::int64_t>& out) {
+  while (std::optional<std::int64_t> v = co_await in.recv()) co_await out.send(*v + 1);
+  out.close();
+}
+
+weft::task<> ping(std::int64_t trips) {
+  weft::channel<std::int64_t> there(1), back(1);
+  auto answerer = weft::spawn(pong(there, back));
+  std::int64_t v = 0;
+  for (std::int64_t i = 0; i < trips; ++i) {
+    co_await there.send(v);
+    v = *co_await back.recv();
+  }
+  there.close();
+  co_await answerer;
+  if (v != trips) std::terminate();  // every answer came back
+}
+
+void BM_channel_round_trip(benchmark::State& state) {
+  per_item(state, switches_n / 2, "round_trips", "ns_per_round_trip", ping);
+}
+
 struct sleep_results {
   double bytes_per_sleeper = 0;
   double wake_all_s = 0;
@@ -238,6 +387,18 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond)
       ->Repetitions(5)
       ->Iterations(1);
+  using bench_fn = void (*)(benchmark::State&);
+  const std::pair<const char*, bench_fn> more[] = {
+      {"floor_spawn_join", BM_floor_spawn_join},
+      {"floor_spawn_join_each", BM_floor_spawn_join_each},
+      {"floor_switch", BM_floor_switch},
+      {"channel_round_trip", BM_channel_round_trip}};
+  for (auto [name, fn] : more) {
+    benchmark::RegisterBenchmark(name, fn)
+        ->Unit(benchmark::kMillisecond)
+        ->Repetitions(5)
+        ->Iterations(1);
+  }
   benchmark::RegisterBenchmark("sleepers", BM_sleepers)
       ->Unit(benchmark::kMillisecond)
       ->Iterations(1);

@@ -22,6 +22,43 @@ TARGETS = {  # issue #2's targets for the cooperative executor
     "sleepers_wake": ("late_max_s", "<=", 1.5),
 }
 
+# issue 21's targets: weft's figure over the floor's (bare coroutines and a FIFO ring of
+# handles, no runtime: bench/micro's floor_* benchmarks, measured in the same run).
+FLOOR_TARGETS = [
+    # label, weft benchmark, floor benchmark, counter, limit of the ratio
+    ("spawn+join (1M alive at once)", "spawn_join", "floor_spawn_join", "ns_per_task", 1.5),
+    ("spawn+join (one at a time)", "spawn_join_each", "floor_spawn_join_each", "ns_per_task",
+     1.5),
+    ("yield switch", "switch", "floor_switch", "ns_per_switch", 2.0),
+]
+
+
+def floor_ratios(weft):
+    """weft / floor for each FLOOR_TARGETS row whose two benchmarks ran."""
+    out = {}
+    for label, bench, floor, counter, limit in FLOOR_TARGETS:
+        w = weft.get(bench, {}).get(counter)
+        f = weft.get(floor, {}).get(counter)
+        if w is None or not f:
+            continue
+        out[bench] = {"label": label, "weft": w, "floor": f, "ratio": w / f, "limit": limit,
+                      "met": w / f <= limit}
+    return out
+
+
+def print_floor(ratios, weft):
+    print()
+    print("weft against the floor (bare coroutines, a FIFO ring; medians; same run)")
+    if not ratios:
+        print("  floor benchmarks not run")
+    for r in ratios.values():
+        print(f"  {r['label']:32s} weft {r['weft']:8.1f} ns  floor {r['floor']:8.1f} ns  "
+              f"{r['ratio']:5.2f}x  target <= {r['limit']:g}x "
+              f"{'ok' if r['met'] else 'MISSED'}")
+    trip = weft.get("channel_round_trip", {}).get("ns_per_round_trip")
+    if trip is not None:
+        print(f"  {'channel round trip':32s} weft {trip:8.1f} ns  (two sends, two receives)")
+
 
 def load(path):
     if not path:
@@ -125,6 +162,9 @@ def main():
         elif "error" in ref:
             print(f"  note: {name} failed: {ref['error']}")
 
+    ratios = floor_ratios(weft)
+    print_floor(ratios, weft)
+
     if demos:
         print()
         print("seed demos (wall seconds)")
@@ -135,7 +175,7 @@ def main():
             if name.startswith("countdown cooperative") and seq:
                 print(f"  {name:45s} {seq / value:8.2f}x of sequential speed")
 
-    report = {"weft": weft, "references": refs, "demos": demos,
+    report = {"weft": weft, "references": refs, "demos": demos, "floor": ratios,
               "targets": {k: {"counter": c, "op": o, "limit": l} for k, (c, o, l) in TARGETS.items()},
               "context": micro.get("context", {})}
     with open(args.out, "w") as f:

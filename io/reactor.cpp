@@ -358,8 +358,10 @@ void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       throw_errno(-rc, "weft: io_uring_submit_and_wait");
     }
-  } else if (ring_.defer_taskrun()) {
-    // Completions wait in the kernel until we ask: one enter submits and collects them.
+  } else if (ring_.defer_taskrun() && !ring_.taskrun_flag()) {
+    // Completions wait in the kernel until we ask, and it does not say when there are any:
+    // one enter submits and collects them (with the flag, the branch below enters only then:
+    // a syscall every event_interval tasks was most of a yield's cost).
     bump(counters_.enter_calls);
     int rc = io_uring_submit_and_get_events(r);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {

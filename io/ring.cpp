@@ -69,6 +69,10 @@ ring::ring(unsigned entries) {
   const unsigned attempts[] = {
       // Disabled until enable(): the thread that enables it becomes its single issuer, so an
       // executor may be built on one thread and run on another.
+      // TASKRUN_FLAG: the kernel flags pending completion work in the SQ ring, so a busy
+      // loop's non-blocking poll enters the kernel only when there is something to collect.
+      IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |
+          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
       IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |
           IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
       IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN |
@@ -86,6 +90,7 @@ ring::ring(unsigned entries) {
     if (rc != -EINVAL) break;
   }
   defer_taskrun_ = rc == 0 && (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+  taskrun_flag_ = rc == 0 && (params.flags & IORING_SETUP_TASKRUN_FLAG) != 0;
   disabled_ = rc == 0 && (params.flags & IORING_SETUP_R_DISABLED) != 0;
   if (rc < 0) throw std::system_error(-rc, std::generic_category(), explain(-rc));
   if ((params.features & IORING_FEAT_EXT_ARG) == 0) {

@@ -29,6 +29,11 @@ def test_micro_and_report(tmp_path):
         value = data["weft"][name][counter]
         assert value > 0, (name, counter, value)
     assert "skipped" in r.stdout, r.stdout
+    # The floor is measured in the same run and weft's ratios to it are reported.
+    for name in ("spawn_join", "spawn_join_each", "switch"):
+        assert data["floor"][name]["ratio"] > 0, data["floor"]
+    assert data["weft"]["channel_round_trip"]["ns_per_round_trip"] > 0, data["weft"]
+    assert "against the floor" in r.stdout, r.stdout
     # Bad flags are refused with status 2, not ignored.
     bad = subprocess.run([micro, "--tasks=zero"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2, (bad.returncode, bad.stderr)

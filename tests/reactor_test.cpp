@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -40,7 +42,43 @@ weft::task<bool> cancelled_read_waits_for_its_completion(int fd) {
   co_return result == -ECANCELED;
 }
 
+// Yields until a read, started first, completes: the loop never blocks, so it sees the read's
+// completion only by its non-blocking polls (the kernel flags completion work; see poll()).
+weft::task<long> yield_until_read(int fd) {
+  std::atomic<bool> done{false};
+  auto reader = weft::spawn([](int f, std::atomic<bool>& d) -> weft::task<> {
+    co_await read_from_pipe(f);
+    d.store(true, std::memory_order_relaxed);
+  }(fd, done));
+  co_await weft::yield_now();  // the read is now in the kernel
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  long yields = 0;
+  while (!done.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < give_up) {
+    co_await weft::yield_now();
+    ++yields;
+  }
+  const bool seen = done.load(std::memory_order_relaxed);  // before the join lets the loop block
+  if (!seen) reader.cancel();
+  co_await reader;
+  co_return seen ? yields : -1;
+}
+
 }  // namespace
+
+TEST_CASE("a loop that never blocks still sees completions", "[reactor]") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::thread writer([w = fds[1]] {
+    std::this_thread::sleep_for(20ms);
+    CHECK(::write(w, "x", 1) == 1);
+  });
+  weft::sched::cooperative executor;
+  const long yields = executor.block_on(yield_until_read(fds[0]));
+  writer.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(yields > 0);  // -1: not seen within 10 s
+}
 
 TEST_CASE("the loop batches submissions: far fewer io_uring_enter calls than operations",
           "[reactor]") {

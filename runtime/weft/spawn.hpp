@@ -81,6 +81,9 @@ class join_handle {
     std::atomic<bool> cancelled{false};  // the joiner's stop ended the wait: await_resume throws
 
     explicit awaiter(join_handle* h) noexcept : self(h) {}
+    /// @cond
+    static constexpr bool describes_own_wait = true;  // await_suspend names the join
+    /// @endcond
 
     bool await_ready() const {
       if (!self->handle_ || self->handle_.promise().is_joined()) {

@@ -150,12 +150,13 @@ class promise_base : public spawn_link {
     wait_since_.store(tls_turn_now & ~std::int64_t{7}, std::memory_order_relaxed);
     wait_what_.store(what, std::memory_order_relaxed);
   }
-  /// Refines the current wait (called by awaiters that know what they wait on: I/O and its fd,
-  /// a sleep's deadline, a join). Only on the task's own thread, while it suspends.
+  /// Refines the current wait, or describes it alone for an awaiter that marks itself
+  /// `describes_own_wait` (see tracked_awaiter): I/O and its fd, a sleep's deadline, a join.
+  /// Only on the task's own thread, while it suspends (since: this loop turn, as note_wait).
   void describe_wait(const char* what, wait_arg kind, std::int64_t arg) noexcept {
     wait_arg_.store(arg, std::memory_order_relaxed);
-    const std::int64_t since = wait_since_.load(std::memory_order_relaxed) & ~std::int64_t{7};
-    wait_since_.store(since | static_cast<std::int64_t>(kind), std::memory_order_relaxed);
+    wait_since_.store((tls_turn_now & ~std::int64_t{7}) | static_cast<std::int64_t>(kind),
+                      std::memory_order_relaxed);
     wait_what_.store(what, std::memory_order_relaxed);
   }
   /// What the task waits on now: `what` is null while it runs. Fields are read one by one
@@ -391,7 +392,10 @@ struct tracked_awaiter {
     using result = decltype(inner.await_suspend(h));
     std::uint64_t id = 0;
     if (root != nullptr) {
-      root->note_wait(type_label<inner_type>());
+      // An awaiter that always describes its wait before suspending (`describes_own_wait`)
+      // spares the generic note: a yield or a join pays for one description, not two.
+      if constexpr (!requires { inner_type::describes_own_wait; })
+        root->note_wait(type_label<inner_type>());
       id = root->id();
     }
     // Once suspended, *this and *root may already be resumed elsewhere (or gone): only

@@ -134,6 +134,7 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
 
 class yield_awaitable {
  public:
+  static constexpr bool describes_own_wait = true;  // see tracked_awaiter
   bool await_ready() const noexcept { return false; }
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {

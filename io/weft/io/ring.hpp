@@ -30,6 +30,10 @@ class ring {
   /// True when completions are posted only when the owner asks for them
   /// (IORING_SETUP_DEFER_TASKRUN): a non-blocking poll must then enter the kernel to get them.
   bool defer_taskrun() const noexcept { return defer_taskrun_; }
+  /// True when the kernel sets IORING_SQ_TASKRUN in the SQ ring's flags while completion work
+  /// waits (IORING_SETUP_TASKRUN_FLAG): a non-blocking poll may then skip the kernel when the
+  /// flag is clear and nothing is queued.
+  bool taskrun_flag() const noexcept { return taskrun_flag_; }
   /// True while the ring waits for `enable()` (nothing can be submitted yet).
   bool disabled() const noexcept { return disabled_; }
   /// Enables a ring created disabled; the calling thread becomes its only submitter.
@@ -43,6 +47,7 @@ class ring {
  private:
   io_uring ring_{};
   bool defer_taskrun_ = false;
+  bool taskrun_flag_ = false;
   bool disabled_ = false;
 };
 

@@ -60,6 +60,8 @@ class cooperative final : public executor {
       return;
     schedule_slow(h);
   }
+  // A yield's path: the same queue as a wake-up, without a second virtual call.
+  void defer(std::coroutine_handle<> h) noexcept override { schedule(h); }
   void add_timer(detail::timer_node& node) override { reactor_.add_timer(node); }
   void cancel_timer(detail::timer_node& node) noexcept override { reactor_.cancel_timer(node); }
   void task_started(detail::spawn_link& link) noexcept override {
