@@ -11,6 +11,7 @@
 #include <weft/trace.hpp>
 
 #include "park.hpp"
+#include "steal_queue.hpp"
 
 namespace weft::sched {
 
@@ -112,8 +113,8 @@ multi_thread_stats multi_thread::stats() const noexcept {
 }
 
 void multi_thread::collect_metrics(runtime_metrics& m) const noexcept {
-  m.tasks_spawned = live_.added();
-  m.tasks_alive = live_.size();
+  m.tasks_spawned = tasks_spawned();
+  m.tasks_alive = live_tasks();
   m.multi_thread = stats();
   std::lock_guard lock(park_->lot.mutex());  // the rings are closed under it after a run
   for (std::size_t i = 0; i < workers_.size() && i < m.per_worker.size(); ++i) {

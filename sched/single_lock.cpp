@@ -92,8 +92,8 @@ single_lock_stats single_lock::stats() const noexcept {
 }
 
 void single_lock::collect_metrics(runtime_metrics& m) const noexcept {
-  m.tasks_spawned = live_.added();
-  m.tasks_alive = live_.size();
+  m.tasks_spawned = tasks_spawned();
+  m.tasks_alive = live_tasks();
   m.single_lock = stats();
   for (std::size_t i = 0; i < threads_.size() && i < m.per_worker.size(); ++i) {
     const thread_state& t = *threads_[i];
