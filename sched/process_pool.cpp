@@ -1033,10 +1033,7 @@ void process_pool::replace_now(slot& s) noexcept {
   }
 }
 
-task<detail::process_reply> process_pool::run(job j) {
-  if (j.message.fds().size() > max_fds_per_frame) {
-    throw std::invalid_argument("weft::process_pool: a job may carry at most 253 shared buffers");
-  }
+task<process_pool::slot*> process_pool::take_slot() {
   {
     std::lock_guard lock(mutex_);
     if (closed_) throw_error(errc::pool_closed, "weft::process_pool::submit");
@@ -1056,32 +1053,60 @@ task<detail::process_reply> process_pool::run(job j) {
     idle_count_.release();
     throw_error(errc::pool_closed, "weft::process_pool::submit");
   }
+  co_return s;
+}
+
+void process_pool::give_back(slot* s) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    idle_.push_back(s);
+  }
+  idle_count_.release();
+}
+
+task<void> process_pool::restart_worker(slot& s) {
+  try {
+    co_await start_worker_async(s);
+  } catch (const std::system_error& e) {
+    if (e.code() == errc::cancelled) throw;
+    throw std::system_error(
+        make_error_code(errc::worker_died),
+        std::string("weft::process_pool: cannot restart a worker: ") + e.what());
+  }
+}
+
+task<void> process_pool::fail_lost_job(slot& s, pid_t pid, const std::string& how,
+                                       const std::string& name) {
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.jobs_lost;
+  }
+  try {
+    co_await start_worker_async(s);
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    s.pid = -1;  // the next job on this slot tries again
+  }
+  throw_error(errc::worker_died, "weft::process_pool: worker " + std::to_string(pid) +
+                                     " running '" + name + "' " + how);
+}
+
+task<detail::process_reply> process_pool::run(job j) {
+  if (j.message.fds().size() > max_fds_per_frame) {
+    throw std::invalid_argument("weft::process_pool: a job may carry at most 253 shared buffers");
+  }
+  slot* const s = co_await take_slot();
   // The slot goes back to the idle list however this coroutine ends.
   struct lease {
     process_pool& pool;
     slot* s;
-    ~lease() {
-      {
-        std::lock_guard lock(pool.mutex_);
-        pool.idle_.push_back(s);
-      }
-      pool.idle_count_.release();
-    }
+    ~lease() { pool.give_back(s); }
   } held{*this, s};
 
   // A worker found dead before it took the job (killed while idle) is replaced and the job
   // goes to its replacement: it never ran. One that dies after taking it fails the job.
   for (int attempt = 0;; ++attempt) {
-    if (!s->socket) {
-      try {
-        co_await start_worker_async(*s);
-      } catch (const std::system_error& e) {
-        if (e.code() == errc::cancelled) throw;
-        throw std::system_error(
-            make_error_code(errc::worker_died),
-            std::string("weft::process_pool: cannot restart a worker: ") + e.what());
-      }
-    }
+    if (!s->socket) co_await restart_worker(*s);
     exchange_result ex;
     std::exception_ptr stopped;
     try {
@@ -1108,19 +1133,8 @@ task<detail::process_reply> process_pool::run(job j) {
     }
     const pid_t pid = s->pid;
     const std::string how = co_await reap_dead(*s);
-    if (!ex.sent && attempt == 0) continue;  // retry once on a fresh worker
-    {
-      std::lock_guard lock(mutex_);
-      ++stats_.jobs_lost;
-    }
-    try {
-      co_await start_worker_async(*s);
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      s->pid = -1;  // the next job on this slot tries again
-    }
-    throw_error(errc::worker_died, "weft::process_pool: worker " + std::to_string(pid) +
-                                       " running '" + *j.name + "' " + how);
+    if (!ex.sent && attempt == 0) continue;         // retry once on a fresh worker
+    co_await fail_lost_job(*s, pid, how, *j.name);  // throws
   }
 }
 
