@@ -51,12 +51,12 @@ thread_binding::thread_binding(set_executor_fn set_executor, executor* e, io::re
                                void*& tls, void* self, weft::detail::check_state check,
                                const weft::detail::blocking_hooks* blocking) noexcept
     : set_executor_(set_executor),
-      executor_(executor::current()),
-      reactor_(io::reactor::current()),
+      previous_executor_(executor::current()),
+      previous_reactor_(io::reactor::current()),
       tls_(tls),
-      self_(tls),
-      check_(weft::detail::check_hook),
-      blocking_(weft::detail::blocking_hook) {
+      previous_tls_(tls),
+      previous_check_(weft::detail::check_hook),
+      previous_blocking_(weft::detail::blocking_hook) {
   set_executor(e);
   io::reactor::set_current(&r);
   tls = self;
@@ -65,11 +65,11 @@ thread_binding::thread_binding(set_executor_fn set_executor, executor* e, io::re
 }
 
 thread_binding::~thread_binding() {
-  set_executor_(executor_);
-  io::reactor::set_current(reactor_);
-  tls_ = self_;
-  weft::detail::check_hook = check_;
-  weft::detail::blocking_hook = blocking_;
+  set_executor_(previous_executor_);
+  io::reactor::set_current(previous_reactor_);
+  tls_ = previous_tls_;
+  weft::detail::check_hook = previous_check_;
+  weft::detail::blocking_hook = previous_blocking_;
 }
 
 }  // namespace weft::sched::parking

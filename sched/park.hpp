@@ -94,8 +94,9 @@ struct watch_period {
   std::uint64_t mark = 0;
 
   bool unset() const noexcept { return until == clock::time_point{}; }
-  /// A new period from now, unless one is running (a watcher that keeps waking for its own
-  /// I/O or timers still looks once a period; a past deadline ends the wait at once).
+  /// A new period from now. Callers start one only when `unset()`: the period goes on from one
+  /// watcher to the next (a watcher that keeps waking for its own I/O or timers still looks
+  /// once a period; a past deadline ends the wait at once).
   void start(clock::duration length, std::uint64_t m) noexcept {
     until = clock::now() + length;
     mark = m;
@@ -187,13 +188,14 @@ class thread_binding {
   ~thread_binding();
 
  private:
+  // What was there before, put back by the destructor.
   set_executor_fn set_executor_;
-  executor* executor_;
-  io::reactor* reactor_;
+  executor* previous_executor_;
+  io::reactor* previous_reactor_;
   void*& tls_;
-  void* self_;
-  weft::detail::check_state check_;
-  const weft::detail::blocking_hooks* blocking_;
+  void* previous_tls_;
+  weft::detail::check_state previous_check_;
+  const weft::detail::blocking_hooks* previous_blocking_;
 };
 
 }  // namespace weft::sched::parking
