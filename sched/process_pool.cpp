@@ -253,26 +253,28 @@ bool valid_header(const frame_header& h, std::size_t fds) noexcept {
 
 // ---- blocking transfers (the worker and the fork server are plain synchronous loops)
 
-bool write_all_sync(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+// Moves all `size` bytes with `step(done)` (a send or a recv of the bytes from `done` on),
+// again after a signal. False once the peer is gone or the call fails.
+template <class Step>
+bool transfer_all_sync(std::size_t size, Step&& step) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = step(done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
+    done += static_cast<std::size_t>(n);
   }
   return true;
 }
 
+bool write_all_sync(int fd, const char* data, std::size_t size) {
+  return transfer_all_sync(
+      size, [&](std::size_t done) { return ::send(fd, data + done, size - done, MSG_NOSIGNAL); });
+}
+
 bool read_exact_sync(int fd, char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::recv(fd, data, size, MSG_WAITALL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
+  return transfer_all_sync(
+      size, [&](std::size_t done) { return ::recv(fd, data + done, size - done, MSG_WAITALL); });
 }
 
 bool send_frame_sync(int fd, frame_kind kind, const std::string& payload,
