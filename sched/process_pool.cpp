@@ -194,6 +194,17 @@ struct fd_cmsg {
   alignas(cmsghdr) char buffer[CMSG_SPACE(sizeof(int) * max_fds_per_frame)];
 };
 
+// A message to receive into `iov` (`count` pieces), with room in `control` for the most fds a
+// frame may carry. `iov` and `control` must outlive the receive.
+msghdr receive_message(iovec* iov, std::size_t count, fd_cmsg& control) noexcept {
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  msg.msg_control = control.buffer;
+  msg.msg_controllen = sizeof control.buffer;
+  return msg;
+}
+
 // Attaches `fds` to `msg` as one SCM_RIGHTS control message in `control` (nothing when empty).
 void attach_fds(msghdr& msg, fd_cmsg& control, const std::vector<io::fd>& fds) {
   if (fds.empty()) return;
@@ -305,13 +316,9 @@ bool send_frame_sync(int fd, frame_kind kind, const std::string& payload,
 // False at end of stream or on an error (the peer is gone).
 bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::vector<io::fd>& fds) {
   char first[inline_payload];
-  msghdr msg{};
   iovec iov[2] = {{&header, sizeof header}, {first, sizeof first}};
   fd_cmsg control;
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  msg.msg_control = control.buffer;
-  msg.msg_controllen = sizeof control.buffer;
+  msghdr msg = receive_message(iov, 2, control);
   ssize_t n;
   do {
     n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
@@ -616,13 +623,9 @@ class process_pool::zygote {
     const std::chrono::milliseconds limit(
         fork_server_reply_timeout_ms.load(std::memory_order_relaxed));
     do {
-      msghdr msg{};
       iovec iov{reply, sizeof reply};
       fd_cmsg control;
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control.buffer;
-      msg.msg_controllen = sizeof control.buffer;
+      msghdr msg = receive_message(&iov, 1, control);
       auto n = co_await with_timeout(
           limit, io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
             io_uring_prep_recvmsg(sqe, socket, &msg, MSG_CMSG_CLOEXEC);
@@ -649,13 +652,9 @@ class process_pool::zygote {
   }
 
   void receive(std::int64_t (&reply)[3], std::vector<io::fd>& fds) {
-    msghdr msg{};
     iovec iov{reply, sizeof reply};
     fd_cmsg control;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buffer;
-    msg.msg_controllen = sizeof control.buffer;
+    msghdr msg = receive_message(&iov, 1, control);
     ssize_t n;
     do {
       n = ::recvmsg(control_.get(), &msg, MSG_CMSG_CLOEXEC);
@@ -949,12 +948,8 @@ task<void> exchange(int socket, frame_kind kind, const serial::writer& job, exch
   // The header and the start of the payload in one receive (only this job is in flight on
   // the socket, so nothing else can come with them).
   char first[inline_payload];
-  msghdr in{};
   iovec in_iov[2] = {{&out.header, sizeof out.header}, {first, sizeof first}};
-  in.msg_iov = in_iov;
-  in.msg_iovlen = 2;
-  in.msg_control = control.buffer;
-  in.msg_controllen = sizeof control.buffer;
+  msghdr in = receive_message(in_iov, 2, control);
   n = co_await raw(
       [&](io_uring_sqe* sqe) { io_uring_prep_recvmsg(sqe, socket, &in, MSG_CMSG_CLOEXEC); });
   if (n <= 0) co_return;
