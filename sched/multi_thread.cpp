@@ -220,16 +220,13 @@ std::coroutine_handle<> multi_thread::pop_inject() noexcept {
 
 void multi_thread::add_timer(detail::timer_node& node) {
   auto* w = static_cast<worker*>(tls_worker);
-  if (w == nullptr || w->owner != this) {
-    throw std::logic_error("weft: a timer armed outside the multi-thread executor's workers");
-  }
-  node.owner = w;
-  w->reactor->add_timer(node);
+  parking::add_timer(w != nullptr && w->owner == this ? w : nullptr, node,
+                     "the multi-thread executor's workers");
 }
 
 void multi_thread::cancel_timer(detail::timer_node& node) noexcept {
   // The heap that holds the node may belong to another worker: its lock makes that safe.
-  if (auto* w = static_cast<worker*>(node.owner)) w->reactor->cancel_timer(node);
+  parking::cancel_timer(node);
 }
 
 // ---- parking (see ARCHITECTURE.md, "Parking") -------------------------------------------

@@ -1,8 +1,22 @@
 #include "park.hpp"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 namespace weft::sched::parking {
+
+void add_timer(park_slot* self, weft::detail::timer_node& node, const char* threads) {
+  if (self == nullptr) {
+    throw std::logic_error(std::string("weft: a timer armed outside ") + threads);
+  }
+  node.owner = self;
+  self->reactor->add_timer(node);
+}
+
+void cancel_timer(weft::detail::timer_node& node) noexcept {
+  if (auto* s = static_cast<park_slot*>(node.owner)) s->reactor->cancel_timer(node);
+}
 
 int parking_lot::enter_locked(park_slot& s) noexcept {
   sleepers_.push_back(&s);  // reserved for every thread: never allocates

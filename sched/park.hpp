@@ -1,6 +1,6 @@
 // weft: the parking component shared by the threaded executors (multi-thread, single-lock):
-// the sleepers list and its store-load fence, the stall watch, the thread binding and the
-// rings. Private to the library: no installed header includes it.
+// the sleepers list and its store-load fence, the stall watch, the thread binding, the rings
+// and their timers. Private to the library: no installed header includes it.
 #pragma once
 
 #include <atomic>
@@ -69,6 +69,13 @@ struct park_slot {
     return {running, stuck};
   }
 };
+
+/// Arms `node` on the ring of `self`, the calling thread's slot of the executor (null when the
+/// thread is not one of its threads: std::logic_error, "a timer armed outside `threads`").
+/// The node remembers its slot, so that any thread can cancel it (the heap has its own lock).
+void add_timer(park_slot* self, weft::detail::timer_node& node, const char* threads);
+/// Cancels a node armed by add_timer, from any thread; nothing for a node never armed.
+void cancel_timer(weft::detail::timer_node& node) noexcept;
 
 /// The watcher's look at every slot but its own: `on_stuck(slot)` for each that has run one
 /// task since the previous look (only its own thread can poll its ring: the callback asks it

@@ -332,15 +332,12 @@ void single_lock::wake_main_thread() noexcept {
 
 void single_lock::add_timer(detail::timer_node& node) {
   auto* t = static_cast<thread_state*>(tls_thread);
-  if (t == nullptr || t->owner != this) {
-    throw std::logic_error("weft: a timer armed outside the single-lock executor's threads");
-  }
-  node.owner = t;
-  t->reactor->add_timer(node);
+  parking::add_timer(t != nullptr && t->owner == this ? t : nullptr, node,
+                     "the single-lock executor's threads");
 }
 
 void single_lock::cancel_timer(detail::timer_node& node) noexcept {
-  if (auto* t = static_cast<thread_state*>(node.owner)) t->reactor->cancel_timer(node);
+  parking::cancel_timer(node);
 }
 
 // ---- the thread loop --------------------------------------------------------------------------
