@@ -217,6 +217,232 @@ weft::task<file_answer> open_file(const config& cfg, const std::string& path) {
   co_return a;
 }
 
+// One connection: reads request heads, discards their bodies and answers them in order
+// (pipelined answers go out together), until the client closes, a timeout, an error response
+// or the shutdown. Each step below is one seam of that loop.
+class http_connection {
+ public:
+  http_connection(io::tcp_stream& conn, const config& cfg, connection_registry& registry,
+                  connection_registry::entry& self)
+      : conn_(conn), cfg_(cfg), registry_(registry), self_(self) {}
+
+  weft::task<> run() {
+    for (;;) {
+      const std::string_view pending(in_.data() + start_, in_.size() - start_);
+      http::parse_result pr{};
+      if (!pending.empty()) pr = http::parse_request(pending, cfg_.limits, req_);
+      if (pr.status == http::parse_status::error) {
+        co_await answer_error(pr.error_status);
+        break;
+      }
+      if (pr.status == http::parse_status::complete) {
+        if (!co_await answer_request(pr.consumed)) break;
+        continue;  // more pipelined requests may be buffered already
+      }
+      if (!co_await read_head()) break;
+    }
+    if (linger_) co_await linger_close(conn_);
+  }
+
+ private:
+  static constexpr std::size_t kChunk = 256 * 1024;
+  static constexpr std::uint64_t kSendfileFrom = 32 * 1024;  // smaller files: one copy, one send
+  struct free_deleter {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+
+  // Sends what is pending and an error response, and closes gently: the client must be able
+  // to read it before the close (the caller stops after this).
+  weft::task<> answer_error(int status) {
+    out_ += error_response(status);
+    co_await send_within(conn_, io::as_bytes(out_), cfg_.write_timeout);
+    linger_ = true;
+  }
+
+  // The request whose head takes `consumed` bytes of the buffer. False: close the connection.
+  weft::task<bool> answer_request(std::size_t consumed) {
+    static const std::string hello_body = "Hello, World!";
+    registry_.set_idle(self_, false);
+    head_started_ = {};  // the next request's clock starts with its first byte
+    if (!co_await discard_body(consumed)) co_return false;
+    const bool keep = req_.keep_alive && !registry_.stopping();
+    const http::method_kind kind = http::classify_method(req_.method);
+    if (kind == http::method_kind::not_allowed || kind == http::method_kind::not_implemented) {
+      co_await answer_error(kind == http::method_kind::not_allowed ? 405 : 501);
+      co_return false;
+    }
+    const bool head_only = kind == http::method_kind::head;
+    const http::target_result target = http::resolve_target(req_.target);
+    if (target.error_status != 0) {
+      co_await answer_error(target.error_status);
+      co_return false;
+    }
+    if (target.path.empty()) {
+      http::append_response_head(out_, 200, "text/plain; charset=utf-8", hello_body.size(), keep);
+      if (!head_only) out_ += hello_body;
+    } else if (!co_await answer_file(target.path, keep, head_only)) {
+      co_return false;
+    }
+    if (!keep) {
+      co_await send_within(conn_, io::as_bytes(out_), cfg_.write_timeout);
+      co_return false;
+    }
+    co_return true;
+  }
+
+  // Skips the request's body (the server takes none): what is buffered, then the rest from the
+  // wire. False when the connection was lost or too slow.
+  weft::task<bool> discard_body(std::size_t consumed) {
+    std::size_t body_left = req_.content_length;
+    std::size_t after = start_ + consumed;
+    const std::size_t buffered = std::min(body_left, in_.size() - after);
+    after += buffered;
+    body_left -= buffered;
+    start_ = after;
+    // One deadline for the whole body: a client cannot hold the connection by trickling it.
+    const auto body_deadline = clock_type::now() + cfg_.header_timeout;
+    while (body_left > 0) {
+      std::array<std::byte, 16384> scratch;
+      const seconds remaining = body_deadline - clock_type::now();
+      auto n =
+          co_await read_within(conn_, std::span(scratch).first(std::min(body_left, scratch.size())),
+                               remaining.count() > 0 ? remaining : seconds(0));
+      if (!n || !*n || **n == 0) co_return false;
+      body_left -= **n;
+    }
+    co_return true;
+  }
+
+  // A file under the root: its head and body, or a 404 that keeps the connection, or an error.
+  // False: close the connection.
+  weft::task<bool> answer_file(const std::string& path, bool keep, bool head_only) {
+    file_answer a = co_await open_file(cfg_, path);
+    if (a.status != 200) {
+      if (a.status == 404 && keep) {  // a missing file is not the client's fault: keep going
+        const std::string body = "404 Not Found\n";
+        out_ += http::response_head(404, "text/plain; charset=utf-8", body.size(), keep);
+        if (!head_only) out_ += body;
+        co_return true;
+      }
+      co_await answer_error(a.status);
+      co_return false;
+    }
+    http::append_response_head(out_, 200, http::content_type_for(path), a.size, keep);
+    if (head_only) co_return true;
+    if (a.size >= kSendfileFrom) co_return co_await send_large_file(a);
+    co_return co_await stream_file(a);
+  }
+
+  // Large files go from the page cache to the socket without a copy through user memory, in
+  // 1 MiB steps so that a reader that stalls hits the write timeout. The pending responses go
+  // first, in the same call.
+  weft::task<bool> send_large_file(file_answer& a) {
+    bool ok = true;
+    std::uint64_t offset = 0;
+    std::span<const std::byte> header = io::as_bytes(out_);
+    while (ok && offset < a.size) {
+      const std::uint64_t step = std::min<std::uint64_t>(a.size - offset, 1 << 20);
+      try {
+        auto n = co_await weft::with_timeout(cfg_.write_timeout,
+                                             conn_.send_file(a.file, offset, step, header));
+        ok = static_cast<bool>(n);
+      } catch (const std::system_error& e) {
+        if (e.code() != weft::errc::timed_out) throw;
+        ok = false;
+      }
+      header = {};
+      offset += step;
+    }
+    out_.clear();
+    co_return ok;
+  }
+
+  // Streams a smaller file through one per-connection buffer (allocated on the first file, not
+  // zeroed). The pending responses and the head share the first send.
+  weft::task<bool> stream_file(file_answer& a) {
+    if (!file_buffer_) {
+      // Page-aligned: copies out of the page cache into a 16-byte-aligned buffer ran several
+      // times slower on the benchmark machine (AMD EPYC).
+      file_buffer_.reset(static_cast<std::byte*>(std::aligned_alloc(4096, kChunk)));
+      if (!file_buffer_) throw std::bad_alloc();
+    }
+    const std::span<std::byte> buffer(file_buffer_.get(), kChunk);
+    std::size_t prefix = 0;
+    if (out_.size() <= kChunk / 4) {
+      std::memcpy(buffer.data(), out_.data(), out_.size());
+      prefix = out_.size();
+    } else if (!co_await send_within(conn_, io::as_bytes(out_), cfg_.write_timeout)) {
+      co_return false;
+    }
+    out_.clear();
+    std::uint64_t offset = 0;
+    bool ok = true;
+    // The loop runs at least once when a head is waiting in the buffer, so an empty file still
+    // gets its response.
+    while (ok && (offset < a.size || prefix > 0)) {
+      std::size_t n = 0;
+      if (offset < a.size) {
+        // Never more than the length announced, even if the file grew meanwhile.
+        const std::size_t want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size() - prefix, a.size - offset));
+        auto r = co_await a.file.read_at(buffer.subspan(prefix, want), offset);
+        if (!r || *r == 0) co_return false;  // the file shrank or failed: the length is a lie now
+        n = *r;
+      }
+      ok = co_await send_within(conn_, buffer.first(prefix + n), cfg_.write_timeout);
+      offset += n;
+      prefix = 0;
+    }
+    co_return ok;
+  }
+
+  // The head is incomplete: answers what was parsed so far, then waits for more bytes (an idle
+  // connection for the idle timeout, a started head for what is left of the header timeout).
+  // False: close the connection.
+  weft::task<bool> read_head() {
+    if (!out_.empty()) {
+      if (!co_await send_within(conn_, io::as_bytes(out_), cfg_.write_timeout)) co_return false;
+      out_.clear();
+    }
+    if (start_ > 0) {
+      in_.consume_front(start_);
+      start_ = 0;
+    }
+    seconds limit = cfg_.idle_timeout;
+    if (in_.empty()) {
+      if (!registry_.set_idle(self_, true)) co_return false;  // stopping: no new request here
+    } else {
+      if (head_started_ == clock_type::time_point{}) head_started_ = clock_type::now();
+      limit = cfg_.header_timeout - (clock_type::now() - head_started_);
+    }
+    const std::size_t used = in_.size();
+    auto n = co_await read_within(conn_, in_.spare(16384).first(16384),
+                                  limit.count() > 0 ? limit : seconds(0));
+    if (n && *n) in_.commit(**n);
+    if (!n) {  // timed out
+      if (used > 0) co_await answer_error(408);
+      co_return false;
+    }
+    if (!*n || **n == 0) co_return false;  // reset, or the peer closed
+    // The first bytes of a new request: its head must now arrive within header_timeout.
+    if (used == 0) head_started_ = clock_type::now();
+    registry_.set_idle(self_, false);
+    co_return true;
+  }
+
+  io::tcp_stream& conn_;
+  const config& cfg_;
+  connection_registry& registry_;
+  connection_registry::entry& self_;
+  input_buffer in_;  // bytes received; the ones not consumed yet start at in_.data()[start_]
+  std::size_t start_ = 0;
+  std::string out_;  // responses to pipelined requests, sent together
+  http::request req_;
+  clock_type::time_point head_started_{};
+  bool linger_ = false;  // close gently: an error response must not be lost to a reset
+  std::unique_ptr<std::byte, free_deleter> file_buffer_;
+};
+
 weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_registry& registry) {
   connection_registry::entry self{conn.native_handle()};
   struct unregister {
@@ -225,201 +451,9 @@ weft::task<> serve_http(io::tcp_stream conn, const config& cfg, connection_regis
     ~unregister() { r.remove(e); }
   } guard{registry, self};
   if (!registry.add(self)) co_return;
-
-  static const std::string hello_body = "Hello, World!";
-  input_buffer in;  // bytes received; the ones not consumed yet start at in.data()[start]
-  std::size_t start = 0;
-  std::string out;  // responses to pipelined requests, sent together
-  http::request req;
-  clock_type::time_point head_started{};
-  bool linger = false;  // close gently: an error response must not be lost to a reset
-  constexpr std::size_t kChunk = 256 * 1024;
-  constexpr std::uint64_t kSendfileFrom = 32 * 1024;  // smaller files: one copy, one send
-  struct free_deleter {
-    void operator()(std::byte* p) const noexcept { std::free(p); }
-  };
-  std::unique_ptr<std::byte, free_deleter> file_buffer;
-
   try {
-    for (;;) {
-      const std::string_view pending(in.data() + start, in.size() - start);
-      http::parse_result pr{};
-      if (!pending.empty()) pr = http::parse_request(pending, cfg.limits, req);
-
-      if (pr.status == http::parse_status::error) {
-        out += error_response(pr.error_status);
-        co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-        linger = true;  // an error: let the client read it before we close
-        break;
-      }
-
-      if (pr.status == http::parse_status::complete) {
-        registry.set_idle(self, false);
-        head_started = {};  // the next request's clock starts with its first byte
-        // Skip the body (the server takes none): what is buffered, then the rest from the wire.
-        std::size_t body_left = req.content_length;
-        std::size_t after = start + pr.consumed;
-        const std::size_t buffered = std::min(body_left, in.size() - after);
-        after += buffered;
-        body_left -= buffered;
-        start = after;
-        bool lost = false;
-        // One deadline for the whole body: a client cannot hold the connection by trickling it.
-        const auto body_deadline = clock_type::now() + cfg.header_timeout;
-        while (body_left > 0) {
-          std::array<std::byte, 16384> scratch;
-          const seconds remaining = body_deadline - clock_type::now();
-          auto n = co_await read_within(
-              conn, std::span(scratch).first(std::min(body_left, scratch.size())),
-              remaining.count() > 0 ? remaining : seconds(0));
-          if (!n || !*n || **n == 0) {
-            lost = true;
-            break;
-          }
-          body_left -= **n;
-        }
-        if (lost) break;
-
-        const bool keep = req.keep_alive && !registry.stopping();
-        const http::method_kind kind = http::classify_method(req.method);
-        if (kind == http::method_kind::not_allowed || kind == http::method_kind::not_implemented) {
-          out += error_response(kind == http::method_kind::not_allowed ? 405 : 501);
-          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-          linger = true;  // an error: let the client read it before we close
-          break;
-        }
-        const bool head_only = kind == http::method_kind::head;
-        const http::target_result target = http::resolve_target(req.target);
-        if (target.error_status != 0) {
-          out += error_response(target.error_status);
-          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-          linger = true;  // an error: let the client read it before we close
-          break;
-        }
-        if (target.path.empty()) {
-          http::append_response_head(out, 200, "text/plain; charset=utf-8", hello_body.size(),
-                                     keep);
-          if (!head_only) out += hello_body;
-        } else {
-          file_answer a = co_await open_file(cfg, target.path);
-          if (a.status != 200) {
-            if (a.status == 404 && keep) {  // a missing file is not the client's fault: keep going
-              const std::string body = "404 Not Found\n";
-              out += http::response_head(404, "text/plain; charset=utf-8", body.size(), keep);
-              if (!head_only) out += body;
-            } else {
-              out += error_response(a.status);
-              co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-              linger = true;  // an error: let the client read it before we close
-              break;
-            }
-          } else {
-            http::append_response_head(out, 200, http::content_type_for(target.path), a.size, keep);
-            if (!head_only && a.size >= kSendfileFrom) {
-              // Large files go from the page cache to the socket without a copy through user
-              // memory, in 1 MiB steps so that a reader that stalls hits the write timeout.
-              bool ok = true;
-              std::uint64_t offset = 0;
-              std::span<const std::byte> header = io::as_bytes(out);
-              while (ok && offset < a.size) {
-                const std::uint64_t step = std::min<std::uint64_t>(a.size - offset, 1 << 20);
-                try {
-                  auto n = co_await weft::with_timeout(
-                      cfg.write_timeout, conn.send_file(a.file, offset, step, header));
-                  ok = static_cast<bool>(n);
-                } catch (const std::system_error& e) {
-                  if (e.code() != weft::errc::timed_out) throw;
-                  ok = false;
-                }
-                header = {};
-                offset += step;
-              }
-              out.clear();
-              if (!ok) break;
-            } else if (!head_only) {
-              // Stream the file through one per-connection buffer (allocated on the first
-              // file, not zeroed). The pending responses and the head share the first send.
-              if (!file_buffer) {
-                // Page-aligned: copies out of the page cache into a 16-byte-aligned buffer ran
-                // several times slower on the benchmark machine (AMD EPYC).
-                file_buffer.reset(static_cast<std::byte*>(std::aligned_alloc(4096, kChunk)));
-                if (!file_buffer) throw std::bad_alloc();
-              }
-              const std::span<std::byte> buffer(file_buffer.get(), kChunk);
-              std::size_t prefix = 0;
-              if (out.size() <= kChunk / 4) {
-                std::memcpy(buffer.data(), out.data(), out.size());
-                prefix = out.size();
-              } else if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) {
-                break;
-              }
-              out.clear();
-              std::uint64_t offset = 0;
-              bool ok = true;
-              // The loop runs at least once when a head is waiting in the buffer, so an empty
-              // file still gets its response.
-              while (ok && (offset < a.size || prefix > 0)) {
-                std::size_t n = 0;
-                if (offset < a.size) {
-                  // Never more than the length announced, even if the file grew meanwhile.
-                  const std::size_t want = static_cast<std::size_t>(
-                      std::min<std::uint64_t>(buffer.size() - prefix, a.size - offset));
-                  auto r = co_await a.file.read_at(buffer.subspan(prefix, want), offset);
-                  if (!r || *r == 0) {
-                    ok = false;  // the file shrank or failed: the promised length is a lie now
-                    break;
-                  }
-                  n = *r;
-                }
-                ok = co_await send_within(conn, buffer.first(prefix + n), cfg.write_timeout);
-                offset += n;
-                prefix = 0;
-              }
-              if (!ok) break;
-            }
-          }
-        }
-        if (!keep) {
-          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-          break;
-        }
-        continue;  // more pipelined requests may be buffered already
-      }
-
-      // Incomplete: answer what was parsed so far, then wait for more bytes.
-      if (!out.empty()) {
-        if (!co_await send_within(conn, io::as_bytes(out), cfg.write_timeout)) break;
-        out.clear();
-      }
-      if (start > 0) {
-        in.consume_front(start);
-        start = 0;
-      }
-      seconds limit = cfg.idle_timeout;
-      if (in.empty()) {
-        if (!registry.set_idle(self, true)) break;  // stopping: no new request on this one
-      } else {
-        if (head_started == clock_type::time_point{}) head_started = clock_type::now();
-        limit = cfg.header_timeout - (clock_type::now() - head_started);
-      }
-      const std::size_t used = in.size();
-      auto n = co_await read_within(conn, in.spare(16384).first(16384),
-                                    limit.count() > 0 ? limit : seconds(0));
-      if (n && *n) in.commit(**n);
-      if (!n) {  // timed out
-        if (used > 0) {
-          out = error_response(408);
-          co_await send_within(conn, io::as_bytes(out), cfg.write_timeout);
-          linger = true;
-        }
-        break;
-      }
-      if (!*n || **n == 0) break;  // reset, or the peer closed
-      // The first bytes of a new request: its head must now arrive within header_timeout.
-      if (used == 0) head_started = clock_type::now();
-      registry.set_idle(self, false);
-    }
-    if (linger) co_await linger_close(conn);
+    http_connection c(conn, cfg, registry, self);
+    co_await c.run();
   } catch (const std::system_error& e) {
     if (e.code() != weft::errc::cancelled) fmt::print(stderr, "http_server: {}\n", e.what());
   } catch (const std::bad_alloc&) {

@@ -10,7 +10,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <weft/io/socket.hpp>
 #include <weft/when.hpp>
@@ -89,6 +92,110 @@ bool same_key(std::string_view entry, std::string_view key) noexcept {
          entry[key.size()] == '=';
 }
 
+// posix_spawn reports a failed chdir with the same errno as a missing program; checking the
+// directory first makes the error say which one it was.
+std::optional<io_error> check_directory(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return os_error(errno, "chdir");
+  if (!S_ISDIR(st.st_mode)) return os_error(ENOTDIR, "chdir");
+  return std::nullopt;
+}
+
+// The child's standard streams. For a pipe, the parent's end goes to `parent_end` and the
+// child's to `child_end` (closed once the child has it).
+std::optional<io_error> add_stdio(spawn_setup& setup, const stdio (&how)[3],
+                                  io::fd (&parent_end)[3], io::fd (&child_end)[3]) {
+  for (int stream = 0; stream < 3; ++stream) {
+    if (how[stream] == stdio::pipe) {
+      auto p = make_spawn_pipe();
+      if (!p) return p.full_error();
+      // stdin: the child reads; stdout and stderr: the child writes.
+      if (stream == 0) {
+        child_end[0] = std::move(p->first);
+        parent_end[0] = std::move(p->second);
+      } else {
+        parent_end[stream] = std::move(p->first);
+        child_end[stream] = std::move(p->second);
+      }
+      posix_spawn_file_actions_adddup2(&setup.actions, child_end[stream].get(), stream);
+    } else if (how[stream] == stdio::null) {
+      posix_spawn_file_actions_addopen(&setup.actions, stream, "/dev/null",
+                                       stream == 0 ? O_RDONLY : O_WRONLY, 0);
+    }
+  }
+  return std::nullopt;
+}
+
+// Passed fds go to 3, 4...: first copied above that range (the copies, closed once the child
+// has them, go to `copies`), so that no dup2 overwrites a source another one still needs. The
+// child gets 0, 1, 2 and the passed fds, nothing else, whatever the parent forgot to mark
+// O_CLOEXEC.
+std::optional<io_error> add_passed_fds(spawn_setup& setup, const std::vector<int>& fds,
+                                       std::vector<io::fd>& copies) {
+  const int first_free = 3 + static_cast<int>(fds.size());
+  for (int fd : fds) {
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, first_free);
+    if (copy < 0) return os_error(errno, "pass_fd");
+    copies.emplace_back(copy);
+    posix_spawn_file_actions_adddup2(&setup.actions, copy, 3 + static_cast<int>(copies.size()) - 1);
+  }
+  posix_spawn_file_actions_addclosefrom_np(&setup.actions, first_free);
+  return std::nullopt;
+}
+
+// The child starts with no signal blocked, and SIGPIPE and SIGXFSZ at their defaults (the
+// parent, a weft program, ignores SIGPIPE).
+void reset_signals(spawn_setup& setup) noexcept {
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGXFSZ);
+  posix_spawnattr_setsigmask(&setup.attr, &none);
+  posix_spawnattr_setsigdefault(&setup.attr, &defaults);
+  posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
+// The child's environment: the parent's (`environ` itself when unchanged), or none, with the
+// changes applied in order (a null value removes the key).
+class child_environment {
+ public:
+  child_environment(
+      bool clear, const std::vector<std::pair<std::string, std::optional<std::string>>>& changes) {
+    if (!clear && changes.empty()) return;
+    if (!clear) {
+      for (char** e = environ; e != nullptr && *e != nullptr; ++e) storage_.emplace_back(*e);
+    }
+    for (const auto& [key, value] : changes) {
+      std::erase_if(storage_, [&](const std::string& e) { return same_key(e, key); });
+      if (value) storage_.push_back(key + "=" + *value);
+    }
+    for (std::string& e : storage_) pointers_.push_back(e.data());
+    pointers_.push_back(nullptr);
+    envp_ = pointers_.data();
+  }
+  char** envp() const noexcept { return envp_; }
+
+ private:
+  std::vector<std::string> storage_;
+  std::vector<char*> pointers_;
+  char** envp_ = environ;
+};
+
+// The pidfd of a child just spawned. Without one there is no safe way to signal or wait: the
+// child is killed and reaped by pid, as a last resort.
+result<io::fd> open_pidfd(pid_t pid) {
+  const int pidfd = pidfd_open(pid);
+  if (pidfd < 0) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return os_error(err, "pidfd_open");
+  }
+  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);  // pidfd_open sets it; kept explicit for old kernels
+  return io::fd(pidfd);
+}
+
 }  // namespace
 
 std::string signal_name(int signal) {
@@ -160,99 +267,35 @@ command& command::pass_fd(int fd) {
 }
 
 result<child> command::spawn() const {
-  // posix_spawn reports a failed chdir with the same errno as a missing program; check the
-  // directory first so that the error says which one it was.
   if (cwd_) {
-    struct stat st {};
-    if (::stat(cwd_->c_str(), &st) != 0) return os_error(errno, "chdir");
-    if (!S_ISDIR(st.st_mode)) return os_error(ENOTDIR, "chdir");
+    if (auto e = check_directory(*cwd_)) return *e;
   }
-
   spawn_setup setup;
-  // The parent's ends of the pipes, and the child's ends (closed here once the child has them).
   io::fd parent_end[3];
   io::fd child_end[3];
   const stdio how[3] = {in_, out_, err_};
-  for (int stream = 0; stream < 3; ++stream) {
-    if (how[stream] == stdio::pipe) {
-      auto p = make_spawn_pipe();
-      if (!p) return p.full_error();
-      // stdin: the child reads; stdout and stderr: the child writes.
-      if (stream == 0) {
-        child_end[0] = std::move(p->first);
-        parent_end[0] = std::move(p->second);
-      } else {
-        parent_end[stream] = std::move(p->first);
-        child_end[stream] = std::move(p->second);
-      }
-      posix_spawn_file_actions_adddup2(&setup.actions, child_end[stream].get(), stream);
-    } else if (how[stream] == stdio::null) {
-      posix_spawn_file_actions_addopen(&setup.actions, stream, "/dev/null",
-                                       stream == 0 ? O_RDONLY : O_WRONLY, 0);
-    }
-  }
-  // Passed fds go to 3, 4...: first copied above that range, so that no dup2 overwrites a
-  // source another one still needs.
-  const int first_free = 3 + static_cast<int>(passed_fds_.size());
+  if (auto e = add_stdio(setup, how, parent_end, child_end)) return *e;
   std::vector<io::fd> passed;
-  for (int fd : passed_fds_) {
-    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, first_free);
-    if (copy < 0) return os_error(errno, "pass_fd");
-    passed.emplace_back(copy);
-    posix_spawn_file_actions_adddup2(&setup.actions, copy, 3 + static_cast<int>(passed.size()) - 1);
-  }
-  // The child gets 0, 1, 2 and the passed fds, nothing else, whatever the parent forgot to mark
-  // O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&setup.actions, first_free);
+  if (auto e = add_passed_fds(setup, passed_fds_, passed)) return *e;
   if (cwd_) posix_spawn_file_actions_addchdir_np(&setup.actions, cwd_->c_str());
-
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGXFSZ);
-  posix_spawnattr_setsigmask(&setup.attr, &none);
-  posix_spawnattr_setsigdefault(&setup.attr, &defaults);
-  posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  reset_signals(setup);
 
   std::vector<char*> argv;
   argv.reserve(argv_.size() + 1);
   for (const std::string& a : argv_) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-
-  char** envp = environ;
-  std::vector<std::string> env_storage;
-  std::vector<char*> env_pointers;
-  if (env_clear_ || !env_changes_.empty()) {
-    if (!env_clear_) {
-      for (char** e = environ; e != nullptr && *e != nullptr; ++e) env_storage.emplace_back(*e);
-    }
-    for (const auto& [key, value] : env_changes_) {
-      std::erase_if(env_storage, [&](const std::string& e) { return same_key(e, key); });
-      if (value) env_storage.push_back(key + "=" + *value);
-    }
-    for (std::string& e : env_storage) env_pointers.push_back(e.data());
-    env_pointers.push_back(nullptr);
-    envp = env_pointers.data();
-  }
+  const child_environment env(env_clear_, env_changes_);
 
   pid_t pid = -1;
   // glibc's posix_spawn runs the child with CLONE_VFORK and reports a failed exec (or a failed
   // file action) as its return value, so exec errors surface here.
-  const int rc = ::posix_spawnp(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), envp);
+  const int rc =
+      ::posix_spawnp(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), env.envp());
   if (rc != 0) return os_error(rc, "spawn");
+  auto pidfd = open_pidfd(pid);
+  if (!pidfd) return pidfd.full_error();
 
-  const int pidfd = pidfd_open(pid);
-  if (pidfd < 0) {
-    const int err = errno;
-    // Without a pidfd there is no safe way to signal or wait; reap by pid as a last resort.
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return os_error(err, "pidfd_open");
-  }
-  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);  // pidfd_open sets it; kept explicit for old kernels
-
-  child c(pid, io::fd(pidfd));
+  child c(pid, std::move(*pidfd));
   c.in_ = pipe_writer(std::move(parent_end[0]));
   c.out_ = pipe_reader(std::move(parent_end[1]));
   c.err_ = pipe_reader(std::move(parent_end[2]));

@@ -75,6 +75,24 @@ constexpr auto valgrind_wait_slice = std::chrono::milliseconds(1);
 // user_data of SQEs whose CQE nobody waits for (cancel requests).
 constexpr std::uint64_t ignored_user_data = 0;
 
+// Every cancel request: it targets the request whose user_data is `target`, and its own CQE
+// is ignored (the target's CQE, -ECANCELED or its result, is what its owner waits for).
+void prepare_cancel(io_uring_sqe* sqe, void* target) noexcept {
+  io_uring_prep_cancel(sqe, target, 0);
+  io_uring_sqe_set_data64(sqe, ignored_user_data);
+}
+
+// At teardown, where nothing may throw: a free SQE, after one submit if the queue is full;
+// null if there is still none (the cancel is skipped, and the bounded wait gives up).
+void prepare_cancel_at_teardown(io_uring* ring, void* target) noexcept {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe == nullptr) {
+    io_uring_submit(ring);
+    sqe = io_uring_get_sqe(ring);
+  }
+  if (sqe != nullptr) prepare_cancel(sqe, target);
+}
+
 void throw_errno(int err, const char* what) {
   throw std::system_error(err, std::generic_category(), what);
 }
@@ -156,30 +174,14 @@ reactor::~reactor() {
   // kernel never writes into freed memory and their owners can free themselves.
   stopping_ = true;
   for (persistent_completion* p = persistent_; p != nullptr; p = p->next_persistent) {
-    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-    if (sqe == nullptr) {
-      io_uring_submit(ring_.get());
-      sqe = io_uring_get_sqe(ring_.get());
-    }
-    if (sqe != nullptr) {
-      io_uring_prep_cancel(sqe, p, 0);
-      io_uring_sqe_set_data64(sqe, ignored_user_data);
-    }
+    prepare_cancel_at_teardown(ring_.get(), p);
   }
   for (int tries = 0; persistent_ != nullptr && tries < 1000; ++tries) {
     io_uring_submit_and_wait(ring_.get(), 1);
     reap();
   }
   if (wake_completion_.armed) {
-    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-    if (sqe == nullptr) {
-      io_uring_submit(ring_.get());
-      sqe = io_uring_get_sqe(ring_.get());
-    }
-    if (sqe != nullptr) {
-      io_uring_prep_cancel(sqe, &wake_completion_, 0);
-      io_uring_sqe_set_data64(sqe, ignored_user_data);
-    }
+    prepare_cancel_at_teardown(ring_.get(), &wake_completion_);
     for (int tries = 0; wake_completion_.armed && tries < 1000; ++tries) {
       io_uring_submit_and_wait(ring_.get(), 1);
       reap();
@@ -223,9 +225,7 @@ io_uring_sqe* reactor::get_sqe() {
 
 void reactor::cancel(completion* c) {
   if (current_ == this) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel(sqe, c, 0);
-    io_uring_sqe_set_data64(sqe, ignored_user_data);
+    prepare_cancel(get_sqe(), c);
     return;
   }
   // Under the lock, like the executors' remote schedule: see cooperative::schedule_slow.
@@ -262,11 +262,7 @@ void reactor::drain_remote_cancels() {
     std::lock_guard lock(remote_mutex_);
     pending.swap(remote_cancels_);
   }
-  for (completion* c : pending) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel(sqe, c, 0);
-    io_uring_sqe_set_data64(sqe, ignored_user_data);
-  }
+  for (completion* c : pending) prepare_cancel(get_sqe(), c);
 }
 
 void reactor::wake() noexcept {

@@ -7,9 +7,11 @@
 
 #include <weft/check.hpp>
 #include <weft/detail/transfer.hpp>
-#include <weft/sched/fence.hpp>
 #include <weft/sched/runtime.hpp>
 #include <weft/trace.hpp>
+
+#include "park.hpp"
+#include "steal_queue.hpp"
 
 namespace weft::sched {
 
@@ -20,20 +22,18 @@ namespace {
 }
 }  // namespace
 
-/// One worker: its ring, its queues and its counters. Everything but the queue's consumer side,
-/// `reactor.wake()` and the counters (read by stats()) belongs to the worker's thread.
-struct multi_thread::worker {
+/// One worker: its ring and parking slot, its queues and its counters. Everything but the
+/// queue's consumer side, `reactor.wake()` and the counters (read by stats()) belongs to the
+/// worker's thread.
+struct multi_thread::worker : parking::park_slot {
   multi_thread* owner = nullptr;
-  unsigned index = 0;
   steal_queue queue;
-  std::optional<io::reactor> reactor;
   std::coroutine_handle<> lifo;  // the task woken last by the running task; runs next
   std::uint32_t lifo_streak = 0;
   std::uint32_t tick = 0;
   bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
   bool searching = false;     // counted in owner->searching_
-  bool sleeping = false;      // in owner->sleepers_ (guarded by idle_mutex_)
-  bool watcher = false;       // owner->watcher_ == this, as of its last look under idle_mutex_
+  bool watcher = false;       // park_->watcher == this, as of its last look under the lot's lock
   std::uint64_t rng = 0;
 
   struct counters {
@@ -41,15 +41,9 @@ struct multi_thread::worker {
         overflows{0}, parks{0}, wakeups{0}, poll_requests{0}, stall_polls{0};
   } stats;
 
-  // On a line of their own: check() reads `poll_request` at every call on this worker, and
+  // On a line of its own: check() reads `poll_request` at every call on this worker, and
   // thieves write the queue's head above.
   alignas(64) std::atomic<bool> poll_request{false};  // set by the watcher, read by check()
-  std::atomic<std::uint64_t> task_seq{0};     // odd while a task runs (this worker writes it)
-  std::atomic<std::uint64_t> watched_seq{0};  // task_seq at the watcher's last look
-
-  void bump_task_seq() noexcept {
-    task_seq.store(task_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // one writer
@@ -62,6 +56,15 @@ struct multi_thread::worker {
   }
 };
 
+/// The parking state: the sleepers list, and the stall watcher, the parked worker that bounds
+/// its wait to watch the others (guarded by the lot's mutex).
+struct multi_thread::park_state {
+  explicit park_state(unsigned workers) : lot(workers) {}
+  parking::parking_lot lot;
+  worker* watcher = nullptr;
+  parking::watch_period period;  // mark: the others' task_seq summed at the last look
+};
+
 namespace {
 // The worker the calling thread runs, if any (of whichever multi_thread executor).
 thread_local void* tls_worker = nullptr;
@@ -70,7 +73,8 @@ thread_local void* tls_worker = nullptr;
 multi_thread::multi_thread(multi_thread_options options)
     : worker_count_(options.workers != 0 ? options.workers
                                          : std::max(1u, std::thread::hardware_concurrency())),
-      ring_entries_(options.ring_entries) {
+      ring_entries_(options.ring_entries),
+      park_(std::make_unique<park_state>(worker_count_)) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: multi_thread wants 1 to 1024 workers, not " +
                                 std::to_string(worker_count_));
@@ -83,13 +87,12 @@ multi_thread::multi_thread(multi_thread_options options)
     w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
     workers_.push_back(std::move(w));
   }
-  sleepers_.reserve(worker_count_);
 }
 
 multi_thread::~multi_thread() {
   // Another thread may still be inside schedule() (it pushed and is waking a worker).
   std::lock_guard inject(inject_mutex_);
-  std::lock_guard idle(idle_mutex_);
+  std::lock_guard idle(park_->lot.mutex());
 }
 
 multi_thread_stats multi_thread::stats() const noexcept {
@@ -110,10 +113,10 @@ multi_thread_stats multi_thread::stats() const noexcept {
 }
 
 void multi_thread::collect_metrics(runtime_metrics& m) const noexcept {
-  m.tasks_spawned = live_.added();
-  m.tasks_alive = live_.size();
+  m.tasks_spawned = tasks_spawned();
+  m.tasks_alive = live_tasks();
   m.multi_thread = stats();
-  std::lock_guard lock(idle_mutex_);  // the rings are closed under it at the end of a run
+  std::lock_guard lock(park_->lot.mutex());  // the rings are closed under it after a run
   for (std::size_t i = 0; i < workers_.size() && i < m.per_worker.size(); ++i) {
     const worker& w = *workers_[i];
     worker_metrics& out = m.per_worker[i];
@@ -217,41 +220,30 @@ std::coroutine_handle<> multi_thread::pop_inject() noexcept {
 
 void multi_thread::add_timer(detail::timer_node& node) {
   auto* w = static_cast<worker*>(tls_worker);
-  if (w == nullptr || w->owner != this) {
-    throw std::logic_error("weft: a timer armed outside the multi-thread executor's workers");
-  }
-  node.owner = w;
-  w->reactor->add_timer(node);
+  parking::add_timer(w != nullptr && w->owner == this ? w : nullptr, node,
+                     "the multi-thread executor's workers");
 }
 
 void multi_thread::cancel_timer(detail::timer_node& node) noexcept {
   // The heap that holds the node may belong to another worker: its lock makes that safe.
-  if (auto* w = static_cast<worker*>(node.owner)) w->reactor->cancel_timer(node);
+  parking::cancel_timer(node);
 }
 
 // ---- parking (see ARCHITECTURE.md, "Parking") -------------------------------------------
 
 void multi_thread::notify_parked() noexcept {
   // Pairs with the fence in park(): either we see the sleeper, or it sees our task.
-  weft::detail::store_load_fence();
-  if (searching_.load(std::memory_order_seq_cst) != 0 ||
-      sleeping_.load(std::memory_order_seq_cst) == 0) {
+  parking::store_load_fence();
+  parking::parking_lot& lot = park_->lot;
+  if (searching_.load(std::memory_order_seq_cst) != 0 || lot.sleeping() == 0) {
     return;  // a searching worker will find the task, or nobody sleeps
   }
-  std::lock_guard lock(idle_mutex_);
-  if (searching_.load(std::memory_order_relaxed) != 0 || sleepers_.empty()) return;
-  // The most recent sleeper (its caches are the warmest), but not the calling worker itself:
-  // it is about to run what it scheduled anyway.
+  std::lock_guard lock(lot.mutex());
+  if (searching_.load(std::memory_order_relaxed) != 0 || lot.empty_locked()) return;
+  // Not the calling worker itself: it is about to run what it scheduled anyway.
   auto* self = static_cast<worker*>(tls_worker);
-  auto it = sleepers_.end();
-  do {
-    --it;
-  } while (*it == self && it != sleepers_.begin());
-  if (*it == self) return;
-  worker* sleeper = *it;
-  sleepers_.erase(it);
-  sleeper->sleeping = false;
-  sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+  parking::park_slot* sleeper = lot.take_latest_locked(self);
+  if (sleeper == nullptr) return;
   searching_.fetch_add(1, std::memory_order_seq_cst);  // it wakes up searching
   if (self != nullptr && self->owner == this) worker::bump(self->stats.wakeups);
   // Under the lock: a worker leaves its ring only after taking this lock (park, stop), so the
@@ -263,7 +255,7 @@ bool multi_thread::transition_to_searching(worker& w) noexcept {
   if (w.searching) return true;
   // At most half of the workers search at once: more would only fight over the same queues.
   const int searching = searching_.load(std::memory_order_relaxed);
-  const int awake = static_cast<int>(worker_count_) - sleeping_.load(std::memory_order_relaxed);
+  const int awake = static_cast<int>(worker_count_) - park_->lot.sleeping_relaxed();
   if (2 * searching >= awake && searching > 0) return false;
   searching_.fetch_add(1, std::memory_order_seq_cst);
   w.searching = true;
@@ -287,35 +279,25 @@ bool multi_thread::work_visible() const noexcept {
 }
 
 void multi_thread::park(worker& w) {
+  park_state& pk = *park_;
   bool watching = false;
   {
-    std::lock_guard lock(idle_mutex_);
+    std::lock_guard lock(pk.lot.mutex());
     if (stopping_.load(std::memory_order_acquire)) return;
-    try {
-      sleepers_.push_back(&w);  // reserved for every worker: never allocates
-    } catch (...) {
-      return;
-    }
-    w.sleeping = true;
-    const int asleep = sleeping_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    const int asleep = pk.lot.enter_locked(w);
     // While another worker is awake (it may be running a long task), one parked worker
     // watches it: it bounds its wait by stall_interval (see watch()).
-    if (watcher_ == nullptr && asleep < static_cast<int>(worker_count_)) watcher_ = &w;
-    watching = watcher_ == &w;
+    if (pk.watcher == nullptr && asleep < static_cast<int>(worker_count_)) pk.watcher = &w;
+    watching = pk.watcher == &w;
     w.watcher = watching;
-    // The period goes on from one watcher to the next (a watcher that keeps waking for its
-    // own I/O or timers still looks once a period); a past deadline ends the wait at once.
-    if (watching && watch_until_ == clock::time_point{}) {
-      watch_until_ = clock::now() + stall_interval;
-      watch_seq_sum_ = others_task_seq(w);
-    }
+    if (watching && pk.period.unset()) pk.period.start(stall_interval, others_task_seq(w));
   }
   if (w.searching) {
     w.searching = false;
     searching_.fetch_sub(1, std::memory_order_seq_cst);
   }
   // Pairs with the fence in notify_parked: a task pushed before it saw us asleep is seen here.
-  weft::detail::store_load_fence();
+  parking::store_load_fence();
   // Worker 0 must not sleep through the end of main; once the shutdown has begun it waits like
   // the others (the last task to finish wakes it).
   const bool main_ending = w.index == 0 && main_thread_must_not_block();
@@ -326,21 +308,19 @@ void multi_thread::park(worker& w) {
     worker::bump(w.stats.parks);
     const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
     // I/O, a timer, or a wake-up; the watcher also wakes at the end of its period.
-    w.reactor->poll(/*block=*/true, watching ? watch_until_ : clock::time_point::max());
+    w.reactor->poll(/*block=*/true, watching ? pk.period.until : clock::time_point::max());
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
       tb->span("park", park_start, detail::trace_now(), 0);
-    if (watching && clock::now() >= watch_until_) quiet = !watch(w);
+    if (watching && pk.period.over()) quiet = !watch(w);
   }
-  std::lock_guard lock(idle_mutex_);
+  std::lock_guard lock(pk.lot.mutex());
   // The role ends with a quiet look, or when its worker is about to run a task (resign_watch).
-  if (watcher_ == &w && quiet) watcher_ = nullptr;
+  if (pk.watcher == &w && quiet) pk.watcher = nullptr;
   // A worker leaves its ring, maybe to run tasks: if others sleep, one of them watches.
-  if (watcher_ == nullptr && !quiet) recruit_watcher_locked(w);
-  w.watcher = watcher_ == &w;
+  if (pk.watcher == nullptr && !quiet) recruit_watcher_locked(w);
+  w.watcher = pk.watcher == &w;
   if (w.sleeping) {  // woke on its own (I/O, timer) or saw work: leave the list itself
-    std::erase(sleepers_, &w);
-    w.sleeping = false;
-    sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+    pk.lot.leave_locked(w);
     if (saw_work) {
       // Searching again: notifiers skipped waking anyone while it was counted as searching,
       // so when it finds the work it must pass the baton (the spin model found a task left
@@ -356,21 +336,19 @@ void multi_thread::park(worker& w) {
 void multi_thread::recruit_watcher_locked(worker& w) noexcept {
   // The most recent sleeper but the caller. It stays on the list and wakes as it would for its
   // own I/O, so the parking argument is untouched.
-  for (auto it = sleepers_.rbegin(); it != sleepers_.rend(); ++it) {
-    if (*it == &w) continue;
-    watcher_ = *it;
-    (*it)->reactor->wake();  // under the lock, as in notify_parked
-    return;
+  if (auto* s = static_cast<worker*>(park_->lot.latest_locked(&w))) {
+    park_->watcher = s;
+    s->reactor->wake();  // under the lock, as in notify_parked
   }
 }
 
 void multi_thread::resign_watch(worker& w) noexcept {
   // The watcher found a task to run: it watches nobody while it runs it (it could run for
   // long itself), so another sleeper takes the role.
-  std::lock_guard lock(idle_mutex_);
+  std::lock_guard lock(park_->lot.mutex());
   w.watcher = false;
-  if (watcher_ != &w) return;
-  watcher_ = nullptr;
+  if (park_->watcher != &w) return;
+  park_->watcher = nullptr;
   recruit_watcher_locked(w);
 }
 
@@ -383,25 +361,19 @@ std::uint64_t multi_thread::others_task_seq(const worker& w) const noexcept {
 }
 
 bool multi_thread::watch(worker& w) noexcept {
-  bool busy = false;
-  for (auto& u : workers_) {
-    if (u.get() == &w) continue;
-    const std::uint64_t seq = u->task_seq.load(std::memory_order_relaxed);
-    // One task resumption that has lasted a whole period (odd: still running): its worker
-    // has not polled its ring since, and only that worker can.
-    if ((seq & 1) != 0 && seq == u->watched_seq.load(std::memory_order_relaxed) &&
-        !u->poll_request.load(std::memory_order_relaxed)) {
-      u->poll_request.store(true, std::memory_order_relaxed);
-      worker::bump(w.stats.poll_requests);
-    }
-    u->watched_seq.store(seq, std::memory_order_relaxed);
-    busy = busy || (seq & 1) != 0;
-  }
+  // One task resumption that has lasted a whole period: its worker has not polled its ring
+  // since, and only that worker can.
+  const bool busy = parking::watch_others(workers_, w, [&](worker& u) {
+    if (u.poll_request.load(std::memory_order_relaxed)) return;
+    u.poll_request.store(true, std::memory_order_relaxed);
+    worker::bump(w.stats.poll_requests);
+  });
   // Keep watching while tasks run; after a whole quiet period, stop (an idle executor sleeps).
+  parking::watch_period& period = park_->period;
   const std::uint64_t sum = others_task_seq(w);
-  const bool keep = busy || sum != watch_seq_sum_;
-  watch_until_ = keep ? clock::now() + stall_interval : clock::time_point{};
-  watch_seq_sum_ = sum;
+  const bool keep = busy || sum != period.mark;
+  period.renew(keep, stall_interval);
+  period.mark = sum;
   return keep;
 }
 
@@ -431,9 +403,7 @@ void multi_thread::check_point() {
 }
 
 void multi_thread::wake_main_thread() noexcept {
-  std::lock_guard lock(idle_mutex_);
-  worker& w0 = *workers_[0];
-  if (w0.reactor) w0.reactor->wake();
+  park_->lot.wake(*workers_[0]);
 }
 
 // ---- the worker loop ----------------------------------------------------------------------
@@ -487,27 +457,10 @@ std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
 }
 
 void multi_thread::worker_loop(worker& w) {
-  executor* const previous_executor = executor::current();
-  io::reactor* const previous_reactor = io::reactor::current();
-  void* const previous_worker = tls_worker;
-  const detail::check_state previous_check = detail::check_hook;
-  set_current(this);
-  io::reactor::set_current(&*w.reactor);
-  tls_worker = &w;
   // check() reads this worker's flag: the same load as the constant it reads elsewhere.
-  detail::check_hook = detail::check_state{&w.poll_request, &multi_thread::check_point};
-  struct restore {
-    executor* e;
-    io::reactor* r;
-    void* w;
-    detail::check_state check;
-    ~restore() {
-      executor::set_current(e);
-      io::reactor::set_current(r);
-      tls_worker = w;
-      detail::check_hook = check;
-    }
-  } restore_on_exit{previous_executor, previous_reactor, previous_worker, previous_check};
+  const parking::thread_binding binding(
+      &multi_thread::set_current, this, *w.reactor, tls_worker, &w,
+      detail::check_state{&w.poll_request, &multi_thread::check_point}, detail::blocking_hook);
   w.reactor->attach_to_this_thread();
   detail::trace_thread_scope trace_scope(trace_session(), w.index);
 
@@ -547,38 +500,25 @@ void multi_thread::worker_loop(worker& w) {
 }
 
 void multi_thread::start_main(task<void> wrapper) {
-  // Rings first, on this thread, so that a failure is reported before anything is queued or
-  // any thread starts. Each ring is enabled by the thread that runs it (SINGLE_ISSUER).
-  try {
-    for (auto& w : workers_) w->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
-  } catch (...) {
-    for (auto& w : workers_) w->reactor.reset();
-    throw;
-  }
+  parking::parking_lot::open_rings(workers_, ring_entries_);  // first: nothing queued yet
   spawn_on(*this, std::move(wrapper)).detach();
 }
 
 void multi_thread::run_workers() {
   const std::exception_ptr thread_error = run_on_threads(
       worker_count_, "worker", [this](unsigned i) { worker_loop(*workers_[i]); },
-      [this] {
-        // Every worker that parked before this sees stopping_ when it wakes; every later one
-        // sees it before it parks (park() checks it under the same lock).
-        std::lock_guard lock(idle_mutex_);
-        stopping_.store(true, std::memory_order_release);
-        for (worker* s : sleepers_) s->reactor->wake();
-      });
+      [this] { park_->lot.stop(stopping_); });
+  // wake_main_thread may be running on another thread.
+  park_->lot.close_rings(workers_, [this](worker& w) {
+    w.lifo = {};
+    w.searching = false;
+    w.poll_request.store(false, std::memory_order_relaxed);
+    w.watcher = false;
+  });
   {
-    std::lock_guard lock(idle_mutex_);  // wake_main_thread may be running on another thread
-    for (auto& w : workers_) {
-      w->reactor.reset();
-      w->lifo = {};
-      w->searching = false;
-      w->poll_request.store(false, std::memory_order_relaxed);
-      w->watcher = false;
-    }
-    watcher_ = nullptr;
-    watch_until_ = {};
+    std::lock_guard lock(park_->lot.mutex());
+    park_->watcher = nullptr;
+    park_->period.reset();
   }
   searching_.store(0, std::memory_order_relaxed);
   reset_after_run();

@@ -194,6 +194,17 @@ struct fd_cmsg {
   alignas(cmsghdr) char buffer[CMSG_SPACE(sizeof(int) * max_fds_per_frame)];
 };
 
+// A message to receive into `iov` (`count` pieces), with room in `control` for the most fds a
+// frame may carry. `iov` and `control` must outlive the receive.
+msghdr receive_message(iovec* iov, std::size_t count, fd_cmsg& control) noexcept {
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  msg.msg_control = control.buffer;
+  msg.msg_controllen = sizeof control.buffer;
+  return msg;
+}
+
 // Attaches `fds` to `msg` as one SCM_RIGHTS control message in `control` (nothing when empty).
 void attach_fds(msghdr& msg, fd_cmsg& control, const std::vector<io::fd>& fds) {
   if (fds.empty()) return;
@@ -253,26 +264,28 @@ bool valid_header(const frame_header& h, std::size_t fds) noexcept {
 
 // ---- blocking transfers (the worker and the fork server are plain synchronous loops)
 
-bool write_all_sync(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+// Moves all `size` bytes with `step(done)` (a send or a recv of the bytes from `done` on),
+// again after a signal. False once the peer is gone or the call fails.
+template <class Step>
+bool transfer_all_sync(std::size_t size, Step&& step) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = step(done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
+    done += static_cast<std::size_t>(n);
   }
   return true;
 }
 
+bool write_all_sync(int fd, const char* data, std::size_t size) {
+  return transfer_all_sync(
+      size, [&](std::size_t done) { return ::send(fd, data + done, size - done, MSG_NOSIGNAL); });
+}
+
 bool read_exact_sync(int fd, char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::recv(fd, data, size, MSG_WAITALL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
+  return transfer_all_sync(
+      size, [&](std::size_t done) { return ::recv(fd, data + done, size - done, MSG_WAITALL); });
 }
 
 bool send_frame_sync(int fd, frame_kind kind, const std::string& payload,
@@ -303,13 +316,9 @@ bool send_frame_sync(int fd, frame_kind kind, const std::string& payload,
 // False at end of stream or on an error (the peer is gone).
 bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::vector<io::fd>& fds) {
   char first[inline_payload];
-  msghdr msg{};
   iovec iov[2] = {{&header, sizeof header}, {first, sizeof first}};
   fd_cmsg control;
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  msg.msg_control = control.buffer;
-  msg.msg_controllen = sizeof control.buffer;
+  msghdr msg = receive_message(iov, 2, control);
   ssize_t n;
   do {
     n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
@@ -614,13 +623,9 @@ class process_pool::zygote {
     const std::chrono::milliseconds limit(
         fork_server_reply_timeout_ms.load(std::memory_order_relaxed));
     do {
-      msghdr msg{};
       iovec iov{reply, sizeof reply};
       fd_cmsg control;
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control.buffer;
-      msg.msg_controllen = sizeof control.buffer;
+      msghdr msg = receive_message(&iov, 1, control);
       auto n = co_await with_timeout(
           limit, io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
             io_uring_prep_recvmsg(sqe, socket, &msg, MSG_CMSG_CLOEXEC);
@@ -647,13 +652,9 @@ class process_pool::zygote {
   }
 
   void receive(std::int64_t (&reply)[3], std::vector<io::fd>& fds) {
-    msghdr msg{};
     iovec iov{reply, sizeof reply};
     fd_cmsg control;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buffer;
-    msg.msg_controllen = sizeof control.buffer;
+    msghdr msg = receive_message(&iov, 1, control);
     ssize_t n;
     do {
       n = ::recvmsg(control_.get(), &msg, MSG_CMSG_CLOEXEC);
@@ -947,12 +948,8 @@ task<void> exchange(int socket, frame_kind kind, const serial::writer& job, exch
   // The header and the start of the payload in one receive (only this job is in flight on
   // the socket, so nothing else can come with them).
   char first[inline_payload];
-  msghdr in{};
   iovec in_iov[2] = {{&out.header, sizeof out.header}, {first, sizeof first}};
-  in.msg_iov = in_iov;
-  in.msg_iovlen = 2;
-  in.msg_control = control.buffer;
-  in.msg_controllen = sizeof control.buffer;
+  msghdr in = receive_message(in_iov, 2, control);
   n = co_await raw(
       [&](io_uring_sqe* sqe) { io_uring_prep_recvmsg(sqe, socket, &in, MSG_CMSG_CLOEXEC); });
   if (n <= 0) co_return;
@@ -1033,10 +1030,7 @@ void process_pool::replace_now(slot& s) noexcept {
   }
 }
 
-task<detail::process_reply> process_pool::run(job j) {
-  if (j.message.fds().size() > max_fds_per_frame) {
-    throw std::invalid_argument("weft::process_pool: a job may carry at most 253 shared buffers");
-  }
+task<process_pool::slot*> process_pool::take_slot() {
   {
     std::lock_guard lock(mutex_);
     if (closed_) throw_error(errc::pool_closed, "weft::process_pool::submit");
@@ -1056,32 +1050,60 @@ task<detail::process_reply> process_pool::run(job j) {
     idle_count_.release();
     throw_error(errc::pool_closed, "weft::process_pool::submit");
   }
+  co_return s;
+}
+
+void process_pool::give_back(slot* s) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    idle_.push_back(s);
+  }
+  idle_count_.release();
+}
+
+task<void> process_pool::restart_worker(slot& s) {
+  try {
+    co_await start_worker_async(s);
+  } catch (const std::system_error& e) {
+    if (e.code() == errc::cancelled) throw;
+    throw std::system_error(
+        make_error_code(errc::worker_died),
+        std::string("weft::process_pool: cannot restart a worker: ") + e.what());
+  }
+}
+
+task<void> process_pool::fail_lost_job(slot& s, pid_t pid, const std::string& how,
+                                       const std::string& name) {
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.jobs_lost;
+  }
+  try {
+    co_await start_worker_async(s);
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    s.pid = -1;  // the next job on this slot tries again
+  }
+  throw_error(errc::worker_died, "weft::process_pool: worker " + std::to_string(pid) +
+                                     " running '" + name + "' " + how);
+}
+
+task<detail::process_reply> process_pool::run(job j) {
+  if (j.message.fds().size() > max_fds_per_frame) {
+    throw std::invalid_argument("weft::process_pool: a job may carry at most 253 shared buffers");
+  }
+  slot* const s = co_await take_slot();
   // The slot goes back to the idle list however this coroutine ends.
   struct lease {
     process_pool& pool;
     slot* s;
-    ~lease() {
-      {
-        std::lock_guard lock(pool.mutex_);
-        pool.idle_.push_back(s);
-      }
-      pool.idle_count_.release();
-    }
+    ~lease() { pool.give_back(s); }
   } held{*this, s};
 
   // A worker found dead before it took the job (killed while idle) is replaced and the job
   // goes to its replacement: it never ran. One that dies after taking it fails the job.
   for (int attempt = 0;; ++attempt) {
-    if (!s->socket) {
-      try {
-        co_await start_worker_async(*s);
-      } catch (const std::system_error& e) {
-        if (e.code() == errc::cancelled) throw;
-        throw std::system_error(
-            make_error_code(errc::worker_died),
-            std::string("weft::process_pool: cannot restart a worker: ") + e.what());
-      }
-    }
+    if (!s->socket) co_await restart_worker(*s);
     exchange_result ex;
     std::exception_ptr stopped;
     try {
@@ -1108,19 +1130,8 @@ task<detail::process_reply> process_pool::run(job j) {
     }
     const pid_t pid = s->pid;
     const std::string how = co_await reap_dead(*s);
-    if (!ex.sent && attempt == 0) continue;  // retry once on a fresh worker
-    {
-      std::lock_guard lock(mutex_);
-      ++stats_.jobs_lost;
-    }
-    try {
-      co_await start_worker_async(*s);
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      s->pid = -1;  // the next job on this slot tries again
-    }
-    throw_error(errc::worker_died, "weft::process_pool: worker " + std::to_string(pid) +
-                                       " running '" + *j.name + "' " + how);
+    if (!ex.sent && attempt == 0) continue;         // retry once on a fresh worker
+    co_await fail_lost_job(*s, pid, how, *j.name);  // throws
   }
 }
 

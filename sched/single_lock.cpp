@@ -7,18 +7,16 @@
 
 #include <weft/check.hpp>
 #include <weft/detail/transfer.hpp>
-#include <weft/sched/fence.hpp>
 #include <weft/sched/runtime.hpp>
 #include <weft/trace.hpp>
 
+#include "park.hpp"
+
 namespace weft::sched {
 
-/// One thread of the executor: its ring and its place in the parking protocol.
-struct single_lock::thread_state {
+/// One thread of the executor: its ring and parking slot, and its state in the lock protocol.
+struct single_lock::thread_state : parking::park_slot {
   single_lock* owner = nullptr;
-  unsigned index = 0;
-  std::optional<io::reactor> reactor;
-  bool sleeping = false;        // in owner->sleepers_ (guarded by idle_mutex_)
   bool woken = false;           // woken by wake_one: counted in owner->waking_ until it looks
   bool parked_poll = false;     // blocked in its ring without the lock; will look at the queue
   bool holds_lock = false;      // between take_lock and drop_lock (this thread only)
@@ -27,21 +25,21 @@ struct single_lock::thread_state {
   unsigned ticks = 0;                  // ticks policy: check points since the last release
   bool in_poll = false;                // inside its reactor's poll (check() must not poll then)
 
-  // Read by the watcher, another thread: odd while a task runs (one resumption), bumped by
-  // this thread only, so a plain load and store each time.
-  std::atomic<std::uint64_t> task_seq{0};
-  std::uint64_t watched_seq = 0;  // task_seq at the watcher's last look (guarded by gil_mutex_)
-  bool poll_wanted = false;       // the watcher asked it to poll its ring (guarded by gil_mutex_)
-
-  void bump_task_seq() noexcept {
-    task_seq.store(task_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
+  bool poll_wanted = false;  // the watcher asked it to poll its ring (guarded by gil_mutex_)
 
   // This thread's counters for runtime_metrics (written by this thread only, read by any).
   std::atomic<std::uint64_t> tasks_run{0}, parks{0}, acquisitions{0}, handovers{0};
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+};
+
+/// The parking state: the sleepers list and the watch period (its mark: the lock's
+/// acquisitions when the period began).
+struct single_lock::park_state {
+  explicit park_state(unsigned threads) : lot(threads) {}
+  parking::parking_lot lot;
+  parking::watch_period period;
 };
 
 namespace {
@@ -59,7 +57,8 @@ single_lock::single_lock(single_lock_options options)
       ring_entries_(options.ring_entries),
       policy_(options.policy),
       switch_interval_(options.switch_interval),
-      ticks_(options.ticks) {
+      ticks_(options.ticks),
+      park_(std::make_unique<park_state>(worker_count_)) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
                                 std::to_string(worker_count_));
@@ -78,12 +77,11 @@ single_lock::single_lock(single_lock_options options)
     t->index = i;
     threads_.push_back(std::move(t));
   }
-  sleepers_.reserve(worker_count_);
 }
 
 single_lock::~single_lock() {
   std::lock_guard queue(queue_mutex_);  // a schedule() from another thread finishes first
-  std::lock_guard idle(idle_mutex_);
+  std::lock_guard idle(park_->lot.mutex());
 }
 
 single_lock_stats single_lock::stats() const noexcept {
@@ -94,8 +92,8 @@ single_lock_stats single_lock::stats() const noexcept {
 }
 
 void single_lock::collect_metrics(runtime_metrics& m) const noexcept {
-  m.tasks_spawned = live_.added();
-  m.tasks_alive = live_.size();
+  m.tasks_spawned = tasks_spawned();
+  m.tasks_alive = live_tasks();
   m.single_lock = stats();
   for (std::size_t i = 0; i < threads_.size() && i < m.per_worker.size(); ++i) {
     const thread_state& t = *threads_[i];
@@ -104,7 +102,7 @@ void single_lock::collect_metrics(runtime_metrics& m) const noexcept {
     w.parks = t.parks.load(std::memory_order_relaxed);
     w.lock_acquisitions = t.acquisitions.load(std::memory_order_relaxed);
     w.handovers = t.handovers.load(std::memory_order_relaxed);
-    std::lock_guard lock(idle_mutex_);  // the rings are closed under it at the end of a run
+    std::lock_guard lock(park_->lot.mutex());  // the rings are closed under it after a run
     if (t.reactor) {
       const io::reactor_stats r = t.reactor->stats();
       w.polls = r.enter_calls;
@@ -162,9 +160,8 @@ void single_lock::take_lock(thread_state& t) {
   if (worker_count_ > 1) {
     // Someone holds the lock now: if threads are parked, one of them watches (see park()).
     // Pairs with the fence in park(): either it sees the lock held, or we see it asleep.
-    weft::detail::store_load_fence();
-    if (watcher_.load(std::memory_order_seq_cst) == nullptr &&
-        sleeping_.load(std::memory_order_seq_cst) != 0) {
+    parking::store_load_fence();
+    if (watcher_.load(std::memory_order_seq_cst) == nullptr && park_->lot.sleeping() != 0) {
       recruit_watcher();
     }
   }
@@ -313,75 +310,46 @@ void single_lock::schedule(std::coroutine_handle<> h) noexcept {
 
 void single_lock::wake_one() noexcept {
   // Pairs with the fence in the parking code: either we see a sleeper, or it sees the task.
-  weft::detail::store_load_fence();
-  if (sleeping_.load(std::memory_order_seq_cst) == 0 ||
-      waking_.load(std::memory_order_seq_cst) != 0) {
+  parking::store_load_fence();
+  parking::parking_lot& lot = park_->lot;
+  if (lot.sleeping() == 0 || waking_.load(std::memory_order_seq_cst) != 0) {
     return;  // nobody sleeps, or a woken thread has yet to look at the queue
   }
   auto* self = static_cast<thread_state*>(tls_thread);
   if (self != nullptr && self->owner == this && self->parked_poll) {
     return;  // this thread leaves its ring next and takes the task itself
   }
-  std::lock_guard lock(idle_mutex_);
-  if (sleepers_.empty() || waking_.load(std::memory_order_relaxed) != 0) return;
-  thread_state* sleeper = sleepers_.back();
-  sleepers_.pop_back();
-  sleeper->sleeping = false;
-  sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+  std::lock_guard lock(lot.mutex());
+  if (lot.empty_locked() || waking_.load(std::memory_order_relaxed) != 0) return;
+  parking::park_slot* sleeper = lot.take_latest_locked(nullptr);
   waking_.fetch_add(1, std::memory_order_seq_cst);
   sleeper->reactor->wake();  // under the lock: its ring outlives every wake (see run_threads)
 }
 
 void single_lock::wake_main_thread() noexcept {
-  std::lock_guard lock(idle_mutex_);
-  if (threads_[0]->reactor) threads_[0]->reactor->wake();
+  park_->lot.wake(*threads_[0]);
 }
 
 void single_lock::add_timer(detail::timer_node& node) {
   auto* t = static_cast<thread_state*>(tls_thread);
-  if (t == nullptr || t->owner != this) {
-    throw std::logic_error("weft: a timer armed outside the single-lock executor's threads");
-  }
-  node.owner = t;
-  t->reactor->add_timer(node);
+  parking::add_timer(t != nullptr && t->owner == this ? t : nullptr, node,
+                     "the single-lock executor's threads");
 }
 
 void single_lock::cancel_timer(detail::timer_node& node) noexcept {
-  if (auto* t = static_cast<thread_state*>(node.owner)) t->reactor->cancel_timer(node);
+  parking::cancel_timer(node);
 }
 
 // ---- the thread loop --------------------------------------------------------------------------
 
 void single_lock::thread_loop(thread_state& t) {
-  executor* const previous_executor = executor::current();
-  io::reactor* const previous_reactor = io::reactor::current();
-  void* const previous_thread = tls_thread;
-  const detail::check_state previous_check = detail::check_hook;
-  const auto* const previous_blocking = detail::blocking_hook;
   static constexpr detail::blocking_hooks hooks{&single_lock::blocking_release,
                                                 &single_lock::blocking_reacquire};
-  set_current(this);
-  io::reactor::set_current(&*t.reactor);
-  tls_thread = &t;
-  detail::check_hook =
+  const parking::thread_binding binding(
+      &single_lock::set_current, this, *t.reactor, tls_thread, &t,
       detail::check_state{policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
-                          &single_lock::check_point};
-  detail::blocking_hook = &hooks;
-  struct restore {
-    executor* e;
-    io::reactor* r;
-    void* t;
-    detail::check_state check;
-    const detail::blocking_hooks* blocking;
-    ~restore() {
-      executor::set_current(e);
-      io::reactor::set_current(r);
-      tls_thread = t;
-      detail::check_hook = check;
-      detail::blocking_hook = blocking;
-    }
-  } restore_on_exit{previous_executor, previous_reactor, previous_thread, previous_check,
-                    previous_blocking};
+                          &single_lock::check_point},
+      &hooks);
   t.reactor->attach_to_this_thread();
   detail::trace_thread_scope trace_scope(trace_session(), t.index);
 
@@ -444,18 +412,16 @@ void single_lock::park(thread_state& t) {
   for (;;) {
     bool registered = false;
     {
-      std::lock_guard lock(idle_mutex_);
+      std::lock_guard lock(park_->lot.mutex());
       if (!stopping_.load(std::memory_order_acquire)) {
-        sleepers_.push_back(&t);  // reserved for every thread: never allocates
-        t.sleeping = true;
+        park_->lot.enter_locked(t);
         registered = true;
-        sleeping_.fetch_add(1, std::memory_order_seq_cst);
       } else if (watcher_.load(std::memory_order_relaxed) == &t) {
         watcher_.store(nullptr, std::memory_order_seq_cst);
       }
     }
     if (!registered) return;
-    weft::detail::store_load_fence();
+    parking::store_load_fence();
     // Thread 0 must not sleep through the end of main; once the shutdown has begun it waits
     // like the others (the last task to finish wakes it).
     const bool go = ready_size_.load(std::memory_order_seq_cst) != 0 ||
@@ -469,20 +435,18 @@ void single_lock::park(thread_state& t) {
       const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
       // Without the lock, timers stay armed: their callbacks (with_timeout's runs the user's
       // stop callbacks) run once this thread has taken the lock and polls again.
-      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max(),
+      poll_ring(t, /*block=*/true, watching ? park_->period.until : clock::time_point::max(),
                 /*run_timers=*/false);
       if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
         tb->span("park", park_start, detail::trace_now(), 0);
       t.parked_poll = false;
-      if (watching && clock::now() >= watch_until_) quiet = !watch(t);
+      if (watching && park_->period.over()) quiet = !watch(t);
     }
     bool again = false;
     {
-      std::lock_guard lock(idle_mutex_);
+      std::lock_guard lock(park_->lot.mutex());
       if (t.sleeping) {
-        std::erase(sleepers_, &t);
-        t.sleeping = false;
-        sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+        park_->lot.leave_locked(t);
         // The watcher woke by itself (the end of a period, a recruit, I/O that made nothing
         // ready): it stays out of the lock and parks again.
         // A due timer sends it to the lock, where it runs.
@@ -511,16 +475,12 @@ bool single_lock::start_watching(thread_state& t) {
         watcher_.load(std::memory_order_seq_cst) != nullptr) {
       return false;
     }
-    std::lock_guard lock(idle_mutex_);
+    std::lock_guard lock(park_->lot.mutex());
     if (watcher_.load(std::memory_order_relaxed) != nullptr || !t.sleeping) return false;
     watcher_.store(&t, std::memory_order_seq_cst);
   }
-  // The period goes on from one watcher to the next (a watcher that keeps waking for its own
-  // I/O or timers still looks once a period); a past deadline makes the wait end at once.
-  if (watch_until_ == clock::time_point{}) {
-    watch_until_ = clock::now() + watch_period();
-    watch_epoch_ = gil_epoch_.load(std::memory_order_relaxed);
-  }
+  parking::watch_period& period = park_->period;
+  if (period.unset()) period.start(watch_period(), gil_epoch_.load(std::memory_order_relaxed));
   return true;
 }
 
@@ -532,75 +492,56 @@ clock::duration single_lock::watch_period() const noexcept {
 }
 
 bool single_lock::watch(thread_state& t) {
+  parking::watch_period& period = park_->period;
   bool keep = false;
   {
     std::lock_guard lock(gil_mutex_);
-    for (auto& u : threads_) {
-      if (u.get() == &t) continue;
-      const std::uint64_t seq = u->task_seq.load(std::memory_order_relaxed);
-      // One task resumption that has lasted since the last look (odd: still running): its
-      // ring has not been polled since, and only its thread can poll it.
-      if ((seq & 1) != 0 && seq == u->watched_seq && !u->poll_wanted) {
-        u->poll_wanted = true;
-        ++gil_stats_.poll_requests;
-        // The interval policy looks at poll_wanted only when the drop request is up; the ticks
-        // policy looks at it at every release, and nothing would take its request down.
-        if (gil_holder_ == u.get() && policy_ == gil_policy::interval) {
-          drop_request_.store(true, std::memory_order_relaxed);
-        }
-        // Otherwise it waits for the lock (in a check point or after blocking()): take_lock
-        // raises the request for it.
+    // One task resumption that has lasted since the last look: its ring has not been polled
+    // since, and only its thread can poll it.
+    parking::watch_others(threads_, t, [&](thread_state& u) {
+      if (u.poll_wanted) return;
+      u.poll_wanted = true;
+      ++gil_stats_.poll_requests;
+      // The interval policy looks at poll_wanted only when the drop request is up; the ticks
+      // policy looks at it at every release, and nothing would take its request down.
+      if (gil_holder_ == &u && policy_ == gil_policy::interval) {
+        drop_request_.store(true, std::memory_order_relaxed);
       }
-      u->watched_seq = seq;
-    }
+      // Otherwise it waits for the lock (in a check point or after blocking()): take_lock
+      // raises the request for it.
+    });
     // Keep watching while the lock is in use; an executor idle for a whole period stops.
-    keep = gil_locked_ || gil_stats_.acquisitions != watch_epoch_;
-    if (keep) watch_epoch_ = gil_stats_.acquisitions;  // under the lock: no acquisition missed
+    keep = gil_locked_ || gil_stats_.acquisitions != period.mark;
+    if (keep) period.mark = gil_stats_.acquisitions;  // under the lock: no acquisition missed
   }
-  if (keep) {
-    watch_until_ = clock::now() + watch_period();
-  } else {
-    watch_until_ = {};
-  }
+  period.renew(keep, watch_period());
   return keep;
 }
 
 void single_lock::recruit_watcher() noexcept {
-  std::lock_guard lock(idle_mutex_);
-  if (watcher_.load(std::memory_order_relaxed) != nullptr || sleepers_.empty()) return;
-  thread_state* s = sleepers_.back();
+  std::lock_guard lock(park_->lot.mutex());
+  if (watcher_.load(std::memory_order_relaxed) != nullptr || park_->lot.empty_locked()) return;
+  auto* s = static_cast<thread_state*>(park_->lot.latest_locked(nullptr));
   watcher_.store(s, std::memory_order_seq_cst);
   s->reactor->wake();  // it wakes with nothing to run and parks again, watching
 }
 
 void single_lock::create_rings() {
-  try {
-    for (auto& t : threads_) t->reactor.emplace(ring_entries_, nullptr, /*shared_timers=*/true);
-  } catch (...) {
-    for (auto& t : threads_) t->reactor.reset();
-    throw;
-  }
+  parking::parking_lot::open_rings(threads_, ring_entries_);
 }
 
 void single_lock::run_threads() {
   const std::exception_ptr thread_error = run_on_threads(
       worker_count_, "single-lock thread", [this](unsigned i) { thread_loop(*threads_[i]); },
       [this] {
-        {
-          std::lock_guard lock(idle_mutex_);
-          stopping_.store(true, std::memory_order_release);
-          for (thread_state* s : sleepers_) s->reactor->wake();
-        }
+        park_->lot.stop(stopping_);
         std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
         gil_switched_.notify_all();
       });
-  {
-    std::lock_guard lock(idle_mutex_);
-    for (auto& t : threads_) t->reactor.reset();
-  }
+  park_->lot.close_rings(threads_, [](thread_state&) {});
   waking_.store(0, std::memory_order_relaxed);
   watcher_.store(nullptr, std::memory_order_relaxed);
-  watch_until_ = {};
+  park_->period.reset();
   for (auto& t : threads_) t->poll_wanted = false;
   reset_after_run();
   if (thread_error) std::rethrow_exception(thread_error);

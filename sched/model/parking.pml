@@ -1,7 +1,7 @@
 /*
  * weft: a Promela model of the multi-thread executor's parking / wake-up protocol
- * (sched/multi_thread.cpp: schedule/start/defer, push_local, push_inject_and_notify, next_task,
- * search, notify_parked, transition_to_searching, transition_from_searching, work_visible,
+ * (sched/multi_thread.cpp, on the parking_lot of sched/park.hpp: schedule/start/defer,
+ * push_local, push_inject_and_notify, next_task, search, notify_parked, transition_to_searching, transition_from_searching, work_visible,
  * park, worker_loop). README.md in this directory says how to check it; check.sh does it.
  *
  * Memory model. Promela interleaves whole statements: it is sequentially consistent. The C++

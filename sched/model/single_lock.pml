@@ -1,7 +1,7 @@
 /*
  * weft: a Promela model of the single-lock executor's parking / wake-up protocol
- * (sched/single_lock.cpp: schedule, wake_one, the parking part of thread_loop, and the lock
- * drops of check_point and blocking_release). README.md says how to check it.
+ * (sched/single_lock.cpp, on the parking_lot of sched/park.hpp: schedule, wake_one, the
+ * parking part of thread_loop, and the lock drops of check_point and blocking_release). README.md says how to check it.
  *
  * Memory model: as in parking.pml. wake_one starts with a store-load fence after the push;
  * the parker has one between its registration (sleeping_++) and its load of ready_size_; all

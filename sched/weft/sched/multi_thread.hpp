@@ -16,7 +16,6 @@
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/sched/run_queue.hpp>
-#include <weft/sched/steal_queue.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
@@ -152,17 +151,11 @@ class multi_thread final : public threaded_executor {
   run_queue inject_;
   std::atomic<std::size_t> inject_size_{0};
 
-  // Parking. `sleepers_` and the wake-ups are guarded by idle_mutex_; the counters are read
-  // without it by notify_parked (see ARCHITECTURE.md, "Parking").
+  // Parking: the sleepers list and the stall watch (sched/park.hpp). The searching count is
+  // read without a lock by the notifiers (see ARCHITECTURE.md, "Parking").
+  struct park_state;
   alignas(64) std::atomic<int> searching_{0};
-  std::atomic<int> sleeping_{0};
-  mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
-  std::vector<worker*> sleepers_;
-  worker* watcher_ = nullptr;  // the parked worker that bounds its wait (guarded by idle_mutex_)
-  // The watch period, carried from one watcher to the next (only the watcher touches them;
-  // the role changes hands under idle_mutex_). Unset while nobody needs watching.
-  clock::time_point watch_until_{};
-  std::uint64_t watch_seq_sum_ = 0;  // the others' task_seq summed at the last look
+  std::unique_ptr<park_state> park_;
 
   std::coroutine_handle<> main_;
   multi_thread_stats finished_stats_;

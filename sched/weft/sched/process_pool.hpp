@@ -251,6 +251,11 @@ class process_pool {
   class zygote;
 
   task<detail::process_reply> run(job j);
+  task<slot*> take_slot();
+  void give_back(slot* s) noexcept;
+  task<void> restart_worker(slot& s);
+  /// Counts the job lost, restarts the slot's worker, and throws the error the job fails with.
+  task<void> fail_lost_job(slot& s, pid_t pid, const std::string& how, const std::string& name);
 
   template <class R>
   static task<R> finish_job(task<detail::process_reply> pending) {

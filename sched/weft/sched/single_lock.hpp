@@ -180,18 +180,13 @@ class single_lock final : public threaded_executor {
   run_queue ready_;
   std::atomic<std::size_t> ready_size_{0};
 
-  // Parking.
-  mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
-  std::vector<thread_state*> sleepers_;
-  std::atomic<int> sleeping_{0};
+  // Parking: the sleepers list and the watch period (sched/park.hpp).
+  struct park_state;
+  std::unique_ptr<park_state> park_;
   std::atomic<int> waking_{0};  // threads woken for work that have not looked at the queue yet
   // The parked thread that bounds its wait by the switch interval, to notice a holder stuck in
-  // one task (guarded by idle_mutex_; see ARCHITECTURE.md, "single-lock").
+  // one task (changed under the parking lock; see ARCHITECTURE.md, "single-lock").
   std::atomic<thread_state*> watcher_{nullptr};
-  // The watch period, carried from one watcher to the next (only the watcher touches them;
-  // the role changes hands under idle_mutex_). Unset while nobody needs watching.
-  clock::time_point watch_until_{};
-  std::uint64_t watch_epoch_ = 0;  // gil acquisitions when the period began
 
   std::atomic<std::uint64_t> tasks_run_{0};
 };

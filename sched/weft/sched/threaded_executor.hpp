@@ -4,18 +4,21 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
-#include <weft/sched/live_set.hpp>
 #include <weft/task.hpp>
 
 namespace weft::sched {
+
+class live_set;
 
 /// The base of the executors that run tasks on several threads and start `block_on` on the
 /// calling thread ("thread 0"). It keeps the live tasks in a sharded set (a task is spawned on
@@ -27,29 +30,19 @@ namespace weft::sched {
 /// protected helpers as documented on each.
 class threaded_executor : public executor {
  public:
-  void task_started(detail::spawn_link& link) noexcept final {
-    live_.add(link);
-    if (shutting_down_.load(std::memory_order_acquire)) [[unlikely]] {
-      detail::scope_of_link(link)->request_stop();  // spawned while everything is being stopped
-    }
-  }
+  threaded_executor();
+  threaded_executor(const threaded_executor&) = delete;
+  threaded_executor& operator=(const threaded_executor&) = delete;
+  ~threaded_executor() override;
 
-  void task_finished(detail::spawn_link& link) noexcept final {
-    // seq_cst on both sides (here and in main_and_tasks_done): the last task and the start of
-    // the shutdown cannot both miss each other.
-    if (live_.remove(link) == 0 && shutting_down_.load(std::memory_order_seq_cst)) {
-      wake_main_thread();  // the last task of the shutdown: thread 0 may be parked
-    }
-  }
+  void task_started(detail::spawn_link& link) noexcept final;
+  void task_finished(detail::spawn_link& link) noexcept final;
 
   /// Spawned tasks that have not finished yet.
-  std::size_t live_tasks() const noexcept { return live_.size(); }
+  std::size_t live_tasks() const noexcept;
 
   /// Any thread: under each shard's lock (a task cannot finish while `fn` looks at it).
-  bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept final {
-    live_.for_each([&](detail::spawn_link& l) { fn(l, context); });
-    return true;
-  }
+  bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept final;
 
  protected:
   /// Runs `main`, stores its value or exception in `result` (which outlives the run), then
@@ -74,22 +67,12 @@ class threaded_executor : public executor {
 
   /// Thread 0's loop condition: true once main has finished and every task is gone. The first
   /// call after main finished cancels the tasks still running. Thread 0 only.
-  bool main_and_tasks_done() noexcept {
-    if (!main_done_.load(std::memory_order_acquire)) return false;
-    if (!shutting_down_.load(std::memory_order_relaxed)) {
-      shutting_down_.store(true, std::memory_order_seq_cst);
-      live_.for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
-    }
-    return live_.size() == 0;
-  }
+  bool main_and_tasks_done() noexcept;
 
   /// Whether thread 0, about to block in its ring, must look again instead: main has finished
   /// and the shutdown has not begun (or is already over). During the drain it may block: the
   /// last task to finish wakes it. Thread 0 only.
-  bool main_thread_must_not_block() const noexcept {
-    return main_done_.load(std::memory_order_acquire) &&
-           (!shutting_down_.load(std::memory_order_seq_cst) || live_.size() == 0);
-  }
+  bool main_thread_must_not_block() const noexcept;
 
   /// Runs `loop(i)` for i in 1..count-1 on new threads and `loop(0)` on the calling thread.
   /// When thread 0's loop returns, calls `stop()` (which must make the other loops return) and
@@ -129,8 +112,9 @@ class threaded_executor : public executor {
     stopping_.store(false, std::memory_order_relaxed);
   }
 
-  /// The spawned tasks that have not finished yet. Any thread.
-  live_set live_;
+  /// Tasks spawned since the executor was built. Any thread.
+  std::uint64_t tasks_spawned() const noexcept;
+
   /// Set (release) by the derived executor's stop step, passed to `run_on_threads`: the threads
   /// other than 0 leave their loops once they see it. Cleared by `reset_after_run`.
   std::atomic<bool> stopping_{false};
@@ -141,6 +125,8 @@ class threaded_executor : public executor {
     wake_main_thread();
   }
 
+  // The spawned tasks that have not finished yet (sched/live_set.hpp, private). Any thread.
+  const std::unique_ptr<live_set> live_;
   std::atomic<bool> main_done_{false};
   std::atomic<bool> shutting_down_{false};
 };
