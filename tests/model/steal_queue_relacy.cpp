@@ -1,4 +1,4 @@
-// Relacy model of the multi-thread worker's local queue (sched/weft/sched/steal_queue.hpp):
+// Relacy model of the multi-thread worker's local queue (sched/steal_queue.hpp):
 // the owner pushes and pops while two thieves steal half of it at a time; no item may be lost
 // or taken twice, under every interleaving and memory-order outcome Relacy explores.
 //
