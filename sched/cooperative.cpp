@@ -1,9 +1,11 @@
 #include <weft/sched/cooperative.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 #include <weft/sched/runtime.hpp>
+#include <weft/this_task.hpp>
 
 namespace weft::sched {
 
@@ -139,8 +141,29 @@ void cooperative::shutdown() {
   shutting_down_ = true;
   drain_remote();  // tasks other threads spawned just before the end are live tasks too
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
-  run_until([this] { return live_tasks() == 0 && !remote_pending(); });
-  shutting_down_ = false;
+  const clock::time_point now = clock::now();
+  abandoned_ = false;
+  poll_limit_ = shutdown_timeout_ >= clock::time_point::max() - now
+                    ? clock::time_point::max()
+                    : now + std::max(shutdown_timeout_, std::chrono::nanoseconds(0));
+  run_until([this] {
+    if (live_tasks() == 0 && !remote_pending()) return true;
+    if (poll_limit_ == clock::time_point::max() || clock::now() < poll_limit_) return false;
+    give_up_shutdown();
+    return true;
+  });
+  poll_limit_ = clock::time_point::max();
+  if (!abandoned_) shutting_down_ = false;  // abandoned: the loop never runs again
+}
+
+void cooperative::give_up_shutdown() noexcept {
+  // The tasks still alive are left as they are: named, never freed (see abandoned()).
+  abandoned_ = true;
+  try {
+    stuck_tasks_ = task_dump(*this);
+  } catch (...) {
+    stuck_tasks_ = "weft: out of memory while listing the stuck tasks\n";
+  }
 }
 
 void cooperative::stop(detail::spawn_link& link) noexcept {

@@ -326,7 +326,9 @@ void multi_thread::park(worker& w) {
     worker::bump(w.stats.parks);
     const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
     // I/O, a timer, or a wake-up; the watcher also wakes at the end of its period.
-    w.reactor->poll(/*block=*/true, watching ? watch_until_ : clock::time_point::max());
+    // Worker 0 also wakes when the shutdown timeout passes.
+    const clock::time_point limit = w.index == 0 ? shutdown_deadline() : clock::time_point::max();
+    w.reactor->poll(/*block=*/true, watching ? std::min(watch_until_, limit) : limit);
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
       tb->span("park", park_start, detail::trace_now(), 0);
     if (watching && clock::now() >= watch_until_) quiet = !watch(w);
@@ -568,6 +570,7 @@ void multi_thread::run_workers() {
         stopping_.store(true, std::memory_order_release);
         for (worker* s : sleepers_) s->reactor->wake();
       });
+  if (abandoned()) return;  // workers may still run: everything stays as it is, for ever
   {
     std::lock_guard lock(idle_mutex_);  // wake_main_thread may be running on another thread
     for (auto& w : workers_) {

@@ -469,7 +469,9 @@ void single_lock::park(thread_state& t) {
       const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
       // Without the lock, timers stay armed: their callbacks (with_timeout's runs the user's
       // stop callbacks) run once this thread has taken the lock and polls again.
-      poll_ring(t, /*block=*/true, watching ? watch_until_ : clock::time_point::max(),
+      // Thread 0 also wakes when the shutdown timeout passes.
+      const clock::time_point limit = t.index == 0 ? shutdown_deadline() : clock::time_point::max();
+      poll_ring(t, /*block=*/true, watching ? std::min(watch_until_, limit) : limit,
                 /*run_timers=*/false);
       if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
         tb->span("park", park_start, detail::trace_now(), 0);
@@ -487,7 +489,8 @@ void single_lock::park(thread_state& t) {
         // ready): it stays out of the lock and parks again.
         // A due timer sends it to the lock, where it runs.
         again = !go && watcher_.load(std::memory_order_relaxed) == &t &&
-                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due();
+                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due() &&
+                !(t.index == 0 && clock::now() >= shutdown_deadline());
       } else {
         t.woken = true;  // wake_one counted us in waking_
       }
@@ -594,6 +597,7 @@ void single_lock::run_threads() {
         std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
         gil_switched_.notify_all();
       });
+  if (abandoned()) return;  // threads may still run: everything stays as it is, for ever
   {
     std::lock_guard lock(idle_mutex_);
     for (auto& t : threads_) t->reactor.reset();
