@@ -10,7 +10,7 @@
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
-    : reactor_(options.ring_entries, [this] { drain_remote(); }) {
+    : reactor_(options.ring_entries, [this] { drain_remote(); }), order_(options.seed) {
   live_.prev = live_.next = &live_;
 }
 
@@ -101,6 +101,10 @@ void cooperative::run_ready() {
   // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
   // the reactor have its say (fairness between CPU work and I/O).
   detail::trampoline_scope trampoline;
+  if (order_.on()) [[unlikely]] {
+    run_ready_seeded(trampoline);
+    return;
+  }
   std::size_t n = event_interval;
   if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
     for (; n > 0 && !ready_.empty(); --n) {
@@ -110,6 +114,21 @@ void cooperative::run_ready() {
   } else {
     for (; n > 0 && !ready_.empty(); --n) {
       detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
+    }
+  }
+  tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
+                   std::memory_order_relaxed);
+}
+
+void cooperative::run_ready_seeded(detail::trampoline_scope& trampoline) {
+  // The same turn as run_ready's, but each task is picked among the first ready ones.
+  std::size_t n = event_interval;
+  for (; n > 0 && !ready_.empty(); --n) {
+    const std::coroutine_handle<> h = ready_.pop_at(order_.pick(ready_.size()));
+    if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+      detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
+    } else {
+      detail::resume_in_trampoline(trampoline.slot(), h);
     }
   }
   tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),

@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -74,6 +76,24 @@ void abandon_run(std::shared_ptr<void> executor, std::shared_ptr<runtime_state> 
   } catch (...) {
     std::throw_with_nested(error);
   }
+}
+
+std::optional<std::uint64_t> seed_from_env(std::optional<std::uint64_t> seed) {
+  const char* text = std::getenv("WEFT_SEED");
+  if (text == nullptr || *text == '\0') return seed;
+  std::uint64_t value = 0;
+  const char* end = text + std::strlen(text);
+  auto [p, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || p != end) {
+    std::fprintf(stderr, "weft: ignoring WEFT_SEED=%s (wants a decimal number)\n", text);
+    return seed;
+  }
+  return value;
+}
+
+void report_seed(std::uint64_t seed) noexcept {
+  std::fprintf(stderr, "weft: this run was seeded: WEFT_SEED=%llu replays its order\n",
+               static_cast<unsigned long long>(seed));
 }
 
 }  // namespace detail

@@ -59,7 +59,8 @@ single_lock::single_lock(single_lock_options options)
       ring_entries_(options.ring_entries),
       policy_(options.policy),
       switch_interval_(options.switch_interval),
-      ticks_(options.ticks) {
+      ticks_(options.ticks),
+      order_(options.seed) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
                                 std::to_string(worker_count_));
@@ -389,7 +390,8 @@ void single_lock::thread_loop(thread_state& t) {
     if (ready_size_.load(std::memory_order_acquire) == 0) return {};
     std::lock_guard lock(queue_mutex_);
     if (ready_.empty()) return {};
-    std::coroutine_handle<> h = ready_.pop();
+    std::coroutine_handle<> h =
+        order_.on() ? ready_.pop_at(order_.pick(ready_.size())) : ready_.pop();
     ready_size_.store(ready_.size(), std::memory_order_release);
     return h;
   };

@@ -7,12 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/sched/run_queue.hpp>
+#include <weft/sched/seeded_order.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 #include <weft/trace.hpp>
@@ -22,6 +24,10 @@ namespace weft::sched {
 /// Settings of the cooperative executor.
 struct cooperative_options {
   unsigned ring_entries = 256;  ///< submission queue size (the completion queue is 4x)
+  /// When set, the next task to run is picked from the first few ready ones by a generator
+  /// seeded with it, instead of the oldest one: a reproducible perturbed order for tests
+  /// (run_options::seed).
+  std::optional<std::uint64_t> seed{};
 };
 
 /// asyncio's model: every task runs on the thread that calls `block_on`, one at a time, in FIFO
@@ -136,6 +142,7 @@ class cooperative final : public executor {
     }
   }
   void run_ready();
+  void run_ready_seeded(detail::trampoline_scope& trampoline);
   void shutdown();
   void give_up_shutdown() noexcept;
   void drain_remote() noexcept;
@@ -156,6 +163,7 @@ class cooperative final : public executor {
 
   run_queue ready_;
   io::reactor reactor_;
+  seeded_order order_;
 
   std::mutex remote_mutex_;
   std::vector<std::coroutine_handle<>> remote_;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -71,6 +72,13 @@ struct run_options {
   /// ever (docs/using-weft.md, "Shutdown"). 0: no wait at all; `nanoseconds::max()`: wait for
   /// ever (weft before 0.2). The default, 5 s, is far above a well-behaved shutdown.
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(5);
+  /// Seeded scheduling, for tests: when set, the cooperative and single-lock executors run,
+  /// instead of the oldest ready task, one picked among the first few by a generator seeded
+  /// with it. On the cooperative executor the same seed gives the same order (a failing seed
+  /// replays); on single-lock the threads still race. The multi-thread executor ignores it.
+  /// When `main` throws in a seeded run, `run` prints the seed on stderr. The environment
+  /// variable WEFT_SEED (a decimal number), when set, wins. Unset: plain FIFO, at no cost.
+  std::optional<std::uint64_t> seed{};
 };
 
 /// What `run` throws when its shutdown timeout passed with tasks still alive (see
@@ -175,6 +183,13 @@ struct runtime_binding {
                               const std::string& stuck_tasks, std::chrono::nanoseconds timeout,
                               std::exception_ptr main_error);
 
+/// `seed`, or the one WEFT_SEED gives when it is set (a malformed value is reported on stderr
+/// and ignored).
+std::optional<std::uint64_t> seed_from_env(std::optional<std::uint64_t> seed);
+
+/// Tells stderr which seed a failed seeded run used, so that it can be replayed.
+void report_seed(std::uint64_t seed) noexcept;
+
 /// Runs `main` on `ex` (see `run`): binds the runtime, sets the shutdown timeout, fills the
 /// report, and gives up on the executor as `abandon_run` says when its shutdown timed out.
 template <class T, class Ex, class Report>
@@ -197,6 +212,8 @@ T run_on(std::unique_ptr<Ex> ex, std::shared_ptr<runtime_state> state, weft::mod
     binding.abandoned = ex->abandoned();
   }
   report(*ex);
+  if (options.seed && (result.has_error() || ex->abandoned())) [[unlikely]]
+    report_seed(*options.seed);
   if (ex->abandoned()) [[unlikely]] {
     const std::string stuck = ex->stuck_tasks();
     abandon_run(std::shared_ptr<void>(std::move(ex)), std::move(state), stuck,
@@ -226,12 +243,14 @@ inline std::shared_ptr<runtime_state> make_runtime_state(run_options& options) {
 template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
+  options.seed = detail::seed_from_env(options.seed);
   auto state = detail::make_runtime_state(options);
   // On the heap: when the shutdown times out the executor must outlive this call.
   switch (options.mode) {
     case mode::single_lock: {
-      auto ex = std::make_unique<sched::single_lock>(sched::single_lock_options{
-          options.workers, 256, options.gil, options.switch_interval, options.gil_ticks});
+      auto ex = std::make_unique<sched::single_lock>(
+          sched::single_lock_options{options.workers, 256, options.gil, options.switch_interval,
+                                     options.gil_ticks, options.seed});
       return detail::run_on(
           std::move(ex), std::move(state), mode::single_lock, "single-lock", options,
           [r = options.report](sched::single_lock& e) {
@@ -252,8 +271,9 @@ T run(run_options options, task<T> main) {
     default: {
       if (options.report != nullptr) *options.report = run_report{};
       return detail::run_on(
-          std::make_unique<sched::cooperative>(), std::move(state), mode::cooperative,
-          "cooperative", options, [](sched::cooperative&) {}, std::move(main));
+          std::make_unique<sched::cooperative>(sched::cooperative_options{256, options.seed}),
+          std::move(state), mode::cooperative, "cooperative", options, [](sched::cooperative&) {},
+          std::move(main));
     }
   }
 }

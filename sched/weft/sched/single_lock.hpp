@@ -17,6 +17,7 @@
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/sched/run_queue.hpp>
+#include <weft/sched/seeded_order.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
@@ -48,6 +49,10 @@ struct single_lock_options {
   /// std::invalid_argument otherwise.
   std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   unsigned ticks = 100;  ///< ticks policy: check points between two releases
+  /// When set, the next task is picked from the first few of the shared queue by a generator
+  /// seeded with it (run_options::seed). The threads still race for the lock, so the order
+  /// is perturbed but not reproducible when several threads run.
+  std::optional<std::uint64_t> seed{};
 };
 
 /// What the global lock did during a run (totals over the threads).
@@ -179,6 +184,7 @@ class single_lock final : public threaded_executor {
   std::mutex queue_mutex_;
   run_queue ready_;
   std::atomic<std::size_t> ready_size_{0};
+  seeded_order order_;  // guarded by queue_mutex_
 
   // Parking.
   mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
