@@ -10,7 +10,9 @@
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
-    : reactor_(options.ring_entries, [this] { drain_remote(); }), order_(options.seed) {
+    : reactor_(options.ring_entries, [this] { drain_remote(); }),
+      order_(options.seed),
+      paused_on_(options.paused_clock) {
   live_.prev = live_.next = &live_;
 }
 
@@ -22,13 +24,18 @@ cooperative::~cooperative() {
 cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()),
       previous_reactor(io::reactor::current()),
-      trace(c.trace_session(), 0) {
+      trace(c.trace_session(), 0),
+      previous_clock(detail::tls_paused_clock) {
+  // A paused run starts at the real time; a run nested in it has a clock of its own.
+  if (c.paused_on_) c.paused_.now = clock::now();
+  detail::tls_paused_clock = c.paused_on_ ? &c.paused_ : nullptr;
   c.reactor_.attach_to_this_thread();
   c.set_current(&c);
   io::reactor::set_current(&c.reactor_);
 }
 
 cooperative::loop_guard::~loop_guard() {
+  detail::tls_paused_clock = previous_clock;
   executor::set_current(previous_executor);
   io::reactor::set_current(previous_reactor);
 }

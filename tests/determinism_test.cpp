@@ -1,9 +1,15 @@
 // Deterministic testing: seeded scheduling (run_options::seed) and the paused clock.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <array>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -68,4 +74,90 @@ TEST_CASE("seed: WEFT_SEED wins over run_options and a bad value is ignored", "[
   ::unsetenv("WEFT_SEED");
   CHECK(env_3 == with_3);
   CHECK(bad == order_with(std::nullopt));
+}
+
+namespace {
+
+weft::run_options paused() {
+  weft::run_options o;
+  o.paused_clock = true;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("paused clock: sleep(1h) returns at once and now() reads an hour later", "[paused]") {
+  const auto real_begin = std::chrono::steady_clock::now();
+  const auto slept = weft::run(paused(), []() -> weft::task<std::chrono::nanoseconds> {
+    const auto t0 = weft::now();
+    co_await weft::sleep_for(1h);
+    co_return weft::now() - t0;
+  }());
+  CHECK(slept >= 1h);
+  CHECK(slept < 1h + 1s);  // no drift: time moved by the jump only
+  CHECK(std::chrono::steady_clock::now() - real_begin < 10s);  // bounded, not a speed claim
+}
+
+TEST_CASE("paused clock: timers fire in deadline order and a timeout expires", "[paused]") {
+  auto body = []() -> weft::task<std::string> {
+    std::string order;
+    auto sleeper = [&order](std::chrono::minutes m, char c) -> weft::task<void> {
+      co_await weft::sleep_for(m);
+      order += c;
+    };
+    auto a = weft::spawn(sleeper(30min, 'c'));
+    auto b = weft::spawn(sleeper(10min, 'a'));
+    auto c = weft::spawn(sleeper(20min, 'b'));
+    co_await a;
+    co_await b;
+    co_await c;
+    const auto t0 = weft::now();
+    bool timed_out = false;
+    try {
+      co_await weft::with_timeout(5min, weft::sleep_for(24h));
+    } catch (const std::system_error& e) {
+      timed_out = e.code() == weft::errc::timed_out;
+    }
+    CHECK(timed_out);
+    CHECK(weft::now() - t0 >= 5min);
+    CHECK(weft::now() - t0 < 6min);
+    co_return order;
+  };
+  const auto real_begin = std::chrono::steady_clock::now();
+  CHECK(weft::run(paused(), body()) == "abc");
+  CHECK(std::chrono::steady_clock::now() - real_begin < 10s);
+}
+
+TEST_CASE("paused clock: time stands still while I/O is in flight", "[paused]") {
+  // A pipe read that completes only when a thread writes 50 ms (real) later: a 1 h sleep
+  // beside it must not jump while the read is pending, so the read wins the race.
+  auto body = []() -> weft::task<std::string> {
+    auto [in, out] = weft::io::make_pipe().value();
+    std::thread writer([fd = out.native_handle()] {
+      std::this_thread::sleep_for(50ms);
+      [[maybe_unused]] auto n = ::write(fd, "x", 1);
+    });
+    std::string first;
+    auto sleep_then_mark = [&first]() -> weft::task<void> {  // named: the frame points at it
+      co_await weft::sleep_for(1h);
+      if (first.empty()) first = "sleep";
+    };
+    auto sleeper = weft::spawn(sleep_then_mark());
+    std::array<std::byte, 1> byte{};
+    (void)co_await in.read(byte);
+    if (first.empty()) first = "read";
+    writer.join();
+    co_await sleeper;
+    co_return first;
+  };
+  CHECK(weft::run(paused(), body()) == "read");
+}
+
+TEST_CASE("paused clock: refused outside the cooperative executor", "[paused]") {
+  for (weft::mode m : {weft::mode::single_lock, weft::mode::multi_thread}) {
+    weft::run_options o = paused();
+    o.mode = m;
+    CHECK_THROWS_AS(weft::run(o, []() -> weft::task<int> { co_return 1; }()),
+                    std::invalid_argument);
+  }
 }

@@ -28,6 +28,9 @@ struct cooperative_options {
   /// seeded with it, instead of the oldest one: a reproducible perturbed order for tests
   /// (run_options::seed).
   std::optional<std::uint64_t> seed{};
+  /// Pauses weft's clock (`weft::now()`) for the runs of this executor: it jumps to the next
+  /// timer when no task is ready and no I/O is in flight (run_options::paused_clock).
+  bool paused_clock = false;
 };
 
 /// asyncio's model: every task runs on the thread that calls `block_on`, one at a time, in FIFO
@@ -119,6 +122,7 @@ class cooperative final : public executor {
     executor* previous_executor;
     io::reactor* previous_reactor;
     detail::trace_thread_scope trace;
+    detail::paused_clock* previous_clock;
   };
 
   /// How many tasks run between two looks at the ring and the timers (Tokio's event_interval):
@@ -164,6 +168,8 @@ class cooperative final : public executor {
   run_queue ready_;
   io::reactor reactor_;
   seeded_order order_;
+  const bool paused_on_;
+  detail::paused_clock paused_{};  // the run's time when paused_on_ (the loop's thread only)
 
   std::mutex remote_mutex_;
   std::vector<std::coroutine_handle<>> remote_;

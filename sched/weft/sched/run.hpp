@@ -79,6 +79,13 @@ struct run_options {
   /// When `main` throws in a seeded run, `run` prints the seed on stderr. The environment
   /// variable WEFT_SEED (a decimal number), when set, wins. Unset: plain FIFO, at no cost.
   std::optional<std::uint64_t> seed{};
+  /// A paused clock, for tests (like Tokio's time::pause): `weft::now()`, which sleep,
+  /// timeouts, deadlines and intervals measure, starts at the real time and then stands
+  /// still; when no task is ready and no I/O operation is in flight, it jumps to the next
+  /// timer at once. So `sleep_for(1h)` returns at once and `weft::now()` reads 1 h later.
+  /// Cooperative mode only: `run` throws std::invalid_argument in the others. A task that
+  /// waits on a `spawn_blocking` job does not hold time back (the job is not I/O).
+  bool paused_clock = false;
 };
 
 /// What `run` throws when its shutdown timeout passed with tasks still alive (see
@@ -244,6 +251,11 @@ template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
   options.seed = detail::seed_from_env(options.seed);
+  if (options.paused_clock && options.mode != mode::cooperative) {
+    throw std::invalid_argument(
+        "weft: run_options::paused_clock needs the cooperative executor (its time jumps when "
+        "its only thread has nothing to do; other threads would race the jumps)");
+  }
   auto state = detail::make_runtime_state(options);
   // On the heap: when the shutdown times out the executor must outlive this call.
   switch (options.mode) {
@@ -271,7 +283,8 @@ T run(run_options options, task<T> main) {
     default: {
       if (options.report != nullptr) *options.report = run_report{};
       return detail::run_on(
-          std::make_unique<sched::cooperative>(sched::cooperative_options{256, options.seed}),
+          std::make_unique<sched::cooperative>(
+              sched::cooperative_options{256, options.seed, options.paused_clock}),
           std::move(state), mode::cooperative, "cooperative", options, [](sched::cooperative&) {},
           std::move(main));
     }
