@@ -97,6 +97,7 @@ class threaded_executor : public executor {
     if (!main_done_.load(std::memory_order_acquire)) return false;
     if (!shutting_down_.load(std::memory_order_relaxed)) {
       shutdown_deadline_ = shutdown_deadline_after(shutdown_timeout_);
+      abandoned_ = false;
       shutting_down_.store(true, std::memory_order_seq_cst);
       live_.for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
     }
