@@ -60,7 +60,8 @@ single_lock::single_lock(single_lock_options options)
       policy_(options.policy),
       switch_interval_(options.switch_interval),
       ticks_(options.ticks),
-      order_(options.seed) {
+      order_(options.seed),
+      paused_on_(options.paused_clock) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
                                 std::to_string(worker_count_));
@@ -69,6 +70,11 @@ single_lock::single_lock(single_lock_options options)
   if (switch_interval_.count() <= 0) {
     throw std::invalid_argument("weft: single_lock's switch interval must be positive, not " +
                                 std::to_string(switch_interval_.count()) + " ns");
+  }
+  if (paused_on_ && worker_count_ != 1) {
+    throw std::invalid_argument("weft: a paused clock needs single_lock with one thread, not " +
+                                std::to_string(worker_count_) +
+                                " (the threads would race its jumps)");
   }
   if (policy_ == gil_policy::ticks && ticks_ == 0) {
     throw std::invalid_argument("weft: single_lock's ticks policy wants at least 1 tick");
@@ -368,21 +374,26 @@ void single_lock::thread_loop(thread_state& t) {
       detail::check_state{policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
                           &single_lock::check_point};
   detail::blocking_hook = &hooks;
+  detail::paused_clock* const previous_clock = detail::tls_paused_clock;
+  if (paused_on_) paused_.now = clock::now();  // a paused run starts at the real time
+  detail::tls_paused_clock = paused_on_ ? &paused_ : nullptr;
   struct restore {
     executor* e;
     io::reactor* r;
     void* t;
     detail::check_state check;
     const detail::blocking_hooks* blocking;
+    detail::paused_clock* clock;
     ~restore() {
       executor::set_current(e);
       io::reactor::set_current(r);
       tls_thread = t;
       detail::check_hook = check;
       detail::blocking_hook = blocking;
+      detail::tls_paused_clock = clock;
     }
-  } restore_on_exit{previous_executor, previous_reactor, previous_thread, previous_check,
-                    previous_blocking};
+  } restore_on_exit{previous_executor, previous_reactor,  previous_thread,
+                    previous_check,    previous_blocking, previous_clock};
   t.reactor->attach_to_this_thread();
   detail::trace_thread_scope trace_scope(trace_session(), t.index);
 

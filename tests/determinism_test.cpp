@@ -125,6 +125,10 @@ TEST_CASE("paused clock: timers fire in deadline order and a timeout expires", "
   };
   const auto real_begin = std::chrono::steady_clock::now();
   CHECK(weft::run(paused(), body()) == "abc");
+  weft::run_options one = paused();
+  one.mode = weft::mode::single_lock;
+  one.workers = 1;
+  CHECK(weft::run(one, body()) == "abc");
   CHECK(std::chrono::steady_clock::now() - real_begin < 10s);
 }
 
@@ -153,10 +157,22 @@ TEST_CASE("paused clock: time stands still while I/O is in flight", "[paused]") 
   CHECK(weft::run(paused(), body()) == "read");
 }
 
-TEST_CASE("paused clock: refused outside the cooperative executor", "[paused]") {
+TEST_CASE("paused clock: single-lock with one thread; refused where threads would race",
+          "[paused]") {
+  weft::run_options one = paused();
+  one.mode = weft::mode::single_lock;
+  one.workers = 1;
+  const auto slept = weft::run(one, []() -> weft::task<std::chrono::nanoseconds> {
+    const auto t0 = weft::now();
+    co_await weft::sleep_for(1h);
+    co_return weft::now() - t0;
+  }());
+  CHECK(slept >= 1h);
+  CHECK(slept < 1h + 1s);
   for (weft::mode m : {weft::mode::single_lock, weft::mode::multi_thread}) {
     weft::run_options o = paused();
     o.mode = m;
+    o.workers = 2;
     CHECK_THROWS_AS(weft::run(o, []() -> weft::task<int> { co_return 1; }()),
                     std::invalid_argument);
   }

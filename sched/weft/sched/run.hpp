@@ -83,7 +83,8 @@ struct run_options {
   /// timeouts, deadlines and intervals measure, starts at the real time and then stands
   /// still; when no task is ready and no I/O operation is in flight, it jumps to the next
   /// timer at once. So `sleep_for(1h)` returns at once and `weft::now()` reads 1 h later.
-  /// Cooperative mode only: `run` throws std::invalid_argument in the others. A task that
+  /// The cooperative executor, and single-lock with one thread (`workers = 1`): `run` throws
+  /// std::invalid_argument otherwise (several threads would race the jumps). A task that
   /// waits on a `spawn_blocking` job does not hold time back (the job is not I/O).
   bool paused_clock = false;
 };
@@ -251,10 +252,11 @@ template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
   options.seed = detail::seed_from_env(options.seed);
-  if (options.paused_clock && options.mode != mode::cooperative) {
+  if (options.paused_clock && options.mode == mode::multi_thread) {
     throw std::invalid_argument(
-        "weft: run_options::paused_clock needs the cooperative executor (its time jumps when "
-        "its only thread has nothing to do; other threads would race the jumps)");
+        "weft: run_options::paused_clock needs the cooperative executor or single-lock with "
+        "one thread (its time jumps when its only thread has nothing to do; other threads "
+        "would race the jumps)");
   }
   auto state = detail::make_runtime_state(options);
   // On the heap: when the shutdown times out the executor must outlive this call.
@@ -262,7 +264,7 @@ T run(run_options options, task<T> main) {
     case mode::single_lock: {
       auto ex = std::make_unique<sched::single_lock>(
           sched::single_lock_options{options.workers, 256, options.gil, options.switch_interval,
-                                     options.gil_ticks, options.seed});
+                                     options.gil_ticks, options.seed, options.paused_clock});
       return detail::run_on(
           std::move(ex), std::move(state), mode::single_lock, "single-lock", options,
           [r = options.report](sched::single_lock& e) {

@@ -53,6 +53,10 @@ struct single_lock_options {
   /// seeded with it (run_options::seed). The threads still race for the lock, so the order
   /// is perturbed but not reproducible when several threads run.
   std::optional<std::uint64_t> seed{};
+  /// Pauses weft's clock (`weft::now()`) for the runs of this executor, as the cooperative
+  /// executor does (run_options::paused_clock). One thread only: the constructor throws
+  /// std::invalid_argument with more (the threads would race the jumps).
+  bool paused_clock = false;
 };
 
 /// What the global lock did during a run (totals over the threads).
@@ -185,6 +189,8 @@ class single_lock final : public threaded_executor {
   run_queue ready_;
   std::atomic<std::size_t> ready_size_{0};
   seeded_order order_;  // guarded by queue_mutex_
+  const bool paused_on_;
+  detail::paused_clock paused_{};  // the run's time when paused_on_ (its one thread only)
 
   // Parking.
   mutable std::mutex idle_mutex_;  // mutable: collect_metrics reads the rings under it
