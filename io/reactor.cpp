@@ -327,14 +327,19 @@ void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
     limit = std::min(limit, clock::now() + valgrind_wait_slice);
   }
   clock::time_point deadline{};
+  weft::detail::paused_clock* const paused = weft::detail::tls_paused_clock;
   if (block && next_deadline(deadline)) {
+    // A paused clock jumps to the next timer when nothing else can happen: the loop would
+    // block, and no I/O is in flight (run_options::paused_clock).
+    if (paused != nullptr && in_flight_ == 0 && deadline > paused->now) paused->now = deadline;
     // Timers that are already due make this turn non-blocking.
-    if (deadline <= clock::now() && (!run_timers || expire_timers(clock::now()))) block = false;
+    if (deadline <= weft::now() && (!run_timers || expire_timers(weft::now()))) block = false;
   }
   if (block) {
     __kernel_timespec ts{};
     __kernel_timespec* timeout = nullptr;
-    bool has_deadline = next_deadline(deadline);
+    // Paused: a timer never ends a wait in real time (only I/O, a wake-up or `limit` do).
+    bool has_deadline = paused == nullptr && next_deadline(deadline);
     if (limit != clock::time_point::max() && (!has_deadline || limit < deadline)) {
       deadline = limit;
       has_deadline = true;
@@ -374,8 +379,8 @@ void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
     }
   }
   reap();
-  if (run_timers && next_deadline(deadline) && deadline <= clock::now()) {
-    expire_timers(clock::now());
+  if (run_timers && next_deadline(deadline) && deadline <= weft::now()) {
+    expire_timers(weft::now());
   }
   // The tasks this turn made ready run after it: their waits begin now (the task dump).
   weft::detail::tls_turn_now = weft::detail::coarse_now_ns();

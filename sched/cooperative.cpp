@@ -1,14 +1,18 @@
 #include <weft/sched/cooperative.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 #include <weft/sched/runtime.hpp>
+#include <weft/this_task.hpp>
 
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
-    : reactor_(options.ring_entries, [this] { drain_remote(); }) {
+    : reactor_(options.ring_entries, [this] { drain_remote(); }),
+      order_(options.seed),
+      paused_on_(options.paused_clock) {
   live_.prev = live_.next = &live_;
 }
 
@@ -20,13 +24,18 @@ cooperative::~cooperative() {
 cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()),
       previous_reactor(io::reactor::current()),
-      trace(c.trace_session(), 0) {
+      trace(c.trace_session(), 0),
+      previous_clock(detail::tls_paused_clock) {
+  // A paused run starts at the real time; a run nested in it has a clock of its own.
+  if (c.paused_on_) c.paused_.now = clock::now();
+  detail::tls_paused_clock = c.paused_on_ ? &c.paused_ : nullptr;
   c.reactor_.attach_to_this_thread();
   c.set_current(&c);
   io::reactor::set_current(&c.reactor_);
 }
 
 cooperative::loop_guard::~loop_guard() {
+  detail::tls_paused_clock = previous_clock;
   executor::set_current(previous_executor);
   io::reactor::set_current(previous_reactor);
 }
@@ -99,6 +108,10 @@ void cooperative::run_ready() {
   // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
   // the reactor have its say (fairness between CPU work and I/O).
   detail::trampoline_scope trampoline;
+  if (order_.on()) [[unlikely]] {
+    run_ready_seeded(trampoline);
+    return;
+  }
   std::size_t n = event_interval;
   if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
     for (; n > 0 && !ready_.empty(); --n) {
@@ -108,6 +121,21 @@ void cooperative::run_ready() {
   } else {
     for (; n > 0 && !ready_.empty(); --n) {
       detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
+    }
+  }
+  tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
+                   std::memory_order_relaxed);
+}
+
+void cooperative::run_ready_seeded(detail::trampoline_scope& trampoline) {
+  // The same turn as run_ready's, but each task is picked among the first ready ones.
+  std::size_t n = event_interval;
+  for (; n > 0 && !ready_.empty(); --n) {
+    const std::coroutine_handle<> h = ready_.pop_at(order_.pick(ready_.size()));
+    if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
+      detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
+    } else {
+      detail::resume_in_trampoline(trampoline.slot(), h);
     }
   }
   tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
@@ -139,8 +167,29 @@ void cooperative::shutdown() {
   shutting_down_ = true;
   drain_remote();  // tasks other threads spawned just before the end are live tasks too
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
-  run_until([this] { return live_tasks() == 0 && !remote_pending(); });
-  shutting_down_ = false;
+  const clock::time_point now = clock::now();
+  abandoned_ = false;
+  poll_limit_ = shutdown_timeout_ >= clock::time_point::max() - now
+                    ? clock::time_point::max()
+                    : now + std::max(shutdown_timeout_, std::chrono::nanoseconds(0));
+  run_until([this] {
+    if (live_tasks() == 0 && !remote_pending()) return true;
+    if (poll_limit_ == clock::time_point::max() || clock::now() < poll_limit_) return false;
+    give_up_shutdown();
+    return true;
+  });
+  poll_limit_ = clock::time_point::max();
+  if (!abandoned_) shutting_down_ = false;  // abandoned: the loop never runs again
+}
+
+void cooperative::give_up_shutdown() noexcept {
+  // The tasks still alive are left as they are: named, never freed (see abandoned()).
+  abandoned_ = true;
+  try {
+    stuck_tasks_ = task_dump(*this);
+  } catch (...) {
+    stuck_tasks_ = "weft: out of memory while listing the stuck tasks\n";
+  }
 }
 
 void cooperative::stop(detail::spawn_link& link) noexcept {

@@ -308,7 +308,9 @@ void multi_thread::park(worker& w) {
     worker::bump(w.stats.parks);
     const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
     // I/O, a timer, or a wake-up; the watcher also wakes at the end of its period.
-    w.reactor->poll(/*block=*/true, watching ? pk.period.until : clock::time_point::max());
+    // Worker 0 also wakes when the shutdown timeout passes.
+    const clock::time_point limit = w.index == 0 ? shutdown_deadline() : clock::time_point::max();
+    w.reactor->poll(/*block=*/true, watching ? std::min(pk.period.until, limit) : limit);
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
       tb->span("park", park_start, detail::trace_now(), 0);
     if (watching && pk.period.over()) quiet = !watch(w);
@@ -508,6 +510,7 @@ void multi_thread::run_workers() {
   const std::exception_ptr thread_error = run_on_threads(
       worker_count_, "worker", [this](unsigned i) { worker_loop(*workers_[i]); },
       [this] { park_->lot.stop(stopping_); });
+  if (abandoned()) return;  // workers may still run: everything stays as it is, for ever
   // wake_main_thread may be running on another thread.
   park_->lot.close_rings(workers_, [this](worker& w) {
     w.lifo = {};

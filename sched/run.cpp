@@ -3,7 +3,13 @@
 #include <weft/sched/process_pool.hpp>
 
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace weft {
 
@@ -36,6 +42,61 @@ std::string unavailable_message(mode m) {
          "cooperative, single-lock or multi-thread";
 }
 }  // namespace
+
+namespace detail {
+
+void abandon_run(std::shared_ptr<void> executor, std::shared_ptr<runtime_state> state,
+                 const std::string& stuck_tasks, std::chrono::nanoseconds timeout,
+                 std::exception_ptr main_error) {
+  {
+    // Never destroyed (a pointer to a vector that is never deleted): a blocking job or an
+    // executor thread stuck in a task may touch the executor, its rings and the frames for as
+    // long as the process lives, so they must stay; reachable, so LSan does not report them.
+    static std::mutex mutex;
+    static auto* kept = new std::vector<std::shared_ptr<void>>;  // NOLINT: immortal on purpose
+    std::lock_guard lock(mutex);
+    kept->push_back(std::move(executor));
+    kept->push_back(std::move(state));
+  }
+  std::size_t tasks = 0;
+  for (char c : stuck_tasks) tasks += c == '\n' ? 1 : 0;
+  char head[160];
+  std::snprintf(head, sizeof head,
+                "weft: the shutdown timed out after %.3f s: %zu task%s ignored cancellation and "
+                "%s left running (their executor is kept):\n",
+                std::chrono::duration<double>(timeout).count(), tasks, tasks == 1 ? "" : "s",
+                tasks == 1 ? "is" : "are");
+  const std::string text = head + stuck_tasks;
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+  shutdown_timeout_error error(text, stuck_tasks);
+  if (!main_error) throw error;
+  try {
+    std::rethrow_exception(main_error);
+  } catch (...) {
+    std::throw_with_nested(error);
+  }
+}
+
+std::optional<std::uint64_t> seed_from_env(std::optional<std::uint64_t> seed) {
+  const char* text = std::getenv("WEFT_SEED");
+  if (text == nullptr || *text == '\0') return seed;
+  std::uint64_t value = 0;
+  const char* end = text + std::strlen(text);
+  auto [p, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || p != end) {
+    std::fprintf(stderr, "weft: ignoring WEFT_SEED=%s (wants a decimal number)\n", text);
+    return seed;
+  }
+  return value;
+}
+
+void report_seed(std::uint64_t seed) noexcept {
+  std::fprintf(stderr, "weft: this run was seeded: WEFT_SEED=%llu replays its order\n",
+               static_cast<unsigned long long>(seed));
+}
+
+}  // namespace detail
 
 void require_mode(mode m) {
   detail::refuse_unserved_pool_worker();

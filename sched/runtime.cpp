@@ -1,6 +1,7 @@
 #include <weft/sched/runtime.hpp>
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -75,6 +76,13 @@ void runtime_state::detach() noexcept {
   }
   if (ex != nullptr) ex->set_observer(nullptr);
   if (trace_) trace_->write();
+}
+
+void runtime_state::abandon() noexcept {
+  std::lock_guard lock(mutex_);
+  executor_ = nullptr;
+  accepting_ = false;
+  if (trace_) std::fputs("weft: the trace is not written: the shutdown timed out\n", stderr);
 }
 
 runtime_metrics runtime_state::metrics() const {

@@ -58,6 +58,8 @@ single_lock::single_lock(single_lock_options options)
       policy_(options.policy),
       switch_interval_(options.switch_interval),
       ticks_(options.ticks),
+      order_(options.seed),
+      paused_on_(options.paused_clock),
       park_(std::make_unique<park_state>(worker_count_)) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: single_lock wants 1 to 1024 threads, not " +
@@ -67,6 +69,11 @@ single_lock::single_lock(single_lock_options options)
   if (switch_interval_.count() <= 0) {
     throw std::invalid_argument("weft: single_lock's switch interval must be positive, not " +
                                 std::to_string(switch_interval_.count()) + " ns");
+  }
+  if (paused_on_ && worker_count_ != 1) {
+    throw std::invalid_argument("weft: a paused clock needs single_lock with one thread, not " +
+                                std::to_string(worker_count_) +
+                                " (the threads would race its jumps)");
   }
   if (policy_ == gil_policy::ticks && ticks_ == 0) {
     throw std::invalid_argument("weft: single_lock's ticks policy wants at least 1 tick");
@@ -350,6 +357,13 @@ void single_lock::thread_loop(thread_state& t) {
       detail::check_state{policy_ == gil_policy::ticks ? &detail::check_always : &drop_request_,
                           &single_lock::check_point},
       &hooks);
+  // A paused run's clock is this thread's while it runs (restored when the loop ends).
+  struct restore_clock {
+    detail::paused_clock* previous;
+    ~restore_clock() { detail::tls_paused_clock = previous; }
+  } restore_clock_on_exit{detail::tls_paused_clock};
+  if (paused_on_) paused_.now = clock::now();  // a paused run starts at the real time
+  detail::tls_paused_clock = paused_on_ ? &paused_ : nullptr;
   t.reactor->attach_to_this_thread();
   detail::trace_thread_scope trace_scope(trace_session(), t.index);
 
@@ -357,7 +371,8 @@ void single_lock::thread_loop(thread_state& t) {
     if (ready_size_.load(std::memory_order_acquire) == 0) return {};
     std::lock_guard lock(queue_mutex_);
     if (ready_.empty()) return {};
-    std::coroutine_handle<> h = ready_.pop();
+    std::coroutine_handle<> h =
+        order_.on() ? ready_.pop_at(order_.pick(ready_.size())) : ready_.pop();
     ready_size_.store(ready_.size(), std::memory_order_release);
     return h;
   };
@@ -435,7 +450,9 @@ void single_lock::park(thread_state& t) {
       const std::int64_t park_start = detail::tls_trace != nullptr ? detail::trace_now() : 0;
       // Without the lock, timers stay armed: their callbacks (with_timeout's runs the user's
       // stop callbacks) run once this thread has taken the lock and polls again.
-      poll_ring(t, /*block=*/true, watching ? park_->period.until : clock::time_point::max(),
+      // Thread 0 also wakes when the shutdown timeout passes.
+      const clock::time_point limit = t.index == 0 ? shutdown_deadline() : clock::time_point::max();
+      poll_ring(t, /*block=*/true, watching ? std::min(park_->period.until, limit) : limit,
                 /*run_timers=*/false);
       if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]]
         tb->span("park", park_start, detail::trace_now(), 0);
@@ -451,7 +468,8 @@ void single_lock::park(thread_state& t) {
         // ready): it stays out of the lock and parks again.
         // A due timer sends it to the lock, where it runs.
         again = !go && watcher_.load(std::memory_order_relaxed) == &t &&
-                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due();
+                ready_size_.load(std::memory_order_seq_cst) == 0 && !t.reactor->timers_due() &&
+                !(t.index == 0 && clock::now() >= shutdown_deadline());
       } else {
         t.woken = true;  // wake_one counted us in waking_
       }
@@ -538,6 +556,7 @@ void single_lock::run_threads() {
         std::lock_guard lock(gil_mutex_);  // a thread in a forced drop re-checks stopping_
         gil_switched_.notify_all();
       });
+  if (abandoned()) return;  // threads may still run: everything stays as it is, for ever
   park_->lot.close_rings(threads_, [](thread_state&) {});
   waking_.store(0, std::memory_order_relaxed);
   watcher_.store(nullptr, std::memory_order_relaxed);

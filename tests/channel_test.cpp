@@ -474,7 +474,7 @@ TEST_CASE("channel: 4 producers x 50,000 items to consumers on other threads, ea
   CHECK(each_once);
 }
 
-TEST_CASE("oneshot: send, receive, dropped sender, close, cancel", "[channel][oneshot]") {
+TEST_CASE("oneshot: send, receive, dropped sender, close, cancel", "[fifo][channel][oneshot]") {
   weft::run(oneshot_semantics());
 }
 

@@ -381,7 +381,7 @@ weft::task<int> compute(int v) {
   co_return v;
 }
 
-TEST_CASE("join_set gives results in finishing order and cancels what is left") {
+TEST_CASE("join_set gives results in finishing order and cancels what is left", "[fifo]") {
   on_every_mode([]() -> weft::task<bool> {
     weft::join_set<int> set;
     for (int i = 1; i <= 3; ++i) set.spawn(compute(i));

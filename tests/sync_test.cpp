@@ -412,7 +412,8 @@ weft::task<bool> cv_wait_report(weft::mutex& m, weft::condition_variable& cv,
 
 }  // namespace
 
-TEST_CASE("mutex: waiters get it in FIFO order, handed off without barging", "[sync][mutex]") {
+TEST_CASE("mutex: waiters get it in FIFO order, handed off without barging",
+          "[fifo][sync][mutex]") {
   weft::run(mutex_fifo_handoff());
 }
 
@@ -464,7 +465,7 @@ TEST_CASE("semaphore: limits concurrency across executors", "[sync][semaphore][t
   CHECK(peak <= 3);
 }
 
-TEST_CASE("semaphore: FIFO permits, cancelled waiters skipped", "[sync][semaphore][cancel]") {
+TEST_CASE("semaphore: FIFO permits, cancelled waiters skipped", "[fifo][sync][semaphore][cancel]") {
   weft::run(semaphore_fifo_and_cancel());
 }
 
@@ -482,7 +483,7 @@ TEST_CASE("semaphore: a stop racing release() never loses the permit",
       }));
 }
 
-TEST_CASE("event: set() wakes every waiter on every executor", "[sync][event][threads]") {
+TEST_CASE("event: set() wakes every waiter on every executor", "[fifo][sync][event][threads]") {
   executor_pool pool(4);
   weft::run(event_wakes_everyone(pool));
 }
@@ -525,7 +526,7 @@ TEST_CASE("condition_variable: producers and consumers on several executors",
 }
 
 TEST_CASE("condition_variable: FIFO notify, cancelled waiters re-lock and pass the notification",
-          "[sync][condition_variable][cancel]") {
+          "[fifo][sync][condition_variable][cancel]") {
   weft::run(cv_semantics());
 }
 

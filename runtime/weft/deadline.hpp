@@ -32,7 +32,7 @@ class limit_awaitable : private timeout_awaitable<T> {
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> awaiting) {
-    if (deadline_) this->limit_ = saturating(*deadline_ - clock::now());
+    if (deadline_) this->limit_ = saturating(*deadline_ - weft::now());
     return base::await_suspend(awaiting);
   }
 

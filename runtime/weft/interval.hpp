@@ -36,7 +36,7 @@ class interval {
   template <class Rep, class Period>
   explicit interval(std::chrono::duration<Rep, Period> period,
                     missed_tick behavior = missed_tick::skip)
-      : period_(detail::saturating(period)), behavior_(behavior), next_(clock::now()) {
+      : period_(detail::saturating(period)), behavior_(behavior), next_(weft::now()) {
     if (period_ <= clock::duration::zero()) {
       throw std::invalid_argument("weft::interval: the period must be positive");
     }
@@ -47,7 +47,7 @@ class interval {
   task<clock::time_point> tick() {
     co_await sleep_until(next_);
     const clock::time_point scheduled = next_;
-    const clock::time_point now = clock::now();
+    const clock::time_point now = weft::now();
     switch (behavior_) {
       case missed_tick::burst: next_ = scheduled + period_; break;
       case missed_tick::delay: next_ = now + period_; break;
@@ -59,7 +59,7 @@ class interval {
   }
 
   /// Restarts the schedule: the next tick is one period from now.
-  void reset() noexcept { next_ = clock::now() + period_; }
+  void reset() noexcept { next_ = weft::now() + period_; }
 
   /// The period.
   clock::duration period() const noexcept { return period_; }

@@ -24,7 +24,7 @@ namespace detail {
 /// overflow into the past).
 template <class Rep, class Period>
 clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
-  const clock::time_point now = clock::now();
+  const clock::time_point now = weft::now();
   using wide = std::chrono::duration<long double, std::nano>;
   // Computed in floating point: `time_point::min() - now` itself would overflow.
   const wide since_epoch = wide(now.time_since_epoch());
@@ -74,7 +74,7 @@ class sleep_awaitable : private timer_node, private cancel_scope::waiter {
       state_.store(cancelled, std::memory_order_relaxed);
       return false;
     }
-    if (deadline <= clock::now()) return coop_yield(h);  // past: no wait, but budgeted
+    if (deadline <= weft::now()) return coop_yield(h);  // past: no wait, but budgeted
     executor_ = &current_executor_or_throw("weft::sleep outside weft::run");
     if (promise_base* me = tls_current_task) {
       me->describe_wait(

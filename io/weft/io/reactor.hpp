@@ -170,7 +170,7 @@ class reactor {
   /// `shared_timers`.
   bool timers_due() noexcept {
     clock::time_point deadline{};
-    return next_deadline(deadline) && deadline <= clock::now();
+    return next_deadline(deadline) && deadline <= weft::now();
   }
 
   /// Wakes a `poll(true)` in progress (or makes the next one return at once). Any thread.

@@ -13,6 +13,27 @@ using clock = std::chrono::steady_clock;
 
 namespace detail {
 
+/// The time of a run whose clock is paused (run_options::paused_clock): it moves only when
+/// the loop jumps it to the next timer. Set on the loop's thread while the run lasts.
+struct paused_clock {
+  clock::time_point now;  ///< the paused run's time
+};
+inline thread_local paused_clock* tls_paused_clock = nullptr;
+
+}  // namespace detail
+
+/// weft's time, the one sleep, timeouts, deadlines and intervals measure: `clock::now()`, but
+/// inside a run whose clock is paused (run_options::paused_clock) that run's time, which
+/// moves only when every task waits on a timer. Never throws; any thread (a thread that runs
+/// no paused loop reads the real clock).
+inline clock::time_point now() noexcept {
+  if (detail::paused_clock* p = detail::tls_paused_clock) [[unlikely]]
+    return p->now;
+  return clock::now();
+}
+
+namespace detail {
+
 /// One pending timer. It lives inside the awaitable that waits (in the coroutine frame), so a
 /// timer costs no allocation of its own: the heap only stores a pointer to it.
 struct timer_node {

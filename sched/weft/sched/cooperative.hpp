@@ -2,15 +2,19 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/sched/run_queue.hpp>
+#include <weft/sched/seeded_order.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 #include <weft/trace.hpp>
@@ -20,6 +24,13 @@ namespace weft::sched {
 /// Settings of the cooperative executor.
 struct cooperative_options {
   unsigned ring_entries = 256;  ///< submission queue size (the completion queue is 4x)
+  /// When set, the next task to run is picked from the first few ready ones by a generator
+  /// seeded with it, instead of the oldest one: a reproducible perturbed order for tests
+  /// (run_options::seed).
+  std::optional<std::uint64_t> seed{};
+  /// Pauses weft's clock (`weft::now()`) for the runs of this executor: it jumps to the next
+  /// timer when no task is ready and no I/O is in flight (run_options::paused_clock).
+  bool paused_clock = false;
 };
 
 /// asyncio's model: every task runs on the thread that calls `block_on`, one at a time, in FIFO
@@ -44,7 +55,8 @@ class cooperative final : public executor {
 
   /// Runs `main` to completion on the calling thread and returns its value (or rethrows).
   /// When `main` ends, tasks still running are cancelled and the loop runs until they have
-  /// finished, so no task frame is leaked. Not re-entrant: one block_on at a time.
+  /// finished, so no task frame is leaked, or until the shutdown timeout has passed (then
+  /// `abandoned()`). Not re-entrant: one block_on at a time.
   template <class T>
   T block_on(task<T> main) {
     loop_guard guard(*this);
@@ -78,8 +90,24 @@ class cooperative final : public executor {
     live_count_.store(live_count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
 
+  /// The threads it runs on: one.
+  unsigned workers() const noexcept { return 1; }
+
   /// Tasks spawned on this executor that have not finished yet.
   std::size_t live_tasks() const noexcept { return live_count_.load(std::memory_order_relaxed); }
+
+  /// How long the shutdown waits for cancelled tasks before it gives up on them (see
+  /// `run_options::shutdown_timeout`); max (the default here) waits for ever. Not while
+  /// `block_on` runs.
+  void set_shutdown_timeout(std::chrono::nanoseconds timeout) noexcept {
+    shutdown_timeout_ = timeout;
+  }
+  /// True when the last `block_on` gave up on tasks that ignored cancellation: the executor
+  /// (its ring and those tasks' frames) must then never be destroyed (`weft::run` keeps it for
+  /// ever). Read after `block_on`.
+  bool abandoned() const noexcept { return abandoned_; }
+  /// The task dump of the tasks that were still alive when the shutdown gave up.
+  const std::string& stuck_tasks() const noexcept { return stuck_tasks_; }
 
   /// On the loop's thread only (elsewhere false: the list belongs to that thread).
   bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept override;
@@ -96,6 +124,7 @@ class cooperative final : public executor {
     executor* previous_executor;
     io::reactor* previous_reactor;
     detail::trace_thread_scope trace;
+    detail::paused_clock* previous_clock;
   };
 
   /// How many tasks run between two looks at the ring and the timers (Tokio's event_interval):
@@ -111,15 +140,17 @@ class cooperative final : public executor {
       if (done()) break;
       if (detail::trace_buffer* tb = detail::tls_trace; tb != nullptr && ready_.empty()) {
         const std::int64_t start = detail::trace_now();
-        reactor_.poll(/*block=*/true);
+        reactor_.poll(/*block=*/true, poll_limit_);
         tb->span("park", start, detail::trace_now(), 0);
         continue;
       }
-      reactor_.poll(/*block=*/ready_.empty());
+      reactor_.poll(/*block=*/ready_.empty(), poll_limit_);
     }
   }
   void run_ready();
+  void run_ready_seeded(detail::trampoline_scope& trampoline);
   void shutdown();
+  void give_up_shutdown() noexcept;
   void drain_remote() noexcept;
   [[gnu::noinline]] void schedule_slow(std::coroutine_handle<> h) noexcept;
   static void stop(detail::spawn_link& link) noexcept;
@@ -138,6 +169,9 @@ class cooperative final : public executor {
 
   run_queue ready_;
   io::reactor reactor_;
+  seeded_order order_;
+  const bool paused_on_;
+  detail::paused_clock paused_{};  // the run's time when paused_on_ (the loop's thread only)
 
   std::mutex remote_mutex_;
   std::vector<std::coroutine_handle<>> remote_;
@@ -150,6 +184,12 @@ class cooperative final : public executor {
   std::atomic<std::uint64_t> spawned_{0};
   std::atomic<std::uint64_t> tasks_run_{0};
   bool shutting_down_ = false;
+  // The shutdown timeout: the loop's blocking polls end by poll_limit_ (max but during a
+  // shutdown that has a timeout).
+  std::chrono::nanoseconds shutdown_timeout_ = std::chrono::nanoseconds::max();
+  clock::time_point poll_limit_ = clock::time_point::max();
+  bool abandoned_ = false;
+  std::string stuck_tasks_;
 };
 
 }  // namespace weft::sched

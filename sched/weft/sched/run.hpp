@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -63,6 +64,48 @@ struct run_options {
   std::function<void(const task_info&)> on_task_spawn{};
   /// Called on the thread a task finished on, each time a spawned task ends; the same rules.
   std::function<void(const task_info&)> on_task_exit{};
+  /// How long `run` waits, once `main` has finished and the tasks still alive have been
+  /// cancelled, for them to end. Past it, `run` gives up on the tasks that ignore
+  /// cancellation (a `spawn_blocking` job already running, a task that never reaches a check
+  /// point on another thread, one that catches `errc::cancelled` and waits again), names them
+  /// on stderr and throws `weft::shutdown_timeout_error`; their executor is then kept for
+  /// ever (docs/using-weft.md, "Shutdown"). 0: no wait at all; `nanoseconds::max()`: wait for
+  /// ever (weft before 0.2). The default, 5 s, is far above a well-behaved shutdown.
+  std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(5);
+  /// Seeded scheduling, for tests: when set, the cooperative and single-lock executors run,
+  /// instead of the oldest ready task, one picked among the first few by a generator seeded
+  /// with it. On the cooperative executor the same seed gives the same order (a failing seed
+  /// replays); on single-lock the threads still race. The multi-thread executor ignores it.
+  /// When `main` throws in a seeded run, `run` prints the seed on stderr. The environment
+  /// variable WEFT_SEED (a decimal number), when set, wins. Unset: plain FIFO, at no cost.
+  std::optional<std::uint64_t> seed{};
+  /// A paused clock, for tests (like Tokio's time::pause): `weft::now()`, which sleep,
+  /// timeouts, deadlines and intervals measure, starts at the real time and then stands
+  /// still; when no task is ready and no I/O operation is in flight, it jumps to the next
+  /// timer at once. So `sleep_for(1h)` returns at once and `weft::now()` reads 1 h later.
+  /// The cooperative executor, and single-lock with one thread (`workers = 1`): `run` throws
+  /// std::invalid_argument otherwise (several threads would race the jumps). A task that
+  /// waits on a `spawn_blocking` job does not hold time back (the job is not I/O).
+  bool paused_clock = false;
+};
+
+/// What `run` throws when its shutdown timeout passed with tasks still alive (see
+/// `run_options::shutdown_timeout`). `what()` says so and lists them; `stuck_tasks()` is
+/// their task dump (one line per task: id, name, what it waits on). When `main` itself had
+/// thrown, its exception is nested in this one (`std::rethrow_if_nested`); a value it
+/// returned is dropped. The stuck tasks' executor, ring, threads and frames are never freed:
+/// a blocking job or a thread still in a task may touch them at any time.
+class shutdown_timeout_error : public std::runtime_error {
+ public:
+  /// An error whose `what()` is `what` and whose task dump is `stuck_tasks`.
+  shutdown_timeout_error(const std::string& what, std::string stuck_tasks)
+      : std::runtime_error(what),
+        stuck_(std::make_shared<const std::string>(std::move(stuck_tasks))) {}
+  /// The task dump of the tasks still alive when `run` gave up on them.
+  const std::string& stuck_tasks() const noexcept { return *stuck_; }
+
+ private:
+  std::shared_ptr<const std::string> stuck_;  // shared: copying an exception must not throw
 };
 
 /// The spelling used on command lines: "cooperative", "single-lock", "multi-thread",
@@ -128,13 +171,68 @@ struct runtime_binding {
   runtime_binding& operator=(const runtime_binding&) = delete;
   ~runtime_binding() {
     unregister_runtime(executor_);
-    state->detach();
+    if (abandoned) {
+      state->abandon();
+    } else {
+      state->detach();
+    }
     tls_current_task = outer_task;  // a run nested in a task: that task runs on
   }
   std::shared_ptr<runtime_state> state;
   executor& executor_;
   promise_base* outer_task = tls_current_task;
+  bool abandoned = false;  // the executor's shutdown gave up: its threads may still run
 };
+
+/// Keeps an executor whose shutdown gave up (and its runtime state) for ever, reachable from a
+/// static (leak checkers see it as in use, which it may be), prints the stuck tasks on stderr,
+/// and throws `shutdown_timeout_error` (with `main_error` nested, when there is one).
+[[noreturn]] void abandon_run(std::shared_ptr<void> executor, std::shared_ptr<runtime_state> state,
+                              const std::string& stuck_tasks, std::chrono::nanoseconds timeout,
+                              std::exception_ptr main_error);
+
+/// `seed`, or the one WEFT_SEED gives when it is set (a malformed value is reported on stderr
+/// and ignored).
+std::optional<std::uint64_t> seed_from_env(std::optional<std::uint64_t> seed);
+
+/// Tells stderr which seed a failed seeded run used, so that it can be replayed.
+void report_seed(std::uint64_t seed) noexcept;
+
+/// Runs `main` on `ex` (see `run`): binds the runtime, sets the shutdown timeout, fills the
+/// report, and gives up on the executor as `abandon_run` says when its shutdown timed out.
+template <class T, class Ex, class Report>
+T run_on(std::unique_ptr<Ex> ex, std::shared_ptr<runtime_state> state, weft::mode m,
+         std::string_view label, const run_options& options, Report report, task<T> main) {
+  ex->set_shutdown_timeout(options.shutdown_timeout);
+  outcome<T> result;
+  {
+    runtime_binding binding(state, *ex, m, ex->workers(), label);
+    try {
+      if constexpr (std::is_void_v<T>) {
+        ex->block_on(run_main(*state, std::move(main)));
+        result.set_value();
+      } else {
+        result.set_value(ex->block_on(run_main(*state, std::move(main))));
+      }
+    } catch (...) {
+      result.set_error(std::current_exception());
+    }
+    binding.abandoned = ex->abandoned();
+  }
+  report(*ex);
+  if (options.seed && (result.has_error() || ex->abandoned())) [[unlikely]]
+    report_seed(*options.seed);
+  if (ex->abandoned()) [[unlikely]] {
+    const std::string stuck = ex->stuck_tasks();
+    abandon_run(std::shared_ptr<void>(std::move(ex)), std::move(state), stuck,
+                options.shutdown_timeout, result.has_error() ? result.error() : nullptr);
+  }
+  if constexpr (std::is_void_v<T>) {
+    result.take();
+  } else {
+    return result.take();
+  }
+}
 
 inline std::shared_ptr<runtime_state> make_runtime_state(run_options& options) {
   return std::make_shared<runtime_state>(trace_settings_from_env(
@@ -153,40 +251,44 @@ inline std::shared_ptr<runtime_state> make_runtime_state(run_options& options) {
 template <class T>
 T run(run_options options, task<T> main) {
   require_mode(options.mode);
+  options.seed = detail::seed_from_env(options.seed);
+  if (options.paused_clock && options.mode == mode::multi_thread) {
+    throw std::invalid_argument(
+        "weft: run_options::paused_clock needs the cooperative executor or single-lock with "
+        "one thread (its time jumps when its only thread has nothing to do; other threads "
+        "would race the jumps)");
+  }
   auto state = detail::make_runtime_state(options);
+  // On the heap: when the shutdown times out the executor must outlive this call.
   switch (options.mode) {
     case mode::single_lock: {
-      sched::single_lock executor(sched::single_lock_options{
-          options.workers, 256, options.gil, options.switch_interval, options.gil_ticks});
-      struct fill_report {
-        sched::single_lock& e;
-        run_report* r;
-        ~fill_report() {
-          if (r != nullptr) *r = run_report{mode::single_lock, e.workers(), e.stats(), {}};
-        }
-      } report{executor, options.report};
-      detail::runtime_binding binding(state, executor, mode::single_lock, executor.workers(),
-                                      "single-lock");
-      return executor.block_on(detail::run_main(*state, std::move(main)));
+      auto ex = std::make_unique<sched::single_lock>(
+          sched::single_lock_options{options.workers, 256, options.gil, options.switch_interval,
+                                     options.gil_ticks, options.seed, options.paused_clock});
+      return detail::run_on(
+          std::move(ex), std::move(state), mode::single_lock, "single-lock", options,
+          [r = options.report](sched::single_lock& e) {
+            if (r != nullptr) *r = run_report{mode::single_lock, e.workers(), e.stats(), {}};
+          },
+          std::move(main));
     }
     case mode::multi_thread: {
-      sched::multi_thread executor(sched::multi_thread_options{options.workers, 256});
-      struct fill_report {
-        sched::multi_thread& e;
-        run_report* r;
-        ~fill_report() {
-          if (r != nullptr) *r = run_report{mode::multi_thread, e.workers(), {}, e.stats()};
-        }
-      } report{executor, options.report};
-      detail::runtime_binding binding(state, executor, mode::multi_thread, executor.workers(),
-                                      "worker");
-      return executor.block_on(detail::run_main(*state, std::move(main)));
+      auto ex =
+          std::make_unique<sched::multi_thread>(sched::multi_thread_options{options.workers, 256});
+      return detail::run_on(
+          std::move(ex), std::move(state), mode::multi_thread, "worker", options,
+          [r = options.report](sched::multi_thread& e) {
+            if (r != nullptr) *r = run_report{mode::multi_thread, e.workers(), {}, e.stats()};
+          },
+          std::move(main));
     }
     default: {
       if (options.report != nullptr) *options.report = run_report{};
-      sched::cooperative executor;
-      detail::runtime_binding binding(state, executor, mode::cooperative, 1, "cooperative");
-      return executor.block_on(detail::run_main(*state, std::move(main)));
+      return detail::run_on(
+          std::make_unique<sched::cooperative>(
+              sched::cooperative_options{256, options.seed, options.paused_clock}),
+          std::move(state), mode::cooperative, "cooperative", options, [](sched::cooperative&) {},
+          std::move(main));
     }
   }
 }

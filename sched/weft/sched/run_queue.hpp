@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <memory>
+#include <utility>
 
 namespace weft::sched {
 
@@ -40,6 +41,13 @@ class run_queue {
 
   /// Removes and returns the oldest handle. Precondition: !empty().
   std::coroutine_handle<> pop() noexcept { return buffer_[head_++ & mask_]; }
+
+  /// Removes and returns the handle `i` places behind the oldest one, which takes its place
+  /// (the seeded scheduling's perturbed order). Precondition: i < size().
+  std::coroutine_handle<> pop_at(std::size_t i) noexcept {
+    std::swap(buffer_[head_ & mask_], buffer_[(head_ + i) & mask_]);
+    return pop();
+  }
 
  private:
   static std::size_t round_up(std::size_t n) noexcept {

@@ -75,6 +75,10 @@ class runtime_state final : public task_observer {
   void main_ended() noexcept;
   /// The executor stopped (every thread joined): writes the trace and unbinds. Never throws.
   void detach() noexcept;
+  /// The executor's shutdown gave up on stuck tasks, which may still run and tell the
+  /// observer: unbinds handles only (the observer stays, the trace is not written, and the
+  /// state is kept alive for ever with the executor). Never throws.
+  void abandon() noexcept;
 
   /// The trace being recorded, if any.
   trace_session* trace() noexcept override { return trace_.get(); }

@@ -17,6 +17,7 @@
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
 #include <weft/sched/run_queue.hpp>
+#include <weft/sched/seeded_order.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
@@ -48,6 +49,14 @@ struct single_lock_options {
   /// std::invalid_argument otherwise.
   std::chrono::nanoseconds switch_interval = std::chrono::milliseconds(5);
   unsigned ticks = 100;  ///< ticks policy: check points between two releases
+  /// When set, the next task is picked from the first few of the shared queue by a generator
+  /// seeded with it (run_options::seed). The threads still race for the lock, so the order
+  /// is perturbed but not reproducible when several threads run.
+  std::optional<std::uint64_t> seed{};
+  /// Pauses weft's clock (`weft::now()`) for the runs of this executor, as the cooperative
+  /// executor does (run_options::paused_clock). One thread only: the constructor throws
+  /// std::invalid_argument with more (the threads would race the jumps).
+  bool paused_clock = false;
 };
 
 /// What the global lock did during a run (totals over the threads).
@@ -179,6 +188,9 @@ class single_lock final : public threaded_executor {
   std::mutex queue_mutex_;
   run_queue ready_;
   std::atomic<std::size_t> ready_size_{0};
+  seeded_order order_;  // guarded by queue_mutex_
+  const bool paused_on_;
+  detail::paused_clock paused_{};  // the run's time when paused_on_ (its one thread only)
 
   // Parking: the sleepers list and the watch period (sched/park.hpp).
   struct park_state;

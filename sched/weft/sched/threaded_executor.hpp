@@ -2,12 +2,15 @@
 // wrapper of the program's main task, and the shutdown flags.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -15,6 +18,7 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/task.hpp>
+#include <weft/this_task.hpp>
 
 namespace weft::sched {
 
@@ -44,6 +48,19 @@ class threaded_executor : public executor {
   /// Any thread: under each shard's lock (a task cannot finish while `fn` looks at it).
   bool visit_tasks(void (*fn)(detail::spawn_link&, void*), void* context) noexcept final;
 
+  /// How long the shutdown waits for cancelled tasks before it gives up on them (see
+  /// `run_options::shutdown_timeout`); max (the default here) waits for ever. Not while
+  /// `block_on` runs.
+  void set_shutdown_timeout(std::chrono::nanoseconds timeout) noexcept {
+    shutdown_timeout_ = timeout;
+  }
+  /// True when the last `block_on` gave up on tasks that ignored cancellation: the executor
+  /// (its threads, rings and those tasks' frames) must then never be destroyed (`weft::run`
+  /// keeps it for ever). Read after `block_on`.
+  bool abandoned() const noexcept { return abandoned_; }
+  /// The task dump of the tasks that were still alive when the shutdown gave up.
+  const std::string& stuck_tasks() const noexcept { return stuck_tasks_; }
+
  protected:
   /// Runs `main`, stores its value or exception in `result` (which outlives the run), then
   /// tells thread 0.
@@ -65,9 +82,17 @@ class threaded_executor : public executor {
   /// Wakes thread 0 if it sleeps in its ring. Any thread.
   virtual void wake_main_thread() noexcept = 0;
 
-  /// Thread 0's loop condition: true once main has finished and every task is gone. The first
-  /// call after main finished cancels the tasks still running. Thread 0 only.
+  /// Thread 0's loop condition: true once main has finished and every task is gone, or the
+  /// shutdown timeout has passed (then `abandoned()`). The first call after main finished
+  /// cancels the tasks still running and starts the timeout. Thread 0 only.
   bool main_and_tasks_done() noexcept;
+
+  /// When thread 0, parked during the shutdown, must look again (the timeout); max before the
+  /// shutdown and without a timeout. Thread 0 only.
+  clock::time_point shutdown_deadline() const noexcept {
+    return shutting_down_.load(std::memory_order_relaxed) ? shutdown_deadline_
+                                                          : clock::time_point::max();
+  }
 
   /// Whether thread 0, about to block in its ring, must look again instead: main has finished
   /// and the shutdown has not begun (or is already over). During the drain it may block: the
@@ -79,16 +104,22 @@ class threaded_executor : public executor {
   /// joins them. A thread that cannot be started leaves the run to those that did; its error is
   /// returned, to be rethrown once the executor is tidy. A loop that throws ends the process
   /// with a message naming `what`: an executor thread has nobody to report to.
+  ///
+  /// When the shutdown gave up (`abandoned()`), the threads that have not returned yet are
+  /// detached instead of joined: they may be stuck in a task for ever. Each thread owns a copy
+  /// of `loop`, and the executor is never destroyed then, so what they touch stays alive.
   template <class Loop, class Stop>
-  static std::exception_ptr run_on_threads(unsigned count, const char* what, Loop&& loop,
-                                           Stop&& stop) {
-    auto guarded = [&loop, what](unsigned i) noexcept {
+  std::exception_ptr run_on_threads(unsigned count, const char* what, Loop&& loop, Stop&& stop) {
+    // One flag per thread, shared with it: set when its loop has returned.
+    auto exited = std::make_shared<std::vector<std::atomic<bool>>>(count);
+    auto guarded = [loop, what, exited](unsigned i) noexcept {
       try {
         loop(i);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "weft: %s %u failed: %s; aborting\n", what, i, e.what());
         std::terminate();
       }
+      (*exited)[i].store(true, std::memory_order_release);
     };
     std::vector<std::thread> threads;
     std::exception_ptr start_error;
@@ -100,13 +131,20 @@ class threaded_executor : public executor {
     }
     guarded(0);
     stop();
-    for (std::thread& t : threads) t.join();
+    for (unsigned i = 0; i < threads.size(); ++i) {
+      if (abandoned_ && !(*exited)[i + 1].load(std::memory_order_acquire)) {
+        threads[i].detach();
+      } else {
+        threads[i].join();
+      }
+    }
     return start_error;
   }
 
   /// Makes the executor ready for another block_on (and for spawn_on from outside in between).
   /// Called once every thread has stopped.
   void reset_after_run() noexcept {
+    shutdown_deadline_ = clock::time_point::max();
     main_done_.store(false, std::memory_order_relaxed);
     shutting_down_.store(false, std::memory_order_seq_cst);
     stopping_.store(false, std::memory_order_relaxed);
@@ -125,10 +163,20 @@ class threaded_executor : public executor {
     wake_main_thread();
   }
 
+  static clock::time_point shutdown_deadline_after(std::chrono::nanoseconds timeout) noexcept;
+
+  // The tasks still alive are left as they are: named, never freed (see abandoned()).
+  void give_up_shutdown() noexcept;
+
   // The spawned tasks that have not finished yet (sched/live_set.hpp, private). Any thread.
   const std::unique_ptr<live_set> live_;
   std::atomic<bool> main_done_{false};
   std::atomic<bool> shutting_down_{false};
+  // The shutdown timeout and what it did (thread 0 only while block_on runs).
+  std::chrono::nanoseconds shutdown_timeout_ = std::chrono::nanoseconds::max();
+  clock::time_point shutdown_deadline_ = clock::time_point::max();
+  bool abandoned_ = false;
+  std::string stuck_tasks_;
 };
 
 }  // namespace weft::sched
