@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Smoke test of ./run bench threads: bench/threads.py --quick with tiny sizes (countdown, I/O-bound
-sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers). It
+sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers), and
+its workers sweep at 1 and 2 workers. It
 checks the plumbing and the JSON schema (keys present, numbers positive), never the speed.
 
     python3 tests/threads_bench_smoke.py bench/threads.py BUILD_DIR
@@ -70,10 +71,27 @@ with tempfile.TemporaryDirectory() as tmp:
         positive(v, config)
     assert len(data["echo"]["medians_msg_per_s"]) == 5, data["echo"]["medians_msg_per_s"]
 
+    # The workers sweep: every workload at each count, with a speed-up and its interval.
+    sweep_out = Path(tmp) / "sweep.json"
+    r = subprocess.run([sys.executable, driver, "--build", build, "--quick", "--workers=1,2",
+                        "--count=2000000", "--tasks=2000", "--echo-connections=4",
+                        "--echo-duration=0.2", "--out", str(sweep_out)],
+                       capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "workers sweep" in r.stdout, r.stdout[-2000:]
+    sweep = json.loads(sweep_out.read_text())
+    assert {row["suite"] for row in sweep["results"]} == {"sweep"}, sweep["results"]
+    assert [e["workers"] for e in sweep["sweep"]["table"]] == [1, 2], sweep["sweep"]["table"]
+    for e in sweep["sweep"]["table"]:
+        for kind in ("countdown", "spawn", "echo"):
+            positive(e[kind]["median"], (e["workers"], kind))
+            positive(e[kind]["speedup"], (e["workers"], kind, "speedup"))
+
     # Bad arguments are refused with status 2, not ignored.
-    bad = subprocess.run([sys.executable, driver, "--reps", "0"], capture_output=True, text=True,
-                         timeout=30)
-    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+    for arg in (["--reps", "0"], ["--workers", "0,2"], ["--workers", "two"]):
+        bad = subprocess.run([sys.executable, driver] + arg, capture_output=True, text=True,
+                             timeout=30)
+        assert bad.returncode == 2, (arg, bad.returncode, bad.stderr)
     for exe, arg in (("bench/io_bound", "--tasks=0"), ("bench/threads_micro", "--tasks=zero")):
         bad = subprocess.run([str(Path(build) / exe), arg], capture_output=True, text=True,
                              timeout=30)
