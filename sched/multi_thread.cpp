@@ -483,7 +483,7 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
     // would only pop it straight back, after waking an idle worker that finds nothing (or
     // steals it, splitting a ping-pong pair across threads at a wake-up per round trip).
     if (w.lifo_streak < lifo_limit || w.queue.empty_hint()) {
-      w.lifo_streak += w.lifo_streak < lifo_limit ? 1 : 0;
+      if (w.lifo_streak < lifo_limit) ++w.lifo_streak;
       worker::bump(w.stats.lifo_runs);
       return std::exchange(w.lifo, {});
     }
