@@ -55,6 +55,8 @@ import sys
 import tempfile
 import time
 
+import stats  # bench/stats.py, beside this file: paired speed-ups with 95% intervals
+
 KV = re.compile(r"(\w+)=([-+0-9.eE]+)(?=\s|$)")
 SUITES = ("countdown", "io", "micro", "echo", "sweep")
 
@@ -333,9 +335,14 @@ def suite_micro(args, rows, result, workdir):
                          "value": suite.med(w2, key), "unit": "ns", "skipped": go_skip})
         for base, short in (("weft multi-thread w=1", "w=1"), ("weft cooperative", "cooperative")):
             r, rs = suite.ratio(w2, base, key)
+            # time w=2 / time base: the geometric mean of the pairs with its 95% interval
+            sp = stats.paired_speedup(suite.values(w2, key), suite.values(base, key))
+            parts = [detail(workload, base) + " (w=1)"] if short == "w=1" else []
+            if sp["ci95"]:
+                parts.append(f"w=2 / {short} {sp['speedup']:.2f}x [{sp['ci95'][0]:.2f}-"
+                             f"{sp['ci95'][1]:.2f}] (geometric mean, 95% interval)")
             rows.append(row("micro", f"{figure} weft w=2 / {short}", suite.med(w2, key), "ns",
-                            base, suite.med(base, key), r, rs, None,
-                            detail(workload, base) + " (w=1)" if short == "w=1" else ""))
+                            base, suite.med(base, key), r, rs, None, "; ".join(parts)))
 
 
 class EchoServer:
@@ -468,7 +475,6 @@ def suite_sweep(args, rows, result, workdir):
     Every repetition runs every (workload, W) once, rotated, with a sequential countdown in it:
     the ratios pair samples of the same repetition (stats.paired_speedup: geometric mean and a
     95% interval)."""
-    import stats  # bench/stats.py, beside this file
     countdown = os.path.join(args.build, "examples", "countdown")
     micro = os.path.join(args.build, "bench", "threads_micro")
     server = os.path.join(args.build, "examples", "echo_server")
