@@ -3,6 +3,7 @@
 all measured in one run (./run bench threads).
 
     python3 bench/threads.py [--build build] [--reps 5] [--quick] [--only SUITE ...]
+                             [--workers 1,2,4,8,16]
                              [--out bench-results/threads.json] [size options, see --help]
 
 Every suite runs --reps repetitions; each repetition runs every configuration of the suite once,
@@ -30,6 +31,11 @@ Suites:
              with 1 and 2 workers unpinned, multi-thread 2 workers on CPUs 0-1 with the client
              pinned to CPU 1, and multi-thread 1 worker on CPU 0 with the client on CPU 1.
              On a 2-CPU machine the server's workers share the CPUs with the load generator.
+  sweep      (only with --workers or --only sweep) countdown, spawn+join and echo on
+             multi-thread at each worker count of --workers (default 1,2,4,8,16): speed-up of
+             countdown over sequential and of spawn+join and echo over the first count, each
+             with a 95% interval, as a table and a chart (matplotlib, error bars) beside --out.
+             Counts above the CPU count only oversubscribe the CPUs.
 
 Nothing here is a test of speed: PASS/MISS compare the medians with the targets, and --quick
 (one tiny repetition) only checks the plumbing. Exit status 0 when every run worked, 1 when some
@@ -50,8 +56,10 @@ import sys
 import tempfile
 import time
 
+import stats  # bench/stats.py, beside this file: paired speed-ups with 95% intervals
+
 KV = re.compile(r"(\w+)=([-+0-9.eE]+)(?=\s|$)")
-SUITES = ("countdown", "io", "micro", "echo")
+SUITES = ("countdown", "io", "micro", "echo", "sweep")
 
 
 def log(msg):
@@ -382,9 +390,14 @@ def suite_micro(args, rows, result, workdir):
                              "skipped": tokio_skip})
         for base, short in (("weft multi-thread w=1", "w=1"), ("weft cooperative", "cooperative")):
             r, rs = suite.ratio(w2, base, key)
+            # time w=2 / time base: the geometric mean of the pairs with its 95% interval
+            sp = stats.paired_speedup(suite.values(w2, key), suite.values(base, key))
+            parts = [detail(workload, base) + " (w=1)"] if short == "w=1" else []
+            if sp["ci95"]:
+                parts.append(f"w=2 / {short} {sp['speedup']:.2f}x [{sp['ci95'][0]:.2f}-"
+                             f"{sp['ci95'][1]:.2f}] (geometric mean, 95% interval)")
             rows.append(row("micro", f"{figure} weft w=2 / {short}", suite.med(w2, key), "ns",
-                            base, suite.med(base, key), r, rs, None,
-                            detail(workload, base) + " (w=1)" if short == "w=1" else ""))
+                            base, suite.med(base, key), r, rs, None, "; ".join(parts)))
 
 
 class EchoServer:
@@ -434,6 +447,31 @@ class EchoServer:
         return False
 
 
+def echo_sample(args, workdir, name, server, mode, client):
+    """One echo run: `server` (argv, maybe behind taskset) with `mode` on port 0, loaded by
+    `client` (argv) with args.echo_connections connections of 64-byte messages for
+    args.echo_duration s; msg/s as the value, with both sides' CPU use."""
+    argv = server + ["--port=0", "--drain-timeout=2"] + mode
+    with EchoServer(argv, workdir, name) as srv:
+        before = srv.cpu_s()
+        cargv = client + [f"--port={srv.port}", f"--connections={args.echo_connections}",
+                          "--size=64", f"--duration={args.echo_duration}"]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        status, out, err = run_cmd(cargv, timeout=args.echo_duration + 60)
+        cpu = srv.cpu_s() - before
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, reaped just now
+        client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+        server_status = srv.stop()
+    fields, lines = last_fields(out)
+    if status != 0 or "messages_per_s" not in fields:
+        raise RuntimeError(f"echo_client status {status}: {(err or out)[-300:]}")
+    if server_status != 0:
+        raise RuntimeError(f"echo_server exited with status {server_status} on SIGINT")
+    return dict(fields, value=fields["messages_per_s"], unit="msg/s", line=lines[-1],
+                server_cpu_s=cpu, server_cpu_util=cpu / args.echo_duration,
+                client_cpu_s=client_cpu, client_cpu_util=client_cpu / args.echo_duration)
+
+
 def suite_echo(args, rows, result, workdir):
     server = os.path.join(args.build, "examples", "echo_server")
     client = os.path.join(args.build, "examples", "echo_client")
@@ -458,26 +496,8 @@ def suite_echo(args, rows, result, workdir):
     def one(config):
         pin, mode, client_pin = configs[config]
         counter[0] += 1
-        argv = pin + [server, "--port=0", "--drain-timeout=2"] + mode
-        with EchoServer(argv, workdir, f"echo{counter[0]}") as srv:
-            before = srv.cpu_s()
-            cargv = client_pin + [client, f"--port={srv.port}",
-                                  f"--connections={args.echo_connections}", "--size=64",
-                                  f"--duration={args.echo_duration}"]
-            children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            status, out, err = run_cmd(cargv, timeout=args.echo_duration + 60)
-            cpu = srv.cpu_s() - before
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, reaped just now
-            client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-            server_status = srv.stop()
-        fields, lines = last_fields(out)
-        if status != 0 or "messages_per_s" not in fields:
-            raise RuntimeError(f"echo_client status {status}: {(err or out)[-300:]}")
-        if server_status != 0:
-            raise RuntimeError(f"echo_server exited with status {server_status} on SIGINT")
-        return dict(fields, value=fields["messages_per_s"], unit="msg/s", line=lines[-1],
-                    server_cpu_s=cpu, server_cpu_util=cpu / args.echo_duration,
-                    client_cpu_s=client_cpu, client_cpu_util=client_cpu / args.echo_duration)
+        return echo_sample(args, workdir, f"echo{counter[0]}", pin + [server], mode,
+                           client_pin + [client])
 
     suite.run(args.reps, one)
     result["echo"] = {"connections": args.echo_connections, "size": 64,
@@ -503,6 +523,141 @@ def suite_echo(args, rows, result, workdir):
         r, rs = suite.ratio(config, mt1)
         rows.append(row("echo", f"msg/s {config} / w=1", suite.med(config), "msg/s", mt1,
                         suite.med(mt1), r, rs, None, util(config)))
+
+
+def suite_sweep(args, rows, result, workdir):
+    """countdown, spawn+join and echo on multi-thread at each worker count of args.workers.
+    Every repetition runs every (workload, W) once, rotated, with a sequential countdown in it:
+    the ratios pair samples of the same repetition (stats.paired_speedup: geometric mean and a
+    95% interval)."""
+    countdown = os.path.join(args.build, "examples", "countdown")
+    micro = os.path.join(args.build, "bench", "threads_micro")
+    server = os.path.join(args.build, "examples", "echo_server")
+    client = os.path.join(args.build, "examples", "echo_client")
+    ws = args.workers
+    configs = ["countdown sequential"] + [f"{k} w={w}" for w in ws
+                                          for k in ("countdown", "spawn", "echo")]
+    suite = Suite("sweep", configs)
+
+    def one(config):
+        kind, _, w = config.partition(" ")
+        if config == "countdown sequential":
+            return countdown_sample(countdown, args.count, ["--mode=sequential"])
+        w = int(w[2:])
+        if kind == "countdown":
+            return countdown_sample(countdown, args.count, ["--mode=multi-thread",
+                                                            f"--workers={w}"])
+        if kind == "spawn":
+            argv = [micro, f"--workers={w}", f"--tasks={args.tasks}", "--only=spawn_join"]
+            status, out, err = run_cmd(argv, timeout=600)
+            if status != 0:
+                raise RuntimeError(f"{' '.join(argv)}: status {status}: {(err or out)[-300:]}")
+            r = json.loads(out.strip().splitlines()[-1])["results"][0]
+            return dict(r, value=r["ns_per_task"], unit="ns/task")
+        return echo_sample(args, workdir, f"sweep-echo-w{w}", [server],
+                           ["--mode=multi-thread", f"--workers={w}"], [client])
+
+    suite.run(args.reps, one)
+    table = []
+    for w in ws:
+        entry = {"workers": w}
+        for kind, base, faster_is in (("countdown", "countdown sequential", "lower"),
+                                      ("spawn", f"spawn w={ws[0]}", "lower"),
+                                      ("echo", f"echo w={ws[0]}", "higher")):
+            config = f"{kind} w={w}"
+            a, b = suite.values(base), suite.values(config)
+            # speed-up over the baseline: time base / time config, or rate config / rate base
+            sp = (stats.paired_speedup(a, b) if faster_is == "lower"
+                  else stats.paired_speedup(b, a))
+            entry[kind] = {"median": suite.med(config), "unit": "s" if kind == "countdown" else
+                           ("ns/task" if kind == "spawn" else "msg/s"),
+                           "speedup": sp["speedup"], "ci95": sp["ci95"], "n": sp["n"],
+                           "baseline": base}
+        table.append(entry)
+    result["sweep"] = {"workers": ws, "count": args.count, "tasks": args.tasks,
+                       "echo_connections": args.echo_connections,
+                       "echo_duration_s": args.echo_duration, "nproc": os.cpu_count(),
+                       "samples": suite.samples, "errors": suite.errors, "table": table,
+                       "method": "speed-up: geometric mean of per-repetition ratios, 95% "
+                                 "interval (bench/stats.py paired_speedup)"}
+    for entry in table:
+        for kind in ("countdown", "spawn", "echo"):
+            e = entry[kind]
+            rows.append({"suite": "sweep", "figure": f"{kind} w={entry['workers']} speed-up",
+                         "value": e["median"], "unit": e["unit"], "baseline": e["baseline"],
+                         "baseline_value": suite.med(e["baseline"]), "ratio": e["speedup"],
+                         "ratios": [], "ci95": e["ci95"], "ratio_meaning": "speed-up",
+                         "detail": "", "failed": e["speedup"] is None})
+    result["sweep"]["chart"] = sweep_chart(result["sweep"], args.out)
+
+
+def ci_text(e):
+    if e["speedup"] is None:
+        return "-"
+    ci = e["ci95"]
+    return f"{e['speedup']:.2f}x" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+
+
+def print_sweep(sweep):
+    """The sweep's own table: per worker count, each workload's median and speed-up."""
+    print(f"\nworkers sweep (multi-thread; {sweep['nproc']} CPUs here: beyond that the workers "
+          "share them); speed-up [95% interval]: countdown over sequential, spawn+join and echo "
+          f"over w={sweep['workers'][0]}")
+    head = ["workers", "countdown s", "speed-up", "spawn ns/task", "speed-up", "echo msg/s",
+            "speed-up"]
+    lines = [head]
+    for e in sweep["table"]:
+        lines.append([str(e["workers"]), fmt(e["countdown"]["median"], 3),
+                      ci_text(e["countdown"]), fmt(e["spawn"]["median"], 1),
+                      ci_text(e["spawn"]), fmt(e["echo"]["median"], 0), ci_text(e["echo"])])
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    for r in lines:
+        print("  ".join(c.rjust(widths[i]) for i, c in enumerate(r)))
+    print(f"chart: {sweep['chart']}" if sweep.get("chart") else
+          "chart: skipped (matplotlib is not installed: apt-get install python3-matplotlib)")
+
+
+def sweep_chart(sweep, out):
+    """A PNG beside the JSON file: speed-up against workers, one line per workload, with the
+    95% intervals as error bars; None when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ws = sweep["workers"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = {"countdown": "countdown (over sequential)", "spawn": f"spawn+join (over w={ws[0]})",
+              "echo": f"echo msg/s (over w={ws[0]})"}
+    for kind, marker in (("countdown", "o"), ("spawn", "s"), ("echo", "^")):
+        xs, ys, lo, hi = [], [], [], []
+        for e in sweep["table"]:
+            v = e[kind]
+            if v["speedup"] is None:
+                continue
+            ci = v["ci95"] or [v["speedup"], v["speedup"]]
+            xs.append(e["workers"])
+            ys.append(v["speedup"])
+            lo.append(v["speedup"] - ci[0])
+            hi.append(ci[1] - v["speedup"])
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker=marker, capsize=4, label=labels[kind])
+    ideal = [min(w, sweep["nproc"]) for w in ws]
+    ax.plot(ws, ideal, "k:", label=f"ideal on {sweep['nproc']} CPUs")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ws)
+    ax.set_xticklabels([str(w) for w in ws])
+    ax.set_xlabel("workers")
+    ax.set_ylabel("speed-up (95% interval)")
+    ax.set_title("weft multi-thread: scaling with workers")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    path = os.path.splitext(out)[0] + "-sweep.png"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +730,8 @@ def print_figures(title, head, table, rows, result, suites, quick):
     for name in suites:
         for e in result.get(name, {}).get("errors", []):
             print(f"error: {name} {e}")
+    if result.get("sweep", {}).get("table"):
+        print_sweep(result["sweep"])
     if quick:
         print("note: --quick runs one tiny repetition: a smoke test of the plumbing, not a "
               "measurement (PASS/MISS there mean nothing)")
@@ -600,6 +757,18 @@ def machine(args):
     return {"cpu": cpu, "nproc": os.cpu_count(), "cpus": sorted(os.sched_getaffinity(0)),
             "kernel": platform.release(), "compiler": first_line(["c++", "--version"]),
             "go": first_line(["go", "version"]) if shutil.which("go") else None}
+
+
+def worker_list(text):
+    """"1,2,4" -> [1, 2, 4]: distinct counts from 1 to 1024, in increasing order."""
+    try:
+        ws = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        ws = []
+    if not ws or ws[0] < 1 or ws[-1] > 1024:
+        raise argparse.ArgumentTypeError(f"wants worker counts from 1 to 1024 like 1,2,4, "
+                                         f"not '{text}'")
+    return ws
 
 
 def driver_args(description, epilog, suites, out):
@@ -639,7 +808,14 @@ def parse_args(argv):
     ap.add_argument("--echo-connections", type=int, help="echo connections (default 100)")
     ap.add_argument("--echo-duration", type=float, help="echo seconds per run (default 3; "
                     "quick 0.5)")
+    ap.add_argument("--workers", type=worker_list, default=None,
+                    help="the sweep's worker counts, comma-separated (default 1,2,4,8,16; "
+                    "quick 1,2); giving it runs the sweep (alone unless --only says more)")
     args = ap.parse_args(argv)
+    if args.only is None:  # the sweep runs when asked for; the default run stays as it was
+        args.only = ["sweep"] if args.workers else [n for n in SUITES if n != "sweep"]
+    if args.workers is None:
+        args.workers = [1, 2] if args.quick else [1, 2, 4, 8, 16]
     defaults = {"reps": (5, 1), "count": (2_000_000_000, 20_000_000), "io_tasks": (10_000, 500),
                 "io_rounds": (5, 2), "io_sleep_ms": (100, 20), "tasks": (1_000_000, 20_000),
                 "round_trips": (200_000, 20_000), "echo_connections": (100, 20),
@@ -692,7 +868,8 @@ def main(argv=None):
         run_suites({"countdown": lambda: suite_countdown(args, rows, result),
                     "io": lambda: suite_io(args, rows, result),
                     "micro": lambda: suite_micro(args, rows, result, workdir),
-                    "echo": lambda: suite_echo(args, rows, result, workdir)},
+                    "echo": lambda: suite_echo(args, rows, result, workdir),
+                    "sweep": lambda: suite_sweep(args, rows, result, workdir)},
                    args.only, rows, result)
     return write_results(rows, result, args, print_table, SUITES)
 

@@ -52,8 +52,9 @@ std::uintptr_t this_thread_tag() noexcept {
 std::string stats_json(const weft::sched::multi_thread_stats& s) {
   return fmt::format(
       "\"tasks_run\": {}, \"lifo_runs\": {}, \"steals\": {}, \"stolen\": {}, \"injected\": {}, "
-      "\"overflows\": {}, \"parks\": {}, \"wakeups\": {}",
-      s.tasks_run, s.lifo_runs, s.steals, s.stolen, s.injected, s.overflows, s.parks, s.wakeups);
+      "\"inject_locks\": {}, \"overflows\": {}, \"parks\": {}, \"wakeups\": {}",
+      s.tasks_run, s.lifo_runs, s.steals, s.stolen, s.injected, s.inject_locks, s.overflows,
+      s.parks, s.wakeups);
 }
 
 weft::task<> trivial() {

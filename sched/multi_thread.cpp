@@ -16,6 +16,14 @@
 namespace weft::sched {
 
 namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 [[noreturn]] void out_of_memory(const char* where) noexcept {
   std::fprintf(stderr, "weft: out of memory %s; aborting\n", where);
   std::terminate();
@@ -38,7 +46,7 @@ struct multi_thread::worker : parking::park_slot {
 
   struct counters {
     std::atomic<std::uint64_t> tasks_run{0}, lifo_runs{0}, steals{0}, stolen{0}, injected{0},
-        overflows{0}, parks{0}, wakeups{0}, poll_requests{0}, stall_polls{0};
+        overflows{0}, parks{0}, wakeups{0}, poll_requests{0}, stall_polls{0}, inject_locks{0};
   } stats;
 
   // On a line of its own: check() reads `poll_request` at every call on this worker, and
@@ -108,6 +116,7 @@ multi_thread_stats multi_thread::stats() const noexcept {
     s.wakeups += w->stats.wakeups.load(std::memory_order_relaxed);
     s.poll_requests += w->stats.poll_requests.load(std::memory_order_relaxed);
     s.stall_polls += w->stats.stall_polls.load(std::memory_order_relaxed);
+    s.inject_locks += w->stats.inject_locks.load(std::memory_order_relaxed);
   }
   return s;
 }
@@ -146,7 +155,7 @@ void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
       h = previous;
     }
     push_local(*w, h);
-    notify_parked();
+    notify();
     return;
   }
   push_inject_and_notify(h);
@@ -159,7 +168,7 @@ void multi_thread::defer(std::coroutine_handle<> h) noexcept {
     // between workers at the price of a wake-up each time, so only when other tasks wait here
     // too is an idle worker told (it may take them while this one keeps yielding).
     push_local(*w, h);
-    if (w->queue.size_hint() > 1 || w->lifo) notify_parked();
+    if (w->queue.size_hint() > 1 || w->lifo) notify();
     return;
   }
   push_inject_and_notify(h);
@@ -169,7 +178,7 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(tls_worker);
   if (w != nullptr && w->owner == this) [[likely]] {
     push_local(*w, h);
-    notify_parked();
+    notify();
     return;
   }
   push_inject_and_notify(h);
@@ -213,6 +222,27 @@ std::coroutine_handle<> multi_thread::pop_inject() noexcept {
   if (inject_.empty()) return {};
   std::coroutine_handle<> h = inject_.pop();
   inject_size_.store(inject_.size(), std::memory_order_release);
+  return h;
+}
+
+std::coroutine_handle<> multi_thread::pop_inject_batch(worker& w) noexcept {
+  if (inject_size_.load(std::memory_order_acquire) == 0) return {};
+  // Called with an empty local queue. Takes this worker's share of the inject queue (Go's
+  // globrunqget: size / workers + 1, at most half a local queue) under one lock, so a burst
+  // that overflowed a local queue comes back at one lock per batch, not one per task. The
+  // batch stays stealable in the local queue.
+  std::lock_guard lock(inject_mutex_);
+  if (inject_.empty()) return {};
+  const std::size_t share = inject_.size() / worker_count_ + 1;
+  // Only the owner pushes to its queue, so the room seen here cannot shrink under us.
+  const std::size_t room = steal_queue::capacity - w.queue.size_hint();
+  const std::size_t n =
+      std::min({share, room + 1, inject_.size(), std::size_t{steal_queue::capacity / 2}});
+  std::coroutine_handle<> h = inject_.pop();
+  for (std::size_t i = 1; i < n; ++i) (void)w.queue.try_push(inject_.pop());
+  inject_size_.store(inject_.size(), std::memory_order_release);
+  worker::bump(w.stats.injected, n);
+  worker::bump(w.stats.inject_locks);
   return h;
 }
 
@@ -416,32 +446,29 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
   if (w.tick % event_interval == 0) {
     if (auto h = pop_inject()) {
       worker::bump(w.stats.injected);
+      worker::bump(w.stats.inject_locks);
       return h;
     }
   }
   if (w.lifo) {
-    if (w.lifo_streak < lifo_limit) {
-      ++w.lifo_streak;
+    // The limit is for fairness to the tasks queued here. With none queued, demoting the task
+    // would only pop it straight back, after waking an idle worker that finds nothing (or
+    // steals it, splitting a ping-pong pair across threads at a wake-up per round trip).
+    if (w.lifo_streak < lifo_limit || w.queue.empty_hint()) {
+      if (w.lifo_streak < lifo_limit) ++w.lifo_streak;
       worker::bump(w.stats.lifo_runs);
       return std::exchange(w.lifo, {});
     }
     push_local(w, std::exchange(w.lifo, {}));  // its turn is over: behind the others
-    notify_parked();                           // stealable now: an idle worker may take it
+    notify();                                  // stealable now: an idle worker may take it
   }
   w.lifo_streak = 0;
   if (auto h = w.queue.pop()) return h;
-  if (auto h = pop_inject()) {
-    worker::bump(w.stats.injected);
-    return h;
-  }
-  return {};
+  return pop_inject_batch(w);
 }
 
 std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
-  if (auto h = pop_inject()) {
-    worker::bump(w.stats.injected);
-    return h;
-  }
+  if (auto h = pop_inject_batch(w)) return h;
   const unsigned n = worker_count_;
   const unsigned start = n > 1 ? w.next_random() % n : 0;
   for (unsigned i = 0; i < n; ++i) {
@@ -455,7 +482,22 @@ std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
       return h;
     }
   }
-  return pop_inject();
+  return pop_inject_batch(w);
+}
+
+std::coroutine_handle<> multi_thread::spin_search(worker& w) noexcept {
+  // A park and its wake-up cost a syscall on each side, the waker's on the critical path of
+  // whatever it was doing (a burst of spawns paid one per few tasks). Work that shows up within
+  // about that time is cheaper to wait for awake (Go's spinning threads). Only searchers spin
+  // (at most half of the awake workers), for spin_time at most, and while one does, notifiers
+  // wake nobody. Parking afterwards re-checks as always, so no wake-up is lost.
+  if (worker_count_ == 1) return {};
+  const clock::time_point until = clock::now() + spin_time;
+  do {
+    for (int i = 0; i < 32; ++i) cpu_relax();
+    if (auto h = search(w)) return h;
+  } while (clock::now() < until && !stopping_.load(std::memory_order_relaxed));
+  return {};
 }
 
 void multi_thread::worker_loop(worker& w) {
@@ -479,6 +521,7 @@ void multi_thread::worker_loop(worker& w) {
       h = next_task(w);
     }
     if (!h && transition_to_searching(w)) h = search(w);
+    if (!h && w.searching) h = spin_search(w);
     if (!h) {
       park(w);
       continue;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Smoke test of ./run bench threads: bench/threads.py --quick with tiny sizes (countdown, I/O-bound
-sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers). It
+sleepers, spawn+join and channel ping-pong on 2 workers, the echo server on 1 and 2 workers), and
+its workers sweep at 1 and 2 workers. It
 checks the plumbing and the JSON schema (keys present, numbers positive), never the speed.
 
     pytest-3 tests/threads_bench_smoke.py --build=BUILD_DIR
@@ -60,8 +61,22 @@ def test_threads_driver(tmp_path):
         positive(v, config)
     assert len(data["echo"]["medians_msg_per_s"]) == 5, data["echo"]["medians_msg_per_s"]
 
+    # The workers sweep: every workload at each count, with a speed-up and its interval.
+    r, sweep = run_driver("threads.py", tmp_path / "sweep.json", "--workers=1,2",
+                          "--count=2000000", "--tasks=2000", "--echo-connections=4",
+                          "--echo-duration=0.2", timeout=100)
+    assert "workers sweep" in r.stdout, r.stdout[-2000:]
+    assert {row["suite"] for row in sweep["results"]} == {"sweep"}, sweep["results"]
+    assert [e["workers"] for e in sweep["sweep"]["table"]] == [1, 2], sweep["sweep"]["table"]
+    for e in sweep["sweep"]["table"]:
+        for kind in ("countdown", "spawn", "echo"):
+            positive(e[kind]["median"], (e["workers"], kind))
+            positive(e[kind]["speedup"], (e["workers"], kind, "speedup"))
+
     # Bad arguments are refused with status 2, not ignored.
-    refused([sys.executable, Path(__file__).parent.parent / "bench" / "threads.py", "--reps", "0"])
+    driver = Path(__file__).parent.parent / "bench" / "threads.py"
+    for arg in (["--reps", "0"], ["--workers", "0,2"], ["--workers", "two"]):
+        refused([sys.executable, driver, *arg])
     for exe, arg in (("bench/io_bound", "--tasks=0"), ("bench/threads_micro", "--tasks=zero")):
         refused([build_dir() / exe, arg])
     print("threads bench smoke: ok")

@@ -30,14 +30,15 @@ struct multi_thread_options {
 
 /// Counters of a multi-thread executor (totals over its workers since it was built).
 struct multi_thread_stats {
-  std::uint64_t tasks_run = 0;  ///< task resumptions
-  std::uint64_t lifo_runs = 0;  ///< of which straight from a LIFO slot
-  std::uint64_t steals = 0;     ///< successful steals from another worker's queue
-  std::uint64_t stolen = 0;     ///< tasks moved by those steals
-  std::uint64_t injected = 0;   ///< tasks taken from the shared (inject) queue
-  std::uint64_t overflows = 0;  ///< times a full local queue moved half of itself to it
-  std::uint64_t parks = 0;      ///< times a worker slept in its ring
-  std::uint64_t wakeups = 0;    ///< times a worker woke another one up
+  std::uint64_t tasks_run = 0;     ///< task resumptions
+  std::uint64_t lifo_runs = 0;     ///< of which straight from a LIFO slot
+  std::uint64_t steals = 0;        ///< successful steals from another worker's queue
+  std::uint64_t stolen = 0;        ///< tasks moved by those steals
+  std::uint64_t injected = 0;      ///< tasks taken from the shared (inject) queue
+  std::uint64_t inject_locks = 0;  ///< times a worker locked it to take them (one per batch)
+  std::uint64_t overflows = 0;     ///< times a full local queue moved half of itself to it
+  std::uint64_t parks = 0;         ///< times a worker slept in its ring
+  std::uint64_t wakeups = 0;       ///< times a worker woke another one up
   /// Times a parked worker saw another one run one task for a whole `stall_interval` and asked
   /// it to poll its ring at its next check()...
   std::uint64_t poll_requests = 0;
@@ -117,6 +118,9 @@ class multi_thread final : public threaded_executor {
   /// How long a task may run on a worker, while another worker is parked, before that worker is
   /// asked to poll its ring at its next check() (ARCHITECTURE.md, "multi-thread").
   static constexpr std::chrono::milliseconds stall_interval{5};
+  /// How long a searching worker that found nothing keeps looking before it parks: about the
+  /// cost of a park and a wake-up, which it saves when work arrives meanwhile.
+  static constexpr std::chrono::microseconds spin_time{10};
 
  private:
   struct worker;
@@ -127,7 +131,14 @@ class multi_thread final : public threaded_executor {
 
   std::coroutine_handle<> next_task(worker& w) noexcept;
   std::coroutine_handle<> search(worker& w) noexcept;
+  std::coroutine_handle<> spin_search(worker& w) noexcept;
   std::coroutine_handle<> pop_inject() noexcept;
+  std::coroutine_handle<> pop_inject_batch(worker& w) noexcept;
+  /// The notify decision after a push another worker could take: with one worker there is
+  /// nobody to wake, so not even the fence is paid.
+  void notify() noexcept {
+    if (worker_count_ > 1) notify_parked();
+  }
   void push_local(worker& w, std::coroutine_handle<> h) noexcept;
   void push_inject_and_notify(std::coroutine_handle<> h) noexcept;
   void notify_parked() noexcept;
