@@ -461,9 +461,11 @@ TEST_CASE("multi-thread: a spawn burst comes back from the inject queue in batch
     const weft::sched::multi_thread_stats s = executor.stats();
     INFO("injected " << s.injected << ", inject_locks " << s.inject_locks);
     // One lock per task on the way back before; now one per batch of up to 128 (and one per
-    // 61 tasks run, the fairness look, which takes a single task).
+    // 61 tasks run, the fairness look, which takes a single task). With 2 workers the other
+    // worker may steal fast enough that little overflows at all (under TSan: 1 task), hence
+    // the constant.
     if (workers == 1) CHECK(s.injected > n / 2);
-    CHECK(s.inject_locks * 8 <= s.injected);
+    CHECK(s.inject_locks <= s.injected / 8 + 8);
   }
 }
 
