@@ -18,6 +18,9 @@
 //
 // multi_thread uses --workers worker threads (default 1, so that both runtimes run the tasks
 // on one thread and differ only in the scheduler; ./run also runs it with 2).
+#[path = "options.rs"]
+mod options;
+
 use std::time::Instant;
 
 struct Args {
@@ -29,52 +32,27 @@ struct Args {
     only: String,
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!("tokio_micro: {msg}");
-    eprintln!("usage: tokio_micro --runtime current_thread|multi_thread [--workers N] [--tasks N] [--switches N] [--round-trips N] [--only spawn_join|switch|channel_round_trip]");
-    std::process::exit(2);
-}
-
 fn parse_args() -> Args {
-    let mut a = Args {
-        runtime: "current_thread".into(),
-        workers: 1,
-        tasks: 1_000_000,
-        switches: 1_000_000,
-        round_trips: 500_000,
-        only: String::new(),
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_else(|| usage("missing value"));
-        let count = || -> usize {
-            match value.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => usage(&format!("{} wants a positive count, not {:?}", argv[i], value)),
-            }
-        };
-        match argv[i].as_str() {
-            "--runtime" => a.runtime = value.clone(),
-            "--workers" => a.workers = count(),
-            "--tasks" => a.tasks = count(),
-            "--switches" => a.switches = count(),
-            "--round-trips" => a.round_trips = count(),
-            "--only" => a.only = value.clone(),
-            other => usage(&format!("unknown option {other:?}")),
-        }
-        i += 2;
+    let o = options::parse(
+        "tokio_micro",
+        "--runtime current_thread|multi_thread [--workers N] [--tasks N] [--switches N] \
+         [--round-trips N] [--only spawn_join|switch|channel_round_trip]",
+        "current_thread",
+        &[("--workers", 1), ("--tasks", 1_000_000), ("--switches", 1_000_000),
+          ("--round-trips", 500_000)],
+        &["spawn_join", "switch", "channel_round_trip"],
+    );
+    if o.count("--switches") < 2 {
+        o.usage("--switches must be at least 2");
     }
-    if !matches!(a.runtime.as_str(), "current_thread" | "multi_thread") {
-        usage("--runtime is current_thread or multi_thread");
+    Args {
+        runtime: o.runtime.clone(),
+        workers: o.count("--workers"),
+        tasks: o.count("--tasks"),
+        switches: o.count("--switches"),
+        round_trips: o.count("--round-trips"),
+        only: o.only.clone(),
     }
-    if !matches!(a.only.as_str(), "" | "spawn_join" | "switch" | "channel_round_trip") {
-        usage(&format!("--only: unknown benchmark {:?}", a.only));
-    }
-    if a.switches < 2 {
-        usage("--switches must be at least 2");
-    }
-    a
 }
 
 async fn spawn_join(n: usize) -> String {

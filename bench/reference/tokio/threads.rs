@@ -16,6 +16,9 @@
 //
 // As in weft's and Go's versions, the clock starts after a 1 ms sleep that lets the runtime's
 // threads start.
+#[path = "options.rs"]
+mod options;
+
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -27,49 +30,23 @@ struct Args {
     only: String,
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!("tokio_threads: {msg}");
-    eprintln!("usage: tokio_threads [--runtime multi_thread|current_thread] [--procs N] [--tasks N] [--round-trips N] [--capacity N] [--only spawn_join|ping_pong]");
-    std::process::exit(2);
-}
-
 fn parse_args() -> Args {
-    let mut a = Args {
-        runtime: "multi_thread".into(),
-        procs: 2,
-        tasks: 1_000_000,
-        round_trips: 200_000,
-        capacity: 1,
-        only: String::new(),
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_else(|| usage("missing value"));
-        let count = || -> usize {
-            match value.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => usage(&format!("{} wants a positive count, not {:?}", argv[i], value)),
-            }
-        };
-        match argv[i].as_str() {
-            "--runtime" => a.runtime = value.clone(),
-            "--procs" => a.procs = count(),
-            "--tasks" => a.tasks = count(),
-            "--round-trips" => a.round_trips = count(),
-            "--capacity" => a.capacity = count(),
-            "--only" => a.only = value.clone(),
-            other => usage(&format!("unknown option {other:?}")),
-        }
-        i += 2;
+    let o = options::parse(
+        "tokio_threads",
+        "[--runtime multi_thread|current_thread] [--procs N] [--tasks N] [--round-trips N] \
+         [--capacity N] [--only spawn_join|ping_pong]",
+        "multi_thread",
+        &[("--procs", 2), ("--tasks", 1_000_000), ("--round-trips", 200_000), ("--capacity", 1)],
+        &["spawn_join", "ping_pong"],
+    );
+    Args {
+        runtime: o.runtime.clone(),
+        procs: o.count("--procs"),
+        tasks: o.count("--tasks"),
+        round_trips: o.count("--round-trips"),
+        capacity: o.count("--capacity"),
+        only: o.only.clone(),
     }
-    if !matches!(a.runtime.as_str(), "current_thread" | "multi_thread") {
-        usage("--runtime is multi_thread or current_thread");
-    }
-    if !matches!(a.only.as_str(), "" | "spawn_join" | "ping_pong") {
-        usage(&format!("--only: unknown benchmark {:?}", a.only));
-    }
-    a
 }
 
 async fn settle() {
