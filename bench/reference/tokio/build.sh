@@ -21,7 +21,7 @@ if [ ! -x "$cargo" ] || ! ls -d "$registry"/tokio-1.* >/dev/null 2>&1; then
   exit 3
 fi
 mkdir -p "$out/crate" "$out/cargo-home"
-cp "$src/Cargo.toml" "$src/micro.rs" "$src/threads.rs" "$src/options.rs" "$out/crate/"
+cp "$src/Cargo.toml" "$src/micro.rs" "$src/threads.rs" "$src/options.rs" "$src/workloads.rs" "$out/crate/"
 cat >"$out/cargo-home/config.toml" <<CONFIG
 [source.crates-io]
 replace-with = "debian"

@@ -20,6 +20,8 @@
 // on one thread and differ only in the scheduler; ./run also runs it with 2).
 #[path = "options.rs"]
 mod options;
+#[path = "workloads.rs"]
+mod workloads;
 
 use std::time::Instant;
 
@@ -56,15 +58,7 @@ fn parse_args() -> Args {
 }
 
 async fn spawn_join(n: usize) -> String {
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        handles.push(tokio::spawn(async {}));
-    }
-    for h in handles {
-        h.await.expect("task panicked");
-    }
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    let ns = workloads::ns_per_spawn_join(n).await;
     format!(r#"{{"name": "spawn_join", "tasks": {n}, "ns_per_task": {ns:.3}}}"#)
 }
 
@@ -86,25 +80,7 @@ async fn switch(n: usize) -> String {
 }
 
 async fn channel_round_trip(n: usize) -> String {
-    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<usize>(1);
-    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<usize>(1);
-    let start = Instant::now();
-    let echo = tokio::spawn(async move {
-        while let Some(v) = ping_rx.recv().await {
-            if pong_tx.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    let driver = tokio::spawn(async move {
-        for i in 0..n {
-            ping_tx.send(i).await.expect("echo task gone");
-            pong_rx.recv().await.expect("echo task gone");
-        }
-    });
-    driver.await.expect("task panicked");
-    echo.await.expect("task panicked");
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    let ns = workloads::ns_per_round_trip(n, 1).await;
     format!(r#"{{"name": "channel_round_trip", "round_trips": {n}, "ns_per_round_trip": {ns:.3}}}"#)
 }
 

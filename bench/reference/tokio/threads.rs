@@ -18,8 +18,10 @@
 // threads start.
 #[path = "options.rs"]
 mod options;
+#[path = "workloads.rs"]
+mod workloads;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Args {
     runtime: String,
@@ -55,39 +57,13 @@ async fn settle() {
 
 async fn spawn_join(n: usize) -> String {
     settle().await;
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        handles.push(tokio::spawn(async {}));
-    }
-    for h in handles {
-        h.await.expect("task panicked");
-    }
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    let ns = workloads::ns_per_spawn_join(n).await;
     format!(r#"{{"name": "spawn_join", "tasks": {n}, "ns_per_task": {ns:.3}}}"#)
 }
 
 async fn ping_pong(n: usize, capacity: usize) -> String {
     settle().await;
-    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<usize>(capacity);
-    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<usize>(capacity);
-    let start = Instant::now();
-    let echo = tokio::spawn(async move {
-        while let Some(v) = ping_rx.recv().await {
-            if pong_tx.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    let driver = tokio::spawn(async move {
-        for i in 0..n {
-            ping_tx.send(i).await.expect("echo task gone");
-            pong_rx.recv().await.expect("echo task gone");
-        }
-    });
-    driver.await.expect("task panicked");
-    echo.await.expect("task panicked");
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    let ns = workloads::ns_per_round_trip(n, capacity).await;
     format!(
         r#"{{"name": "ping_pong", "round_trips": {n}, "capacity": {capacity}, "ns_per_round_trip": {ns:.3}}}"#
     )
