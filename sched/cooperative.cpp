@@ -7,6 +7,8 @@
 #include <weft/sched/runtime.hpp>
 #include <weft/this_task.hpp>
 
+#include "shutdown_limit.hpp"
+
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
@@ -167,11 +169,8 @@ void cooperative::shutdown() {
   shutting_down_ = true;
   drain_remote();  // tasks other threads spawned just before the end are live tasks too
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
-  const clock::time_point now = clock::now();
   abandoned_ = false;
-  poll_limit_ = shutdown_timeout_ >= clock::time_point::max() - now
-                    ? clock::time_point::max()
-                    : now + std::max(shutdown_timeout_, std::chrono::nanoseconds(0));
+  poll_limit_ = shutdown_limit::deadline_after(shutdown_timeout_);
   run_until([this] {
     if (live_tasks() == 0 && !remote_pending()) return true;
     if (poll_limit_ == clock::time_point::max() || clock::now() < poll_limit_) return false;
@@ -185,11 +184,7 @@ void cooperative::shutdown() {
 void cooperative::give_up_shutdown() noexcept {
   // The tasks still alive are left as they are: named, never freed (see abandoned()).
   abandoned_ = true;
-  try {
-    stuck_tasks_ = task_dump(*this);
-  } catch (...) {
-    stuck_tasks_ = "weft: out of memory while listing the stuck tasks\n";
-  }
+  stuck_tasks_ = shutdown_limit::stuck_tasks(*this);
 }
 
 void cooperative::stop(detail::spawn_link& link) noexcept {

@@ -1,8 +1,7 @@
 #include <weft/sched/threaded_executor.hpp>
 
-#include <algorithm>
-
 #include "live_set.hpp"
+#include "shutdown_limit.hpp"
 
 namespace weft::sched {
 
@@ -42,7 +41,7 @@ bool threaded_executor::visit_tasks(void (*fn)(detail::spawn_link&, void*),
 bool threaded_executor::main_and_tasks_done() noexcept {
   if (!main_done_.load(std::memory_order_acquire)) return false;
   if (!shutting_down_.load(std::memory_order_relaxed)) {
-    shutdown_deadline_ = shutdown_deadline_after(shutdown_timeout_);
+    shutdown_deadline_ = shutdown_limit::deadline_after(shutdown_timeout_);
     abandoned_ = false;
     shutting_down_.store(true, std::memory_order_seq_cst);
     live_->for_each([](detail::spawn_link& l) { detail::scope_of_link(l)->request_stop(); });
@@ -55,20 +54,9 @@ bool threaded_executor::main_and_tasks_done() noexcept {
   return true;
 }
 
-clock::time_point threaded_executor::shutdown_deadline_after(
-    std::chrono::nanoseconds timeout) noexcept {
-  const clock::time_point now = clock::now();
-  if (timeout >= clock::time_point::max() - now) return clock::time_point::max();
-  return now + std::max(timeout, std::chrono::nanoseconds(0));
-}
-
 void threaded_executor::give_up_shutdown() noexcept {
   abandoned_ = true;
-  try {
-    stuck_tasks_ = task_dump(*this);
-  } catch (...) {
-    stuck_tasks_ = "weft: out of memory while listing the stuck tasks\n";
-  }
+  stuck_tasks_ = shutdown_limit::stuck_tasks(*this);
 }
 
 bool threaded_executor::main_thread_must_not_block() const noexcept {

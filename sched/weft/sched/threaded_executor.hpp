@@ -2,7 +2,6 @@
 // wrapper of the program's main task, and the shutdown flags.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -162,8 +161,6 @@ class threaded_executor : public executor {
     main_done_.store(true, std::memory_order_release);
     wake_main_thread();
   }
-
-  static clock::time_point shutdown_deadline_after(std::chrono::nanoseconds timeout) noexcept;
 
   // The tasks still alive are left as they are: named, never freed (see abandoned()).
   void give_up_shutdown() noexcept;
