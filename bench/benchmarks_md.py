@@ -24,7 +24,8 @@ INTRO = """\
 `./run bench` runs four workloads (and CPython's countdown) every way weft knows, one process
 per sample, each sample paired with one of its baseline, back to back. A speed-up is the
 geometric mean of the pairs' ratios with a 95% interval; its verdict (`faster`, `slower`,
-`same`, `inconclusive`) comes from the interval alone against a practical margin. The method
+`same`, `inconclusive`) comes from the interval alone against a practical margin, and a
+`faster` on CPU-bound work that its parallelism cannot explain is `inconsistent`. The method
 and why: [decisions/contrast-method.md](decisions/contrast-method.md). Other suites (micro,
 servers, threads, processes): [benchmark-suites.md](benchmark-suites.md).
 

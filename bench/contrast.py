@@ -40,7 +40,9 @@ measuring, shared out over the workloads) lasts. A configuration's speed-up is t
 of its pairs' ratios baseline / configuration, with a 95% interval (the union of a BCa bootstrap
 and a Student t interval on the log ratios, bench/stats.py); its verdict, from the interval
 alone: faster or slower when the whole interval clears 1 +- 10% (the practical margin), same
-otherwise, inconclusive (too few pairs). Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
+otherwise, inconclusive (too few pairs); on the CPU-bound countdown and cpython, a faster beyond
+what the way's parallelism achieved allows is inconsistent (the machine's speed changed between
+a pair's runs), never a verdict. Every sample records its CPU time and the parallelism achieved (CPU time / wall time),
 the 1-minute load before it and the steal time during it; each workload records its noise (the
 baseline's spread, its CPU share) and says when the run was too noisy to conclude, and which
 verdicts that affects. A failed run is recorded with its reason and the rest still run.
@@ -105,6 +107,8 @@ TIMELINE_WAYS = (("single-lock N=2 interval (new GIL)", "single-lock", "interval
                  ("cooperative N=2", "cooperative", None))
 WORKLOADS = ("countdown", "sleep", "echo", "mixed", "cpython")
 BASE_KEYS = ("wall_s", "cpu_s", "peak_rss_kib", "workers")
+# Fixed CPU-bound work: a way gains only by using more CPUs at once (judge()).
+CPU_BOUND = ("countdown", "cpython")
 LOCK_KEYS = ("switches", "forced_switches", "lock_wait_s")
 EXTRA_KEYS = {"countdown": (), "sleep": ("tasks", "created", "ideal_s"), "echo": ("round_trips",),
               "mixed": ("rtt_p50_us", "rtt_p99_us", "rtt_max_us", "round_trips", "countdown_s"),
@@ -341,12 +345,40 @@ def interval(rec, cname):
     return stats.paired_speedup(*pairs_of(rec, cname))
 
 
+def parallelisms(rec, cname):
+    """(configuration's, its paired baseline samples') median parallelism achieved."""
+    by = {c["name"]: c for c in rec["configs"]}
+    own = median([s.get("parallelism") for s in by[cname]["samples"] if s["ok"]])
+    base = median([s.get("parallelism") for s in by[rec["baseline"]]["samples"]
+                   if s["ok"] and s.get("pair_of") == cname])
+    return own, base
+
+
+def judge(rec, cname, ci):
+    """The verdict of a configuration's interval (stats.verdict), unless it contradicts the
+    run's own measurements: on CPU-bound work, a `faster` beyond what the configuration's
+    parallelism allows is `inconsistent` (stats.exceeds_parallelism says why)."""
+    v = stats.verdict(ci)
+    if v == "faster" and rec["workload"] in CPU_BOUND and \
+            stats.exceeds_parallelism(ci, *parallelisms(rec, cname)):
+        return "inconsistent"
+    return v
+
+
+def still_open(rec, cname):
+    """True when more pairs could change the configuration's verdict: its interval is
+    undecided, or its verdict is inconsistent (a pair straddled a change of the machine's
+    speed; more pairs dilute it)."""
+    ci = interval(rec, cname)["ci95"]
+    return stats.undecided(ci) or judge(rec, cname, ci) == "inconsistent"
+
+
 def run_workload(name, p, args, deadline):
     """Runs the workload's configurations in pairs with their baseline: in round r, for each
     configuration (rotated), one baseline sample and one configuration sample back to back,
     the baseline first in every other pair. After --min-pairs rounds, only the configurations
-    whose verdict is still open (undecided: the interval holds 1 and reaches past the margin)
-    run again, up to --max-pairs, while the workload's share of the budget (`deadline`, a
+    whose verdict is still open (still_open: the interval reaches past an edge of the margin
+    without clearing it, or the verdict is inconsistent) run again, up to --max-pairs, while the workload's share of the budget (`deadline`, a
     monotonic time) allows. Returns the workload's JSON record (summaries: summarize)."""
     configs = {c["name"]: dict(c, samples=[]) for c in p["configs"]}
     base = p["baseline"]
@@ -379,7 +411,7 @@ def run_workload(name, p, args, deadline):
     for rnd in range(args.max_pairs):
         todo = others
         if rnd >= args.min_pairs:
-            todo = [c for c in others if stats.undecided(interval(rec, c)["ci95"])]
+            todo = [c for c in others if still_open(rec, c)]
             if not todo:
                 break
         # Past the pairs an interval needs, a round starts only when it should end within the
@@ -453,7 +485,7 @@ def summarize(name, rec):
         if cfg["name"] != rec["baseline"]:
             iv = interval(rec, cfg["name"])
             s.update(speedup=iv["speedup"], ci95=iv["ci95"], pairs=iv["n"],
-                     verdict=stats.verdict(iv["ci95"]), method=iv["method"])
+                     verdict=judge(rec, cfg["name"], iv["ci95"]), method=iv["method"])
         if cfg["mode"] == "single-lock":
             for k in LOCK_KEYS:
                 s[k] = st.get(k, {}).get("median")
@@ -480,8 +512,10 @@ def noise(rec):
     each sample and the steal time during it. `noisy` when the baseline's coefficient of
     variation passes NOISY_CV or the hypervisor stole more than NOISY_STEAL of the CPU during a
     sample; `affected` then lists the verdicts a quieter run might change: the `same` and
-    `inconclusive` ones (noise can hide a difference, not make one that the paired intervals
-    exclude)."""
+    `inconclusive` ones (noise widens intervals and can hide a difference). Noise that changes
+    the CPU's own speed between the two runs of a pair can also make a difference that is not
+    there; on CPU-bound work judge() catches it as `inconsistent`, which makes a run noisy and
+    is always listed."""
     samples = [s for c in rec["configs"] for s in c["samples"] if s["ok"]]
     base = next((c for c in rec["configs"] if c["name"] == rec["baseline"]), None)
     bx = [statistic(rec["workload"], s) for s in (base or {}).get("samples", [])
@@ -523,6 +557,14 @@ def noise(rec):
     if out["steal_max"] is not None and out["steal_max"] > NOISY_STEAL:
         out["reasons"].append(f"the hypervisor stole up to {out['steal_max']:.0%} of the CPU time "
                               "during a sample")
+    odd = [c["name"] for c in rec["configs"]
+           if (c.get("summary") or {}).get("verdict") == "inconsistent"]
+    if odd:
+        out["reasons"].append(
+            f"{', '.join(odd)} came out faster than {'its' if len(odd) == 1 else 'their'} "
+            "parallelism allows: the CPU's speed changed between the runs of a pair (the "
+            f"{rec['baseline']} took {fs(out['baseline']['min'])} to "
+            f"{fs(out['baseline']['max'])} s)")
     out["noisy"] = bool(out["reasons"])
     if out["noisy"]:
         # Noise widens intervals, so it can hide a difference: the same and inconclusive
@@ -532,7 +574,8 @@ def noise(rec):
         parallel = ("multi-thread", "processes", "pool") + (
             () if rec["workload"] == "cpython" else ("threads",))  # CPython's threads: GIL
         out["affected"] = [c["name"] for c in rec["configs"]
-                           if c["summary"].get("verdict") in ("same", "inconclusive") or
+                           if c["summary"].get("verdict") in ("same", "inconclusive",
+                                                              "inconsistent") or
                            (starved and c["summary"].get("verdict") == "slower" and
                             c["mode"] in parallel and (c["workers"] or 1) > 1)]
     return out
@@ -653,6 +696,9 @@ def against(v, ci, base):
         return f"slower than {base}"
     if v == "inconclusive":
         return f"too few pairs to compare with {base}"
+    if v == "inconsistent":
+        return (f"faster than {base} by more than its parallelism allows, so the machine's "
+                "speed changed between paired runs: no verdict")
     if stats.too_wide(ci):
         return f"no difference from {base} this run could show (the interval is wide)"
     if ci and ci[0] >= 1 - stats.MARGIN and ci[1] <= 1 + stats.MARGIN:
@@ -1425,7 +1471,9 @@ def noise_sentence(rec):
         text += (" This run was too noisy to conclude everything (" + "; ".join(n["reasons"]) +
                  "): " + (f"the verdicts of {', '.join(n['affected'])} may be different on a "
                           "quieter machine (noise widens the intervals and can hide a "
-                          "difference; a machine that withholds CPU holds back the ways that "
+                          "difference, or make one that is not there by changing the CPU's "
+                          "speed between a pair's runs; a machine that withholds CPU holds "
+                          "back the ways that "
                           "need several); the other verdicts hold, their intervals exclude 1 "
                           "despite the noise." if n["affected"] else
                           "every verdict excluded 1 despite it."))

@@ -19,7 +19,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 .faster{color:#1a7f37;font-weight:bold}.slower{color:#b42318;font-weight:bold}
-.same{color:#555}.inconclusive{color:#9a6700}
+.same{color:#555}.inconclusive,.inconsistent{color:#9a6700}
 .noisy{background:#fff4e5;border-left:4px solid #e69500;padding:.5em 1em}
 .note{color:#555;font-size:.9em}img{max-width:100%;border:1px solid #eee}
 """
@@ -67,7 +67,7 @@ def table(head, rows, verdict_col=None):
         cells = []
         for i, c in enumerate(r):
             cls = f' class="{esc(c)}"' if i == verdict_col and c in (
-                "faster", "slower", "same", "inconclusive") else ""
+                "faster", "slower", "same", "inconclusive", "inconsistent") else ""
             cells.append(f"<td{cls}>{esc(c)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"

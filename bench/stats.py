@@ -18,6 +18,11 @@ Why these methods (ARCHITECTURE.md, "The contrast benchmark", says it for reader
   `slower` when it lies below 1 - MARGIN, `same` otherwise (it holds 1, lies within the margin,
   or reaches into it: no difference beyond the margin was shown). With fewer than
   MIN_PAIRS pairs there is no interval: `inconclusive`, said as such, never guessed.
+- A verdict must also agree with what the run measured of the machine (exceeds_parallelism):
+  on fixed CPU-bound work a way can gain only by running on more CPUs at once, so a whole
+  interval above its parallelism's gain is no speed-up but a machine whose speed changed
+  between a pair's two runs (seen here: a VM whose CPU ran at half speed for seconds at a
+  time, with no steal time to show it). Such a verdict is `inconsistent`, never `faster`.
 """
 import math
 import random
@@ -117,6 +122,17 @@ def verdict(ci, margin=MARGIN):
     if hi < 1 - margin:
         return "slower"
     return "same"
+
+
+def exceeds_parallelism(ci, cfg_par, base_par, margin=MARGIN):
+    """True when the whole 95% interval of a speed-up on fixed CPU-bound work lies above what
+    the configuration's parallelism allows: its parallelism achieved (CPU time / wall time)
+    over the baseline's, plus the margin. The same work done on p times as many CPUs at once
+    takes at best 1/p of the time; more than that means the CPU's own speed changed between
+    the runs of a pair. False when a figure is missing."""
+    if ci is None or not cfg_par or not base_par:
+        return False
+    return ci[0] > cfg_par / base_par * (1 + margin)
 
 
 def too_wide(ci):

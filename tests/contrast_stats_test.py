@@ -2,12 +2,14 @@
 """bench/stats.py, the contrast benchmark's statistics, on made-up samples whose answer is
 known: the speed-up and its interval, the verdict at and around its boundaries, too few
 pairs, drift that pairing cancels and a ratio of medians does not, the unpaired ratio,
-/proc/stat's steal time.
+/proc/stat's steal time; and bench/contrast.py's verdicts on a real run whose CPU changed
+speed between paired runs (tests/fixtures/contrast-bimodal-countdown.json).
 
     pytest-3 tests/contrast_stats_test.py
 
 The first failed check fails the test. Under a second.
 """
+import json
 import math
 import random
 import sys
@@ -76,3 +78,39 @@ def test_stats():
     check(stats.steal_between((10, 100), (15, 200)) == 0.05 and
           stats.steal_between(None, (1, 2)) is None, "steal fraction between two readings")
     print(f"contrast stats test: ok ({len(checked)} checks)")
+
+
+def test_parallelism_bounds_a_cpu_bound_speedup():
+    check(stats.exceeds_parallelism([1.13, 2.42], 1.0007, 1.0006) and
+          not stats.exceeds_parallelism([1.20, 3.07], 1.82, 1.0) and
+          not stats.exceeds_parallelism(None, 1.0, 1.0) and
+          not stats.exceeds_parallelism([1.5, 2.0], None, 1.0),
+          "a whole interval above parallelism x (1 + margin) exceeds it; missing figures never do")
+    # A real run (2-vCPU VM): the sequential baseline took 0.48 s or 0.95 s, its CPU time
+    # doubling with it, and four of cooperative N=4's five baselines drew the slow state. The
+    # paired interval [1.13, 2.42] cleared the margin: plain verdict() says faster, on one
+    # thread, which no way of running one thread can be.
+    sys.path.insert(0, str(harness.source_dir() / "bench"))
+    import contrast
+    rec = json.loads((harness.source_dir() / "tests" / "fixtures" /
+                      "contrast-bimodal-countdown.json").read_text())
+    ci = contrast.interval(rec, "cooperative N=4")["ci95"]
+    check(stats.verdict(ci) == "faster", "the fixture still shows the false faster", str(ci))
+    contrast.summarize("countdown", rec)
+    by = {c["name"]: c["summary"] for c in rec["configs"]}
+    check(by["cooperative N=4"]["verdict"] == "inconsistent",
+          "one thread faster than one thread allows: inconsistent, not faster",
+          str(by["cooperative N=4"]))
+    check(by["multi-thread N=4"]["verdict"] == "faster" and
+          by["processes N=4"]["verdict"] == "faster",
+          "ways that ran on both CPUs keep their faster",
+          f'{by["multi-thread N=4"]["verdict"]} {by["processes N=4"]["verdict"]}')
+    n = rec["noise"]
+    check(n["noisy"] and "cooperative N=4" in n["affected"] and
+          any("parallelism allows" in r for r in n["reasons"]),
+          "the run is called noisy and names the inconsistent verdict", str(n))
+    text = contrast.against("inconsistent", ci, "sequential")
+    check("no verdict" in text and "faster than sequential by more" in text, text)
+    check(contrast.still_open(rec, "cooperative N=4") and
+          not contrast.still_open(rec, "multi-thread N=4"),
+          "an inconsistent verdict asks for more pairs; a clear one does not")
