@@ -36,6 +36,9 @@ inline void cpu_relax() noexcept {
 struct multi_thread::worker : parking::park_slot {
   multi_thread* owner = nullptr;
   steal_queue queue;
+  // With one worker only: what overflows `queue`, in FIFO order behind it. Nobody could steal
+  // it, so it need not be shared (see push_local); with more workers it stays empty.
+  run_queue spill{16};
   std::coroutine_handle<> lifo;  // the task woken last by the running task; runs next
   std::uint32_t lifo_streak = 0;
   std::uint32_t tick = 0;
@@ -185,8 +188,19 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
 }
 
 void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
-  if (w.queue.try_push(h)) [[likely]]
+  if (w.spill.empty() && w.queue.try_push(h)) [[likely]]
     return;
+  if (worker_count_ == 1) {
+    // No other worker to take the overflow: keep it private, behind the local queue (FIFO),
+    // instead of paying the inject queue's lock on the way in and out.
+    if (w.spill.empty()) worker::bump(w.stats.overflows);
+    try {
+      w.spill.push(h);
+    } catch (...) {
+      out_of_memory("in a worker's run queue");
+    }
+    return;
+  }
   // Full: move the older half and `h` to the inject queue in one batch (Tokio does the same),
   // so a burst of spawns costs one lock per 128 tasks and other workers can take them.
   std::array<std::coroutine_handle<>, steal_queue::capacity / 2> batch;
@@ -464,7 +478,18 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
   }
   w.lifo_streak = 0;
   if (auto h = w.queue.pop()) return h;
+  if (!w.spill.empty()) [[unlikely]]
+    return refill_from_spill(w);
   return pop_inject_batch(w);
+}
+
+std::coroutine_handle<> multi_thread::refill_from_spill(worker& w) noexcept {
+  // The local queue is empty: the oldest spilled tasks move back into it, so that pushes go to
+  // it again once the spill is empty, and the order stays FIFO.
+  std::coroutine_handle<> h = w.spill.pop();
+  const std::size_t n = std::min(w.spill.size(), std::size_t{steal_queue::capacity});
+  for (std::size_t i = 0; i < n; ++i) (void)w.queue.try_push(w.spill.pop());  // room for all
+  return h;
 }
 
 std::coroutine_handle<> multi_thread::search(worker& w) noexcept {

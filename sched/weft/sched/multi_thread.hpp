@@ -134,6 +134,7 @@ class multi_thread final : public threaded_executor {
   std::coroutine_handle<> spin_search(worker& w) noexcept;
   std::coroutine_handle<> pop_inject() noexcept;
   std::coroutine_handle<> pop_inject_batch(worker& w) noexcept;
+  std::coroutine_handle<> refill_from_spill(worker& w) noexcept;
   /// The notify decision after a push another worker could take: with one worker there is
   /// nobody to wake, so not even the fence is paid.
   void notify() noexcept {
