@@ -43,6 +43,7 @@ struct multi_thread::worker : parking::park_slot {
   std::uint32_t lifo_streak = 0;
   std::uint32_t tick = 0;
   bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
+  bool notify_due = false;    // the running task queued work another worker could take
   bool searching = false;     // counted in owner->searching_
   bool watcher = false;       // park_->watcher == this, as of its last look under the lot's lock
   std::uint64_t rng = 0;
@@ -158,7 +159,7 @@ void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
       h = previous;
     }
     push_local(*w, h);
-    notify();
+    notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
@@ -171,7 +172,7 @@ void multi_thread::defer(std::coroutine_handle<> h) noexcept {
     // between workers at the price of a wake-up each time, so only when other tasks wait here
     // too is an idle worker told (it may take them while this one keeps yielding).
     push_local(*w, h);
-    if (w->queue.size_hint() > 1 || w->lifo) notify();
+    if (w->queue.size_hint() > 1 || w->lifo) notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
@@ -181,10 +182,23 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(tls_worker);
   if (w != nullptr && w->owner == this) [[likely]] {
     push_local(*w, h);
-    notify();
+    notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
+}
+
+void multi_thread::notify_after_task(worker& w) noexcept {
+  // Pushed by the running task: one notify when it gives the worker back, not one per push.
+  // A burst of spawns woke a sleeper every few spawns (an eventfd write on the spawner's path,
+  // and on a busy machine the woken thread took the spawner's CPU), for it to steal tasks that
+  // the spawner would have run as fast. A task that keeps the worker long after queuing work
+  // delays that work by stall_interval at most: the parked watcher steals it after its look.
+  if (w.running_task) {
+    w.notify_due = true;
+  } else {
+    notify();
+  }
 }
 
 void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
@@ -563,6 +577,10 @@ void multi_thread::worker_loop(worker& w) {
     }
     w.bump_task_seq();
     w.running_task = false;
+    if (w.notify_due) {
+      w.notify_due = false;
+      notify();
+    }
     worker::bump(w.stats.tasks_run);
     if (++w.tick % event_interval == 0) w.reactor->poll(/*block=*/false);
   }

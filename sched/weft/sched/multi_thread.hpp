@@ -140,6 +140,7 @@ class multi_thread final : public threaded_executor {
   void notify() noexcept {
     if (worker_count_ > 1) notify_parked();
   }
+  void notify_after_task(worker& w) noexcept;
   void push_local(worker& w, std::coroutine_handle<> h) noexcept;
   void push_inject_and_notify(std::coroutine_handle<> h) noexcept;
   void notify_parked() noexcept;
