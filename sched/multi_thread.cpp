@@ -191,10 +191,12 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
 void multi_thread::notify_after_task(worker& w) noexcept {
   // Pushed by the running task: one notify when it gives the worker back, not one per push.
   // A burst of spawns woke a sleeper every few spawns (an eventfd write on the spawner's path,
-  // and on a busy machine the woken thread took the spawner's CPU), for it to steal tasks that
-  // the spawner would have run as fast. A task that keeps the worker long after queuing work
-  // delays that work by stall_interval at most: the parked watcher steals it after its look.
-  if (w.running_task) {
+  // and on a busy machine the woken thread took the spawner's CPU), for it to steal a task or
+  // three that the spawner would have run as fast. A task that runs on after queuing work
+  // still gets help: at once when notify_backlog tasks wait (a wake-up then brings a thief
+  // half of them), and otherwise from the parked watcher, which steals after its next look
+  // (stall_interval at most).
+  if (w.running_task && w.queue.size_hint() < notify_backlog) {
     w.notify_due = true;
   } else {
     notify();
@@ -449,6 +451,10 @@ void multi_thread::check_point() {
   // false), each with a notify, like the I/O wake-ups of the loop's own polls. The task in the
   // LIFO slot goes there too: this worker will not get to it soon.
   w->running_task = false;
+  if (w->notify_due) {  // the task has kept its worker a whole stall_interval: announce now
+    w->notify_due = false;
+    self.notify();
+  }
   if (w->lifo) {
     self.push_local(*w, std::exchange(w->lifo, {}));
     self.notify_parked();
