@@ -44,6 +44,7 @@ struct multi_thread::worker : parking::park_slot {
   std::uint32_t tick = 0;
   bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
   bool notify_due = false;    // the running task queued work another worker could take
+  bool woke_early = false;    // ...and has already notified once for a backlog of it
   bool searching = false;     // counted in owner->searching_
   bool watcher = false;       // park_->watcher == this, as of its last look under the lot's lock
   std::uint64_t rng = 0;
@@ -193,13 +194,16 @@ void multi_thread::notify_after_task(worker& w) noexcept {
   // A burst of spawns woke a sleeper every few spawns (an eventfd write on the spawner's path,
   // and on a busy machine the woken thread took the spawner's CPU), for it to steal a task or
   // three that the spawner would have run as fast. A task that runs on after queuing work
-  // still gets help: at once when notify_backlog tasks wait (a wake-up then brings a thief
-  // half of them), and otherwise from the parked watcher, which steals after its next look
-  // (stall_interval at most).
-  if (w.running_task && w.queue.size_hint() < notify_backlog) {
-    w.notify_due = true;
-  } else {
+  // still gets help: once per resumption at once, when notify_backlog tasks wait (a thief
+  // then steals half of them, and stays awake while it keeps finding more), and otherwise from
+  // the parked watcher, which steals after its next look (stall_interval at most).
+  if (!w.running_task) {
     notify();
+  } else if (!w.woke_early && w.queue.size_hint() >= notify_backlog) {
+    w.woke_early = true;  // once per resumption: a thief that keeps up needs no more
+    notify();
+  } else {
+    w.notify_due = true;
   }
 }
 
@@ -575,6 +579,7 @@ void multi_thread::worker_loop(worker& w) {
     if (w.watcher) [[unlikely]]
       resign_watch(w);
     w.running_task = true;
+    w.woke_early = false;
     w.bump_task_seq();  // odd: running a task (the watcher looks)
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
       detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });

@@ -122,7 +122,7 @@ class multi_thread final : public threaded_executor {
   /// cost of a park and a wake-up, which it saves when work arrives meanwhile.
   static constexpr std::chrono::microseconds spin_time{10};
   /// Tasks queued on a worker behind its running task from which a push wakes a parked worker
-  /// at once; below it, the worker notifies when the task gives it back.
+  /// at once (once per resumption); otherwise the worker notifies when the task gives it back.
   static constexpr std::uint32_t notify_backlog = 128;
 
  private:
