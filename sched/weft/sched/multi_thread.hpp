@@ -36,9 +36,11 @@ struct multi_thread_stats {
   std::uint64_t stolen = 0;        ///< tasks moved by those steals
   std::uint64_t injected = 0;      ///< tasks taken from the shared (inject) queue
   std::uint64_t inject_locks = 0;  ///< times a worker locked it to take them (one per batch)
-  std::uint64_t overflows = 0;     ///< times a full local queue moved half of itself to it
-  std::uint64_t parks = 0;         ///< times a worker slept in its ring
-  std::uint64_t wakeups = 0;       ///< times a worker woke another one up
+  /// Times a full local queue moved half of itself to it (with one worker: times it began to
+  /// spill into the worker's private overflow, which the inject queue never sees).
+  std::uint64_t overflows = 0;
+  std::uint64_t parks = 0;    ///< times a worker slept in its ring
+  std::uint64_t wakeups = 0;  ///< times a worker woke another one up
   /// Times a parked worker saw another one run one task for a whole `stall_interval` and asked
   /// it to poll its ring at its next check()...
   std::uint64_t poll_requests = 0;
