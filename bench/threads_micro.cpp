@@ -2,6 +2,7 @@
 //
 //   build/bench/threads_micro [--workers=2] [--tasks=N] [--round-trips=N] [--capacity=1]
 //                             [--only=spawn_join|ping_pong] [--executor=multi-thread|cooperative]
+//                             [--idle-thread]
 //
 // spawn_join: on a weft::sched::multi_thread with --workers workers, one task spawns N trivial
 //             tasks, keeps their handles, then joins each one; wall time / N (ns per task).
@@ -14,20 +15,27 @@
 // Each workload runs on a fresh executor; the clock starts inside the main task, after a 1 ms
 // sleep that lets every worker thread start, and stops when the last join returns. The
 // executor's counters (multi_thread_stats) come with each result. --executor=cooperative runs
-// the same code on the one-thread executor, for reference. The Go reference is
+// the same code on the one-thread executor, for reference. --idle-thread keeps one more thread
+// alive, blocked, for the whole run: a process with one thread gets glibc's single-thread
+// mutexes (no `lock` prefix), which the channels' mutexes use; with it, 1 worker pays for its
+// atomics what 2 workers pay (docs/decisions/multi-thread-policy.md). The Go reference is
 // bench/reference/threads.go; bench/threads.py (./run bench threads) runs both.
 //
 // Stdout gets exactly one JSON object: {"runtime": "weft", "workers": W, "results": [...]}.
 // Exit status 0 when it ran, 1 when it failed, 2 on bad arguments.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <fmt/core.h>
@@ -136,6 +144,7 @@ bool take_flag(std::string_view arg, std::string_view name, std::int64_t& value)
 int main(int argc, char** argv) {
   std::string only;
   bool cooperative = false;
+  bool idle_thread = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (take_flag(a, "--tasks", tasks_n) || take_flag(a, "--round-trips", round_trips_n) ||
@@ -146,6 +155,10 @@ int main(int argc, char** argv) {
       cooperative = a == "--executor=cooperative";
       continue;
     }
+    if (a == "--idle-thread") {
+      idle_thread = true;
+      continue;
+    }
     if (a == "--only=spawn_join" || a == "--only=ping_pong") {
       only = std::string(a.substr(7));
       continue;
@@ -153,7 +166,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "threads_micro: unknown argument '%s'\nusage: threads_micro "
                  "[--executor=multi-thread|cooperative] [--workers=2] [--tasks=N] "
-                 "[--round-trips=N] [--capacity=1] [--only=spawn_join|ping_pong]\n",
+                 "[--round-trips=N] [--capacity=1] [--only=spawn_join|ping_pong] [--idle-thread]\n",
                  argv[i]);
     return 2;
   }
@@ -174,6 +187,15 @@ int main(int argc, char** argv) {
     executor.block_on(std::move(main));
     return "\"executor\": \"multi-thread\", " + stats_json(executor.stats());
   };
+  std::jthread idle;  // blocked until its destructor asks it to stop
+  if (idle_thread) {
+    idle = std::jthread([](std::stop_token stop) {
+      std::mutex m;
+      std::condition_variable_any cv;
+      std::unique_lock lock(m);
+      cv.wait(lock, stop, [] { return false; });
+    });
+  }
   std::vector<std::string> results;
   try {
     if (only.empty() || only == "spawn_join") {

@@ -36,10 +36,15 @@ inline void cpu_relax() noexcept {
 struct multi_thread::worker : parking::park_slot {
   multi_thread* owner = nullptr;
   steal_queue queue;
+  // With one worker only: what overflows `queue`, in FIFO order behind it. Nobody could steal
+  // it, so it need not be shared (see push_local); with more workers it stays empty.
+  run_queue spill{16};
   std::coroutine_handle<> lifo;  // the task woken last by the running task; runs next
   std::uint32_t lifo_streak = 0;
   std::uint32_t tick = 0;
   bool running_task = false;  // a task is being resumed (wake-ups go to the LIFO slot)
+  bool notify_due = false;    // the running task queued work another worker could take
+  bool woke_early = false;    // ...and has already notified once for a backlog of it
   bool searching = false;     // counted in owner->searching_
   bool watcher = false;       // park_->watcher == this, as of its last look under the lot's lock
   std::uint64_t rng = 0;
@@ -155,7 +160,7 @@ void multi_thread::schedule(std::coroutine_handle<> h) noexcept {
       h = previous;
     }
     push_local(*w, h);
-    notify();
+    notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
@@ -168,7 +173,7 @@ void multi_thread::defer(std::coroutine_handle<> h) noexcept {
     // between workers at the price of a wake-up each time, so only when other tasks wait here
     // too is an idle worker told (it may take them while this one keeps yielding).
     push_local(*w, h);
-    if (w->queue.size_hint() > 1 || w->lifo) notify();
+    if (w->queue.size_hint() > 1 || w->lifo) notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
@@ -178,15 +183,44 @@ void multi_thread::start(std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(tls_worker);
   if (w != nullptr && w->owner == this) [[likely]] {
     push_local(*w, h);
-    notify();
+    notify_after_task(*w);
     return;
   }
   push_inject_and_notify(h);
 }
 
+void multi_thread::notify_after_task(worker& w) noexcept {
+  // Pushed by the running task: one notify when it gives the worker back, not one per push.
+  // A burst of spawns woke a sleeper every few spawns (an eventfd write on the spawner's path,
+  // and on a busy machine the woken thread took the spawner's CPU), for it to steal a task or
+  // three that the spawner would have run as fast. A task that runs on after queuing work
+  // still gets help: once per resumption at once, when notify_backlog tasks wait (a thief
+  // then steals half of them, and stays awake while it keeps finding more), and otherwise from
+  // the parked watcher, which steals after its next look (stall_interval at most).
+  if (!w.running_task) {
+    notify();
+  } else if (!w.woke_early && w.queue.size_hint() >= notify_backlog) {
+    w.woke_early = true;  // once per resumption: a thief that keeps up needs no more
+    notify();
+  } else {
+    w.notify_due = true;
+  }
+}
+
 void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
-  if (w.queue.try_push(h)) [[likely]]
+  if (w.spill.empty() && w.queue.try_push(h)) [[likely]]
     return;
+  if (worker_count_ == 1) {
+    // No other worker to take the overflow: keep it private, behind the local queue (FIFO),
+    // instead of paying the inject queue's lock on the way in and out.
+    if (w.spill.empty()) worker::bump(w.stats.overflows);
+    try {
+      w.spill.push(h);
+    } catch (...) {
+      out_of_memory("in a worker's run queue");
+    }
+    return;
+  }
   // Full: move the older half and `h` to the inject queue in one batch (Tokio does the same),
   // so a burst of spawns costs one lock per 128 tasks and other workers can take them.
   std::array<std::coroutine_handle<>, steal_queue::capacity / 2> batch;
@@ -421,6 +455,10 @@ void multi_thread::check_point() {
   // false), each with a notify, like the I/O wake-ups of the loop's own polls. The task in the
   // LIFO slot goes there too: this worker will not get to it soon.
   w->running_task = false;
+  if (w->notify_due) {  // the task has kept its worker a whole stall_interval: announce now
+    w->notify_due = false;
+    self.notify();
+  }
   if (w->lifo) {
     self.push_local(*w, std::exchange(w->lifo, {}));
     self.notify_parked();
@@ -464,7 +502,18 @@ std::coroutine_handle<> multi_thread::next_task(worker& w) noexcept {
   }
   w.lifo_streak = 0;
   if (auto h = w.queue.pop()) return h;
+  if (!w.spill.empty()) [[unlikely]]
+    return refill_from_spill(w);
   return pop_inject_batch(w);
+}
+
+std::coroutine_handle<> multi_thread::refill_from_spill(worker& w) noexcept {
+  // The local queue is empty: the oldest spilled tasks move back into it, so that pushes go to
+  // it again once the spill is empty, and the order stays FIFO.
+  std::coroutine_handle<> h = w.spill.pop();
+  const std::size_t n = std::min(w.spill.size(), std::size_t{steal_queue::capacity});
+  for (std::size_t i = 0; i < n; ++i) (void)w.queue.try_push(w.spill.pop());  // room for all
+  return h;
 }
 
 std::coroutine_handle<> multi_thread::search(worker& w) noexcept {
@@ -530,6 +579,7 @@ void multi_thread::worker_loop(worker& w) {
     if (w.watcher) [[unlikely]]
       resign_watch(w);
     w.running_task = true;
+    w.woke_early = false;
     w.bump_task_seq();  // odd: running a task (the watcher looks)
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
       detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
@@ -538,6 +588,10 @@ void multi_thread::worker_loop(worker& w) {
     }
     w.bump_task_seq();
     w.running_task = false;
+    if (w.notify_due) {
+      w.notify_due = false;
+      notify();
+    }
     worker::bump(w.stats.tasks_run);
     if (++w.tick % event_interval == 0) w.reactor->poll(/*block=*/false);
   }

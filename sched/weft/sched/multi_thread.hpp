@@ -36,9 +36,11 @@ struct multi_thread_stats {
   std::uint64_t stolen = 0;        ///< tasks moved by those steals
   std::uint64_t injected = 0;      ///< tasks taken from the shared (inject) queue
   std::uint64_t inject_locks = 0;  ///< times a worker locked it to take them (one per batch)
-  std::uint64_t overflows = 0;     ///< times a full local queue moved half of itself to it
-  std::uint64_t parks = 0;         ///< times a worker slept in its ring
-  std::uint64_t wakeups = 0;       ///< times a worker woke another one up
+  /// Times a full local queue moved half of itself to it (with one worker: times it began to
+  /// spill into the worker's private overflow, which the inject queue never sees).
+  std::uint64_t overflows = 0;
+  std::uint64_t parks = 0;    ///< times a worker slept in its ring
+  std::uint64_t wakeups = 0;  ///< times a worker woke another one up
   /// Times a parked worker saw another one run one task for a whole `stall_interval` and asked
   /// it to poll its ring at its next check()...
   std::uint64_t poll_requests = 0;
@@ -121,6 +123,9 @@ class multi_thread final : public threaded_executor {
   /// How long a searching worker that found nothing keeps looking before it parks: about the
   /// cost of a park and a wake-up, which it saves when work arrives meanwhile.
   static constexpr std::chrono::microseconds spin_time{10};
+  /// Tasks queued on a worker behind its running task from which a push wakes a parked worker
+  /// at once (once per resumption); otherwise the worker notifies when the task gives it back.
+  static constexpr std::uint32_t notify_backlog = 128;
 
  private:
   struct worker;
@@ -134,11 +139,13 @@ class multi_thread final : public threaded_executor {
   std::coroutine_handle<> spin_search(worker& w) noexcept;
   std::coroutine_handle<> pop_inject() noexcept;
   std::coroutine_handle<> pop_inject_batch(worker& w) noexcept;
+  std::coroutine_handle<> refill_from_spill(worker& w) noexcept;
   /// The notify decision after a push another worker could take: with one worker there is
   /// nobody to wake, so not even the fence is paid.
   void notify() noexcept {
     if (worker_count_ > 1) notify_parked();
   }
+  void notify_after_task(worker& w) noexcept;
   void push_local(worker& w, std::coroutine_handle<> h) noexcept;
   void push_inject_and_notify(std::coroutine_handle<> h) noexcept;
   void notify_parked() noexcept;
