@@ -70,6 +70,17 @@ struct wait_node : cancel_scope::waiter {
   cancel_scope* scope = nullptr;               // where the node is registered as a waiter
 };
 
+/// Appends `n` to the singly linked chain `head`..`tail` (through q_next), which both lists
+/// below keep.
+inline void append(wait_node*& head, wait_node*& tail, wait_node& n) noexcept {
+  n.q_next = nullptr;
+  if (tail != nullptr)
+    tail->q_next = &n;
+  else
+    head = &n;
+  tail = &n;
+}
+
 /// An intrusive FIFO of wait nodes. Not thread-safe: guarded by the primitive's lock.
 class wait_list {
  public:
@@ -77,12 +88,7 @@ class wait_list {
 
   void push_back(wait_node& n) noexcept {
     n.q_prev = tail_;
-    n.q_next = nullptr;
-    if (tail_ != nullptr)
-      tail_->q_next = &n;
-    else
-      head_ = &n;
-    tail_ = &n;
+    append(head_, tail_, n);
     n.linked = true;
   }
 
@@ -143,12 +149,7 @@ class wake_list {
       n.blocked->notify_one();
       return;
     }
-    n.q_next = nullptr;
-    if (tail_ != nullptr)
-      tail_->q_next = &n;
-    else
-      head_ = &n;
-    tail_ = &n;
+    append(head_, tail_, n);
   }
 
   /// Schedules every collected coroutine (after the primitive's lock was released).
@@ -238,6 +239,37 @@ inline void finish_wait(wait_node& n, wait_list& list, std::mutex& m, const char
     throw_error(errc::cancelled, what);
   }
 }
+
+/// The awaitable of a primitive's wait (event::wait, latch::wait, semaphore::acquire,
+/// mutex::lock): never ready up front; `await_suspend` observes the task's cancel scope (unless
+/// `observe_stop` is false), runs the primitive's fast path under its lock and parks the task
+/// otherwise (suspend_on); `await_resume` returns once the wait was granted or never suspended,
+/// and throws `errc::cancelled` when the stop won (finish_wait). Thread-safety: as the primitive's
+/// (any thread); the awaitable itself belongs to the awaiting task.
+///
+/// `Primitive` befriends it and names its lock `mutex_`, its waiters `waiters_`, the wait in
+/// errors and the task dump `wait_what`, and its fast path `bool wait_ready() noexcept` (called
+/// under the lock; true: the wait is over without suspending, having taken what it waits for).
+template <class Primitive>
+class primitive_wait : private wait_node {
+ public:
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    return suspend_on(*this, h, observe_stop_ ? scope_of(h) : nullptr, primitive_->mutex_,
+                      primitive_->waiters_, Primitive::wait_what,
+                      [this](wake_list&) { return primitive_->wait_ready(); });
+  }
+  void await_resume() {
+    finish_wait(*this, primitive_->waiters_, primitive_->mutex_, Primitive::wait_what);
+  }
+
+ protected:
+  explicit primitive_wait(Primitive& p, bool observe_stop = true) noexcept
+      : primitive_(&p), observe_stop_(observe_stop) {}
+  Primitive* primitive_;
+  bool observe_stop_;
+};
 
 /// A plain thread's wait: parks node `n` in `list` and blocks on a condition variable until it
 /// is granted, or until `deadline` (then the node is withdrawn and the result is false). `lock`
