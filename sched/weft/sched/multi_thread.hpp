@@ -15,12 +15,13 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/run_queue.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
 namespace weft::sched {
+
+class run_queue;  // sched/run_queue.hpp (private)
 
 /// Settings of the multi-thread executor.
 struct multi_thread_options {
@@ -159,7 +160,7 @@ class multi_thread final : public threaded_executor {
 
   // The inject queue: handles from outside the workers, and local-queue overflow.
   alignas(64) std::mutex inject_mutex_;
-  run_queue inject_;
+  const std::unique_ptr<run_queue> inject_;  // a private type, hence the pointer
   std::atomic<std::size_t> inject_size_{0};
 
   // Parking: the sleepers list and the stall watch (sched/park.hpp). The searching count is

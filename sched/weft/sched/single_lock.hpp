@@ -16,13 +16,14 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/run_queue.hpp>
-#include <weft/sched/seeded_order.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
 namespace weft::sched {
+
+class run_queue;     // sched/run_queue.hpp (private)
+class seeded_order;  // sched/seeded_order.hpp (private)
 
 /// How the global lock changes hands at `weft::check()`.
 enum class gil_policy {
@@ -184,11 +185,11 @@ class single_lock final : public threaded_executor {
   std::atomic<bool> gil_held_{false};        // gil_locked_, for the watcher's Dekker check
   single_lock_stats gil_stats_;              // guarded by gil_mutex_
 
-  // The shared run queue.
+  // The shared run queue (private types, hence the pointers).
   std::mutex queue_mutex_;
-  run_queue ready_;
+  const std::unique_ptr<run_queue> ready_;
   std::atomic<std::size_t> ready_size_{0};
-  seeded_order order_;  // guarded by queue_mutex_
+  const std::unique_ptr<seeded_order> order_;  // guarded by queue_mutex_
   const bool paused_on_;
   detail::paused_clock paused_{};  // the run's time when paused_on_ (its one thread only)
 
