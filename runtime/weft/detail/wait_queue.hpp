@@ -13,6 +13,7 @@
 
 #include <weft/cancel.hpp>
 #include <weft/detail/coop.hpp>
+#include <weft/detail/intrusive_list.hpp>
 #include <weft/detail/timer_heap.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
@@ -70,15 +71,9 @@ struct wait_node : cancel_scope::waiter {
   cancel_scope* scope = nullptr;               // where the node is registered as a waiter
 };
 
-/// Appends `n` to the singly linked chain `head`..`tail` (through q_next), which both lists
-/// below keep.
-inline void append(wait_node*& head, wait_node*& tail, wait_node& n) noexcept {
-  n.q_next = nullptr;
-  if (tail != nullptr)
-    tail->q_next = &n;
-  else
-    head = &n;
-  tail = &n;
+/// The links of a wait node, in a wait_list or (once granted) a wake_list.
+inline void link_back(wait_node*& head, wait_node*& tail, wait_node& n) noexcept {
+  list_push_back<&wait_node::q_prev, &wait_node::q_next>(head, tail, n);
 }
 
 /// An intrusive FIFO of wait nodes. Not thread-safe: guarded by the primitive's lock.
@@ -87,21 +82,12 @@ class wait_list {
   bool empty() const noexcept { return head_ == nullptr; }
 
   void push_back(wait_node& n) noexcept {
-    n.q_prev = tail_;
-    append(head_, tail_, n);
+    link_back(head_, tail_, n);
     n.linked = true;
   }
 
   void remove(wait_node& n) noexcept {
-    if (n.q_prev != nullptr)
-      n.q_prev->q_next = n.q_next;
-    else
-      head_ = n.q_next;
-    if (n.q_next != nullptr)
-      n.q_next->q_prev = n.q_prev;
-    else
-      tail_ = n.q_prev;
-    n.q_prev = n.q_next = nullptr;
+    list_remove<&wait_node::q_prev, &wait_node::q_next>(head_, tail_, n);
     n.linked = false;
   }
 
@@ -149,7 +135,7 @@ class wake_list {
       n.blocked->notify_one();
       return;
     }
-    append(head_, tail_, n);
+    link_back(head_, tail_, n);
   }
 
   /// Schedules every collected coroutine (after the primitive's lock was released).
