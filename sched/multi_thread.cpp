@@ -546,9 +546,10 @@ void multi_thread::worker_loop(worker& w) {
   transition_from_searching(w);
 }
 
-void multi_thread::start_main(task<void> wrapper) {
+void multi_thread::run_wrapped(task<void> wrapper) {
   parking::parking_lot::open_rings(workers_, ring_entries_);  // first: nothing queued yet
   spawn_on(*this, std::move(wrapper)).detach();
+  run_workers();
 }
 
 void multi_thread::run_workers() {

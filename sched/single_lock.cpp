@@ -547,8 +547,10 @@ void single_lock::recruit_watcher() noexcept {
   s->reactor->wake();  // it wakes with nothing to run and parks again, watching
 }
 
-void single_lock::create_rings() {
-  parking::parking_lot::open_rings(threads_, ring_entries_);
+void single_lock::run_wrapped(task<void> wrapper) {
+  parking::parking_lot::open_rings(threads_, ring_entries_);  // first: nothing queued yet
+  spawn_on(*this, std::move(wrapper)).detach();
+  run_threads();
 }
 
 void single_lock::run_threads() {

@@ -79,25 +79,7 @@ class multi_thread final : public threaded_executor {
   /// Checks the options; rings are created by `block_on`. Throws std::invalid_argument for a
   /// worker count above 1024.
   explicit multi_thread(multi_thread_options options = {});
-  multi_thread(const multi_thread&) = delete;
-  multi_thread& operator=(const multi_thread&) = delete;
   ~multi_thread() override;
-
-  /// Runs `main` on the workers (the calling thread is worker 0; the others are started here)
-  /// and returns its value or rethrows its exception. When `main` ends, tasks still running are
-  /// cancelled and waited for, then the workers stop and their rings are closed. Throws
-  /// std::system_error when a ring or a thread cannot be created (nothing is left running).
-  template <class T>
-  T block_on(task<T> main) {
-    detail::outcome<T> result;
-    start_main(main_wrapper(std::move(main), result));
-    run_workers();
-    if constexpr (std::is_void_v<T>) {
-      result.take();
-    } else {
-      return result.take();
-    }
-  }
 
   void schedule(std::coroutine_handle<> h) noexcept override;
   void defer(std::coroutine_handle<> h) noexcept override;
@@ -126,7 +108,7 @@ class multi_thread final : public threaded_executor {
  private:
   struct worker;
 
-  void start_main(task<void> wrapper);
+  void run_wrapped(task<void> wrapper) override;
   void run_workers();
   void worker_loop(worker& w);
 

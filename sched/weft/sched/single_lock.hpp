@@ -96,25 +96,7 @@ class single_lock final : public threaded_executor {
   /// Checks the options (std::invalid_argument for 0 or more than 1024 workers given
   /// explicitly as such, a negative interval or zero ticks); rings are created by block_on.
   explicit single_lock(single_lock_options options = {});
-  single_lock(const single_lock&) = delete;
-  single_lock& operator=(const single_lock&) = delete;
   ~single_lock() override;
-
-  /// Runs `main` on the threads (the calling thread is thread 0) and returns its value or
-  /// rethrows its exception. When `main` ends, the tasks still running are cancelled and
-  /// waited for, then the threads stop. Throws std::system_error when a ring cannot be created.
-  template <class T>
-  T block_on(task<T> main) {
-    detail::outcome<T> result;
-    create_rings();  // first: a failure leaves nothing queued behind
-    spawn_on(*this, main_wrapper(std::move(main), result)).detach();
-    run_threads();
-    if constexpr (std::is_void_v<T>) {
-      result.take();
-    } else {
-      return result.take();
-    }
-  }
 
   void schedule(std::coroutine_handle<> h) noexcept override;
   void add_timer(detail::timer_node& node) override;
@@ -133,7 +115,7 @@ class single_lock final : public threaded_executor {
  private:
   struct thread_state;
 
-  void create_rings();
+  void run_wrapped(task<void> wrapper) override;
   void run_threads();
   void thread_loop(thread_state& t);
   void wake_one() noexcept;
