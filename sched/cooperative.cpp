@@ -144,14 +144,15 @@ void cooperative::run_ready() {
     return;
   }
   std::size_t n = event_interval;
+  run_queue& ready = *ready_;  // the pointer is loaded once per turn, not after every task
   if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
-    for (; n > 0 && !ready_->empty(); --n) {
-      const std::coroutine_handle<> h = ready_->pop();
+    for (; n > 0 && !ready.empty(); --n) {
+      const std::coroutine_handle<> h = ready.pop();
       detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
     }
   } else {
-    for (; n > 0 && !ready_->empty(); --n) {
-      detail::resume_in_trampoline(trampoline.slot(), ready_->pop());
+    for (; n > 0 && !ready.empty(); --n) {
+      detail::resume_in_trampoline(trampoline.slot(), ready.pop());
     }
   }
   tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
