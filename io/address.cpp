@@ -21,6 +21,23 @@ std::string join(std::string_view a, std::string_view b, std::string_view c) {
   return out;
 }
 
+// The one place that fills an IP address: `addr` (in_addr or in6_addr) and `port`.
+template <class Sockaddr>
+socket_address from_sockaddr(const Sockaddr& s) noexcept {
+  return socket_address::from_raw(reinterpret_cast<const sockaddr*>(&s), sizeof s);
+}
+socket_address inet(in_addr addr, std::uint16_t port) noexcept {
+  return from_sockaddr(sockaddr_in{
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = addr, .sin_zero = {}});
+}
+socket_address inet(in6_addr addr, std::uint16_t port) noexcept {
+  return from_sockaddr(sockaddr_in6{.sin6_family = AF_INET6,
+                                    .sin6_port = htons(port),
+                                    .sin6_flowinfo = 0,
+                                    .sin6_addr = addr,
+                                    .sin6_scope_id = 0});
+}
+
 }  // namespace
 
 socket_address::socket_address() noexcept : storage_{}, length_(0) {
@@ -34,22 +51,8 @@ result<socket_address> socket_address::ip(std::string_view host, std::uint16_t p
   char text[INET6_ADDRSTRLEN + 1] = {};
   if (host.empty() || host.size() >= sizeof text) return invalid("parse address");
   std::memcpy(text, host.data(), host.size());
-  socket_address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
-  if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    a.length_ = sizeof(sockaddr_in);
-    return a;
-  }
-  a = socket_address();
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
-  if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    a.length_ = sizeof(sockaddr_in6);
-    return a;
-  }
+  if (in_addr v4{}; inet_pton(AF_INET, text, &v4) == 1) return inet(v4, port);
+  if (in6_addr v6{}; inet_pton(AF_INET6, text, &v6) == 1) return inet(v6, port);
   return invalid("parse address");
 }
 
@@ -90,23 +93,11 @@ result<socket_address> socket_address::unix_path(std::string_view path) {
 }
 
 socket_address socket_address::loopback_v4(std::uint16_t port) noexcept {
-  socket_address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
-  v4->sin_family = AF_INET;
-  v4->sin_port = htons(port);
-  v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.length_ = sizeof(sockaddr_in);
-  return a;
+  return inet(in_addr{htonl(INADDR_LOOPBACK)}, port);
 }
 
 socket_address socket_address::loopback_v6(std::uint16_t port) noexcept {
-  socket_address a;
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
-  v6->sin6_family = AF_INET6;
-  v6->sin6_port = htons(port);
-  v6->sin6_addr = in6addr_loopback;
-  a.length_ = sizeof(sockaddr_in6);
-  return a;
+  return inet(in6addr_loopback, port);
 }
 
 socket_address socket_address::from_raw(const sockaddr* addr, socklen_t length) noexcept {

@@ -1,4 +1,4 @@
-#include <weft/io/fault_injection.hpp>
+#include "fault_hook.hpp"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <system_error>
+#include <unordered_map>
 
 #include <weft/task.hpp>
 
@@ -41,6 +42,8 @@ struct state {
   std::uint64_t next_reactor = 0;
   std::vector<fault_event> log;
   counters totals;
+  // The injectors of the reactors alive now (fault_hook), by the reactor's address.
+  std::unordered_map<const void*, std::unique_ptr<fault_injector>> injectors;
 };
 
 state& global() {
@@ -398,5 +401,41 @@ void fault_injector::on_reactor_destroyed(std::uint64_t in_flight,
   c.in_flight_at_shutdown.fetch_add(in_flight, std::memory_order_relaxed);
   c.cq_overflows.fetch_add(cq_overflows, std::memory_order_relaxed);
 }
+
+#ifdef WEFT_FAULT_INJECTION
+void fault_hook::attach(const void* reactor, const io_uring* ring) {
+  std::unique_ptr<fault_injector> injector = fault_injector::for_new_reactor();
+  if (!injector) return;
+  injector->seen = ring->sq.sqe_tail;
+  state& s = global();
+  std::lock_guard lock(s.mutex);
+  s.injectors[reactor] = std::move(injector);
+}
+
+void fault_hook::before_submit(const void* reactor, io_uring* ring, const void* own) noexcept {
+  fault_injector* injector = nullptr;
+  {
+    state& s = global();
+    std::lock_guard lock(s.mutex);  // released before on_submit, which takes it to log
+    const auto it = s.injectors.find(reactor);
+    if (it == s.injectors.end()) return;
+    injector = it->second.get();  // erased only by this reactor's detach, on its thread
+  }
+  const auto own_data = reinterpret_cast<std::uintptr_t>(own);
+  for (; injector->seen != ring->sq.sqe_tail; ++injector->seen) {
+    io_uring_sqe* sqe = &ring->sq.sqes[injector->seen & ring->sq.ring_mask];
+    if (sqe->user_data != 0 && sqe->user_data != own_data) injector->on_submit(sqe);
+  }
+}
+
+void fault_hook::detach(const void* reactor, std::uint64_t in_flight,
+                        std::uint64_t cq_overflows) noexcept {
+  state& s = global();
+  std::unique_lock lock(s.mutex);
+  if (s.injectors.erase(reactor) == 0) return;
+  lock.unlock();
+  fault_injector::on_reactor_destroyed(in_flight, cq_overflows);
+}
+#endif
 
 }  // namespace weft::io::testing

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "buffer_ring.hpp"
+#include "fault_hook.hpp"
 
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
@@ -115,7 +116,6 @@ reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_ti
     : ring_(testing::fault_hook::ring_entries(entries)),
       shared_timers_(shared_timers),
       on_wake_(std::move(on_wake)) {
-  faults_.attach();
   ignore_sigpipe();
   under_valgrind_ = under_valgrind();
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -131,6 +131,7 @@ reactor::reactor(unsigned entries, std::function<void()> on_wake, bool shared_ti
   };
   try {
     arm_wake_read();
+    testing::fault_hook::attach(this, ring_.get());  // last: a reactor that throws has none
   } catch (...) {
     ::close(wake_fd_);
     throw;
@@ -167,12 +168,14 @@ reactor::~reactor() {
       if (persistent_ == p) untrack(*p);
     }
     ::close(wake_fd_);
-    faults_.detach(in_flight_, counters_.cq_overflows.load(std::memory_order_relaxed));
+    testing::fault_hook::detach(this, in_flight_,
+                                counters_.cq_overflows.load(std::memory_order_relaxed));
     return;
   }
   // Cancel the armed read and the multishot requests, and wait for their last CQEs, so the
   // kernel never writes into freed memory and their owners can free themselves.
   stopping_ = true;
+  before_submit();  // what the tasks queued last goes out with the cancels
   for (persistent_completion* p = persistent_; p != nullptr; p = p->next_persistent) {
     prepare_cancel_at_teardown(ring_.get(), p);
   }
@@ -188,7 +191,8 @@ reactor::~reactor() {
     }
   }
   ::close(wake_fd_);
-  faults_.detach(in_flight_, counters_.cq_overflows.load(std::memory_order_relaxed));
+  testing::fault_hook::detach(this, in_flight_,
+                              counters_.cq_overflows.load(std::memory_order_relaxed));
 }
 
 void reactor::arm_wake_read() {
@@ -196,6 +200,12 @@ void reactor::arm_wake_read() {
   io_uring_prep_read(sqe, wake_fd_, &wake_buffer_, sizeof wake_buffer_, 0);
   io_uring_sqe_set_data(sqe, &wake_completion_);
   wake_completion_.armed = true;
+}
+
+void reactor::before_submit() noexcept {
+  if (under_valgrind_) [[unlikely]]
+    declare_queued_writes();
+  testing::fault_hook::before_submit(this, ring_.get(), &wake_completion_);
 }
 
 void reactor::declare_queued_writes() noexcept {
@@ -209,8 +219,7 @@ io_uring_sqe* reactor::get_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
   while (sqe == nullptr) {
     bump(counters_.enter_calls);
-    if (under_valgrind_) [[unlikely]]
-      declare_queued_writes();
+    before_submit();
     int rc = io_uring_submit(ring_.get());
     if (rc < 0 && rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
       throw_errno(-rc, "weft: io_uring_submit");
@@ -322,10 +331,8 @@ void reactor::reap() {
 
 void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
   io_uring* r = ring_.get();
-  if (under_valgrind_) [[unlikely]] {
-    declare_queued_writes();
+  if (under_valgrind_) [[unlikely]]
     limit = std::min(limit, clock::now() + valgrind_wait_slice);
-  }
   clock::time_point deadline{};
   weft::detail::paused_clock* const paused = weft::detail::tls_paused_clock;
   if (block && next_deadline(deadline)) {
@@ -335,6 +342,7 @@ void reactor::poll(bool block, clock::time_point limit, bool run_timers) {
     // Timers that are already due make this turn non-blocking.
     if (deadline <= weft::now() && (!run_timers || expire_timers(weft::now()))) block = false;
   }
+  before_submit();  // each branch below may submit
   if (block) {
     __kernel_timespec ts{};
     __kernel_timespec* timeout = nullptr;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
+#include <weft/detail/intrusive_list.hpp>
 #include <weft/io/socket.hpp>
 
 #include "buffer_ring.hpp"
@@ -417,27 +418,12 @@ class acceptor final : public persistent_completion, public std::enable_shared_f
   }
 
   void link(accept_awaitable& w) noexcept {
-    w.next_waiter_ = nullptr;
-    w.prev_waiter_ = tail_;
-    if (tail_ != nullptr) {
-      tail_->next_waiter_ = &w;
-    } else {
-      head_ = &w;
-    }
-    tail_ = &w;
+    weft::detail::list_push_back<&accept_awaitable::prev_waiter_, &accept_awaitable::next_waiter_>(
+        head_, tail_, w);
   }
   void unlink(accept_awaitable& w) noexcept {
-    if (w.prev_waiter_ != nullptr) {
-      w.prev_waiter_->next_waiter_ = w.next_waiter_;
-    } else {
-      head_ = w.next_waiter_;
-    }
-    if (w.next_waiter_ != nullptr) {
-      w.next_waiter_->prev_waiter_ = w.prev_waiter_;
-    } else {
-      tail_ = w.prev_waiter_;
-    }
-    w.prev_waiter_ = w.next_waiter_ = nullptr;
+    weft::detail::list_remove<&accept_awaitable::prev_waiter_, &accept_awaitable::next_waiter_>(
+        head_, tail_, w);
   }
 
   io::fd socket_;

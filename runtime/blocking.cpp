@@ -11,6 +11,8 @@
 #include <system_error>
 #include <thread>
 
+#include <weft/detail/intrusive_list.hpp>
+
 namespace weft {
 namespace {
 
@@ -166,30 +168,15 @@ class blocking_pool {
   }
 
   void push_back(detail::blocking_job& job) noexcept {
-    job.prev = tail_;
-    job.next = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next = &job;
-    } else {
-      head_ = &job;
-    }
-    tail_ = &job;
+    detail::list_push_back<&detail::blocking_job::prev, &detail::blocking_job::next>(head_, tail_,
+                                                                                     job);
     job.linked = true;
     ++queued_;
   }
 
   void unlink(detail::blocking_job& job) noexcept {
-    if (job.prev != nullptr) {
-      job.prev->next = job.next;
-    } else {
-      head_ = job.next;
-    }
-    if (job.next != nullptr) {
-      job.next->prev = job.prev;
-    } else {
-      tail_ = job.prev;
-    }
-    job.prev = job.next = nullptr;
+    detail::list_remove<&detail::blocking_job::prev, &detail::blocking_job::next>(head_, tail_,
+                                                                                  job);
     job.linked = false;
     --queued_;
   }

@@ -7,13 +7,16 @@
 #include <weft/sched/runtime.hpp>
 #include <weft/this_task.hpp>
 
+#include "run_queue.hpp"
+#include "seeded_order.hpp"
 #include "shutdown_limit.hpp"
 
 namespace weft::sched {
 
 cooperative::cooperative(cooperative_options options)
-    : reactor_(options.ring_entries, [this] { drain_remote(); }),
-      order_(options.seed),
+    : ready_(std::make_unique<run_queue>()),
+      reactor_(options.ring_entries, [this] { drain_remote(); }),
+      order_(std::make_unique<seeded_order>(options.seed)),
       paused_on_(options.paused_clock) {
   live_.prev = live_.next = &live_;
 }
@@ -42,10 +45,36 @@ cooperative::loop_guard::~loop_guard() {
   io::reactor::set_current(previous_reactor);
 }
 
+void cooperative::schedule(std::coroutine_handle<> h) noexcept {
+  // The hot path (a task of this loop waking another): one push, no lock.
+  if (executor::current() == this && ready_->try_push(h)) [[likely]]
+    return;
+  schedule_slow(h);
+}
+
+// A yield's path: the same queue as a wake-up, without a second virtual call.
+void cooperative::defer(std::coroutine_handle<> h) noexcept {
+  schedule(h);
+}
+
+void cooperative::run_until(bool (*done)(void*), void* context) {
+  while (!done(context)) {
+    run_ready();
+    if (done(context)) break;
+    if (detail::trace_buffer* tb = detail::tls_trace; tb != nullptr && ready_->empty()) {
+      const std::int64_t start = detail::trace_now();
+      reactor_.poll(/*block=*/true, poll_limit_);
+      tb->span("park", start, detail::trace_now(), 0);
+      continue;
+    }
+    reactor_.poll(/*block=*/ready_->empty(), poll_limit_);
+  }
+}
+
 void cooperative::schedule_slow(std::coroutine_handle<> h) noexcept {
   if (executor::current() == this) {
     try {
-      ready_.push(h);  // grows the queue
+      ready_->push(h);  // grows the queue
       return;
     } catch (...) {
       // Out of memory while growing the run queue: fall through to the remote path, whose
@@ -86,7 +115,7 @@ void cooperative::drain_remote() noexcept {
   for (detail::spawn_link* link : started) link_started(*link);
   for (auto h : pending) {
     try {
-      ready_.push(h);
+      ready_->push(h);
     } catch (...) {
       std::fputs("weft: out of memory in the run queue; aborting\n", stderr);
       std::terminate();
@@ -110,19 +139,20 @@ void cooperative::run_ready() {
   // Run up to event_interval tasks in FIFO order, including ones those tasks make ready, then let
   // the reactor have its say (fairness between CPU work and I/O).
   detail::trampoline_scope trampoline;
-  if (order_.on()) [[unlikely]] {
+  if (order_->on()) [[unlikely]] {
     run_ready_seeded(trampoline);
     return;
   }
   std::size_t n = event_interval;
+  run_queue& ready = *ready_;  // the pointer is loaded once per turn, not after every task
   if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
-    for (; n > 0 && !ready_.empty(); --n) {
-      const std::coroutine_handle<> h = ready_.pop();
+    for (; n > 0 && !ready.empty(); --n) {
+      const std::coroutine_handle<> h = ready.pop();
       detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
     }
   } else {
-    for (; n > 0 && !ready_.empty(); --n) {
-      detail::resume_in_trampoline(trampoline.slot(), ready_.pop());
+    for (; n > 0 && !ready.empty(); --n) {
+      detail::resume_in_trampoline(trampoline.slot(), ready.pop());
     }
   }
   tasks_run_.store(tasks_run_.load(std::memory_order_relaxed) + (event_interval - n),
@@ -132,8 +162,8 @@ void cooperative::run_ready() {
 void cooperative::run_ready_seeded(detail::trampoline_scope& trampoline) {
   // The same turn as run_ready's, but each task is picked among the first ready ones.
   std::size_t n = event_interval;
-  for (; n > 0 && !ready_.empty(); --n) {
-    const std::coroutine_handle<> h = ready_.pop_at(order_.pick(ready_.size()));
+  for (; n > 0 && !ready_->empty(); --n) {
+    const std::coroutine_handle<> h = ready_->pop_at(order_->pick(ready_->size()));
     if (detail::trace_buffer* tb = detail::tls_trace) [[unlikely]] {
       detail::traced_resume(*tb, [&] { detail::resume_in_trampoline(trampoline.slot(), h); });
     } else {
@@ -171,12 +201,15 @@ void cooperative::shutdown() {
   for (detail::spawn_link* l = live_.next; l != &live_; l = l->next) stop(*l);
   abandoned_ = false;
   poll_limit_ = shutdown_limit::deadline_after(shutdown_timeout_);
-  run_until([this] {
-    if (live_tasks() == 0 && !remote_pending()) return true;
-    if (poll_limit_ == clock::time_point::max() || clock::now() < poll_limit_) return false;
-    give_up_shutdown();
-    return true;
-  });
+  run_until(
+      [](void* self) {
+        cooperative& c = *static_cast<cooperative*>(self);
+        if (c.live_tasks() == 0 && !c.remote_pending()) return true;
+        if (c.poll_limit_ == clock::time_point::max() || clock::now() < c.poll_limit_) return false;
+        c.give_up_shutdown();
+        return true;
+      },
+      this);
   poll_limit_ = clock::time_point::max();
   if (!abandoned_) shutting_down_ = false;  // abandoned: the loop never runs again
 }

@@ -11,6 +11,7 @@
 #include <weft/trace.hpp>
 
 #include "park.hpp"
+#include "run_queue.hpp"
 #include "steal_queue.hpp"
 
 namespace weft::sched {
@@ -87,6 +88,7 @@ multi_thread::multi_thread(multi_thread_options options)
     : worker_count_(options.workers != 0 ? options.workers
                                          : std::max(1u, std::thread::hardware_concurrency())),
       ring_entries_(options.ring_entries),
+      inject_(std::make_unique<run_queue>()),
       park_(std::make_unique<park_state>(worker_count_)) {
   if (worker_count_ > 1024) {
     throw std::invalid_argument("weft: multi_thread wants 1 to 1024 workers, not " +
@@ -228,12 +230,12 @@ void multi_thread::push_local(worker& w, std::coroutine_handle<> h) noexcept {
   worker::bump(w.stats.overflows);
   std::lock_guard lock(inject_mutex_);
   try {
-    for (std::uint32_t i = 0; i < n; ++i) inject_.push(batch[i]);
-    inject_.push(h);
+    for (std::uint32_t i = 0; i < n; ++i) inject_->push(batch[i]);
+    inject_->push(h);
   } catch (...) {
     out_of_memory("in the inject queue");
   }
-  inject_size_.store(inject_.size(), std::memory_order_release);
+  inject_size_.store(inject_->size(), std::memory_order_release);
 }
 
 void multi_thread::push_inject_and_notify(std::coroutine_handle<> h) noexcept {
@@ -242,20 +244,20 @@ void multi_thread::push_inject_and_notify(std::coroutine_handle<> h) noexcept {
   // the destructor takes this lock first.
   std::lock_guard lock(inject_mutex_);
   try {
-    inject_.push(h);
+    inject_->push(h);
   } catch (...) {
     out_of_memory("while scheduling a task from another thread");
   }
-  inject_size_.store(inject_.size(), std::memory_order_release);
+  inject_size_.store(inject_->size(), std::memory_order_release);
   notify_parked();
 }
 
 std::coroutine_handle<> multi_thread::pop_inject() noexcept {
   if (inject_size_.load(std::memory_order_acquire) == 0) return {};
   std::lock_guard lock(inject_mutex_);
-  if (inject_.empty()) return {};
-  std::coroutine_handle<> h = inject_.pop();
-  inject_size_.store(inject_.size(), std::memory_order_release);
+  if (inject_->empty()) return {};
+  std::coroutine_handle<> h = inject_->pop();
+  inject_size_.store(inject_->size(), std::memory_order_release);
   return h;
 }
 
@@ -266,15 +268,15 @@ std::coroutine_handle<> multi_thread::pop_inject_batch(worker& w) noexcept {
   // that overflowed a local queue comes back at one lock per batch, not one per task. The
   // batch stays stealable in the local queue.
   std::lock_guard lock(inject_mutex_);
-  if (inject_.empty()) return {};
-  const std::size_t share = inject_.size() / worker_count_ + 1;
+  if (inject_->empty()) return {};
+  const std::size_t share = inject_->size() / worker_count_ + 1;
   // Only the owner pushes to its queue, so the room seen here cannot shrink under us.
   const std::size_t room = steal_queue::capacity - w.queue.size_hint();
   const std::size_t n =
-      std::min({share, room + 1, inject_.size(), std::size_t{steal_queue::capacity / 2}});
-  std::coroutine_handle<> h = inject_.pop();
-  for (std::size_t i = 1; i < n; ++i) (void)w.queue.try_push(inject_.pop());
-  inject_size_.store(inject_.size(), std::memory_order_release);
+      std::min({share, room + 1, inject_->size(), std::size_t{steal_queue::capacity / 2}});
+  std::coroutine_handle<> h = inject_->pop();
+  for (std::size_t i = 1; i < n; ++i) (void)w.queue.try_push(inject_->pop());
+  inject_size_.store(inject_->size(), std::memory_order_release);
   worker::bump(w.stats.injected, n);
   worker::bump(w.stats.inject_locks);
   return h;
@@ -598,9 +600,10 @@ void multi_thread::worker_loop(worker& w) {
   transition_from_searching(w);
 }
 
-void multi_thread::start_main(task<void> wrapper) {
+void multi_thread::run_wrapped(task<void> wrapper) {
   parking::parking_lot::open_rings(workers_, ring_entries_);  // first: nothing queued yet
   spawn_on(*this, std::move(wrapper)).detach();
+  run_workers();
 }
 
 void multi_thread::run_workers() {

@@ -11,6 +11,8 @@
 #include <weft/trace.hpp>
 
 #include "park.hpp"
+#include "run_queue.hpp"
+#include "seeded_order.hpp"
 
 namespace weft::sched {
 
@@ -58,7 +60,8 @@ single_lock::single_lock(single_lock_options options)
       policy_(options.policy),
       switch_interval_(options.switch_interval),
       ticks_(options.ticks),
-      order_(options.seed),
+      ready_(std::make_unique<run_queue>()),
+      order_(std::make_unique<seeded_order>(options.seed)),
       paused_on_(options.paused_clock),
       park_(std::make_unique<park_state>(worker_count_)) {
   if (worker_count_ > 1024) {
@@ -303,11 +306,11 @@ void single_lock::schedule(std::coroutine_handle<> h) noexcept {
   auto* self = static_cast<thread_state*>(tls_thread);
   std::unique_lock lock(queue_mutex_);
   try {
-    ready_.push(h);
+    ready_->push(h);
   } catch (...) {
     out_of_memory("in the run queue");
   }
-  ready_size_.store(ready_.size(), std::memory_order_release);
+  ready_size_.store(ready_->size(), std::memory_order_release);
   // A thread of this executor may let go of the lock first: the executor outlives its threads.
   // Another thread wakes a sleeper while still holding it: once the handle is visible, the task
   // may finish, run() return and the executor be destroyed, and the destructor takes this lock.
@@ -370,10 +373,10 @@ void single_lock::thread_loop(thread_state& t) {
   auto pop = [this]() -> std::coroutine_handle<> {
     if (ready_size_.load(std::memory_order_acquire) == 0) return {};
     std::lock_guard lock(queue_mutex_);
-    if (ready_.empty()) return {};
+    if (ready_->empty()) return {};
     std::coroutine_handle<> h =
-        order_.on() ? ready_.pop_at(order_.pick(ready_.size())) : ready_.pop();
-    ready_size_.store(ready_.size(), std::memory_order_release);
+        order_->on() ? ready_->pop_at(order_->pick(ready_->size())) : ready_->pop();
+    ready_size_.store(ready_->size(), std::memory_order_release);
     return h;
   };
   auto finished = [&] {
@@ -544,8 +547,10 @@ void single_lock::recruit_watcher() noexcept {
   s->reactor->wake();  // it wakes with nothing to run and parks again, watching
 }
 
-void single_lock::create_rings() {
-  parking::parking_lot::open_rings(threads_, ring_entries_);
+void single_lock::run_wrapped(task<void> wrapper) {
+  parking::parking_lot::open_rings(threads_, ring_entries_);  // first: nothing queued yet
+  spawn_on(*this, std::move(wrapper)).detach();
+  run_threads();
 }
 
 void single_lock::run_threads() {

@@ -129,6 +129,11 @@ class Installed(unittest.TestCase):
         # The build files of the source tree are not headers.
         self.assertFalse((headers / "meson.build").exists())
         self.assertFalse((headers / "version.hpp.in").exists())
+        # Internals stay next to the sources (docs/decisions/private-internals.md).
+        for h in ("sched/run_queue.hpp", "sched/seeded_order.hpp", "sched/steal_queue.hpp",
+                  "sched/live_set.hpp", "sched/park.hpp", "io/fault_hook.hpp"):
+            self.assertFalse((headers / h).exists(), h)
+        self.assertNotIn("fault_injection.hpp", (headers / "io" / "reactor.hpp").read_text())
 
     def test_pkg_config_version_is_the_project_version(self):
         self.assertEqual(sh("pkg-config", "--modversion", "weft", env=consumer_env()).strip(),

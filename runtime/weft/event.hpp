@@ -26,25 +26,10 @@ class event {
   event(const event&) = delete;
   event& operator=(const event&) = delete;
 
-  /// The awaitable of `wait()`.
-  class [[nodiscard]] wait_awaitable : private detail::wait_node {
-   public:
-    /// Awaitable protocol: never ready, the fast path runs in await_suspend under the lock.
-    bool await_ready() const noexcept { return false; }
-    /// Awaitable protocol: completes at once (false) or queues the task and suspends it (true).
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> h) {
-      return detail::suspend_on(*this, h, detail::scope_of(h), event_->mutex_, event_->waiters_,
-                                what, [this](detail::wake_list&) { return event_->set_; });
-    }
-    /// Returns once the event was set; throws `errc::cancelled`.
-    void await_resume() { detail::finish_wait(*this, event_->waiters_, event_->mutex_, what); }
-
-   private:
+  /// The awaitable of `wait()`: returns once the event was set; throws `errc::cancelled`.
+  class [[nodiscard]] wait_awaitable : public detail::primitive_wait<event> {
     friend class event;
-    static constexpr const char* what = "weft::event::wait";
-    explicit wait_awaitable(event& e) noexcept : event_(&e) {}
-    event* event_;
+    explicit wait_awaitable(event& e) noexcept : primitive_wait(e) {}
   };
 
   /// `co_await e.wait()` returns at once when the event is set, otherwise once `set()` is called.
@@ -73,6 +58,10 @@ class event {
   }
 
  private:
+  friend class detail::primitive_wait<event>;
+  static constexpr const char* wait_what = "weft::event::wait";
+  bool wait_ready() const noexcept { return set_; }
+
   mutable std::mutex mutex_;
   bool set_;
   detail::wait_list waiters_;

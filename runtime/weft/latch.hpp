@@ -27,25 +27,10 @@ class latch {
   latch(const latch&) = delete;
   latch& operator=(const latch&) = delete;
 
-  /// The awaitable of `wait()`.
-  class [[nodiscard]] wait_awaitable : private detail::wait_node {
-   public:
-    /// Awaitable protocol: never ready, the fast path runs in await_suspend under the lock.
-    bool await_ready() const noexcept { return false; }
-    /// Awaitable protocol: completes at once (false) or queues the task and suspends it (true).
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> h) {
-      return detail::suspend_on(*this, h, detail::scope_of(h), latch_->mutex_, latch_->waiters_,
-                                what, [this](detail::wake_list&) { return latch_->count_ == 0; });
-    }
-    /// Returns once the count is zero; throws `errc::cancelled`.
-    void await_resume() { detail::finish_wait(*this, latch_->waiters_, latch_->mutex_, what); }
-
-   private:
+  /// The awaitable of `wait()`: returns once the count is zero; throws `errc::cancelled`.
+  class [[nodiscard]] wait_awaitable : public detail::primitive_wait<latch> {
     friend class latch;
-    static constexpr const char* what = "weft::latch::wait";
-    explicit wait_awaitable(latch& l) noexcept : latch_(&l) {}
-    latch* latch_;
+    explicit wait_awaitable(latch& l) noexcept : primitive_wait(l) {}
   };
 
   /// Decrements the count by `n`; reaching zero wakes every waiter (each on its own executor).
@@ -73,6 +58,10 @@ class latch {
   }
 
  private:
+  friend class detail::primitive_wait<latch>;
+  static constexpr const char* wait_what = "weft::latch::wait";
+  bool wait_ready() const noexcept { return count_ == 0; }
+
   mutable std::mutex mutex_;
   std::size_t count_;
   detail::wait_list waiters_;

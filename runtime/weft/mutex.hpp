@@ -78,47 +78,25 @@ class mutex {
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
 
-  /// The awaitable of `lock()`.
-  class [[nodiscard]] lock_awaitable : private detail::wait_node {
-   public:
-    /// Awaitable protocol: never ready, the fast path runs in await_suspend under the lock.
-    bool await_ready() const noexcept { return false; }
-    /// Awaitable protocol: completes at once (false) or queues the task and suspends it (true).
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> h) {
-      return detail::suspend_on(*this, h, observe_stop_ ? detail::scope_of(h) : nullptr,
-                                mutex_->state_mutex_, mutex_->waiters_, what,
-                                [this](detail::wake_list&) { return mutex_->take_if_free(); });
-    }
-    /// Returns once the caller owns the mutex; throws `errc::cancelled` (not owning it).
-    void await_resume() {
-      detail::finish_wait(*this, mutex_->waiters_, mutex_->state_mutex_, what);
-    }
-
-   protected:
-    /// @cond
-    // Shared with scoped_lock_awaitable, which derives from this one; not API.
+  /// The awaitable of `lock()`: returns once the caller owns the mutex; throws
+  /// `errc::cancelled` (not owning it).
+  class [[nodiscard]] lock_awaitable : public detail::primitive_wait<mutex> {
     friend class mutex;
-    static constexpr const char* what = "weft::mutex::lock";
-    lock_awaitable(mutex& m, bool observe_stop) noexcept
-        : mutex_(&m), observe_stop_(observe_stop) {}
-    mutex* mutex_;
-    bool observe_stop_;
-    /// @endcond
+    lock_awaitable(mutex& m, bool observe_stop) noexcept : primitive_wait(m, observe_stop) {}
   };
 
   /// The awaitable of `scoped_lock()`: `lock()` that gives a guard.
-  class [[nodiscard]] scoped_lock_awaitable : public lock_awaitable {
+  class [[nodiscard]] scoped_lock_awaitable : public detail::primitive_wait<mutex> {
    public:
     /// A guard owning the mutex; throws `errc::cancelled` (not owning it).
     lock_guard await_resume() {
-      lock_awaitable::await_resume();
-      return lock_guard(*mutex_, std::adopt_lock);
+      primitive_wait::await_resume();
+      return lock_guard(*primitive_, std::adopt_lock);
     }
 
    private:
     friend class mutex;
-    explicit scoped_lock_awaitable(mutex& m) noexcept : lock_awaitable(m, true) {}
+    explicit scoped_lock_awaitable(mutex& m) noexcept : primitive_wait(m) {}
   };
 
   /// `co_await m.lock()` returns once the caller owns the mutex (at once when it is free and
@@ -132,7 +110,7 @@ class mutex {
 
   /// Locks if the mutex is free (then nobody waits either); never waits. True when locked.
   bool try_lock() noexcept {
-    std::lock_guard lock(state_mutex_);
+    std::lock_guard lock(mutex_);
     return take_if_free();
   }
 
@@ -140,7 +118,7 @@ class mutex {
   /// makes it free. Throws std::logic_error when the mutex is not locked.
   void unlock() {
     detail::wake_list wakes;
-    std::lock_guard lock(state_mutex_);
+    std::lock_guard lock(mutex_);
     if (!locked_) throw std::logic_error("weft::mutex::unlock: the mutex is not locked");
     if (detail::wait_node* next = waiters_.grant_next()) {
       wakes.add(*next);  // ownership passes on: locked_ stays true
@@ -151,12 +129,15 @@ class mutex {
 
   /// Whether the mutex is locked right now (a snapshot, for diagnostics and assertions).
   bool is_locked() const noexcept {
-    std::lock_guard lock(state_mutex_);
+    std::lock_guard lock(mutex_);
     return locked_;
   }
 
  private:
   friend class condition_variable;
+  friend class detail::primitive_wait<mutex>;
+  static constexpr const char* wait_what = "weft::mutex::lock";
+  bool wait_ready() noexcept { return take_if_free(); }
 
   bool take_if_free() noexcept {
     if (locked_) return false;
@@ -166,7 +147,7 @@ class mutex {
   /// A lock that ignores stop requests: condition_variable re-locks with it before it throws.
   lock_awaitable lock_ignoring_stop() noexcept { return lock_awaitable(*this, false); }
 
-  mutable std::mutex state_mutex_;
+  mutable std::mutex mutex_;
   bool locked_ = false;
   detail::wait_list waiters_;
 };

@@ -33,25 +33,11 @@ class semaphore {
   semaphore(const semaphore&) = delete;
   semaphore& operator=(const semaphore&) = delete;
 
-  /// The awaitable of `acquire()`.
-  class [[nodiscard]] acquire_awaitable : private detail::wait_node {
-   public:
-    /// Awaitable protocol: never ready, the fast path runs in await_suspend under the lock.
-    bool await_ready() const noexcept { return false; }
-    /// Awaitable protocol: completes at once (false) or queues the task and suspends it (true).
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> h) {
-      return detail::suspend_on(*this, h, detail::scope_of(h), sem_->mutex_, sem_->waiters_, what,
-                                [this](detail::wake_list&) { return sem_->take(); });
-    }
-    /// Returns holding one permit; throws `errc::cancelled` (holding none).
-    void await_resume() { detail::finish_wait(*this, sem_->waiters_, sem_->mutex_, what); }
-
-   private:
+  /// The awaitable of `acquire()`: returns holding one permit; throws `errc::cancelled`
+  /// (holding none).
+  class [[nodiscard]] acquire_awaitable : public detail::primitive_wait<semaphore> {
     friend class semaphore;
-    static constexpr const char* what = "weft::semaphore::acquire";
-    explicit acquire_awaitable(semaphore& s) noexcept : sem_(&s) {}
-    semaphore* sem_;
+    explicit acquire_awaitable(semaphore& s) noexcept : primitive_wait(s) {}
   };
 
   /// `co_await s.acquire()` returns once the caller holds one permit. Throws
@@ -89,6 +75,9 @@ class semaphore {
   }
 
  private:
+  friend class detail::primitive_wait<semaphore>;
+  static constexpr const char* wait_what = "weft::semaphore::acquire";
+  bool wait_ready() noexcept { return take(); }
   bool take() noexcept {
     if (count_ == 0) return false;
     --count_;

@@ -4,7 +4,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -133,67 +132,5 @@ std::vector<fault_event> fault_log();
 /// one used to list them). A test compares it before and after to find leaked fds.
 /// Errors: throws std::system_error when /proc/self/fd cannot be read.
 std::size_t open_fd_count();
-
-/// The injector of one reactor: decides, for each submitted SQE, whether and how to fault it.
-/// Created by the reactor when a plan is active; used only on the reactor's thread.
-class fault_injector {
- public:
-  /// The injector for the next reactor, or null when no plan is active (reads `WEFT_FAULTS`
-  /// first if nobody did). Errors: std::invalid_argument for a malformed `WEFT_FAULTS`.
-  static std::unique_ptr<fault_injector> for_new_reactor();
-  /// The ring size a new reactor should use: `requested`, or the plan's ring_entries.
-  /// Errors: as for_new_reactor.
-  static unsigned ring_entries(unsigned requested);
-
-  /// Built by for_new_reactor from the plan and the reactor's number.
-  fault_injector(const fault_plan& plan, std::uint64_t reactor_number);
-
-  /// Looks at a prepared SQE (user_data set) and maybe rewrites it. Owner thread only.
-  void on_submit(io_uring_sqe* sqe) noexcept;
-
-  /// Adds this reactor's end-of-life numbers to the process counters. Owner thread only.
-  static void on_reactor_destroyed(std::uint64_t in_flight, std::uint64_t cq_overflows) noexcept;
-
- private:
-  std::uint64_t next() noexcept;
-  bool eligible(std::uint8_t opcode) const noexcept;
-
-  fault_plan plan_;
-  std::uint64_t reactor_;
-  std::uint64_t state_;
-  std::uint64_t operations_ = 0;
-};
-
-}  // namespace weft::io::testing
-
-namespace weft::io::testing {
-
-/// @cond
-// What a reactor holds of the injector: with -Dfault_injection=true the reactor's injector (if a
-// plan is active); otherwise an empty object whose calls compile to nothing, so a release
-// build's submit path is what it was without this file.
-#ifdef WEFT_FAULT_INJECTION
-struct fault_hook {
-  std::unique_ptr<testing::fault_injector> injector;
-  static unsigned ring_entries(unsigned requested) {
-    return testing::fault_injector::ring_entries(requested);
-  }
-  void attach() { injector = testing::fault_injector::for_new_reactor(); }
-  void on_submit(io_uring_sqe* sqe) noexcept {
-    if (injector) injector->on_submit(sqe);
-  }
-  void detach(std::uint64_t in_flight, std::uint64_t cq_overflows) noexcept {
-    if (injector) testing::fault_injector::on_reactor_destroyed(in_flight, cq_overflows);
-  }
-};
-#else
-struct fault_hook {
-  static constexpr unsigned ring_entries(unsigned requested) noexcept { return requested; }
-  void attach() noexcept {}
-  void on_submit(io_uring_sqe*) noexcept {}
-  void detach(std::uint64_t, std::uint64_t) noexcept {}
-};
-#endif
-/// @endcond
 
 }  // namespace weft::io::testing

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include <weft/detail/timer_heap.hpp>
-#include <weft/io/fault_injection.hpp>
 #include <weft/io/ring.hpp>
 #include <weft/trace.hpp>
 
@@ -102,7 +101,6 @@ class reactor {
       throw;
     }
     io_uring_sqe_set_data(sqe, c);
-    faults_.on_submit(sqe);  // nothing at all unless built with -Dfault_injection=true
     ++in_flight_;
     bump(counters_.submissions);
     // The running task's wait (the task dump) and the trace's submit event.
@@ -254,6 +252,9 @@ class reactor {
   // (see reactor.cpp). Read once, at construction.
   bool under_valgrind_ = false;
   void declare_queued_writes() noexcept;
+  // What must see the queued SQEs before the kernel does: Valgrind's declarations, and in a
+  // -Dfault_injection=true build the fault injector (io/fault_hook.hpp).
+  void before_submit() noexcept;
   std::function<void()> on_wake_;
 
   persistent_completion* persistent_ = nullptr;
@@ -261,7 +262,6 @@ class reactor {
 
   std::mutex remote_mutex_;
   std::vector<completion*> remote_cancels_;
-  [[no_unique_address]] testing::fault_hook faults_;  // test builds only: fault_injection.hpp
 };
 
 }  // namespace weft::io

@@ -13,6 +13,7 @@
 
 #include <weft/cancel.hpp>
 #include <weft/detail/coop.hpp>
+#include <weft/detail/intrusive_list.hpp>
 #include <weft/detail/timer_heap.hpp>
 #include <weft/errc.hpp>
 #include <weft/executor.hpp>
@@ -70,32 +71,23 @@ struct wait_node : cancel_scope::waiter {
   cancel_scope* scope = nullptr;               // where the node is registered as a waiter
 };
 
+/// The links of a wait node, in a wait_list or (once granted) a wake_list.
+inline void link_back(wait_node*& head, wait_node*& tail, wait_node& n) noexcept {
+  list_push_back<&wait_node::q_prev, &wait_node::q_next>(head, tail, n);
+}
+
 /// An intrusive FIFO of wait nodes. Not thread-safe: guarded by the primitive's lock.
 class wait_list {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
 
   void push_back(wait_node& n) noexcept {
-    n.q_prev = tail_;
-    n.q_next = nullptr;
-    if (tail_ != nullptr)
-      tail_->q_next = &n;
-    else
-      head_ = &n;
-    tail_ = &n;
+    link_back(head_, tail_, n);
     n.linked = true;
   }
 
   void remove(wait_node& n) noexcept {
-    if (n.q_prev != nullptr)
-      n.q_prev->q_next = n.q_next;
-    else
-      head_ = n.q_next;
-    if (n.q_next != nullptr)
-      n.q_next->q_prev = n.q_prev;
-    else
-      tail_ = n.q_prev;
-    n.q_prev = n.q_next = nullptr;
+    list_remove<&wait_node::q_prev, &wait_node::q_next>(head_, tail_, n);
     n.linked = false;
   }
 
@@ -143,12 +135,7 @@ class wake_list {
       n.blocked->notify_one();
       return;
     }
-    n.q_next = nullptr;
-    if (tail_ != nullptr)
-      tail_->q_next = &n;
-    else
-      head_ = &n;
-    tail_ = &n;
+    link_back(head_, tail_, n);
   }
 
   /// Schedules every collected coroutine (after the primitive's lock was released).
@@ -238,6 +225,37 @@ inline void finish_wait(wait_node& n, wait_list& list, std::mutex& m, const char
     throw_error(errc::cancelled, what);
   }
 }
+
+/// The awaitable of a primitive's wait (event::wait, latch::wait, semaphore::acquire,
+/// mutex::lock): never ready up front; `await_suspend` observes the task's cancel scope (unless
+/// `observe_stop` is false), runs the primitive's fast path under its lock and parks the task
+/// otherwise (suspend_on); `await_resume` returns once the wait was granted or never suspended,
+/// and throws `errc::cancelled` when the stop won (finish_wait). Thread-safety: as the primitive's
+/// (any thread); the awaitable itself belongs to the awaiting task.
+///
+/// `Primitive` befriends it and names its lock `mutex_`, its waiters `waiters_`, the wait in
+/// errors and the task dump `wait_what`, and its fast path `bool wait_ready() noexcept` (called
+/// under the lock; true: the wait is over without suspending, having taken what it waits for).
+template <class Primitive>
+class primitive_wait : private wait_node {
+ public:
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    return suspend_on(*this, h, observe_stop_ ? scope_of(h) : nullptr, primitive_->mutex_,
+                      primitive_->waiters_, Primitive::wait_what,
+                      [this](wake_list&) { return primitive_->wait_ready(); });
+  }
+  void await_resume() {
+    finish_wait(*this, primitive_->waiters_, primitive_->mutex_, Primitive::wait_what);
+  }
+
+ protected:
+  explicit primitive_wait(Primitive& p, bool observe_stop = true) noexcept
+      : primitive_(&p), observe_stop_(observe_stop) {}
+  Primitive* primitive_;
+  bool observe_stop_;
+};
 
 /// A plain thread's wait: parks node `n` in `list` and blocks on a condition variable until it
 /// is granted, or until `deadline` (then the node is withdrawn and the result is false). `lock`

@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -13,13 +14,14 @@
 
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/run_queue.hpp>
-#include <weft/sched/seeded_order.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 #include <weft/trace.hpp>
 
 namespace weft::sched {
+
+class run_queue;     // sched/run_queue.hpp (private)
+class seeded_order;  // sched/seeded_order.hpp (private)
 
 /// Settings of the cooperative executor.
 struct cooperative_options {
@@ -61,19 +63,13 @@ class cooperative final : public executor {
   T block_on(task<T> main) {
     loop_guard guard(*this);
     join_handle<T> handle = spawn_on(*this, std::move(main));
-    run_until([&] { return handle.is_finished(); });
+    run_until([](void* h) { return static_cast<join_handle<T>*>(h)->is_finished(); }, &handle);
     shutdown();
     return handle.take_finished_result();
   }
 
-  void schedule(std::coroutine_handle<> h) noexcept override {
-    // The hot path (a task of this loop waking another) is kept small enough to inline well.
-    if (executor::current() == this && ready_.try_push(h)) [[likely]]
-      return;
-    schedule_slow(h);
-  }
-  // A yield's path: the same queue as a wake-up, without a second virtual call.
-  void defer(std::coroutine_handle<> h) noexcept override { schedule(h); }
+  void schedule(std::coroutine_handle<> h) noexcept override;
+  void defer(std::coroutine_handle<> h) noexcept override;
   void add_timer(detail::timer_node& node) override { reactor_.add_timer(node); }
   void cancel_timer(detail::timer_node& node) noexcept override { reactor_.cancel_timer(node); }
   void task_started(detail::spawn_link& link) noexcept override {
@@ -131,22 +127,9 @@ class cooperative final : public executor {
   /// I/O is never starved by a long queue, and a busy queue does not pay a poll per task.
   static constexpr std::size_t event_interval = 61;
 
-  /// Loop turns until `done()`; it is checked after the ready tasks ran, before the reactor
-  /// may block, so the loop never sleeps once the awaited task has finished.
-  template <class Done>
-  void run_until(Done&& done) {
-    while (!done()) {
-      run_ready();
-      if (done()) break;
-      if (detail::trace_buffer* tb = detail::tls_trace; tb != nullptr && ready_.empty()) {
-        const std::int64_t start = detail::trace_now();
-        reactor_.poll(/*block=*/true, poll_limit_);
-        tb->span("park", start, detail::trace_now(), 0);
-        continue;
-      }
-      reactor_.poll(/*block=*/ready_.empty(), poll_limit_);
-    }
-  }
+  /// Loop turns until `done(context)`; it is checked after the ready tasks ran, before the
+  /// reactor may block, so the loop never sleeps once the awaited task has finished.
+  void run_until(bool (*done)(void*), void* context);
   void run_ready();
   void run_ready_seeded(detail::trampoline_scope& trampoline);
   void shutdown();
@@ -167,9 +150,11 @@ class cooperative final : public executor {
   [[gnu::noinline]] void task_started_remote(detail::spawn_link& link) noexcept;
   bool remote_pending();
 
-  run_queue ready_;
+  // Behind pointers so that they stay private headers; the hot paths that use them (schedule,
+  // run_ready) are out of line, as virtual calls they were anyway.
+  const std::unique_ptr<run_queue> ready_;
   io::reactor reactor_;
-  seeded_order order_;
+  const std::unique_ptr<seeded_order> order_;
   const bool paused_on_;
   detail::paused_clock paused_{};  // the run's time when paused_on_ (the loop's thread only)
 

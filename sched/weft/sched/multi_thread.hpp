@@ -15,12 +15,13 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/run_queue.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
 namespace weft::sched {
+
+class run_queue;  // sched/run_queue.hpp (private)
 
 /// Settings of the multi-thread executor.
 struct multi_thread_options {
@@ -80,25 +81,7 @@ class multi_thread final : public threaded_executor {
   /// Checks the options; rings are created by `block_on`. Throws std::invalid_argument for a
   /// worker count above 1024.
   explicit multi_thread(multi_thread_options options = {});
-  multi_thread(const multi_thread&) = delete;
-  multi_thread& operator=(const multi_thread&) = delete;
   ~multi_thread() override;
-
-  /// Runs `main` on the workers (the calling thread is worker 0; the others are started here)
-  /// and returns its value or rethrows its exception. When `main` ends, tasks still running are
-  /// cancelled and waited for, then the workers stop and their rings are closed. Throws
-  /// std::system_error when a ring or a thread cannot be created (nothing is left running).
-  template <class T>
-  T block_on(task<T> main) {
-    detail::outcome<T> result;
-    start_main(main_wrapper(std::move(main), result));
-    run_workers();
-    if constexpr (std::is_void_v<T>) {
-      result.take();
-    } else {
-      return result.take();
-    }
-  }
 
   void schedule(std::coroutine_handle<> h) noexcept override;
   void defer(std::coroutine_handle<> h) noexcept override;
@@ -130,7 +113,7 @@ class multi_thread final : public threaded_executor {
  private:
   struct worker;
 
-  void start_main(task<void> wrapper);
+  void run_wrapped(task<void> wrapper) override;
   void run_workers();
   void worker_loop(worker& w);
 
@@ -166,7 +149,7 @@ class multi_thread final : public threaded_executor {
 
   // The inject queue: handles from outside the workers, and local-queue overflow.
   alignas(64) std::mutex inject_mutex_;
-  run_queue inject_;
+  const std::unique_ptr<run_queue> inject_;  // a private type, hence the pointer
   std::atomic<std::size_t> inject_size_{0};
 
   // Parking: the sleepers list and the stall watch (sched/park.hpp). The searching count is

@@ -16,13 +16,14 @@
 #include <weft/detail/children.hpp>
 #include <weft/executor.hpp>
 #include <weft/io/reactor.hpp>
-#include <weft/sched/run_queue.hpp>
-#include <weft/sched/seeded_order.hpp>
 #include <weft/sched/threaded_executor.hpp>
 #include <weft/spawn.hpp>
 #include <weft/task.hpp>
 
 namespace weft::sched {
+
+class run_queue;     // sched/run_queue.hpp (private)
+class seeded_order;  // sched/seeded_order.hpp (private)
 
 /// How the global lock changes hands at `weft::check()`.
 enum class gil_policy {
@@ -95,25 +96,7 @@ class single_lock final : public threaded_executor {
   /// Checks the options (std::invalid_argument for 0 or more than 1024 workers given
   /// explicitly as such, a negative interval or zero ticks); rings are created by block_on.
   explicit single_lock(single_lock_options options = {});
-  single_lock(const single_lock&) = delete;
-  single_lock& operator=(const single_lock&) = delete;
   ~single_lock() override;
-
-  /// Runs `main` on the threads (the calling thread is thread 0) and returns its value or
-  /// rethrows its exception. When `main` ends, the tasks still running are cancelled and
-  /// waited for, then the threads stop. Throws std::system_error when a ring cannot be created.
-  template <class T>
-  T block_on(task<T> main) {
-    detail::outcome<T> result;
-    create_rings();  // first: a failure leaves nothing queued behind
-    spawn_on(*this, main_wrapper(std::move(main), result)).detach();
-    run_threads();
-    if constexpr (std::is_void_v<T>) {
-      result.take();
-    } else {
-      return result.take();
-    }
-  }
 
   void schedule(std::coroutine_handle<> h) noexcept override;
   void add_timer(detail::timer_node& node) override;
@@ -132,7 +115,7 @@ class single_lock final : public threaded_executor {
  private:
   struct thread_state;
 
-  void create_rings();
+  void run_wrapped(task<void> wrapper) override;
   void run_threads();
   void thread_loop(thread_state& t);
   void wake_one() noexcept;
@@ -184,11 +167,11 @@ class single_lock final : public threaded_executor {
   std::atomic<bool> gil_held_{false};        // gil_locked_, for the watcher's Dekker check
   single_lock_stats gil_stats_;              // guarded by gil_mutex_
 
-  // The shared run queue.
+  // The shared run queue (private types, hence the pointers).
   std::mutex queue_mutex_;
-  run_queue ready_;
+  const std::unique_ptr<run_queue> ready_;
   std::atomic<std::size_t> ready_size_{0};
-  seeded_order order_;  // guarded by queue_mutex_
+  const std::unique_ptr<seeded_order> order_;  // guarded by queue_mutex_
   const bool paused_on_;
   detail::paused_clock paused_{};  // the run's time when paused_on_ (its one thread only)
 

@@ -60,7 +60,27 @@ class threaded_executor : public executor {
   /// The task dump of the tasks that were still alive when the shutdown gave up.
   const std::string& stuck_tasks() const noexcept { return stuck_tasks_; }
 
+  /// Runs `main` on the executor's threads (the calling thread is thread 0, the others are
+  /// started here) and returns its value or rethrows its exception. When `main` ends, the tasks
+  /// still running are cancelled and waited for (see `set_shutdown_timeout`), then the threads
+  /// stop and their rings are closed. Throws std::system_error when a ring or a thread cannot be
+  /// created (nothing is left running). One block_on at a time.
+  template <class T>
+  T block_on(task<T> main) {
+    detail::outcome<T> result;
+    run_wrapped(main_wrapper(std::move(main), result));
+    if constexpr (std::is_void_v<T>) {
+      result.take();
+    } else {
+      return result.take();
+    }
+  }
+
  protected:
+  /// block_on's run: opens the rings (first: a failure leaves nothing queued), queues
+  /// `wrapper` (main inside main_wrapper) and runs the threads until the shutdown is over.
+  virtual void run_wrapped(task<void> wrapper) = 0;
+
   /// Runs `main`, stores its value or exception in `result` (which outlives the run), then
   /// tells thread 0.
   template <class T>

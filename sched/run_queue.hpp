@@ -1,4 +1,4 @@
-// weft: the FIFO run queue of one executor thread.
+// weft (private): the FIFO run queue of one executor thread.
 #pragma once
 
 #include <coroutine>

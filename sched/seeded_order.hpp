@@ -1,4 +1,4 @@
-// weft: the seeded scheduling mode's source of perturbation (run_options::seed).
+// weft (private): the seeded scheduling mode's source of perturbation (run_options::seed).
 #pragma once
 
 #include <cstddef>
