@@ -27,7 +27,9 @@ cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()),
       previous_reactor(io::reactor::current()),
       trace(c.trace_session(), 0),
-      previous_clock(detail::tls_paused_clock) {
+      previous_clock(detail::tls_paused_clock),
+      previous_deferred(detail::tls_deferred_stops) {
+  detail::tls_deferred_stops = &c.deferred_;
   // A paused run starts at the real time; a run nested in it has a clock of its own.
   if (c.paused_on_) c.paused_.now = clock::now();
   detail::tls_paused_clock = c.paused_on_ ? &c.paused_ : nullptr;
@@ -38,6 +40,7 @@ cooperative::loop_guard::loop_guard(cooperative& c)
 
 cooperative::loop_guard::~loop_guard() {
   detail::tls_paused_clock = previous_clock;
+  detail::tls_deferred_stops = previous_deferred;
   executor::set_current(previous_executor);
   io::reactor::set_current(previous_reactor);
 }
