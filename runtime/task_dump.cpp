@@ -5,7 +5,9 @@
 #include <cinttypes>
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 namespace weft {
 
@@ -91,7 +93,42 @@ struct dump_context {
   std::int64_t now_steady;
 };
 
+// The name table (detail::set_task_name): few tasks have names, so they are kept here rather
+// than a pointer in every frame. Node-based, so a name's characters stay put until erased.
+struct name_table {
+  std::mutex mutex;
+  std::unordered_map<std::uint64_t, std::string> names;
+};
+name_table& names() {
+  static name_table* table = new name_table;  // NOLINT: intentionally immortal (frames may
+                                              // outlive main)
+  return *table;
+}
+
 }  // namespace
+
+namespace detail {
+
+void set_task_name(std::uint64_t id, std::string_view name) {
+  name_table& t = names();
+  std::lock_guard lock(t.mutex);
+  t.names.insert_or_assign(id, std::string(name));
+}
+
+std::string_view task_name(std::uint64_t id) noexcept {
+  name_table& t = names();
+  std::lock_guard lock(t.mutex);
+  const auto it = t.names.find(id);
+  return it != t.names.end() ? std::string_view(it->second) : std::string_view();
+}
+
+void erase_task_name(std::uint64_t id) noexcept {
+  name_table& t = names();
+  std::lock_guard lock(t.mutex);
+  t.names.erase(id);
+}
+
+}  // namespace detail
 
 std::string task_dump(executor& ex) {
   std::string out;

@@ -30,7 +30,9 @@ cooperative::loop_guard::loop_guard(cooperative& c)
     : previous_executor(executor::current()),
       previous_reactor(io::reactor::current()),
       trace(c.trace_session(), 0),
-      previous_clock(detail::tls_paused_clock) {
+      previous_clock(detail::tls_paused_clock),
+      previous_deferred(detail::tls_deferred_stops) {
+  detail::tls_deferred_stops = &c.deferred_;
   // A paused run starts at the real time; a run nested in it has a clock of its own.
   if (c.paused_on_) c.paused_.now = clock::now();
   detail::tls_paused_clock = c.paused_on_ ? &c.paused_ : nullptr;
@@ -41,6 +43,7 @@ cooperative::loop_guard::loop_guard(cooperative& c)
 
 cooperative::loop_guard::~loop_guard() {
   detail::tls_paused_clock = previous_clock;
+  detail::tls_deferred_stops = previous_deferred;
   executor::set_current(previous_executor);
   io::reactor::set_current(previous_reactor);
 }
@@ -60,6 +63,7 @@ void cooperative::defer(std::coroutine_handle<> h) noexcept {
 void cooperative::run_until(bool (*done)(void*), void* context) {
   while (!done(context)) {
     run_ready();
+    deferred_.flush();  // before the loop may park: see detail::deferred_stops
     if (done(context)) break;
     if (detail::trace_buffer* tb = detail::tls_trace; tb != nullptr && ready_->empty()) {
       const std::int64_t start = detail::trace_now();

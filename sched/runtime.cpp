@@ -50,7 +50,10 @@ runtime_state::settings trace_settings_from_env(runtime_state::settings s) {
 
 void runtime_state::attach(executor& ex, weft::mode m, std::string_view mode_name, unsigned threads,
                            std::string_view label) {
-  if (!settings_.trace_path.empty()) {
+  if (!settings_.trace_path.empty() && WEFT_TRACING == 0) {
+    std::fprintf(stderr, "weft: no trace written to %s: weft was built with -Dtracing=false\n",
+                 settings_.trace_path.c_str());
+  } else if (!settings_.trace_path.empty()) {
     trace_ = std::make_unique<trace_session>(settings_.trace_path, settings_.trace_events,
                                              mode_name, label, threads);
   }

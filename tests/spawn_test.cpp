@@ -165,6 +165,52 @@ weft::task<bool> task_awaited_twice() {
   co_return false;
 }
 
+weft::task<int> value_when_set(weft::event& go, int v) {
+  co_await go.wait();
+  co_return v;
+}
+
+weft::task<int> join_or_cancelled(weft::join_handle<int>& t) {
+  try {
+    co_return co_await t;
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::cancelled ? -1 : -2;
+  }
+}
+
+// The joiner's stop comes first, then the task it waits on finishes, both in one loop turn
+// (before the loop registers the joiner's stop waiter in its scope): the join is cancelled,
+// as when the stop waiter is registered, and the task can still be joined.
+weft::task<bool> stop_then_finish_in_one_turn() {
+  weft::event go;
+  auto t = weft::spawn(value_when_set(go, 5));
+  auto j = weft::spawn(join_or_cancelled(t));
+  co_await weft::yield_now();  // j waits on t now
+  j.cancel();
+  go.set();
+  const int got = co_await j;
+  if (got != -1) co_return false;
+  co_return co_await t == 5;
+}
+
+// The other order: the task finishes first, the stop comes before the joiner runs again.
+weft::task<bool> stop_while_joiner_queued() {
+  weft::event go;
+  auto t = weft::spawn(value_when_set(go, 6));
+  auto j = weft::spawn(join_or_cancelled(t));
+  co_await weft::yield_now();
+  go.set();
+  co_await weft::yield_now();  // t finished and queued j, which has not run yet
+  const bool t_done = t.is_finished();
+  j.cancel();
+  const int got = co_await j;
+  if (got == -1) {
+    const int later = co_await t;  // (not in a && operand: g++ 12 evaluates it regardless)
+    co_return t_done&& later == 6;
+  }
+  co_return t_done&& got == 6;
+}
+
 weft::task<int> fails_quietly() {
   co_await weft::yield_now();
   throw std::runtime_error("nobody is listening");
@@ -189,4 +235,9 @@ TEST_CASE("awaiting a task twice is a clear error", "[task]") {
 TEST_CASE("a detached task's exception is reported, not lost", "[spawn]") {
   // The report goes to stderr; here it is enough that nothing crashes and the run ends.
   CHECK(weft::run(detach_a_failing_task()) == 0);
+}
+
+TEST_CASE("a joiner stopped in the turn its task finishes is cancelled", "[spawn][cancel]") {
+  CHECK(weft::run(stop_then_finish_in_one_turn()));
+  CHECK(weft::run(stop_while_joiner_queued()));
 }

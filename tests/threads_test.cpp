@@ -215,3 +215,53 @@ TEST_CASE("tasks spawned from outside just before the end still run and are free
   CHECK(ran);
   CHECK(handle.is_finished());
 }
+
+namespace {
+
+weft::task<int> value_after_yields(int yields, int v) {
+  for (int i = 0; i < yields; ++i) co_await weft::yield_now();
+  co_return v;
+}
+
+weft::task<int> join_or_cancelled(weft::join_handle<int>& t) {
+  try {
+    co_return co_await t;
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::cancelled ? -1 : -2;
+  }
+}
+
+// A joiner's stop, requested from another thread, races the joined task's completion, at
+// every point of the join: before it suspends, while its stop waiter is only on the loop's
+// deferred list, once it is registered in the scope (the task takes more than a loop turn),
+// and after the completion. Each join ends once, with the value or cancelled.
+weft::task<int> join_stop_races(int n) {
+  int good = 0;
+  for (int i = 0; i < n; ++i) {
+    auto t = weft::spawn(value_after_yields(i % 90, i));
+    auto j = weft::spawn(join_or_cancelled(t));
+    std::atomic<bool> go{false};
+    std::thread stopper([&go, &j, i] {
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      for (int k = 0; k < i % 7; ++k) std::this_thread::yield();
+      j.cancel();
+    });
+    go.store(true, std::memory_order_release);
+    const int got = co_await j;
+    stopper.join();
+    if (got == i) {
+      ++good;
+    } else if (got == -1) {
+      const int later = co_await t;  // a cancelled join leaves the task joinable
+      if (later == i) ++good;
+    }
+  }
+  co_return good;
+}
+
+}  // namespace
+
+TEST_CASE("a joiner's stop from another thread races the join's completion", "[threads]") {
+  CHECK(weft::run(join_stop_races(400)) == 400);
+}

@@ -9,6 +9,8 @@
 
 namespace weft {
 
+class executor;
+
 /// The cancellation state that a task (and every task it awaits) shares.
 ///
 /// A spawned task owns one; awaited tasks and `when_all` children use their parent's, and
@@ -174,6 +176,70 @@ class linked_cancel_scope : public cancel_scope {
 };
 
 namespace detail {
+
+/// A stop waiter whose registration in its scope can be put off (a join's; see
+/// docs/decisions/join-cancel.md). While `list` is set, the waiter is on that loop's deferred
+/// list, linked through its own prev/next (it is in no scope then, so they are free).
+struct deferred_stop : cancel_scope::waiter {
+  cancel_scope* scope = nullptr;  // the scope it observes (registered there once flushed)
+  class deferred_stops* list = nullptr;
+};
+
+/// The stop waiters that a single-thread loop's tasks have not registered in their scopes yet.
+///
+/// A join that suspends on a loop that has this list (the cooperative executor's) links its
+/// stop waiter here, with plain stores, instead of taking its scope's lock twice. A join whose
+/// task completes within the loop turn (the usual case) unlinks it when resumed: no scope was
+/// touched. Otherwise the loop registers it at the end of the turn (`flush`), before it polls or
+/// parks, so a stop requested meanwhile ends the wait one loop turn later at the most.
+///
+/// Thread-safety: the loop's thread only. A waiter on the list belongs to a task of this loop,
+/// which is resumed only on this thread, so its resumption and the flush never race.
+class deferred_stops {
+ public:
+  explicit deferred_stops(const executor* owner) noexcept : owner_(owner) {}
+  deferred_stops(const deferred_stops&) = delete;
+  deferred_stops& operator=(const deferred_stops&) = delete;
+
+  /// The executor whose loop flushes this list.
+  const executor* owner() const noexcept { return owner_; }
+
+  void push(deferred_stop& w) noexcept {
+    w.prev = nullptr;
+    w.next = head_;
+    if (head_ != nullptr) head_->prev = &w;
+    head_ = &w;
+    w.list = this;
+  }
+  void remove(deferred_stop& w) noexcept {
+    if (w.prev != nullptr)
+      w.prev->next = w.next;
+    else
+      head_ = w.next;
+    if (w.next != nullptr) w.next->prev = w.prev;
+    w.prev = w.next = nullptr;
+    w.list = nullptr;
+  }
+  /// Registers every waiter in its scope; one whose scope already stopped has its callback run
+  /// here instead (it only queues work).
+  void flush() noexcept {
+    while (head_ != nullptr) {
+      auto& w = static_cast<deferred_stop&>(*head_);
+      remove(w);
+      if (!w.scope->add_waiter(w)) {
+        w.scope = nullptr;
+        w.on_stop(&w);
+      }
+    }
+  }
+
+ private:
+  cancel_scope::waiter* head_ = nullptr;
+  const executor* owner_;
+};
+
+/// The deferred list of the loop running on this thread (null where the loop has none).
+inline thread_local deferred_stops* tls_deferred_stops = nullptr;
 
 /// The cancel scope of the coroutine behind `h`, or null when its promise type has none
 /// (a coroutine type that is not weft's).

@@ -73,14 +73,20 @@ class join_handle {
   /// only (`stop_joiner`): it withdraws a waiting joiner and resumes it cancelled, or leaves a
   /// stop pending that the registration then finds. So exactly one party resumes the joiner
   /// (the completion, the stop callback, or await_suspend returning false), and await_suspend
-  /// touches nothing once the joiner is registered.
-  struct awaiter : private cancel_scope::waiter {
+  /// touches nothing once the joiner is registered. On a single-thread loop the stop waiter's
+  /// registration is put off until the loop turn ends (detail::deferred_stops; the argument is
+  /// in docs/decisions/join-cancel.md).
+  struct awaiter : private detail::deferred_stop {
     join_handle* self;
     detail::join_waiter waiter{};
-    cancel_scope* scope = nullptr;       // where the stop waiter is registered
     std::atomic<bool> cancelled{false};  // the joiner's stop ended the wait: await_resume throws
 
     explicit awaiter(join_handle* h) noexcept : self(h) {}
+    awaiter(const awaiter&) = delete;
+    awaiter& operator=(const awaiter&) = delete;
+    ~awaiter() {
+      if (list != nullptr) list->remove(*this);  // the joiner's frame is destroyed while it waits
+    }
     /// @cond
     static constexpr bool describes_own_wait = true;  // await_suspend names the join
     /// @endcond
@@ -102,33 +108,37 @@ class join_handle {
       if (self->handle_.promise().has_joiner()) {  // before the stop waiter can touch it
         throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
       }
-      if (cancel_scope* s = detail::scope_of(joiner)) {
-        on_stop = &awaiter::stop;
-        scope = s;
-        if (!s->add_waiter(*this)) {  // already stopped: do not wait at all
-          scope = nullptr;
-          cancelled.store(true, std::memory_order_relaxed);
-          return false;
-        }
+      cancel_scope* s = detail::scope_of(joiner);
+      if (s == nullptr) return register_joiner(joiner);
+      on_stop = &awaiter::stop;
+      detail::deferred_stops* d = detail::tls_deferred_stops;
+      if (d != nullptr && d->owner() == waiter.home) [[likely]] {
+        return suspend_deferred(joiner, *s, *d);
       }
-      using reg = typename promise_type::join_registration;
-      reg r;
-      try {
-        r = self->handle_.promise().try_register_joiner(waiter);
-      } catch (...) {
-        if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);
-        throw;
-      }
-      if (r == reg::stop_pending) {
+      scope = s;
+      if (!s->add_waiter(*this)) {  // already stopped: do not wait at all
+        scope = nullptr;
         cancelled.store(true, std::memory_order_relaxed);
         return false;
       }
-      // waiting: nothing of *this is touched from here on. Finished in between: no wait, but
-      // budgeted (see coop.hpp).
-      return r == reg::waiting || detail::coop_yield(joiner);
+      try {
+        return register_joiner(joiner);
+      } catch (...) {
+        std::exchange(scope, nullptr)->remove_waiter(*this);
+        throw;
+      }
     }
     decltype(auto) await_resume() {
-      if (scope != nullptr) std::exchange(scope, nullptr)->remove_waiter(*this);  // waits for it
+      if (list != nullptr) {
+        // Resumed by the completion within the turn: the waiter never reached the scope. A stop
+        // requested meanwhile still ends the wait, as it would have with the waiter registered.
+        list->remove(*this);
+        if (std::exchange(scope, nullptr)->stop_requested()) {
+          cancelled.store(true, std::memory_order_relaxed);
+        }
+      } else if (scope != nullptr) {
+        std::exchange(scope, nullptr)->remove_waiter(*this);  // waits for its callback
+      }
       if (cancelled.load(std::memory_order_acquire)) {
         throw_error(errc::cancelled, "weft::join_handle: the joiner was cancelled");
       }
@@ -137,7 +147,44 @@ class join_handle {
     }
 
    private:
-    // Any thread, from request_stop.
+    // The joiner registers with the task (its stop waiter, if any, is already registered).
+    template <class Promise>
+    bool register_joiner(std::coroutine_handle<Promise> joiner) {
+      using reg = typename promise_type::join_registration;
+      const reg r = self->handle_.promise().try_register_joiner(waiter);
+      if (r == reg::stop_pending) {
+        cancelled.store(true, std::memory_order_relaxed);
+        return false;
+      }
+      // waiting: nothing of *this is touched from here on. Finished in between: no wait, but
+      // budgeted (see coop.hpp).
+      return r == reg::waiting || detail::coop_yield(joiner);
+    }
+    // On a single-thread loop: the joiner registers with the task first, and links its stop
+    // waiter on the loop's deferred list only when it waits. Touching *this after the joiner is
+    // registered is safe here, unlike above: only this thread can resume the joiner (a
+    // completion elsewhere schedules it on this loop), and this thread is here.
+    template <class Promise>
+    bool suspend_deferred(std::coroutine_handle<Promise> joiner, cancel_scope& s,
+                          detail::deferred_stops& d) {
+      if (s.stop_requested()) {  // already stopped: do not wait at all
+        cancelled.store(true, std::memory_order_relaxed);
+        return false;
+      }
+      using reg = typename promise_type::join_registration;
+      const reg r = self->handle_.promise().try_register_joiner(waiter);
+      if (r == reg::waiting) {
+        scope = &s;
+        d.push(*this);
+        return true;
+      }
+      if (r == reg::stop_pending) {  // a stale stop of an earlier, eager join: this one ends too
+        cancelled.store(true, std::memory_order_relaxed);
+        return false;
+      }
+      return detail::coop_yield(joiner);
+    }
+    // Any thread, from request_stop (or the loop's flush, when the scope had already stopped).
     static void stop(cancel_scope::waiter* w) noexcept {
       auto* a = static_cast<awaiter*>(w);
       if (!a->self->handle_.promise().stop_joiner()) return;  // see the struct's comment

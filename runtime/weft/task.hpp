@@ -120,29 +120,52 @@ class promise_base : public spawn_link {
     scope_ = scope;
     root_ = tls_current_task;  // the spawned task that awaits this one, when it is a weft task
   }
+  ~promise_base() {
+    if ((join_state_.load(std::memory_order_relaxed) & named) != 0) erase_task_name(id_);
+  }
+  promise_base() noexcept = default;
+  promise_base(const promise_base&) = delete;
+  promise_base& operator=(const promise_base&) = delete;
 
   // --- identity and waits (task_info.hpp; the task dump reads them from any thread) ---
 
   /// The task's id (0 for a task that was never spawned).
-  std::uint64_t id() const noexcept { return id_; }
-  /// The task's name (empty when none was given).
-  std::string_view name() const noexcept {
-    return name_ ? std::string_view(name_.get()) : std::string_view();
+  std::uint64_t id() const noexcept {
+    return (join_state_.load(std::memory_order_relaxed) & (spawned | named)) != 0 ? id_ : 0;
   }
-  /// Copies `name` into the task (before it is spawned). Throws std::bad_alloc.
+  /// The task's name (empty when none was given). Valid while the task's frame lives.
+  std::string_view name() const noexcept {
+    if ((join_state_.load(std::memory_order_relaxed) & named) == 0) return {};
+    return task_name(id_);
+  }
+  /// Names the task: a copy of `name` goes into the process's name table under the task's id
+  /// (names are rare: the frame has no room for one). A task not spawned yet gets its id now.
+  /// On the task's own thread, or before it is spawned. Throws std::bad_alloc.
   void set_name(std::string_view name) {
     if (name.empty()) return;
-    name_ = std::make_unique<char[]>(name.size() + 1);
-    name.copy(name_.get(), name.size());
-    name_[name.size()] = '\0';
+    const std::uint32_t state = join_state_.load(std::memory_order_relaxed);
+    const bool has_id = (state & (spawned | named)) != 0;
+    const std::uint64_t id = has_id ? id_ : next_task_id();
+    set_task_name(id, name);
+    id_ = id;
+    if ((state & spawned) != 0) {
+      join_state_.fetch_or(named, std::memory_order_relaxed);  // others may touch the word
+    } else {
+      join_state_.store(named, std::memory_order_relaxed);
+    }
   }
+  /// The spawned task this frame's code runs for: itself when spawned, else its awaiter's.
+  promise_base* root() noexcept { return is_spawned() ? this : root_; }
   /// This task's code runs on the calling thread from now on.
   void resumed() noexcept {
-    tls_current_task = root_;
-    if (root_ != nullptr) {
-      root_->wait_what_.store(nullptr, std::memory_order_relaxed);
-      if (tls_span_task == 0) [[unlikely]]
-        tls_span_task = root_->id_;  // a traced run span begins with this task
+    promise_base* r = root();
+    tls_current_task = r;
+    if (r != nullptr) {
+      r->wait_what_.store(nullptr, std::memory_order_relaxed);
+      if constexpr (WEFT_TRACING != 0) {
+        if (tls_span_task == 0) [[unlikely]]
+          tls_span_task = r->id_;  // a traced run span begins with this task
+      }
     }
   }
   /// The task suspends in a wait that `what` names (a static string); since: this loop turn.
@@ -181,16 +204,17 @@ class promise_base : public spawn_link {
   // The join word. completed, detached and joiner_waiting follow the protocol in spawn.hpp;
   // spawned is set once before the task is published; joined only by the handle's owner after
   // completion (no other writer then).
+  // named: the task has an id from set_name and an entry in the name table (set before spawn).
   static constexpr std::uint32_t completed = 1, detached = 2, joiner_waiting = 4, spawned = 8,
-                                 joined = 16, joiner_stop_pending = 32;
+                                 joined = 16, joiner_stop_pending = 32, named = 64;
 
   /// Turns this task into a spawned one on `ex`. Its waits observe `observed` (a task_group's
   /// scope) or, by default, its own scope.
   void mark_spawned(executor& ex, cancel_scope* observed = nullptr) noexcept {
-    join_state_.store(spawned, std::memory_order_relaxed);
+    const std::uint32_t was = join_state_.load(std::memory_order_relaxed);
+    join_state_.store(spawned | (was & named), std::memory_order_relaxed);
     scope_ = observed != nullptr ? observed : &own_scope_;
-    root_ = this;
-    id_ = next_task_id();
+    if ((was & named) == 0) id_ = next_task_id();
     wait_since_.store(static_cast<std::int64_t>(wait_arg::queued), std::memory_order_relaxed);
     wait_what_.store("start", std::memory_order_relaxed);
     if (task_observer* o = ex.observer()) [[unlikely]]
@@ -225,21 +249,25 @@ class promise_base : public spawn_link {
   /// came first: resume at once, cancelled; the pending mark is cleared). Throws
   /// `errc::already_joined` when another task is already waiting on this one.
   join_registration try_register_joiner(join_waiter& joiner) {
-    if ((join_state_.load(std::memory_order_acquire) & joiner_waiting) != 0) {
+    std::uint32_t w = join_state_.load(std::memory_order_acquire);
+    if ((w & joiner_waiting) != 0) {
       throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
     }
     continuation_ = &joiner;
-    std::uint32_t expected = spawned;
-    if (join_state_.compare_exchange_strong(expected, spawned | joiner_waiting,
-                                            std::memory_order_acq_rel, std::memory_order_acquire)) {
-      return join_registration::waiting;
+    for (;;) {  // (the word's other bits, such as `named`, may change meanwhile)
+      if ((w & completed) != 0) return join_registration::completed;
+      if ((w & joiner_stop_pending) != 0) {
+        join_state_.fetch_and(~joiner_stop_pending, std::memory_order_acq_rel);
+        return join_registration::stop_pending;
+      }
+      if ((w & joiner_waiting) != 0) {
+        throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
+      }
+      if (join_state_.compare_exchange_weak(w, w | joiner_waiting, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+        return join_registration::waiting;
+      }
     }
-    if ((expected & completed) != 0) return join_registration::completed;
-    if ((expected & joiner_stop_pending) != 0) {
-      join_state_.fetch_and(~joiner_stop_pending, std::memory_order_acq_rel);
-      return join_registration::stop_pending;
-    }
-    throw_error(errc::already_joined, "weft::join_handle awaited by two tasks at once");
   }
   /// The joiner's stop (any thread, while the joiner's stop waiter is registered): true when it
   /// withdrew a waiting joiner, which the caller must then resume (cancelled). Otherwise the
@@ -302,9 +330,11 @@ class promise_base : public spawn_link {
   std::atomic<std::uint32_t> join_state_{0};  // fits in own_scope_'s tail padding
   // Identity and the current wait. The wait fields are written by the task's own thread when
   // it suspends and resumes (relaxed: a dump is a snapshot) and read by the task dump.
-  std::uint64_t id_ = 0;
-  std::unique_ptr<char[]> name_;
-  promise_base* root_ = nullptr;  // the spawned task this frame belongs to (itself if spawned)
+  // A spawned (or named) task's id; another task's root (see root()): one word for both.
+  union {
+    std::uint64_t id_;
+    promise_base* root_ = nullptr;
+  };
   std::atomic<const char*> wait_what_{nullptr};
   std::atomic<std::int64_t> wait_arg_{0};
   std::atomic<std::int64_t> wait_since_{0};  // coarse ns, the wait_arg kind in the low 3 bits

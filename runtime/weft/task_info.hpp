@@ -4,6 +4,12 @@
 #include <cstdint>
 #include <string_view>
 
+/// 1 (the default): the trace recorder is built in, and its hooks test a thread-local pointer
+/// when off. 0 (meson -Dtracing=false): the hooks are compiled out, and WEFT_TRACE is ignored.
+#ifndef WEFT_TRACING
+#define WEFT_TRACING 1
+#endif
+
 namespace weft {
 
 /// How `spawn` starts a task (see `weft::spawn(task, task_options)`).
@@ -44,7 +50,7 @@ inline thread_local std::uint64_t tls_last_task_id = 0;
 /// span that ends now belongs to it.
 inline void left_thread(std::uint64_t id) noexcept {
   tls_current_task = nullptr;
-  tls_last_task_id = id;
+  if constexpr (WEFT_TRACING != 0) tls_last_task_id = id;
 }
 
 /// The first task to run in the trace's current `run` span: 0 while a traced resumption waits
@@ -66,6 +72,13 @@ inline std::uint64_t next_task_id() noexcept {
     return refill_task_ids();
   return tls_next_id++;
 }
+
+/// The name table: a named task's name, by id (names live here, not in every frame).
+/// Thread-safe. `set_task_name` throws std::bad_alloc; `task_name` gives a view that stays
+/// valid until `erase_task_name(id)`, empty for an id without a name.
+void set_task_name(std::uint64_t id, std::string_view name);
+std::string_view task_name(std::uint64_t id) noexcept;
+void erase_task_name(std::uint64_t id) noexcept;
 
 /// coarse_now_ns() at this thread's last reactor poll: when a wait began, as the task dump
 /// shows it, for the price of a thread-local load (a clock read per suspension cost more than

@@ -61,8 +61,13 @@ class trace_buffer {
 };
 
 /// The trace buffer of the calling thread while it runs an executor that traces; null
-/// otherwise. The hot paths test this pointer and nothing else.
+/// otherwise. The hot paths test this pointer and nothing else. Without tracing built in
+/// (WEFT_TRACING=0) it is a null constant, and those tests fold away.
+#if WEFT_TRACING
 inline thread_local trace_buffer* tls_trace = nullptr;
+#else
+inline constexpr trace_buffer* tls_trace = nullptr;
+#endif
 
 /// The trace clock: steady, in nanoseconds.
 inline std::int64_t trace_now() noexcept {
@@ -133,12 +138,18 @@ class trace_session {
 /// Binds thread `index`'s buffer of `session` (if any) to the calling thread for a scope.
 class trace_thread_scope {
  public:
+#if WEFT_TRACING
   trace_thread_scope(trace_session* session, unsigned index) noexcept : previous_(tls_trace) {
     tls_trace = session != nullptr ? session->buffer(index) : nullptr;
   }
+  ~trace_thread_scope() {
+    tls_trace = previous_;
+  }
+#else
+  trace_thread_scope(trace_session*, unsigned) noexcept : previous_(nullptr) {}
+#endif
   trace_thread_scope(const trace_thread_scope&) = delete;
   trace_thread_scope& operator=(const trace_thread_scope&) = delete;
-  ~trace_thread_scope() { tls_trace = previous_; }
 
  private:
   trace_buffer* previous_;

@@ -121,6 +121,7 @@ class cooperative final : public executor {
     io::reactor* previous_reactor;
     detail::trace_thread_scope trace;
     detail::paused_clock* previous_clock;
+    detail::deferred_stops* previous_deferred;
   };
 
   /// How many tasks run between two looks at the ring and the timers (Tokio's event_interval):
@@ -163,7 +164,9 @@ class cooperative final : public executor {
   std::vector<detail::spawn_link*> remote_started_;
   bool remote_wake_pending_ = false;  // guarded by remote_mutex_
 
-  detail::spawn_link live_;  // sentinel of the circular list of live spawned tasks
+  detail::deferred_stops deferred_{
+      static_cast<executor*>(this)};  // joins' stop waiters not registered yet
+  detail::spawn_link live_;           // sentinel of the circular list of live spawned tasks
   // Written by the loop's thread only; atomic so that metrics may be read from any thread.
   std::atomic<std::size_t> live_count_{0};
   std::atomic<std::uint64_t> spawned_{0};
