@@ -23,10 +23,13 @@ namespace weft::detail {
 /// the cache: with 4,096 buffers the liburing echo reference spent up to 1.27x the CPU per
 /// message of a one-recv-per-message loop, with 256 it spent 0.89-1.0x of it (see
 /// docs/decisions/sockets-multishot.md). When the ring runs dry, recv_stream falls back to a
-/// one-shot recv, so a small ring costs a little under bursts, never data.
+/// one-shot recv (a heap buffer, a poll, a second SQE): never data lost, but with 256 buffers
+/// an echo server with 500 busy connections took that path often enough to cost it 1.40x the
+/// reference's CPU per message; 512 buffers (2 MiB) cover one message in flight on each of
+/// them and brought it to 1.17x, as 1,024 did (docs/decisions/socket-floor.md).
 class buffer_ring {
  public:
-  static constexpr unsigned default_count = 256;           ///< buffers per reactor (see above)
+  static constexpr unsigned default_count = 512;           ///< buffers per reactor (see above)
   static constexpr std::size_t default_size = 4096;        ///< bytes per buffer
   static constexpr unsigned short default_group = 0x5746;  ///< the group id weft uses ("WF")
 

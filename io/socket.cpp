@@ -649,7 +649,7 @@ void recv_stream_state::arm(reactor& r) {
     return;
   }
   const std::size_t size = weft::detail::buffer_ring::default_size;
-  single_buf_ = std::make_unique<std::byte[]>(size);
+  single_buf_ = std::make_unique_for_overwrite<std::byte[]>(size);
   r.track(*this);
   try {
     r.submit(this, [&](io_uring_sqe* sqe) {

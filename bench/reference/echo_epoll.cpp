@@ -22,6 +22,8 @@
 #include <memory>
 #include <vector>
 
+#include "echo_common.hpp"
+
 namespace {
 
 constexpr std::size_t buffer_size = 16 * 1024;
@@ -34,12 +36,6 @@ struct connection {
 
 int epfd = -1;
 std::vector<std::unique_ptr<connection>> conns;  // indexed by fd
-volatile std::sig_atomic_t stop = 0;
-
-void on_signal(int) {
-  stop = 1;
-}
-
 void watch(int fd, std::uint32_t events, int how) {
   epoll_event ev{};
   ev.events = events;
@@ -109,37 +105,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: echo_epoll PORT\n");
     return 2;
   }
-  const int port = std::atoi(argv[1]);
-  if (port <= 0 || port > 65535) {
-    std::fprintf(stderr, "echo_epoll: bad port '%s'\n", argv[1]);
-    return 2;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: epoll_wait returns EINTR
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  const int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listen_fd, 4096) != 0) {
-    std::perror("echo_epoll: bind/listen");
-    return 1;
-  }
+  const int port = echo_ref::parse_port("echo_epoll", argv[1]);
+  if (port == 0) return 2;
+  echo_ref::catch_stop_signals();
+  const int listen_fd = echo_ref::listen_loopback("echo_epoll", port, SOCK_NONBLOCK);
+  if (listen_fd < 0) return 1;
   epfd = epoll_create1(EPOLL_CLOEXEC);
   watch(listen_fd, EPOLLIN, EPOLL_CTL_ADD);
   conns.resize(4096);
-  std::printf("listening on 127.0.0.1:%d\n", port);
-  std::fflush(stdout);
+  echo_ref::announce(port);
 
   std::vector<epoll_event> events(1024);
-  while (!stop) {
+  while (!echo_ref::stop) {
     const int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), -1);
     if (n < 0) {
       if (errno == EINTR) continue;

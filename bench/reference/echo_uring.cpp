@@ -38,6 +38,8 @@
 #include <string_view>
 #include <vector>
 
+#include "echo_common.hpp"
+
 namespace {
 
 constexpr std::size_t buffer_size = 16 * 1024;  // --recv=single's buffer per connection
@@ -73,11 +75,6 @@ std::vector<std::unique_ptr<connection>> conns;  // indexed by fd
 std::vector<int> starved;                        // fds waiting for buffers
 io_uring_buf_ring* pbufs = nullptr;
 char* pbuf_memory = nullptr;
-volatile std::sig_atomic_t stop = 0;
-
-void on_signal(int) {
-  stop = 1;
-}
 
 std::uint64_t tag(int fd, op o) {
   return (static_cast<std::uint64_t>(fd) << 2) | o;
@@ -300,29 +297,11 @@ int main(int argc, char** argv) {
         stderr, "usage: echo_uring PORT [--recv=multishot|single] [--fixed-files] [--buffers=N]\n");
     return 2;
   }
-  const int port = std::atoi(argv[1]);
-  if (port <= 0 || port > 65535) {
-    std::fprintf(stderr, "echo_uring: bad port '%s'\n", argv[1]);
-    return 2;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: the wait returns -EINTR
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listen_fd, 4096) != 0) {
-    std::perror("echo_uring: bind/listen");
-    return 1;
-  }
+  const int port = echo_ref::parse_port("echo_uring", argv[1]);
+  if (port == 0) return 2;
+  echo_ref::catch_stop_signals();
+  listen_fd = echo_ref::listen_loopback("echo_uring", port, 0);
+  if (listen_fd < 0) return 1;
   if (const int r = setup_ring(); r != 0) {
     std::fprintf(stderr, "echo_uring: io_uring_queue_init: %s\n", std::strerror(-r));
     return 1;
@@ -343,10 +322,9 @@ int main(int argc, char** argv) {
   }
   conns.resize(4096);
   arm_accept();
-  std::printf("listening on 127.0.0.1:%d\n", port);
-  std::fflush(stdout);
+  echo_ref::announce(port);
 
-  while (!stop) {
+  while (!echo_ref::stop) {
     const int r = io_uring_submit_and_wait(&ring, 1);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
       std::fprintf(stderr, "echo_uring: submit_and_wait: %s\n", std::strerror(-r));

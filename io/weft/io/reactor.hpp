@@ -217,6 +217,7 @@ class reactor {
   void arm_wake_read();
   bool expire_timers(clock::time_point now);
   void reap();
+  void reap_ready();  // the CQEs already in the ring, without entering the kernel
   void drain_remote_cancels();
 
   static inline thread_local reactor* current_ = nullptr;
