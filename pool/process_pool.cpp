@@ -1,4 +1,4 @@
-#include <weft/sched/process_pool.hpp>
+#include <weft/pool/process_pool.hpp>
 
 #include <fcntl.h>
 #include <linux/close_range.h>

@@ -1,6 +1,6 @@
 #include <weft/sched/run.hpp>
 
-#include <weft/sched/process_pool.hpp>
+#include <weft/pool/process_pool.hpp>
 
 #include <charconv>
 #include <cstdio>

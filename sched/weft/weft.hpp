@@ -30,7 +30,7 @@
 #include <weft/mutex.hpp>
 #include <weft/queue.hpp>
 #include <weft/sched/cooperative.hpp>
-#include <weft/sched/process_pool.hpp>
+#include <weft/pool/process_pool.hpp>
 #include <weft/sched/run.hpp>
 #include <weft/sched/runtime.hpp>
 #include <weft/semaphore.hpp>

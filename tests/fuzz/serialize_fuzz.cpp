@@ -1,4 +1,4 @@
-// libFuzzer harness for the process pool's byte format (weft/sched/serialize.hpp).
+// libFuzzer harness for the process pool's byte format (weft/pool/serialize.hpp).
 //
 // Input: the first byte picks a type (modulo the number of types below), the rest is a message to
 // decode as that type, as a worker decodes a job or the pool decodes a result. Decoding must
@@ -34,7 +34,7 @@
 
 #include <sanitizer/allocator_interface.h>
 
-#include <weft/sched/serialize.hpp>
+#include <weft/pool/serialize.hpp>
 
 #include "fuzz_check.hpp"
 #include "seeds_flag.hpp"

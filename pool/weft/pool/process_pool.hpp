@@ -18,7 +18,7 @@
 
 #include <weft/io/fd.hpp>
 #include <weft/io/process.hpp>
-#include <weft/sched/serialize.hpp>
+#include <weft/pool/serialize.hpp>
 #include <weft/semaphore.hpp>
 #include <weft/task.hpp>
 #include <weft/when.hpp>
