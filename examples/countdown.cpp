@@ -8,7 +8,7 @@
 // modes split it over N spawned tasks on an executor with N threads (one thread for
 // cooperative): multi-thread runs them in parallel; single-lock runs them on N threads that
 // share one lock, so they take turns, as Python threads do under the GIL. processes runs the
-// N parts in a weft::process_pool of N worker processes (the seed's multiprocessing version),
+// N parts in a weft::pool::process_pool of N worker processes (the seed's multiprocessing version),
 // the parent waiting on the cooperative executor. The loop calls
 // weft::check() on every iteration in every mode, so all modes run the same code. For
 // single-lock the lock's hand-overs and the time threads waited for it are printed before the
@@ -50,7 +50,7 @@ std::uint64_t countdown_part(std::uint64_t n) {
 }
 WEFT_PROCESS_FUNCTION(countdown_part);
 
-weft::task<int> run_in_pool(weft::process_pool& pool, std::uint64_t count, unsigned workers) {
+weft::task<int> run_in_pool(weft::pool::process_pool& pool, std::uint64_t count, unsigned workers) {
   std::vector<std::uint64_t> shares;
   for (unsigned i = 0; i < workers; ++i) {
     shares.push_back(count / workers + (i == 0 ? count % workers : 0));
@@ -91,7 +91,7 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   // With --mode=processes this program is re-executed as its own pool workers.
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   CLI::App app{"Beazley's countdown: a CPU-bound loop split over workers"};
   std::string mode_name = "sequential";
   std::int64_t count = 1'000'000'000;  // signed, so that -5 is reported as -5
@@ -129,8 +129,9 @@ int main(int argc, char** argv) {
     } else if (processes) {
       // Started before weft::run: start method fork needs a process with no thread or ring.
       // The workers' start-up is part of the measured time, as in the seed's Python version.
-      weft::process_pool pool(
-          workers, start_method == "fork" ? weft::start_method::fork : weft::start_method::spawn);
+      weft::pool::process_pool pool(workers, start_method == "fork"
+                                                 ? weft::pool::start_method::fork
+                                                 : weft::pool::start_method::spawn);
       weft::run(options, run_in_pool(pool, static_cast<std::uint64_t>(count), workers));
     } else {
       if (options.mode == weft::mode::cooperative) options.workers = 1;

@@ -31,7 +31,7 @@
 #include <weft/mutex.hpp>
 #include <weft/time.hpp>
 
-namespace weft {
+namespace weft::pool {
 
 // ---- shared_buffer
 
@@ -44,7 +44,7 @@ namespace {
 std::byte* map_shared(int fd, std::size_t size) {
   if (size == 0) return nullptr;
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) throw_errno("weft::shared_buffer: mmap");
+  if (p == MAP_FAILED) throw_errno("weft::pool::shared_buffer: mmap");
   return static_cast<std::byte*>(p);
 }
 
@@ -52,19 +52,20 @@ std::byte* map_shared(int fd, std::size_t size) {
 
 shared_buffer shared_buffer::create(std::size_t size) {
   io::fd fd(::memfd_create("weft-shared-buffer", MFD_CLOEXEC));
-  if (!fd) throw_errno("weft::shared_buffer: memfd_create");
+  if (!fd) throw_errno("weft::pool::shared_buffer: memfd_create");
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-    throw_errno("weft::shared_buffer: ftruncate");
+    throw_errno("weft::pool::shared_buffer: ftruncate");
   }
   return adopt(std::move(fd), size);
 }
 
 shared_buffer shared_buffer::adopt(io::fd memfd, std::size_t size) {
   struct stat st {};
-  if (::fstat(memfd.get(), &st) != 0) throw_errno("weft::shared_buffer: fstat");
+  if (::fstat(memfd.get(), &st) != 0) throw_errno("weft::pool::shared_buffer: fstat");
   if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < size) {
-    throw std::system_error(EINVAL, std::generic_category(),
-                            "weft::shared_buffer: fstat: the memory is smaller than its size");
+    throw std::system_error(
+        EINVAL, std::generic_category(),
+        "weft::pool::shared_buffer: fstat: the memory is smaller than its size");
   }
   shared_buffer b;
   b.data_ = map_shared(memfd.get(), size);
@@ -90,13 +91,13 @@ shared_buffer::~shared_buffer() {
 shared_buffer shared_buffer::share() const {
   if (!fd_) return {};
   io::fd copy(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 3));
-  if (!copy) throw_errno("weft::shared_buffer: dup");
+  if (!copy) throw_errno("weft::pool::shared_buffer: dup");
   return adopt(std::move(copy), size_);
 }
 
 std::uint32_t serial::writer::put_fd(int fd) {
   io::fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
-  if (!copy) throw_errno("weft::serial: dup");
+  if (!copy) throw_errno("weft::pool::serial: dup");
   fds_.push_back(std::move(copy));
   return static_cast<std::uint32_t>(fds_.size() - 1);
 }
@@ -151,11 +152,12 @@ const std::string& process_function_name(void (*fn)()) {
   auto it = r.by_address.find(reinterpret_cast<std::uintptr_t>(fn));
   if (it == r.by_address.end()) {
     throw std::invalid_argument(
-        "weft::process_pool: the function was not registered; add WEFT_PROCESS_FUNCTION(fn); at "
+        "weft::pool::process_pool: the function was not registered; add WEFT_PROCESS_FUNCTION(fn); "
+        "at "
         "namespace scope");
   }
   if (r.by_name.at(it->second).duplicate) {
-    throw std::invalid_argument("weft::process_pool: two functions are registered as '" +
+    throw std::invalid_argument("weft::pool::process_pool: two functions are registered as '" +
                                 it->second + "'; give one of them another name");
   }
   return it->second;
@@ -366,7 +368,7 @@ bool recv_frame_sync(int fd, frame_header& header, std::string& payload, std::ve
           header.kind == frame_kind::batch ? serial::take<std::uint64_t>(args) : 1;
       for (std::uint64_t i = 0; i < calls; ++i) f->invoke(f->fn, args, result);
       if (args.remaining() != 0)
-        throw serial::format_error("weft::serial: trailing bytes in a job");
+        throw serial::format_error("weft::pool::serial: trailing bytes in a job");
       // The fds go in one control message, whose buffer holds SCM_MAX_FD of them.
       if (result.fds().size() > max_fds_per_frame) {
         throw std::length_error("the result carries " + std::to_string(result.fds().size()) +
@@ -428,7 +430,7 @@ void exit_when_pool_hangs_up(int socket) noexcept {
 io::fd above_stdio(io::fd f) {
   if (!f || f.get() > 2) return f;
   io::fd moved(::fcntl(f.get(), F_DUPFD_CLOEXEC, 3));
-  if (!moved) throw_errno("weft::process_pool: fcntl");
+  if (!moved) throw_errno("weft::pool::process_pool: fcntl");
   return moved;
 }
 
@@ -507,13 +509,13 @@ class process_pool::zygote {
   zygote() {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-      throw_errno("weft::process_pool: socketpair");
+      throw_errno("weft::pool::process_pool: socketpair");
     }
     io::fd ours = above_stdio(io::fd(sv[0]));
     io::fd theirs = above_stdio(io::fd(sv[1]));
     std::fflush(nullptr);  // or the fork server and every worker would print it again
     const pid_t pid = ::fork();
-    if (pid < 0) throw_errno("weft::process_pool: fork");
+    if (pid < 0) throw_errno("weft::pool::process_pool: fork");
     if (pid == 0) {
       ours.release();  // closed below with everything else (it is above 2)
       close_all_but(theirs.get());
@@ -523,7 +525,7 @@ class process_pool::zygote {
     if (!c) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
-      throw std::system_error(c.error(), "weft::process_pool: pidfd_open");
+      throw std::system_error(c.error(), "weft::pool::process_pool: pidfd_open");
     }
     process_ = std::move(*c);
     // A fork server that stops answering (stopped, or stuck reaping a worker in uninterruptible
@@ -587,9 +589,10 @@ class process_pool::zygote {
                                               std::vector<io::fd>& fds) {
     if (reply[0] < 0) {
       throw std::system_error(static_cast<int>(-reply[0]), std::generic_category(),
-                              "weft::process_pool: fork");
+                              "weft::pool::process_pool: fork");
     }
-    if (fds.size() != 1) throw std::runtime_error("weft::process_pool: fork server sent no socket");
+    if (fds.size() != 1)
+      throw std::runtime_error("weft::pool::process_pool: fork server sent no socket");
     return {static_cast<pid_t>(reply[0]), std::move(fds[0])};
   }
 
@@ -613,12 +616,12 @@ class process_pool::zygote {
     const std::int64_t id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     const std::int64_t request[3] = {kind, arg, id};
     const int socket = control_.get();
-    auto sent =
-        co_await io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
+    auto sent = co_await io::count_operation(
+        "weft::pool::process_pool: fork server", [&](io_uring_sqe* sqe) {
           io_uring_prep_send(sqe, socket, request, sizeof request, MSG_NOSIGNAL);
         });
     if (!sent || *sent != sizeof request) {
-      throw std::runtime_error("weft::process_pool: the fork server is gone");
+      throw std::runtime_error("weft::pool::process_pool: the fork server is gone");
     }
     const std::chrono::milliseconds limit(
         fork_server_reply_timeout_ms.load(std::memory_order_relaxed));
@@ -627,12 +630,13 @@ class process_pool::zygote {
       fd_cmsg control;
       msghdr msg = receive_message(&iov, 1, control);
       auto n = co_await with_timeout(
-          limit, io::count_operation("weft::process_pool: fork server", [&](io_uring_sqe* sqe) {
+          limit,
+          io::count_operation("weft::pool::process_pool: fork server", [&](io_uring_sqe* sqe) {
             io_uring_prep_recvmsg(sqe, socket, &msg, MSG_CMSG_CLOEXEC);
           }));
       fds.clear();
       if (!n || *n != sizeof reply || !collect_fds(msg, fds)) {
-        throw std::runtime_error("weft::process_pool: the fork server is gone");
+        throw std::runtime_error("weft::pool::process_pool: the fork server is gone");
       }
     } while (drop_if_late(reply, id));
   }
@@ -643,7 +647,7 @@ class process_pool::zygote {
     const std::int64_t id = last_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     const std::int64_t request[3] = {kind, arg, id};
     if (::send(control_.get(), request, sizeof request, MSG_NOSIGNAL) != sizeof request) {
-      throw_errno("weft::process_pool: fork server");
+      throw_errno("weft::pool::process_pool: fork server");
     }
     do {
       fds.clear();
@@ -661,10 +665,10 @@ class process_pool::zygote {
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno == EAGAIN) {
       throw std::system_error(make_error_code(errc::timed_out),
-                              "weft::process_pool: the fork server did not answer in time");
+                              "weft::pool::process_pool: the fork server did not answer in time");
     }
     if (n != sizeof reply || !collect_fds(msg, fds)) {
-      throw std::runtime_error("weft::process_pool: the fork server is gone");
+      throw std::runtime_error("weft::pool::process_pool: the fork server is gone");
     }
   }
 
@@ -779,12 +783,13 @@ process_pool::process_pool(unsigned workers, start_method method) : method_(meth
     const unsigned threads = thread_count();
     const unsigned rings = io::ring::live_count();
     if (threads != 1 || rings != 0) {
-      throw_error(errc::fork_unsafe,
-                  "weft::process_pool: start method fork needs a process with one thread and no "
-                  "io_uring ring, and this one has " +
-                      std::to_string(threads) + " threads and " + std::to_string(rings) +
-                      " rings; create the pool before weft::run and before starting threads, or "
-                      "use start_method::spawn");
+      throw_error(
+          errc::fork_unsafe,
+          "weft::pool::process_pool: start method fork needs a process with one thread and no "
+          "io_uring ring, and this one has " +
+              std::to_string(threads) + " threads and " + std::to_string(rings) +
+              " rings; create the pool before weft::run and before starting threads, or "
+              "use start_method::spawn");
     }
     zygote_ = std::make_unique<zygote>();
   }
@@ -815,7 +820,7 @@ void process_pool::start_worker(slot& s) {
   } else {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-      throw_errno("weft::process_pool: socketpair");
+      throw_errno("weft::pool::process_pool: socketpair");
     }
     io::fd ours(sv[0]), theirs(sv[1]);
     // The worker is this very program, re-executed: /proc/self/exe works even when the file
@@ -824,7 +829,8 @@ void process_pool::start_worker(slot& s) {
     cmd.env(worker_env, "3").pass_fd(theirs.get());
     auto c = cmd.spawn();
     if (!c) {
-      throw std::system_error(c.error(), "weft::process_pool: starting a worker: " + c.message());
+      throw std::system_error(c.error(),
+                              "weft::pool::process_pool: starting a worker: " + c.message());
     }
     started = c->id();
     s.process = std::move(*c);
@@ -911,7 +917,7 @@ struct cancellable_spec {
   Prepare prepare_fn;
   void prepare(io_uring_sqe* sqe) { prepare_fn(sqe); }
   int finish(int result) const {
-    io::detail::throw_if_cancelled(result, "weft::process_pool: job cancelled");
+    io::detail::throw_if_cancelled(result, "weft::pool::process_pool: job cancelled");
     return result;
   }
 };
@@ -1033,7 +1039,7 @@ void process_pool::replace_now(slot& s) noexcept {
 task<process_pool::slot*> process_pool::take_slot() {
   {
     std::lock_guard lock(mutex_);
-    if (closed_) throw_error(errc::pool_closed, "weft::process_pool::submit");
+    if (closed_) throw_error(errc::pool_closed, "weft::pool::process_pool::submit");
   }
   co_await idle_count_.acquire();
   slot* s = nullptr;
@@ -1048,7 +1054,7 @@ task<process_pool::slot*> process_pool::take_slot() {
   }
   if (s == nullptr) {
     idle_count_.release();
-    throw_error(errc::pool_closed, "weft::process_pool::submit");
+    throw_error(errc::pool_closed, "weft::pool::process_pool::submit");
   }
   co_return s;
 }
@@ -1068,7 +1074,7 @@ task<void> process_pool::restart_worker(slot& s) {
     if (e.code() == errc::cancelled) throw;
     throw std::system_error(
         make_error_code(errc::worker_died),
-        std::string("weft::process_pool: cannot restart a worker: ") + e.what());
+        std::string("weft::pool::process_pool: cannot restart a worker: ") + e.what());
   }
 }
 
@@ -1084,13 +1090,14 @@ task<void> process_pool::fail_lost_job(slot& s, pid_t pid, const std::string& ho
     std::lock_guard lock(mutex_);
     s.pid = -1;  // the next job on this slot tries again
   }
-  throw_error(errc::worker_died, "weft::process_pool: worker " + std::to_string(pid) +
+  throw_error(errc::worker_died, "weft::pool::process_pool: worker " + std::to_string(pid) +
                                      " running '" + name + "' " + how);
 }
 
 task<detail::process_reply> process_pool::run(job j) {
   if (j.message.fds().size() > max_fds_per_frame) {
-    throw std::invalid_argument("weft::process_pool: a job may carry at most 253 shared buffers");
+    throw std::invalid_argument(
+        "weft::pool::process_pool: a job may carry at most 253 shared buffers");
   }
   slot* const s = co_await take_slot();
   // The slot goes back to the idle list however this coroutine ends.
@@ -1123,8 +1130,9 @@ task<detail::process_reply> process_pool::run(job j) {
         ++stats_.jobs_completed;
       }
       if (ex.header.kind == frame_kind::error) {
-        throw_error(errc::job_failed, "weft::process_pool: '" + *j.name + "' failed in worker " +
-                                          std::to_string(s->pid) + ": " + ex.reply.bytes);
+        throw_error(errc::job_failed, "weft::pool::process_pool: '" + *j.name +
+                                          "' failed in worker " + std::to_string(s->pid) + ": " +
+                                          ex.reply.bytes);
       }
       co_return std::move(ex.reply);
     }
@@ -1179,4 +1187,4 @@ task<void> process_pool::shutdown() {
   if (stopped) std::rethrow_exception(stopped);
 }
 
-}  // namespace weft
+}  // namespace weft::pool

@@ -38,7 +38,7 @@ namespace {
 std::string unavailable_message(mode m) {
   return "--mode=" + std::string(to_string(m)) +
          " is not available to run a task: --mode=processes runs registered functions in a "
-         "process pool (weft::process_pool, see examples/countdown), not a task; use "
+         "process pool (weft::pool::process_pool, see examples/countdown), not a task; use "
          "cooperative, single-lock or multi-thread";
 }
 }  // namespace
@@ -99,7 +99,7 @@ void report_seed(std::uint64_t seed) noexcept {
 }  // namespace detail
 
 void require_mode(mode m) {
-  detail::refuse_unserved_pool_worker();
+  pool::detail::refuse_unserved_pool_worker();
   if (!mode_available(m)) throw_error(errc::mode_unavailable, unavailable_message(m));
 }
 

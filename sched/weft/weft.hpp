@@ -28,9 +28,9 @@
 #include <weft/join_set.hpp>
 #include <weft/latch.hpp>
 #include <weft/mutex.hpp>
+#include <weft/pool/process_pool.hpp>
 #include <weft/queue.hpp>
 #include <weft/sched/cooperative.hpp>
-#include <weft/pool/process_pool.hpp>
 #include <weft/sched/run.hpp>
 #include <weft/sched/runtime.hpp>
 #include <weft/semaphore.hpp>
@@ -56,5 +56,5 @@
 /// The executors (cooperative, single-lock, multi-thread) and their building blocks. Most
 /// programs need none of it directly: `weft::run` picks the executor by `weft::mode`.
 ///
-/// @namespace weft::serial
+/// @namespace weft::pool::serial
 /// The byte format in which a process pool's arguments and results cross the process boundary.

@@ -25,7 +25,7 @@ enum class mode {
   cooperative,   ///< one thread, one ring (asyncio)
   single_lock,   ///< N threads sharing one global lock (CPython's GIL)
   multi_thread,  ///< N work-stealing worker threads (Tokio)
-  processes,     ///< N worker processes (multiprocessing): weft::process_pool, not run()
+  processes,     ///< N worker processes (multiprocessing): weft::pool::process_pool, not run()
 };
 
 /// What an executor counted during one `run` (see `run_options::report`).
@@ -116,7 +116,7 @@ std::string_view to_string(mode m) noexcept;
 std::optional<mode> parse_mode(std::string_view name) noexcept;
 
 /// True when `run` can run a task on `m`: every mode but processes, whose unit of work is a
-/// registered function in a `weft::process_pool`, not a task.
+/// registered function in a `weft::pool::process_pool`, not a task.
 bool mode_available(mode m) noexcept;
 
 /// The usage text of the options mode_from_args understands.
