@@ -41,6 +41,8 @@ enum class start_method {
 
 namespace detail {
 
+class fork_server;
+
 using process_invoker = void (*)(void (*fn)(), serial::reader& args, serial::writer& result);
 
 /// Registers `fn` under `name` (called by WEFT_PROCESS_FUNCTION at static initialization).
@@ -251,7 +253,6 @@ class process_pool {
     serial::writer message;  // the function's name, then the arguments (and their fds)
   };
   struct slot;
-  class zygote;
 
   task<detail::process_reply> run(job j);
   task<slot*> take_slot();
@@ -305,7 +306,7 @@ class process_pool {
 
   start_method method_;
   std::vector<std::unique_ptr<slot>> slots_;
-  std::unique_ptr<zygote> zygote_;
+  std::unique_ptr<detail::fork_server> fork_server_;  // start method fork only
   semaphore idle_count_;
   mutable std::mutex mutex_;  // guards idle_, the slots' processes and the counters
   std::vector<slot*> idle_;
