@@ -715,60 +715,48 @@ task<void> shared_buffers(weft::pool::process_pool& pool) {
 
 namespace {
 
+// Runs `body(pool)` in mode `m` on a pool of `workers` workers started by `method`; false
+// (and nothing run) where that start method cannot run here (see prepare_for).
+bool run_on_pool(start_method method, unsigned workers, weft::mode m,
+                 task<void> (*body)(weft::pool::process_pool&)) {
+  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m) << ", workers "
+                       << workers);
+  if (!prepare_for(method)) return false;
+  weft::pool::process_pool pool(workers, method);
+  CHECK(pool.workers() == workers);
+  CHECK(pool.method() == method);
+  weft::run(options_for(m), body(pool));
+  return true;
+}
+
 void basic_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  {
-    weft::pool::process_pool pool(2, method);
-    CHECK(pool.workers() == 2);
-    CHECK(pool.method() == method);
-    weft::run(options_for(m), basic_body(pool));
-  }
-  CHECK(no_children_left());
+  if (run_on_pool(method, 2, m, basic_body)) CHECK(no_children_left());
 }
 
 void killed_mid_job_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::pool::process_pool pool(2, method);
-  weft::run(options_for(m), killed_mid_job(pool));
+  run_on_pool(method, 2, m, killed_mid_job);
 }
 
 void crash_case(start_method method) {
-  INFO("start method " << name_of(method));
-  if (!prepare_for(method)) return;
-  weft::pool::process_pool pool(1, method);
-  weft::run(crashing_workers(pool));
+  run_on_pool(method, 1, weft::mode::cooperative, crashing_workers);
 }
 
 void killed_idle_case(start_method method) {
   for (unsigned workers : {1u, 2u}) {
-    INFO("start method " << name_of(method) << ", workers " << workers);
-    if (!prepare_for(method)) return;
-    weft::pool::process_pool pool(workers, method);
-    weft::run(killed_while_idle(pool));
+    run_on_pool(method, workers, weft::mode::cooperative, killed_while_idle);
   }
 }
 
 void cancel_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::pool::process_pool pool(2, method);
-  weft::run(options_for(m), cancelled_job(pool));
+  run_on_pool(method, 2, m, cancelled_job);
 }
 
 void shutdown_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::pool::process_pool pool(2, method);
-  weft::run(options_for(m), shutdown_waits(pool));
+  run_on_pool(method, 2, m, shutdown_waits);
 }
 
 void shared_buffer_case(start_method method) {
-  INFO("start method " << name_of(method));
-  if (!prepare_for(method)) return;
-  weft::pool::process_pool pool(1, method);
-  weft::run(shared_buffers(pool));
+  run_on_pool(method, 1, weft::mode::cooperative, shared_buffers);
 }
 
 void destructor_case(start_method method) {
