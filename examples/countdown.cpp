@@ -111,14 +111,15 @@ int main(int argc, char** argv) {
   if (count < 1 || count > (std::int64_t{1} << 50)) {
     return usage_error(fmt::format("--count wants 1 to 2^50, not {}", count));
   }
+  // "processes" is this program's own: a pool of worker processes, not an executor mode.
   const bool sequential = mode_name == "sequential";
+  const bool processes = mode_name == "processes";
   const std::optional<weft::mode> mode = weft::parse_mode(mode_name);
-  if (!sequential && !mode) return usage_error("unknown mode '" + mode_name + "'");
+  if (!sequential && !processes && !mode) return usage_error("unknown mode '" + mode_name + "'");
   if (start_method != "spawn" && start_method != "fork") {
     return usage_error("--start-method wants spawn or fork, not '" + start_method + "'");
   }
-  const bool processes = mode == weft::mode::processes;
-  options.mode = processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative);
+  options.mode = mode.value_or(weft::mode::cooperative);
   weft::run_report report;
   options.report = &report;
 

@@ -36,15 +36,7 @@ inline void add_run_options(CLI::App& app, run_options& options, unsigned flags 
            "--mode",
            [&options](const std::string& name) {
              const auto m = parse_mode(name);
-             if (!m) throw CLI::ValidationError("--mode", "unknown mode '" + name + "'");
-             if (!mode_available(*m)) {
-               throw CLI::ValidationError(
-                   "--mode",
-                   "--mode=" + name +
-                       " is not available to run a task: it runs registered functions "
-                       "in a process pool (weft::pool::process_pool, see examples/countdown), "
-                       "not a task; use cooperative, single-lock or multi-thread");
-             }
+             if (!m) throw CLI::ValidationError("--mode", unknown_mode_message(name));
              options.mode = *m;
            },
            "executor: cooperative, single-lock or multi-thread")
