@@ -13,6 +13,7 @@
 #include <map>
 #include <stdexcept>
 #include <system_error>
+#include <tuple>
 
 #include <weft/errc.hpp>
 #include <weft/io/operation.hpp>

@@ -1,5 +1,3 @@
-#include <weft/pool/process_pool.hpp>
-
 // weft: the pool itself: its workers' slots, a job's exchange on the ring, restarts, shutdown.
 #include <weft/pool/process_pool.hpp>
 
