@@ -31,13 +31,9 @@ TEST_CASE("mode_from_args reads --mode and --workers", "[run]") {
 
 TEST_CASE("mode_from_args refuses --mode=processes, naming the process pool", "[run]") {
   const char* args[] = {"prog", "--mode=processes"};
-  try {
-    (void)weft::mode_from_args(2, const_cast<char**>(args));
-    FAIL("mode_from_args accepted --mode=processes");
-  } catch (const weft::usage_error& e) {
-    CHECK(e.exit_status() == 2);
-    CHECK(std::string(e.what()).find("process pool") != std::string::npos);
-  }
+  CHECK_THROWS_AS(weft::mode_from_args(2, const_cast<char**>(args)), weft::usage_error);
+  CHECK_THROWS_WITH(weft::mode_from_args(2, const_cast<char**>(args)),
+                    Catch::Contains("process pool"));
 }
 
 TEST_CASE("run refuses a value that names no mode with a clear error", "[run]") {
