@@ -368,6 +368,13 @@ bool mentions(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;
 }
 
+// Checks that a job failed with `code` and a message naming each of `parts`.
+void check_error(const job_error& e, weft::errc code,
+                 std::initializer_list<std::string_view> parts) {
+  CHECK(e.code == code);
+  for (auto part : parts) CHECK(mentions(e.what, part));
+}
+
 // Polls (on the executor) until `done()` or about `limit` passed.
 template <class Done>
 task<bool> eventually(Done done, std::chrono::milliseconds limit = 5000ms) {
@@ -461,14 +468,10 @@ task<void> every_kind_of_value(weft::pool::process_pool& pool) {
 
 task<void> throwing_jobs(weft::pool::process_pool& pool) {
   const auto before = pool.stats();
-  const job_error e = co_await error_of(pool.submit(throw_message, 7));
-  CHECK(e.thrown);
-  CHECK(e.code == weft::errc::job_failed);
-  CHECK(mentions(e.what, "bad input 7"));
-  CHECK(mentions(e.what, "throw_message"));
+  const job_error failed = co_await error_of(pool.submit(throw_message, 7));
+  check_error(failed, weft::errc::job_failed, {"bad input 7", "throw_message"});
   const job_error odd = co_await error_of(pool.submit(throw_int, 1));
-  CHECK(odd.code == weft::errc::job_failed);
-  CHECK(mentions(odd.what, "not derived from std::exception"));
+  check_error(odd, weft::errc::job_failed, {"not derived from std::exception"});
   // map rethrows the first failure once every job has ended.
   std::vector<int> items;
   for (int i = 0; i < 5; ++i) items.push_back(i);
@@ -543,15 +546,11 @@ task<void> killed_mid_job(weft::pool::process_pool& pool) {
 
 task<void> crashing_workers(weft::pool::process_pool& pool) {
   const job_error segv = co_await error_of(pool.submit(crash, SIGSEGV));
-  CHECK(segv.code == weft::errc::worker_died);
-  CHECK(mentions(segv.what, "SIGSEGV"));
-  CHECK(mentions(segv.what, "'crash'"));
+  check_error(segv, weft::errc::worker_died, {"SIGSEGV", "'crash'"});
   const job_error exited = co_await error_of(pool.submit(exit_with, 3));
-  CHECK(exited.code == weft::errc::worker_died);
-  CHECK(mentions(exited.what, "exit code 3"));
+  check_error(exited, weft::errc::worker_died, {"exit code 3"});
   const job_error aborted = co_await error_of(pool.submit(abort_now, 0));
-  CHECK(aborted.code == weft::errc::worker_died);
-  CHECK(mentions(aborted.what, "SIGABRT"));
+  check_error(aborted, weft::errc::worker_died, {"SIGABRT"});
   const auto stats = pool.stats();
   CHECK(stats.jobs_lost == 3);
   CHECK(stats.workers_started == pool.workers() + 3);
