@@ -7,7 +7,7 @@
 //   countdown  the seed's `while n > 0: n -= 1` over --count, split into N equal parts.
 //              sequential (one loop, no runtime) | cooperative | single-lock | multi-thread
 //              (N tasks on the executor) | threads (N plain std::threads) | processes (a
-//              weft::process_pool of N workers, one part each).
+//              weft::pool::process_pool of N workers, one part each).
 //   sleep      --tasks tasks that each sleep --sleep-ms once, all at the same time.
 //              cooperative | single-lock | multi-thread (tasks) | threads (one std::thread per
 //              task) | processes (N workers, each running its share of the tasks at once on a
@@ -421,7 +421,7 @@ T on_executor(const settings& s, weft::task<T> main, outcome& o) {
   }
 }
 
-weft::task<std::vector<worker_report>> map_on_pool(weft::process_pool& pool,
+weft::task<std::vector<worker_report>> map_on_pool(weft::pool::process_pool& pool,
                                                    worker_report (*fn)(share),
                                                    std::vector<share> shares) {
   auto reports = co_await pool.map(fn, shares, 1);
@@ -436,7 +436,7 @@ outcome on_pool(const settings& s, worker_report (*fn)(share), std::vector<share
   outcome o;
   std::vector<worker_report> reports;
   {
-    weft::process_pool pool(s.workers, weft::start_method::spawn);
+    weft::pool::process_pool pool(s.workers, weft::pool::start_method::spawn);
     reports = weft::run(weft::run_options{}, map_on_pool(pool, fn, std::move(jobs)));
   }
   std::uint64_t total = 0;
@@ -574,7 +574,8 @@ worker_report echo_share(share s) {
 }
 WEFT_PROCESS_FUNCTION(echo_share);
 
-weft::task<std::vector<worker_report>> echo_with_pool(weft::process_pool& pool, const settings& s) {
+weft::task<std::vector<worker_report>> echo_with_pool(weft::pool::process_pool& pool,
+                                                      const settings& s) {
   io::tcp_listener listener = listen_loopback();
   const auto port = port_of(listener);
   auto server = weft::spawn(echo_server(listener, s.connections));
@@ -662,7 +663,7 @@ outcome run_echo(const settings& s) {
   } else if (s.mode == "processes") {
     std::vector<worker_report> reports;
     {
-      weft::process_pool pool(s.workers, weft::start_method::spawn);
+      weft::pool::process_pool pool(s.workers, weft::pool::start_method::spawn);
       reports = weft::run(weft::run_options{}, echo_with_pool(pool, s));
     }
     for (const auto& r : reports) good += r.done;
@@ -776,7 +777,7 @@ WEFT_PROCESS_FUNCTION(countdown_in_worker);
 
 // The mixed workload's main task. `pool` is null except for the processes mode; `idle` runs
 // no CPU task, only the server and the probe, for `idle_for`.
-weft::task<std::string> mixed_main(const settings& s, weft::process_pool* pool, bool idle,
+weft::task<std::string> mixed_main(const settings& s, weft::pool::process_pool* pool, bool idle,
                                    std::vector<worker_report>& reports) {
   io::tcp_listener listener = listen_loopback();
   auto server = weft::spawn(echo_server(listener, 1));
@@ -852,7 +853,7 @@ outcome run_mixed(const settings& s) {
   } else if (s.mode == "processes") {
     std::vector<worker_report> reports;
     {
-      weft::process_pool pool(s.workers, weft::start_method::spawn);
+      weft::pool::process_pool pool(s.workers, weft::pool::start_method::spawn);
       o.extras = weft::run(weft::run_options{}, mixed_main(s, &pool, false, reports));
     }
     o.workers_peak_kib = workers_peak_kib(reports);
@@ -890,7 +891,7 @@ rlim_t raise_fd_limit() {
 
 int main(int argc, char** argv) {
   // The processes mode re-executes this program as its pool's workers.
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   CLI::App app{"contrast: one workload of ./run bench, run one way, measured once"};
   settings s;
   std::string gil = "interval", switch_interval = "5ms";

@@ -1,5 +1,5 @@
-// weft's process costs: a small job's round trip through a weft::process_pool, and spawning and
-// waiting for a child process with weft::io::command.
+// weft's process costs: a small job's round trip through a weft::pool::process_pool, and spawning
+// and waiting for a child process with weft::io::command.
 //
 //   build/bench/process_bench [--only=roundtrip|spawn] [--jobs=20000] [--warmup=1000]
 //                             [--map-items=10000] [--children=2000] [--concurrency=8]
@@ -66,7 +66,7 @@ void check_square(long x, long got) {
 }
 
 // `n` sequential submits of square(first + i).
-weft::task<> submit_many(weft::process_pool& pool, long first, std::int64_t n) {
+weft::task<> submit_many(weft::pool::process_pool& pool, long first, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
     const long x = first + static_cast<long>(i);
     const long got = co_await pool.submit(square, x);
@@ -74,12 +74,12 @@ weft::task<> submit_many(weft::process_pool& pool, long first, std::int64_t n) {
   }
 }
 
-weft::task<> first_job(weft::process_pool& pool) {
+weft::task<> first_job(weft::pool::process_pool& pool) {
   const long got = co_await pool.submit(square, 1L);
   check_square(1, got);
 }
 
-weft::task<> timed_submits(weft::process_pool& pool, std::int64_t warmup, std::int64_t jobs,
+weft::task<> timed_submits(weft::pool::process_pool& pool, std::int64_t warmup, std::int64_t jobs,
                            unsigned submitters, double& wall) {
   co_await submit_many(pool, 0, warmup);
   const auto start = clock_type::now();
@@ -98,7 +98,7 @@ weft::task<> timed_submits(weft::process_pool& pool, std::int64_t warmup, std::i
   co_await pool.shutdown();
 }
 
-weft::task<> timed_map(weft::process_pool& pool, std::int64_t items, double& wall) {
+weft::task<> timed_map(weft::pool::process_pool& pool, std::int64_t items, double& wall) {
   std::vector<long> xs;
   xs.reserve(static_cast<std::size_t>(items));
   for (std::int64_t i = 0; i < items; ++i) xs.push_back(static_cast<long>(i));
@@ -168,7 +168,7 @@ double floor_spawns(const std::string& program, std::int64_t warmup, std::int64_
 
 int main(int argc, char** argv) {
   // The pools re-execute this program as their workers (start method spawn).
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   CLI::App app{"process_bench: process pool round trips and child spawn+wait"};
   std::string only, start_method = "spawn", program = "/bin/true";
   std::int64_t jobs = 20'000, warmup = 1'000, map_items = 10'000, children = 2'000;
@@ -205,23 +205,23 @@ int main(int argc, char** argv) {
   if (map_items < 1 || map_items > most) return fail("--map-items wants 1 to 100000000");
   if (children < 1 || children > most) return fail("--children wants 1 to 100000000");
   if (concurrency < 1 || concurrency > 1024) return fail("--concurrency wants 1 to 1024");
-  const weft::start_method method =
-      start_method == "fork" ? weft::start_method::fork : weft::start_method::spawn;
-  const int fork_flag = method == weft::start_method::fork ? 1 : 0;
+  const weft::pool::start_method method =
+      start_method == "fork" ? weft::pool::start_method::fork : weft::pool::start_method::spawn;
+  const int fork_flag = method == weft::pool::start_method::fork ? 1 : 0;
 
   try {
     if (only.empty() || only == "roundtrip") {
-      for (const auto m : {weft::start_method::spawn, weft::start_method::fork}) {
+      for (const auto m : {weft::pool::start_method::spawn, weft::pool::start_method::fork}) {
         const auto start = clock_type::now();
-        weft::process_pool pool(1, m);
+        weft::pool::process_pool pool(1, m);
         const double constructed = seconds_since(start);
         weft::run(first_job(pool));
         const double first = seconds_since(start);
         fmt::print("pool_start workers=1 fork={} constructor_s={:.6f} first_result_s={:.6f}\n",
-                   m == weft::start_method::fork ? 1 : 0, constructed, first);
+                   m == weft::pool::start_method::fork ? 1 : 0, constructed, first);
       }
       for (const unsigned w : {1u, 2u}) {
-        weft::process_pool pool(w, method);
+        weft::pool::process_pool pool(w, method);
         double wall = 0;
         weft::run(timed_submits(pool, warmup, jobs, w, wall));
         fmt::print("{} workers={} submitters={} fork={} jobs={} wall_s={:.6f} us_per_job={:.3f}\n",
@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
                    wall * 1e6 / static_cast<double>(jobs));
       }
       for (const unsigned w : {1u, 2u}) {
-        weft::process_pool pool(w, method);
+        weft::pool::process_pool pool(w, method);
         double wall = 0;
         weft::run(timed_map(pool, map_items, wall));
         fmt::print("map workers={} fork={} items={} wall_s={:.6f} us_per_item={:.3f}\n", w,

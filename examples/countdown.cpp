@@ -8,7 +8,7 @@
 // modes split it over N spawned tasks on an executor with N threads (one thread for
 // cooperative): multi-thread runs them in parallel; single-lock runs them on N threads that
 // share one lock, so they take turns, as Python threads do under the GIL. processes runs the
-// N parts in a weft::process_pool of N worker processes (the seed's multiprocessing version),
+// N parts in a weft::pool::process_pool of N worker processes (the seed's multiprocessing version),
 // the parent waiting on the cooperative executor. The loop calls
 // weft::check() on every iteration in every mode, so all modes run the same code. For
 // single-lock the lock's hand-overs and the time threads waited for it are printed before the
@@ -50,7 +50,7 @@ std::uint64_t countdown_part(std::uint64_t n) {
 }
 WEFT_PROCESS_FUNCTION(countdown_part);
 
-weft::task<int> run_in_pool(weft::process_pool& pool, std::uint64_t count, unsigned workers) {
+weft::task<int> run_in_pool(weft::pool::process_pool& pool, std::uint64_t count, unsigned workers) {
   std::vector<std::uint64_t> shares;
   for (unsigned i = 0; i < workers; ++i) {
     shares.push_back(count / workers + (i == 0 ? count % workers : 0));
@@ -91,7 +91,7 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   // With --mode=processes this program is re-executed as its own pool workers.
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   CLI::App app{"Beazley's countdown: a CPU-bound loop split over workers"};
   std::string mode_name = "sequential";
   std::int64_t count = 1'000'000'000;  // signed, so that -5 is reported as -5
@@ -111,14 +111,15 @@ int main(int argc, char** argv) {
   if (count < 1 || count > (std::int64_t{1} << 50)) {
     return usage_error(fmt::format("--count wants 1 to 2^50, not {}", count));
   }
+  // "processes" is this program's own: a pool of worker processes, not an executor mode.
   const bool sequential = mode_name == "sequential";
+  const bool processes = mode_name == "processes";
   const std::optional<weft::mode> mode = weft::parse_mode(mode_name);
-  if (!sequential && !mode) return usage_error("unknown mode '" + mode_name + "'");
+  if (!sequential && !processes && !mode) return usage_error("unknown mode '" + mode_name + "'");
   if (start_method != "spawn" && start_method != "fork") {
     return usage_error("--start-method wants spawn or fork, not '" + start_method + "'");
   }
-  const bool processes = mode == weft::mode::processes;
-  options.mode = processes ? weft::mode::cooperative : mode.value_or(weft::mode::cooperative);
+  options.mode = mode.value_or(weft::mode::cooperative);
   weft::run_report report;
   options.report = &report;
 
@@ -129,8 +130,9 @@ int main(int argc, char** argv) {
     } else if (processes) {
       // Started before weft::run: start method fork needs a process with no thread or ring.
       // The workers' start-up is part of the measured time, as in the seed's Python version.
-      weft::process_pool pool(
-          workers, start_method == "fork" ? weft::start_method::fork : weft::start_method::spawn);
+      weft::pool::process_pool pool(workers, start_method == "fork"
+                                                 ? weft::pool::start_method::fork
+                                                 : weft::pool::start_method::spawn);
       weft::run(options, run_in_pool(pool, static_cast<std::uint64_t>(count), workers));
     } else {
       if (options.mode == weft::mode::cooperative) options.workers = 1;

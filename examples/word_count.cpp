@@ -1,5 +1,5 @@
 // Word count over a directory, map in worker processes, reduce in the parent: the seed's
-// multiprocessing.Pool.map example, on weft::process_pool.
+// multiprocessing.Pool.map example, on weft::pool::process_pool.
 //
 //   ./word_count DIR [--workers=N] [--top=10] [--start-method=spawn|fork]
 //
@@ -62,7 +62,7 @@ struct totals {
   unsigned skipped = 0;
 };
 
-weft::task<totals> count_all(weft::process_pool& pool, std::vector<std::string> files) {
+weft::task<totals> count_all(weft::pool::process_pool& pool, std::vector<std::string> files) {
   // map: one job per file, as many at once as there are workers, results in file order.
   std::vector<file_counts> parts = co_await pool.map(count_file, files);
   totals t;
@@ -85,7 +85,7 @@ weft::task<totals> count_all(weft::process_pool& pool, std::vector<std::string> 
 
 int main(int argc, char** argv) {
   // The pool's workers are this program, re-executed (start method spawn).
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   CLI::App app{"Counts the words of the files in a directory with a process pool"};
   std::string directory;
   weft::run_options options;  // only --workers: the pool's worker processes (the rest runs
@@ -122,8 +122,9 @@ int main(int argc, char** argv) {
   std::sort(files.begin(), files.end());
 
   try {
-    weft::process_pool pool(
-        workers, start_method == "fork" ? weft::start_method::fork : weft::start_method::spawn);
+    weft::pool::process_pool pool(workers, start_method == "fork"
+                                               ? weft::pool::start_method::fork
+                                               : weft::pool::start_method::spawn);
     const totals t = weft::run(count_all(pool, files));
     std::vector<std::pair<std::string, std::uint64_t>> ranked(t.words.begin(), t.words.end());
     std::stable_sort(ranked.begin(), ranked.end(),

@@ -1,6 +1,6 @@
 #include <weft/sched/run.hpp>
 
-#include <weft/sched/process_pool.hpp>
+#include <weft/pool/process_pool.hpp>
 
 #include <charconv>
 #include <cstdio>
@@ -18,30 +18,29 @@ std::string_view to_string(mode m) noexcept {
     case mode::cooperative: return "cooperative";
     case mode::single_lock: return "single-lock";
     case mode::multi_thread: return "multi-thread";
-    case mode::processes: return "processes";
   }
   return "unknown";
 }
 
 std::optional<mode> parse_mode(std::string_view name) noexcept {
-  for (mode m : {mode::cooperative, mode::single_lock, mode::multi_thread, mode::processes}) {
+  for (mode m : {mode::cooperative, mode::single_lock, mode::multi_thread}) {
     if (name == to_string(m)) return m;
   }
   return std::nullopt;
 }
 
 bool mode_available(mode m) noexcept {
-  return m != mode::processes;
+  return m == mode::cooperative || m == mode::single_lock || m == mode::multi_thread;
 }
 
-namespace {
-std::string unavailable_message(mode m) {
-  return "--mode=" + std::string(to_string(m)) +
-         " is not available to run a task: --mode=processes runs registered functions in a "
-         "process pool (weft::process_pool, see examples/countdown), not a task; use "
-         "cooperative, single-lock or multi-thread";
+std::string unknown_mode_message(std::string_view name) {
+  if (name == "processes") {
+    return "--mode=processes is not available to run a task: it runs registered functions in a "
+           "process pool (weft::pool::process_pool, see examples/countdown), not a task; use "
+           "cooperative, single-lock or multi-thread";
+  }
+  return "unknown mode '" + std::string(name) + "'";
 }
-}  // namespace
 
 namespace detail {
 
@@ -99,8 +98,12 @@ void report_seed(std::uint64_t seed) noexcept {
 }  // namespace detail
 
 void require_mode(mode m) {
-  detail::refuse_unserved_pool_worker();
-  if (!mode_available(m)) throw_error(errc::mode_unavailable, unavailable_message(m));
+  pool::detail::refuse_unserved_pool_worker();
+  if (!mode_available(m)) {
+    throw_error(errc::mode_unavailable,
+                "weft::run: " + std::to_string(static_cast<int>(m)) +
+                    " names no executor mode; use cooperative, single-lock or multi-thread");
+  }
 }
 
 std::string mode_usage(std::string_view program) {
@@ -184,8 +187,7 @@ run_options mode_from_args(int argc, char** argv) {
       throw weft::usage_error(mode_usage(program), 0);
     } else if (take_value("--mode")) {
       auto m = parse_mode(value);
-      if (!m) throw_usage(program, "unknown mode '" + std::string(value) + "'");
-      if (!mode_available(*m)) throw_usage(program, unavailable_message(*m));
+      if (!m) throw_usage(program, unknown_mode_message(value));
       options.mode = *m;
     } else if (take_value("--workers")) {
       unsigned n = 0;

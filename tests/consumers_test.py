@@ -124,8 +124,11 @@ class Installed(unittest.TestCase):
     def test_headers_and_pc_file_are_installed(self):
         headers = PREFIX / "include" / "weft"
         for h in ("weft.hpp", "task.hpp", "version.hpp", "io/reactor.hpp", "sched/run.hpp",
-                  "detail/transfer.hpp"):
+                  "detail/transfer.hpp", "pool/process_pool.hpp", "pool/serialize.hpp"):
             self.assertTrue((headers / h).is_file(), h)
+        # The pool's private headers (pool/*.hpp outside pool/weft/) are not installed.
+        self.assertEqual(sorted(p.name for p in (headers / "pool").iterdir()),
+                         ["process_pool.hpp", "serialize.hpp"])
         # The build files of the source tree are not headers.
         self.assertFalse((headers / "meson.build").exists())
         self.assertFalse((headers / "version.hpp.in").exists())

@@ -5,7 +5,7 @@
 // decoder must reject every truncated or corrupt message with serial::format_error.
 //
 // This binary has its own main: a pool with start method spawn re-executes it as its workers,
-// and main() must hand them to weft::serve_if_pool_worker() before Catch2 sees the arguments.
+// and main() must hand them to weft::pool::serve_if_pool_worker() before Catch2 sees the arguments.
 // The cases with start method fork come first in the file (Catch2 runs them in declaration
 // order) and wait until the process is single-threaded again before creating their pool.
 #define CATCH_CONFIG_RUNNER
@@ -41,7 +41,7 @@
 
 using namespace std::chrono_literals;
 using weft::task;
-namespace serial = weft::serial;
+namespace serial = weft::pool::serial;
 
 // ---- what the pool can and cannot pass, checked at compile time
 
@@ -52,7 +52,7 @@ static_assert(!serial::serializable_v<std::vector<bool>>);
 static_assert(!serial::serializable_v<std::vector<int*>>);
 static_assert(serial::serializable_v<std::vector<std::string>>);
 static_assert(serial::serializable_v<std::vector<std::vector<int>>>);
-static_assert(serial::serializable_v<weft::shared_buffer>);
+static_assert(serial::serializable_v<weft::pool::shared_buffer>);
 static_assert(serial::serializable_v<const std::string&>);
 static_assert(serial::serializable_v<double>);
 
@@ -108,7 +108,7 @@ long square(long x) {
   return x * x;
 }
 // A void result: the effect is seen in the shared buffer.
-void store_byte(weft::shared_buffer b, std::uint64_t index, int value) {
+void store_byte(weft::pool::shared_buffer b, std::uint64_t index, int value) {
   b.bytes()[index] = static_cast<std::byte>(value);
 }
 int throw_message(int x) {
@@ -125,12 +125,12 @@ int sleep_ms(int ms) {
   return ms;
 }
 
-std::atomic_ref<std::int32_t> word(const weft::shared_buffer& b, std::size_t index) {
+std::atomic_ref<std::int32_t> word(const weft::pool::shared_buffer& b, std::size_t index) {
   return std::atomic_ref<std::int32_t>(reinterpret_cast<std::int32_t*>(b.data())[index]);
 }
 
 // Writes its pid into word `slot` of `b`, then sleeps up to `ms` (until killed, in the tests).
-int pid_then_sleep(weft::shared_buffer b, int slot, int ms) {
+int pid_then_sleep(weft::pool::shared_buffer b, int slot, int ms) {
   word(b, static_cast<std::size_t>(slot)).store(static_cast<std::int32_t>(::getpid()));
   for (int i = 0; i < ms / 10; ++i) ::usleep(10'000);
   return slot;
@@ -159,39 +159,39 @@ int abort_now(int) {
 }
 
 // Fills every page of `b` with its own byte value; gives the number of bytes written.
-std::uint64_t fill_pages(weft::shared_buffer b) {
+std::uint64_t fill_pages(weft::pool::shared_buffer b) {
   for (std::size_t off = 0; off < b.size(); off += 4096) {
     std::memset(b.data() + off, static_cast<int>((off / 4096) % 251 + 1),
                 std::min<std::size_t>(4096, b.size() - off));
   }
   return b.size();
 }
-weft::shared_buffer make_buffer(std::uint64_t size, int value) {
-  auto b = weft::shared_buffer::create(static_cast<std::size_t>(size));
+weft::pool::shared_buffer make_buffer(std::uint64_t size, int value) {
+  auto b = weft::pool::shared_buffer::create(static_cast<std::size_t>(size));
   if (size > 0) std::memset(b.data(), value, b.size());
   return b;
 }
-weft::shared_buffer no_buffer(int) {
+weft::pool::shared_buffer no_buffer(int) {
   return {};
 }
 // -1 for an empty buffer, its size otherwise.
-std::int64_t buffer_size(weft::shared_buffer b) {
+std::int64_t buffer_size(weft::pool::shared_buffer b) {
   return b ? static_cast<std::int64_t>(b.size()) : -1;
 }
-std::int64_t sum_bytes(weft::shared_buffer b) {
+std::int64_t sum_bytes(weft::pool::shared_buffer b) {
   std::int64_t sum = 0;
   for (std::byte x : b.bytes()) sum += static_cast<int>(x);
   return sum;
 }
 
-std::int64_t total_size(std::vector<weft::shared_buffer> buffers) {
+std::int64_t total_size(std::vector<weft::pool::shared_buffer> buffers) {
   std::int64_t total = 0;
   for (const auto& b : buffers) total += static_cast<std::int64_t>(b.size());
   return total;
 }
-std::vector<weft::shared_buffer> make_buffers(int count) {
-  std::vector<weft::shared_buffer> out;
-  for (int i = 0; i < count; ++i) out.push_back(weft::shared_buffer::create(1));
+std::vector<weft::pool::shared_buffer> make_buffers(int count) {
+  std::vector<weft::pool::shared_buffer> out;
+  for (int i = 0; i < count; ++i) out.push_back(weft::pool::shared_buffer::create(1));
   return out;
 }
 
@@ -239,7 +239,7 @@ WEFT_PROCESS_FUNCTION(total_size);
 WEFT_PROCESS_FUNCTION(make_buffers);
 
 int main(int argc, char** argv) {
-  weft::serve_if_pool_worker();
+  weft::pool::serve_if_pool_worker();
   return Catch::Session().run(argc, argv);
 }
 
@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
 
 namespace {
 
-using weft::start_method;
+using weft::pool::start_method;
 using weft::testing::no_children_left;
 using weft::testing::open_fd_count;
 using weft::testing::process_gone;
@@ -368,6 +368,13 @@ bool mentions(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;
 }
 
+// Checks that a job failed with `code` and a message naming each of `parts`.
+void check_error(const job_error& e, weft::errc code,
+                 std::initializer_list<std::string_view> parts) {
+  CHECK(e.code == code);
+  for (auto part : parts) CHECK(mentions(e.what, part));
+}
+
 // Polls (on the executor) until `done()` or about `limit` passed.
 template <class Done>
 task<bool> eventually(Done done, std::chrono::milliseconds limit = 5000ms) {
@@ -380,7 +387,7 @@ task<bool> eventually(Done done, std::chrono::milliseconds limit = 5000ms) {
 
 // ---- the bodies run on each start method and executor mode
 
-task<void> every_kind_of_value(weft::process_pool& pool) {
+task<void> every_kind_of_value(weft::pool::process_pool& pool) {
   const int sum = co_await pool.submit(add_ints, 40, 2);
   CHECK(sum == 42);
   const double scaled = co_await pool.submit(scale_double, 1.5, -4.0);
@@ -425,7 +432,7 @@ task<void> every_kind_of_value(weft::process_pool& pool) {
   CHECK(still_none.empty());
 
   // A void result; its effect is in shared memory.
-  auto buffer = weft::shared_buffer::create(16);
+  auto buffer = weft::pool::shared_buffer::create(16);
   const std::uint64_t index = 5;
   co_await pool.submit(store_byte, buffer, index, 99);
   CHECK(static_cast<int>(buffer.bytes()[5]) == 99);
@@ -459,16 +466,12 @@ task<void> every_kind_of_value(weft::process_pool& pool) {
   CHECK(split[49].size() == 2);
 }
 
-task<void> throwing_jobs(weft::process_pool& pool) {
+task<void> throwing_jobs(weft::pool::process_pool& pool) {
   const auto before = pool.stats();
-  const job_error e = co_await error_of(pool.submit(throw_message, 7));
-  CHECK(e.thrown);
-  CHECK(e.code == weft::errc::job_failed);
-  CHECK(mentions(e.what, "bad input 7"));
-  CHECK(mentions(e.what, "throw_message"));
+  const job_error failed = co_await error_of(pool.submit(throw_message, 7));
+  check_error(failed, weft::errc::job_failed, {"bad input 7", "throw_message"});
   const job_error odd = co_await error_of(pool.submit(throw_int, 1));
-  CHECK(odd.code == weft::errc::job_failed);
-  CHECK(mentions(odd.what, "not derived from std::exception"));
+  check_error(odd, weft::errc::job_failed, {"not derived from std::exception"});
   // map rethrows the first failure once every job has ended.
   std::vector<int> items;
   for (int i = 0; i < 5; ++i) items.push_back(i);
@@ -485,7 +488,7 @@ task<void> throwing_jobs(weft::process_pool& pool) {
 }
 
 // Two jobs that sleep 400 ms each run at once on two workers.
-task<void> jobs_run_in_parallel(weft::process_pool& pool) {
+task<void> jobs_run_in_parallel(weft::pool::process_pool& pool) {
   const auto start = std::chrono::steady_clock::now();
   auto a = weft::spawn(pool.submit(sleep_ms, 400));
   auto b = weft::spawn(pool.submit(sleep_ms, 400));
@@ -500,7 +503,7 @@ task<void> jobs_run_in_parallel(weft::process_pool& pool) {
   CHECK(contains(pool.worker_pids(), pid));
 }
 
-task<void> basic_body(weft::process_pool& pool) {
+task<void> basic_body(weft::pool::process_pool& pool) {
   co_await every_kind_of_value(pool);
   co_await throwing_jobs(pool);
   co_await jobs_run_in_parallel(pool);
@@ -508,9 +511,9 @@ task<void> basic_body(weft::process_pool& pool) {
 }
 
 // A worker killed with SIGKILL in the middle of a job, from another task.
-task<void> killed_mid_job(weft::process_pool& pool) {
+task<void> killed_mid_job(weft::pool::process_pool& pool) {
   const std::vector<pid_t> before = pool.worker_pids();
-  auto flags = weft::shared_buffer::create(4096);
+  auto flags = weft::pool::shared_buffer::create(4096);
   auto job = weft::spawn(error_of(pool.submit(pid_then_sleep, flags.share(), 0, 5000)));
   const bool started = co_await eventually([&] { return word(flags, 0).load() != 0; });
   REQUIRE(started);
@@ -541,17 +544,13 @@ task<void> killed_mid_job(weft::process_pool& pool) {
   for (pid_t pid : after) CHECK(process_gone(pid));
 }
 
-task<void> crashing_workers(weft::process_pool& pool) {
+task<void> crashing_workers(weft::pool::process_pool& pool) {
   const job_error segv = co_await error_of(pool.submit(crash, SIGSEGV));
-  CHECK(segv.code == weft::errc::worker_died);
-  CHECK(mentions(segv.what, "SIGSEGV"));
-  CHECK(mentions(segv.what, "'crash'"));
+  check_error(segv, weft::errc::worker_died, {"SIGSEGV", "'crash'"});
   const job_error exited = co_await error_of(pool.submit(exit_with, 3));
-  CHECK(exited.code == weft::errc::worker_died);
-  CHECK(mentions(exited.what, "exit code 3"));
+  check_error(exited, weft::errc::worker_died, {"exit code 3"});
   const job_error aborted = co_await error_of(pool.submit(abort_now, 0));
-  CHECK(aborted.code == weft::errc::worker_died);
-  CHECK(mentions(aborted.what, "SIGABRT"));
+  check_error(aborted, weft::errc::worker_died, {"SIGABRT"});
   const auto stats = pool.stats();
   CHECK(stats.jobs_lost == 3);
   CHECK(stats.workers_started == pool.workers() + 3);
@@ -562,7 +561,7 @@ task<void> crashing_workers(weft::process_pool& pool) {
 }
 
 // Workers killed between jobs: the jobs that find them dead go to their replacements.
-task<void> killed_while_idle(weft::process_pool& pool) {
+task<void> killed_while_idle(weft::pool::process_pool& pool) {
   const std::vector<pid_t> before = pool.worker_pids();
   for (pid_t pid : before) REQUIRE(::kill(pid, SIGKILL) == 0);
   const bool dead = co_await eventually([&] {
@@ -586,7 +585,7 @@ task<void> killed_while_idle(weft::process_pool& pool) {
 }
 
 // A job cancelled by with_timeout: its worker is killed and replaced, not waited for.
-task<void> cancelled_job(weft::process_pool& pool) {
+task<void> cancelled_job(weft::pool::process_pool& pool) {
   const std::vector<pid_t> before = pool.worker_pids();
   const auto start = std::chrono::steady_clock::now();
   const job_error e = co_await error_of(weft::invoke([&pool]() -> task<int> {
@@ -624,9 +623,9 @@ task<void> cancelled_job(weft::process_pool& pool) {
 }
 
 // shutdown() waits for the jobs in flight, then refuses new ones and reaps every worker.
-task<void> shutdown_waits(weft::process_pool& pool) {
+task<void> shutdown_waits(weft::pool::process_pool& pool) {
   const std::vector<pid_t> pids = pool.worker_pids();
-  auto flags = weft::shared_buffer::create(4096);
+  auto flags = weft::pool::shared_buffer::create(4096);
   auto a = weft::spawn(pool.submit(pid_then_sleep, flags.share(), 0, 300));
   auto b = weft::spawn(pool.submit(pid_then_sleep, flags.share(), 1, 300));
   const bool started =
@@ -652,9 +651,9 @@ task<void> shutdown_waits(weft::process_pool& pool) {
   for (pid_t pid : pids) CHECK(process_gone(pid));
 }
 
-task<void> shared_buffers(weft::process_pool& pool) {
+task<void> shared_buffers(weft::pool::process_pool& pool) {
   // 64 MiB filled by a worker, seen by the parent: the same pages, no copy.
-  auto big = weft::shared_buffer::create(64 << 20);
+  auto big = weft::pool::shared_buffer::create(64 << 20);
   const std::uint64_t written = co_await pool.submit(fill_pages, big.share());
   CHECK(written == big.size());
   bool all_pages = true;
@@ -666,7 +665,7 @@ task<void> shared_buffers(weft::process_pool& pool) {
   CHECK(all_pages);
   // A buffer the worker creates and returns.
   const std::uint64_t size = 1 << 20;
-  const weft::shared_buffer made = co_await pool.submit(make_buffer, size, 0x5a);
+  const weft::pool::shared_buffer made = co_await pool.submit(make_buffer, size, 0x5a);
   REQUIRE(made.size() == size);
   bool all_5a = true;
   for (std::byte x : made.bytes()) all_5a = all_5a && x == std::byte{0x5a};
@@ -676,23 +675,24 @@ task<void> shared_buffers(weft::process_pool& pool) {
   const std::int64_t sum = co_await pool.submit(sum_bytes, made.share());
   CHECK(sum == static_cast<std::int64_t>(size));
   // Empty buffers, both ways; and a zero-sized one.
-  const std::int64_t empty_size = co_await pool.submit(buffer_size, weft::shared_buffer());
+  const std::int64_t empty_size = co_await pool.submit(buffer_size, weft::pool::shared_buffer());
   CHECK(empty_size == -1);
-  const std::int64_t zero_size = co_await pool.submit(buffer_size, weft::shared_buffer::create(0));
+  const std::int64_t zero_size =
+      co_await pool.submit(buffer_size, weft::pool::shared_buffer::create(0));
   CHECK(zero_size == 0);
-  const weft::shared_buffer none = co_await pool.submit(no_buffer, 0);
+  const weft::pool::shared_buffer none = co_await pool.submit(no_buffer, 0);
   CHECK(!none);
   CHECK(none.size() == 0);
 
   // A message carries at most 253 fds (SCM_MAX_FD): as many buffers as that, both ways.
-  std::vector<weft::shared_buffer> many;
-  for (int i = 0; i < 253; ++i) many.push_back(weft::shared_buffer::create(2));
+  std::vector<weft::pool::shared_buffer> many;
+  for (int i = 0; i < 253; ++i) many.push_back(weft::pool::shared_buffer::create(2));
   const std::int64_t total = co_await pool.submit(total_size, many);
   CHECK(total == 2 * 253);
-  const std::vector<weft::shared_buffer> returned = co_await pool.submit(make_buffers, 253);
+  const std::vector<weft::pool::shared_buffer> returned = co_await pool.submit(make_buffers, 253);
   CHECK(returned.size() == 253);
   // One more is refused: before sending, or by the worker for a result, as a clear error.
-  many.push_back(weft::shared_buffer::create(2));
+  many.push_back(weft::pool::shared_buffer::create(2));
   std::string refused;
   try {
     (void)co_await pool.submit(total_size, many);
@@ -714,60 +714,48 @@ task<void> shared_buffers(weft::process_pool& pool) {
 
 namespace {
 
+// Runs `body(pool)` in mode `m` on a pool of `workers` workers started by `method`; false
+// (and nothing run) where that start method cannot run here (see prepare_for).
+bool run_on_pool(start_method method, unsigned workers, weft::mode m,
+                 task<void> (*body)(weft::pool::process_pool&)) {
+  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m) << ", workers "
+                       << workers);
+  if (!prepare_for(method)) return false;
+  weft::pool::process_pool pool(workers, method);
+  CHECK(pool.workers() == workers);
+  CHECK(pool.method() == method);
+  weft::run(options_for(m), body(pool));
+  return true;
+}
+
 void basic_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  {
-    weft::process_pool pool(2, method);
-    CHECK(pool.workers() == 2);
-    CHECK(pool.method() == method);
-    weft::run(options_for(m), basic_body(pool));
-  }
-  CHECK(no_children_left());
+  if (run_on_pool(method, 2, m, basic_body)) CHECK(no_children_left());
 }
 
 void killed_mid_job_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::process_pool pool(2, method);
-  weft::run(options_for(m), killed_mid_job(pool));
+  run_on_pool(method, 2, m, killed_mid_job);
 }
 
 void crash_case(start_method method) {
-  INFO("start method " << name_of(method));
-  if (!prepare_for(method)) return;
-  weft::process_pool pool(1, method);
-  weft::run(crashing_workers(pool));
+  run_on_pool(method, 1, weft::mode::cooperative, crashing_workers);
 }
 
 void killed_idle_case(start_method method) {
   for (unsigned workers : {1u, 2u}) {
-    INFO("start method " << name_of(method) << ", workers " << workers);
-    if (!prepare_for(method)) return;
-    weft::process_pool pool(workers, method);
-    weft::run(killed_while_idle(pool));
+    run_on_pool(method, workers, weft::mode::cooperative, killed_while_idle);
   }
 }
 
 void cancel_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::process_pool pool(2, method);
-  weft::run(options_for(m), cancelled_job(pool));
+  run_on_pool(method, 2, m, cancelled_job);
 }
 
 void shutdown_case(start_method method, weft::mode m) {
-  INFO("start method " << name_of(method) << ", mode " << weft::to_string(m));
-  if (!prepare_for(method)) return;
-  weft::process_pool pool(2, method);
-  weft::run(options_for(m), shutdown_waits(pool));
+  run_on_pool(method, 2, m, shutdown_waits);
 }
 
 void shared_buffer_case(start_method method) {
-  INFO("start method " << name_of(method));
-  if (!prepare_for(method)) return;
-  weft::process_pool pool(1, method);
-  weft::run(shared_buffers(pool));
+  run_on_pool(method, 1, weft::mode::cooperative, shared_buffers);
 }
 
 void destructor_case(start_method method) {
@@ -775,7 +763,7 @@ void destructor_case(start_method method) {
   std::vector<pid_t> pids;
   if (!prepare_for(method)) return;
   {
-    weft::process_pool pool(3, method);
+    weft::pool::process_pool pool(3, method);
     pids = pool.worker_pids();
     REQUIRE(pids.size() == 3);
     const int sum = weft::run(weft::invoke([&pool]() -> task<int> {
@@ -791,7 +779,7 @@ void destructor_case(start_method method) {
   // Never used at all.
   if (!prepare_for(method)) return;
   {
-    weft::process_pool pool(2, method);
+    weft::pool::process_pool pool(2, method);
     pids = pool.worker_pids();
   }
   CHECK(no_children_left());
@@ -803,19 +791,19 @@ void fd_case(start_method method) {
   if (!prepare_for(method)) return;
   const std::size_t before = open_fd_count();
   {
-    weft::process_pool pool(1, method);
+    weft::pool::process_pool pool(1, method);
     weft::run(weft::invoke([&pool]() -> task<void> {
       const std::int32_t worker_before = co_await pool.submit(worker_fd_count, 0);
-      (void)co_await pool.submit(sum_bytes, weft::shared_buffer::create(64));
+      (void)co_await pool.submit(sum_bytes, weft::pool::shared_buffer::create(64));
       const std::size_t parent_before = open_fd_count();
       for (int i = 0; i < 200; ++i) {
-        auto b = weft::shared_buffer::create(4096);
+        auto b = weft::pool::shared_buffer::create(4096);
         const std::int64_t sum = co_await pool.submit(sum_bytes, std::move(b));
         CHECK(sum == 0);
       }
       for (int i = 0; i < 50; ++i) {
         const std::uint64_t size = 4096;
-        const weft::shared_buffer made = co_await pool.submit(make_buffer, size, 1);
+        const weft::pool::shared_buffer made = co_await pool.submit(make_buffer, size, 1);
         CHECK(made.size() == size);
       }
       const std::size_t parent_after = open_fd_count();
@@ -829,7 +817,7 @@ void fd_case(start_method method) {
   // Without shutdown too.
   if (!prepare_for(method)) return;
   {
-    weft::process_pool pool(2, method);
+    weft::pool::process_pool pool(2, method);
     const int three = weft::run(pool.submit(add_ints, 1, 2));
     CHECK(three == 3);
   }
@@ -852,7 +840,7 @@ void output_case(start_method method) {
   ::close(p[1]);
   std::fputs("parent-before;", stdout);  // buffered, not flushed
   {
-    weft::process_pool pool(1, method);
+    weft::pool::process_pool pool(1, method);
     weft::run(weft::invoke([&pool]() -> task<> {
       const std::string text = "worker-said;";
       const int n = co_await pool.submit(print_text, text);
@@ -880,7 +868,7 @@ void output_case(start_method method) {
 void pids_race_case(start_method method) {
   INFO("start method " << name_of(method));
   if (!prepare_for(method)) return;
-  weft::process_pool pool(2, method);
+  weft::pool::process_pool pool(2, method);
   weft::run(options_for(weft::mode::multi_thread), weft::invoke([&pool]() -> task<void> {
               std::atomic<bool> done{false};
               auto reader = weft::spawn(weft::invoke([&pool, &done]() -> task<int> {
@@ -956,9 +944,9 @@ TEST_CASE("fork: shared buffers cross the process boundary as shared memory",
 TEST_CASE("fork: a late fork-server reply is never taken for the next one",
           "[process_pool][fork]") {
   if (!prepare_for(by_fork)) return;
-  weft::detail::set_fork_server_reply_timeout(200ms);
+  weft::pool::detail::set_fork_server_reply_timeout(200ms);
   {
-    weft::process_pool pool(1, by_fork);
+    weft::pool::process_pool pool(1, by_fork);
     const pid_t server = parent_of(pool.worker_pids().at(0));
     REQUIRE(server > 1);
     REQUIRE(server != ::getpid());
@@ -975,7 +963,7 @@ TEST_CASE("fork: a late fork-server reply is never taken for the next one",
       co_await pool.shutdown();
     }));
   }
-  weft::detail::set_fork_server_reply_timeout(10s);
+  weft::pool::detail::set_fork_server_reply_timeout(10s);
   CHECK(no_children_left());
 }
 
@@ -1066,7 +1054,7 @@ TEST_CASE("start method fork is refused once a ring or a second thread exists", 
     std::error_code code;
     std::string what;
     try {
-      weft::process_pool pool(1, start_method::fork);
+      weft::pool::process_pool pool(1, start_method::fork);
     } catch (const std::system_error& e) {
       code = e.code();
       what = e.what();
@@ -1075,7 +1063,7 @@ TEST_CASE("start method fork is refused once a ring or a second thread exists", 
     CHECK(mentions(what, "spawn"));
     CHECK(mentions(what, "ring"));
     // Spawn works there.
-    weft::process_pool pool(1, start_method::spawn);
+    weft::pool::process_pool pool(1, start_method::spawn);
     const int sum = co_await pool.submit(add_ints, 2, 3);
     CHECK(sum == 5);
     co_await pool.shutdown();
@@ -1086,7 +1074,7 @@ TEST_CASE("start method fork is refused once a ring or a second thread exists", 
   });
   std::error_code code;
   try {
-    weft::process_pool pool(1, start_method::fork);
+    weft::pool::process_pool pool(1, start_method::fork);
   } catch (const std::system_error& e) {
     code = e.code();
   }
@@ -1102,7 +1090,7 @@ TEST_CASE("a pool created inside weft::run, on any thread", "[process_pool]") {
   for (weft::mode m : modes) {
     INFO("mode " << weft::to_string(m));
     weft::run(options_for(m), weft::invoke([]() -> task<void> {
-                weft::process_pool pool(2);
+                weft::pool::process_pool pool(2);
                 CHECK(pool.method() == start_method::spawn);
                 std::vector<long> items;
                 for (long i = 0; i < 100; ++i) items.push_back(i);
@@ -1116,7 +1104,7 @@ TEST_CASE("a pool created inside weft::run, on any thread", "[process_pool]") {
 
 TEST_CASE("an unregistered function is refused by submit", "[process_pool]") {
   weft::run(weft::invoke([]() -> task<void> {
-    weft::process_pool pool(1);
+    weft::pool::process_pool pool(1);
     std::string what;
     try {
       (void)pool.submit(not_registered, 1);
@@ -1285,7 +1273,7 @@ TEST_CASE("serial: a count that cannot fit is rejected before reserving memory",
   using blocks = std::vector<std::tuple<std::array<char, 64>>>;
   STATIC_REQUIRE(serial::codec<std::tuple<std::string, std::string, std::string>>::min_size == 24);
   STATIC_REQUIRE(serial::codec<std::tuple<std::array<char, 64>>>::min_size == 64);
-  STATIC_REQUIRE(serial::codec<weft::shared_buffer>::min_size == 12);
+  STATIC_REQUIRE(serial::codec<weft::pool::shared_buffer>::min_size == 12);
   const std::string bytes = claimed_length(4096 / 8, 4096);  // fits 8-byte items, not 24 or 64
   const auto too_long = Catch::Contains("vector longer than its message");
   CHECK_THROWS_WITH(decode<triples>(bytes), too_long);
@@ -1299,18 +1287,18 @@ TEST_CASE("serial: a count that cannot fit is rejected before reserving memory",
 }
 
 TEST_CASE("serial: shared buffers travel as file descriptors", "[serial]") {
-  auto buffer = weft::shared_buffer::create(100);
+  auto buffer = weft::pool::shared_buffer::create(100);
   buffer.bytes()[3] = std::byte{42};
   serial::writer w;
-  serial::put<weft::shared_buffer>(w, buffer);
-  serial::put<weft::shared_buffer>(w, weft::shared_buffer());
+  serial::put<weft::pool::shared_buffer>(w, buffer);
+  serial::put<weft::pool::shared_buffer>(w, weft::pool::shared_buffer());
   REQUIRE(w.fds().size() == 1);
   CHECK(w.fds()[0].get() != buffer.native_handle());  // a dup, owned by the message
   {
     // The fds given: the same memory, mapped again.
     serial::reader r(std::as_bytes(std::span(w.bytes())), &w.fds());
-    const weft::shared_buffer got = serial::take<weft::shared_buffer>(r);
-    const weft::shared_buffer empty = serial::take<weft::shared_buffer>(r);
+    const weft::pool::shared_buffer got = serial::take<weft::pool::shared_buffer>(r);
+    const weft::pool::shared_buffer empty = serial::take<weft::pool::shared_buffer>(r);
     CHECK(r.remaining() == 0);
     REQUIRE(got.size() == 100);
     CHECK(got.bytes()[3] == std::byte{42});
@@ -1320,16 +1308,16 @@ TEST_CASE("serial: shared buffers travel as file descriptors", "[serial]") {
   }
   // Without the fds the message refers to: format_error.
   serial::reader no_fds(std::as_bytes(std::span(w.bytes())));
-  CHECK_THROWS_AS(serial::take<weft::shared_buffer>(no_fds), serial::format_error);
+  CHECK_THROWS_AS(serial::take<weft::pool::shared_buffer>(no_fds), serial::format_error);
   std::vector<weft::io::fd> too_few;
   serial::reader missing(std::as_bytes(std::span(w.bytes())), &too_few);
-  CHECK_THROWS_AS(serial::take<weft::shared_buffer>(missing), serial::format_error);
+  CHECK_THROWS_AS(serial::take<weft::pool::shared_buffer>(missing), serial::format_error);
   // Truncated: format_error too.
   const std::string bytes = w.bytes();
   for (std::size_t n = 0; n < 12; ++n) {
     const std::string prefix = bytes.substr(0, n);
     serial::reader r(std::as_bytes(std::span(prefix)), &w.fds());
-    CHECK_THROWS_AS(serial::take<weft::shared_buffer>(r), serial::format_error);
+    CHECK_THROWS_AS(serial::take<weft::pool::shared_buffer>(r), serial::format_error);
   }
   // A size larger than the memory behind the fd is refused (mapping it would give SIGBUS on
   // the first touch of a missing page), not mapped.
@@ -1338,7 +1326,7 @@ TEST_CASE("serial: shared buffers travel as file descriptors", "[serial]") {
     liar.put_raw<std::uint64_t>(1 << 20);
     liar.put_raw<std::uint32_t>(liar.put_fd(buffer.native_handle()));
     serial::reader r(std::as_bytes(std::span(liar.bytes())), &liar.fds());
-    CHECK_THROWS_AS(serial::take<weft::shared_buffer>(r), std::system_error);
+    CHECK_THROWS_AS(serial::take<weft::pool::shared_buffer>(r), std::system_error);
   }
 }
 

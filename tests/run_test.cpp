@@ -9,11 +9,16 @@ weft::task<int> seven() {
 }  // namespace
 
 TEST_CASE("mode names round-trip", "[run]") {
-  for (weft::mode m : {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread,
-                       weft::mode::processes}) {
+  for (weft::mode m :
+       {weft::mode::cooperative, weft::mode::single_lock, weft::mode::multi_thread}) {
     CHECK(weft::parse_mode(weft::to_string(m)) == m);
   }
   CHECK_FALSE(weft::parse_mode("threads").has_value());
+  // Worker processes run functions in a pool, not a task: no mode, and a message saying so.
+  CHECK_FALSE(weft::parse_mode("processes").has_value());
+  CHECK(weft::unknown_mode_message("processes").find("weft::pool::process_pool") !=
+        std::string::npos);
+  CHECK(weft::unknown_mode_message("bogus") == "unknown mode 'bogus'");
   CHECK_FALSE(weft::parse_mode("").has_value());
 }
 
@@ -24,15 +29,21 @@ TEST_CASE("mode_from_args reads --mode and --workers", "[run]") {
   CHECK(options.workers == 3);
 }
 
-TEST_CASE("run refuses a mode this build lacks with a clear error", "[run]") {
-  // Processes run registered functions in a pool (io::process_pool), not a task.
-  weft::run_options options{weft::mode::processes, 2};
+TEST_CASE("mode_from_args refuses --mode=processes, naming the process pool", "[run]") {
+  const char* args[] = {"prog", "--mode=processes"};
+  CHECK_THROWS_AS(weft::mode_from_args(2, const_cast<char**>(args)), weft::usage_error);
+  CHECK_THROWS_WITH(weft::mode_from_args(2, const_cast<char**>(args)),
+                    Catch::Contains("process pool"));
+}
+
+TEST_CASE("run refuses a value that names no mode with a clear error", "[run]") {
+  weft::run_options options{static_cast<weft::mode>(7), 2};
   try {
     weft::run(options, seven());
     FAIL("run accepted an unavailable mode");
   } catch (const std::system_error& e) {
     CHECK(e.code() == weft::errc::mode_unavailable);
-    CHECK(std::string(e.what()).find("processes") != std::string::npos);
+    CHECK(std::string(e.what()).find("names no executor mode") != std::string::npos);
   }
   CHECK(weft::run(weft::run_options{}, seven()) == 7);
   CHECK(weft::run(weft::mode::cooperative, seven()) == 7);

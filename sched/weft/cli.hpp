@@ -24,11 +24,11 @@ enum run_flags : unsigned {
 
 /// Registers weft's options on `app`, writing what they say into `options` as `app` parses
 /// (`options` must outlive the parse): `--mode` (default cooperative; `processes` is refused
-/// with a message naming weft::process_pool), `--workers` (1 to 1024; omitted: one per CPU, or
-/// what `options.workers` already holds), `--switch-interval` (a duration: "5ms", "100us",
-/// "1s"; a bare number is milliseconds; default 5ms) and `--gil` (`interval` or `ticks:N`).
-/// Bad values are CLI::ValidationError (a CLI::ParseError) from `app.parse`. Every example uses
-/// it, so they share names, defaults and units. `flags` picks a subset (a program whose
+/// with a message naming weft::pool::process_pool), `--workers` (1 to 1024; omitted: one per CPU,
+/// or what `options.workers` already holds), `--switch-interval` (a duration: "5ms", "100us", "1s";
+/// a bare number is milliseconds; default 5ms) and `--gil` (`interval` or `ticks:N`). Bad values
+/// are CLI::ValidationError (a CLI::ParseError) from `app.parse`. Every example uses it, so they
+/// share names, defaults and units. `flags` picks a subset (a program whose
 /// `--mode` also takes values of its own registers the rest). Not thread-safe (like CLI11).
 inline void add_run_options(CLI::App& app, run_options& options, unsigned flags = run_flag_all) {
   if ((flags & run_flag_mode) != 0) {
@@ -36,14 +36,7 @@ inline void add_run_options(CLI::App& app, run_options& options, unsigned flags 
            "--mode",
            [&options](const std::string& name) {
              const auto m = parse_mode(name);
-             if (!m) throw CLI::ValidationError("--mode", "unknown mode '" + name + "'");
-             if (!mode_available(*m)) {
-               throw CLI::ValidationError(
-                   "--mode", "--mode=" + name +
-                                 " is not available to run a task: it runs registered functions "
-                                 "in a process pool (weft::process_pool, see examples/countdown), "
-                                 "not a task; use cooperative, single-lock or multi-thread");
-             }
+             if (!m) throw CLI::ValidationError("--mode", unknown_mode_message(name));
              options.mode = *m;
            },
            "executor: cooperative, single-lock or multi-thread")

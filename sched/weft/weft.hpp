@@ -28,9 +28,9 @@
 #include <weft/join_set.hpp>
 #include <weft/latch.hpp>
 #include <weft/mutex.hpp>
+#include <weft/pool/process_pool.hpp>
 #include <weft/queue.hpp>
 #include <weft/sched/cooperative.hpp>
-#include <weft/sched/process_pool.hpp>
 #include <weft/sched/run.hpp>
 #include <weft/sched/runtime.hpp>
 #include <weft/semaphore.hpp>
@@ -45,8 +45,7 @@
 
 /// @namespace weft
 /// weft's API: tasks (`task`, `spawn`, `task_group`, `when_all`/`when_any`), cancellation,
-/// timers, synchronization (mutex, event, semaphore...), channels and queues, `run` and the
-/// process pool.
+/// timers, synchronization (mutex, event, semaphore...), channels and queues, and `run`.
 ///
 /// @namespace weft::io
 /// I/O on io_uring: sockets, files, pipes, child processes and signals, as awaitable operations
@@ -56,5 +55,9 @@
 /// The executors (cooperative, single-lock, multi-thread) and their building blocks. Most
 /// programs need none of it directly: `weft::run` picks the executor by `weft::mode`.
 ///
-/// @namespace weft::serial
+/// @namespace weft::pool
+/// The process pool (Python's multiprocessing.Pool): worker processes that run registered
+/// functions, the shared memory and the byte format their arguments and results travel in.
+///
+/// @namespace weft::pool::serial
 /// The byte format in which a process pool's arguments and results cross the process boundary.

@@ -18,14 +18,14 @@ mkdir -p "$out"
 
 CXX=${FUZZ_CXX:-clang++}
 FLAGS=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -Wall -Wextra -Werror -I runtime -I io -I sched -I examples/http -I tests/fuzz)
+       -Wall -Wextra -Werror -I runtime -I io -I sched -I pool -I examples/http -I tests/fuzz)
 
 for name in "${names[@]}"; do
   case $name in
     http_parser) sources=(tests/fuzz/http_parser_fuzz.cpp examples/http/http_parser.cpp)
                  deps=(examples/http/http_parser.hpp) ;;
     serialize) sources=(tests/fuzz/serialize_fuzz.cpp)
-               deps=(sched/weft/sched/serialize.hpp io/weft/io/fd.hpp) ;;
+               deps=(pool/weft/pool/serialize.hpp io/weft/io/fd.hpp) ;;
     *) echo "build.sh: no harness named '$name' (http_parser, serialize)" >&2; exit 2 ;;
   esac
   bin=$out/${name}_fuzz

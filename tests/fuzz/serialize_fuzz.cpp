@@ -1,4 +1,4 @@
-// libFuzzer harness for the process pool's byte format (weft/sched/serialize.hpp).
+// libFuzzer harness for the process pool's byte format (weft/pool/serialize.hpp).
 //
 // Input: the first byte picks a type (modulo the number of types below), the rest is a message to
 // decode as that type, as a worker decodes a job or the pool decodes a result. Decoding must
@@ -34,12 +34,12 @@
 
 #include <sanitizer/allocator_interface.h>
 
-#include <weft/sched/serialize.hpp>
+#include <weft/pool/serialize.hpp>
 
 #include "fuzz_check.hpp"
 #include "seeds_flag.hpp"
 
-namespace serial = weft::serial;
+namespace serial = weft::pool::serial;
 
 namespace {
 
@@ -95,7 +95,7 @@ job take_value(serial::reader& r, std::type_identity<job>) {
   job j;
   j.name = serial::take<std::string>(r);
   j.args = serial::take<std::tuple<int, std::string>>(r);
-  if (r.remaining() != 0) throw serial::format_error("weft::serial: trailing bytes in a job");
+  if (r.remaining() != 0) throw serial::format_error("weft::pool::serial: trailing bytes in a job");
   return j;
 }
 batch take_value(serial::reader& r, std::type_identity<batch>) {
@@ -110,7 +110,7 @@ batch take_value(serial::reader& r, std::type_identity<batch>) {
   for (std::uint64_t i = 0; i < count; ++i) {
     b.calls.push_back(serial::take<std::vector<std::string>>(r));
   }
-  if (r.remaining() != 0) throw serial::format_error("weft::serial: trailing bytes in a job");
+  if (r.remaining() != 0) throw serial::format_error("weft::pool::serial: trailing bytes in a job");
   return b;
 }
 template <class T>

@@ -20,12 +20,13 @@
 
 namespace weft {
 
-/// The ways to run one program (see ARCHITECTURE.md for what each promises).
+/// The executors `run` can run a program's tasks on (see ARCHITECTURE.md for what each
+/// promises). Worker processes (Python's multiprocessing) are not one of them: they run
+/// registered functions, not tasks, in a `weft::pool::process_pool` that a task awaits.
 enum class mode {
   cooperative,   ///< one thread, one ring (asyncio)
   single_lock,   ///< N threads sharing one global lock (CPython's GIL)
   multi_thread,  ///< N work-stealing worker threads (Tokio)
-  processes,     ///< N worker processes (multiprocessing): weft::process_pool, not run()
 };
 
 /// What an executor counted during one `run` (see `run_options::report`).
@@ -38,7 +39,7 @@ struct run_report {
 
 /// How `run` builds its executor.
 struct run_options {
-  /// The executor `run` builds (`mode::processes` makes it throw `errc::mode_unavailable`).
+  /// The executor `run` builds.
   weft::mode mode = mode::cooperative;
   unsigned workers = 0;  ///< threads for the threaded modes; 0: one per CPU
   /// single-lock: how long a thread waits for the lock before asking the holder to drop it
@@ -108,16 +109,20 @@ class shutdown_timeout_error : public std::runtime_error {
   std::shared_ptr<const std::string> stuck_;  // shared: copying an exception must not throw
 };
 
-/// The spelling used on command lines: "cooperative", "single-lock", "multi-thread",
-/// "processes".
+/// The spelling used on command lines: "cooperative", "single-lock", "multi-thread".
 std::string_view to_string(mode m) noexcept;
 
 /// Parses a mode name; nullopt when it names no mode. Never throws.
 std::optional<mode> parse_mode(std::string_view name) noexcept;
 
-/// True when `run` can run a task on `m`: every mode but processes, whose unit of work is a
-/// registered function in a `weft::process_pool`, not a task.
+/// True when `m` is one of the modes above (false only for a value cast from an integer that
+/// names none).
 bool mode_available(mode m) noexcept;
+
+/// What to tell a user whose `--mode` value `parse_mode` refused: "unknown mode 'NAME'", or for
+/// "processes" that worker processes run registered functions in a
+/// `weft::pool::process_pool`, not a task. Throws std::bad_alloc only.
+std::string unknown_mode_message(std::string_view name);
 
 /// The usage text of the options mode_from_args understands.
 std::string mode_usage(std::string_view program);

@@ -18,17 +18,17 @@
 
 #include <weft/io/fd.hpp>
 #include <weft/io/process.hpp>
-#include <weft/sched/serialize.hpp>
+#include <weft/pool/serialize.hpp>
 #include <weft/semaphore.hpp>
 #include <weft/task.hpp>
 #include <weft/when.hpp>
 
-namespace weft {
+namespace weft::pool {
 
 /// How a process pool starts its workers (Python's multiprocessing start methods).
 enum class start_method {
   /// Re-executes the current program (/proc/self/exe) in the worker role: `main` must call
-  /// `weft::serve_if_pool_worker()` first. A fresh process, safe to start at any time, from
+  /// `weft::pool::serve_if_pool_worker()` first. A fresh process, safe to start at any time, from
   /// any thread. The default.
   spawn,
   /// Forks the calling process: workers start with a copy of its memory and no exec.
@@ -40,6 +40,8 @@ enum class start_method {
 };
 
 namespace detail {
+
+class fork_server;
 
 using process_invoker = void (*)(void (*fn)(), serial::reader& args, serial::writer& result);
 
@@ -63,15 +65,17 @@ void invoke_process_function(void (*erased)(), serial::reader& args, serial::wri
 
 template <class R, class... P>
 bool register_process_function_of(const char* name, R (*fn)(P...)) noexcept {
-  static_assert(std::is_void_v<R> || serial::serializable_v<R>,
-                "WEFT_PROCESS_FUNCTION: the result type must be void, a trivially copyable type "
-                "(not a pointer), std::string, weft::shared_buffer, or std::vector, std::pair or "
-                "std::tuple of "
-                "those");
-  static_assert((serial::serializable_v<P> && ...),
-                "WEFT_PROCESS_FUNCTION: every parameter type must be a trivially copyable type "
-                "(not a pointer or view), std::string, weft::shared_buffer, or std::vector of "
-                "those");
+  static_assert(
+      std::is_void_v<R> || serial::serializable_v<R>,
+      "WEFT_PROCESS_FUNCTION: the result type must be void, a trivially copyable type "
+      "(not a pointer), std::string, weft::pool::shared_buffer, or std::vector, std::pair or "
+      "std::tuple of "
+      "those");
+  static_assert(
+      (serial::serializable_v<P> && ...),
+      "WEFT_PROCESS_FUNCTION: every parameter type must be a trivially copyable type "
+      "(not a pointer or view), std::string, weft::pool::shared_buffer, or std::vector of "
+      "those");
   return register_process_function(name, reinterpret_cast<void (*)()>(fn),
                                    &invoke_process_function<R, P...>);
 }
@@ -104,7 +108,7 @@ void set_fork_server_reply_timeout(std::chrono::milliseconds limit) noexcept;
 /// naming the rule. Overloaded functions cannot be registered (take a non-overloaded wrapper).
 #define WEFT_PROCESS_FUNCTION(fn)                                                     \
   [[maybe_unused]] static const bool WEFT_DETAIL_CONCAT(weft_process_fn_, __LINE__) = \
-      ::weft::detail::register_process_function_of(#fn, &fn)
+      ::weft::pool::detail::register_process_function_of(#fn, &fn)
 
 /// If this process was started by a process pool as a worker (start method spawn), serves the
 /// pool's jobs until the pool closes the worker, then exits the process; otherwise returns at
@@ -166,15 +170,16 @@ class process_pool {
   template <class R, class... P, class... A>
   task<R> submit(R (*fn)(P...), A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A),
-                  "weft::process_pool::submit: wrong number of arguments for the function");
+                  "weft::pool::process_pool::submit: wrong number of arguments for the function");
     static_assert(std::is_void_v<R> || serial::serializable_v<R>,
-                  "weft::process_pool::submit: the result type must be void, a trivially "
-                  "copyable type (not a pointer), std::string, weft::shared_buffer, or "
+                  "weft::pool::process_pool::submit: the result type must be void, a trivially "
+                  "copyable type (not a pointer), std::string, weft::pool::shared_buffer, or "
                   "std::vector, std::pair or std::tuple of those");
-    static_assert((serial::serializable_v<P> && ...),
-                  "weft::process_pool::submit: every parameter type must be a trivially "
-                  "copyable type (not a pointer or view), std::string, weft::shared_buffer, or "
-                  "std::vector, std::pair or std::tuple of those");
+    static_assert(
+        (serial::serializable_v<P> && ...),
+        "weft::pool::process_pool::submit: every parameter type must be a trivially "
+        "copyable type (not a pointer or view), std::string, weft::pool::shared_buffer, or "
+        "std::vector, std::pair or std::tuple of those");
     job j;
     j.name = &detail::process_function_name(reinterpret_cast<void (*)()>(fn));
     serial::put<std::string>(j.message, *j.name);
@@ -193,12 +198,12 @@ class process_pool {
   template <class R, class P, class Range>
   auto map(R (*fn)(P), const Range& items, std::size_t chunk_size = 0) {
     static_assert(std::is_void_v<R> || serial::serializable_v<R>,
-                  "weft::process_pool::map: the result type must be void, a trivially "
-                  "copyable type (not a pointer), std::string, weft::shared_buffer, or "
+                  "weft::pool::process_pool::map: the result type must be void, a trivially "
+                  "copyable type (not a pointer), std::string, weft::pool::shared_buffer, or "
                   "std::vector, std::pair or std::tuple of those");
     static_assert(serial::serializable_v<P>,
-                  "weft::process_pool::map: the parameter type must be a trivially copyable "
-                  "type (not a pointer or view), std::string, weft::shared_buffer, or "
+                  "weft::pool::process_pool::map: the parameter type must be a trivially copyable "
+                  "type (not a pointer or view), std::string, weft::pool::shared_buffer, or "
                   "std::vector, std::pair or std::tuple of those");
     using param = std::remove_cvref_t<P>;
     const std::string& name = detail::process_function_name(reinterpret_cast<void (*)()>(fn));
@@ -248,7 +253,6 @@ class process_pool {
     serial::writer message;  // the function's name, then the arguments (and their fds)
   };
   struct slot;
-  class zygote;
 
   task<detail::process_reply> run(job j);
   task<slot*> take_slot();
@@ -302,7 +306,7 @@ class process_pool {
 
   start_method method_;
   std::vector<std::unique_ptr<slot>> slots_;
-  std::unique_ptr<zygote> zygote_;
+  std::unique_ptr<detail::fork_server> fork_server_;  // start method fork only
   semaphore idle_count_;
   mutable std::mutex mutex_;  // guards idle_, the slots' processes and the counters
   std::vector<slot*> idle_;
@@ -312,4 +316,4 @@ class process_pool {
   process_pool_stats stats_;
 };
 
-}  // namespace weft
+}  // namespace weft::pool

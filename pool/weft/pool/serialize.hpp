@@ -18,7 +18,7 @@
 
 #include <weft/io/fd.hpp>
 
-namespace weft {
+namespace weft::pool {
 
 /// A block of memory shared between processes (like Python's multiprocessing.shared_memory):
 /// a memfd mapped MAP_SHARED. Passed to a process pool job as an argument (or returned as its
@@ -124,7 +124,7 @@ class reader {
 
   /// The next `size` bytes (a view into the message). Throws `format_error` when fewer remain.
   std::span<const std::byte> take_bytes(std::size_t size) {
-    if (size > bytes_.size() - pos_) throw format_error("weft::serial: message truncated");
+    if (size > bytes_.size() - pos_) throw format_error("weft::pool::serial: message truncated");
     auto out = bytes_.subspan(pos_, size);
     pos_ += size;
     return out;
@@ -138,7 +138,7 @@ class reader {
     if constexpr (std::is_same_v<T, bool>) {
       // Any byte but 0 and 1 is not a bool: reading it as one would be undefined behaviour.
       if (raw[0] != std::byte{0} && raw[0] != std::byte{1}) {
-        throw format_error("weft::serial: a bool that is neither 0 nor 1");
+        throw format_error("weft::pool::serial: a bool that is neither 0 nor 1");
       }
     }
     return std::bit_cast<T>(raw);  // no default constructor needed
@@ -146,7 +146,8 @@ class reader {
   /// Takes ownership of the fd at `index` among the message's fds.
   io::fd take_fd(std::uint32_t index) {
     if (fds_ == nullptr || index >= fds_->size() || !(*fds_)[index]) {
-      throw format_error("weft::serial: message refers to a file descriptor it did not carry");
+      throw format_error(
+          "weft::pool::serial: message refers to a file descriptor it did not carry");
     }
     return std::move((*fds_)[index]);
   }
@@ -202,7 +203,8 @@ struct codec<std::string> {
   }
   static std::string take(reader& r) {
     const auto size = r.take_raw<std::uint64_t>();
-    if (size > r.remaining()) throw format_error("weft::serial: string longer than its message");
+    if (size > r.remaining())
+      throw format_error("weft::pool::serial: string longer than its message");
     auto bytes = r.take_bytes(static_cast<std::size_t>(size));
     return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   }
@@ -228,7 +230,7 @@ struct codec<std::vector<T>, std::enable_if_t<codec<T>::supported && !std::is_sa
     // tests/fuzz/serialize_fuzz: a 1 MiB message reserved 96 MiB for tuples of 3 strings).
     static_assert(codec<T>::min_size > 0);
     if (count > r.remaining() / codec<T>::min_size) {
-      throw format_error("weft::serial: vector longer than its message");
+      throw format_error("weft::pool::serial: vector longer than its message");
     }
     std::vector<T> v;
     if constexpr (std::is_trivially_copyable_v<T>) {
@@ -309,4 +311,4 @@ T take(reader& r) {
 }
 
 }  // namespace serial
-}  // namespace weft
+}  // namespace weft::pool
