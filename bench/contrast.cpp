@@ -893,6 +893,7 @@ int main(int argc, char** argv) {
   // The processes mode re-executes this program as its pool's workers.
   weft::pool::serve_if_pool_worker();
   CLI::App app{"contrast: one workload of ./run bench, run one way, measured once"};
+  app.option_defaults()->always_capture_default();  // every --help shows the default
   settings s;
   std::string gil = "interval", switch_interval = "5ms";
   app.add_option("--workload", s.workload, "countdown, sleep, echo or mixed")->required();
@@ -900,24 +901,16 @@ int main(int argc, char** argv) {
                  "sequential, cooperative, single-lock, multi-thread, threads, processes (mixed: "
                  "also idle)")
       ->required();
-  app.add_option("--workers", s.workers, "threads, worker threads or worker processes")
-      ->capture_default_str();
-  app.add_option("--gil", gil, "single-lock: interval (new GIL) or ticks:N (old GIL)")
-      ->capture_default_str();
-  app.add_option("--switch-interval", switch_interval, "single-lock: the switch interval")
-      ->capture_default_str();
-  app.add_option("--count", s.count, "countdown, mixed: how far to count down")
-      ->capture_default_str();
-  app.add_option("--tasks", s.tasks, "sleep: concurrent tasks")->capture_default_str();
-  app.add_option("--sleep-ms", s.sleep_ms, "sleep: milliseconds each task sleeps")
-      ->capture_default_str();
-  app.add_option("--connections", s.connections, "echo: concurrent client connections")
-      ->capture_default_str();
-  app.add_option("--round-trips", s.round_trips, "echo: round trips per connection")
-      ->capture_default_str();
-  app.add_option("--size", s.size, "echo, mixed: bytes per message")->capture_default_str();
-  app.add_option("--idle-ms", s.idle_ms, "mixed, mode idle: how long the probe runs")
-      ->capture_default_str();
+  app.add_option("--workers", s.workers, "threads, worker threads or worker processes");
+  app.add_option("--gil", gil, "single-lock: interval (new GIL) or ticks:N (old GIL)");
+  app.add_option("--switch-interval", switch_interval, "single-lock: the switch interval");
+  app.add_option("--count", s.count, "countdown, mixed: how far to count down");
+  app.add_option("--tasks", s.tasks, "sleep: concurrent tasks");
+  app.add_option("--sleep-ms", s.sleep_ms, "sleep: milliseconds each task sleeps");
+  app.add_option("--connections", s.connections, "echo: concurrent client connections");
+  app.add_option("--round-trips", s.round_trips, "echo: round trips per connection");
+  app.add_option("--size", s.size, "echo, mixed: bytes per message");
+  app.add_option("--idle-ms", s.idle_ms, "mixed, mode idle: how long the probe runs");
   if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
 
   static const std::map<std::string, std::vector<std::string>> modes = {

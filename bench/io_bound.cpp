@@ -74,16 +74,15 @@ long max_rss_kib() {
 
 int main(int argc, char** argv) {
   CLI::App app{"io_bound: N tasks that only sleep, on weft's executors or one thread per task"};
+  app.option_defaults()->always_capture_default();  // every --help shows the default
   std::string mode_name = "multi-thread";
   unsigned workers = 2;
   int tasks = 10'000, rounds = 5, sleep_ms = 100;
-  app.add_option("--mode", mode_name, "cooperative, single-lock, multi-thread, or threads")
-      ->capture_default_str();
-  app.add_option("--workers", workers, "threads of the weft executor")->capture_default_str();
-  app.add_option("--tasks", tasks, "concurrent tasks (threads for --mode=threads)")
-      ->capture_default_str();
-  app.add_option("--rounds", rounds, "sleeps per task")->capture_default_str();
-  app.add_option("--sleep-ms", sleep_ms, "milliseconds per sleep")->capture_default_str();
+  app.add_option("--mode", mode_name, "cooperative, single-lock, multi-thread, or threads");
+  app.add_option("--workers", workers, "threads of the weft executor");
+  app.add_option("--tasks", tasks, "concurrent tasks (threads for --mode=threads)");
+  app.add_option("--rounds", rounds, "sleeps per task");
+  app.add_option("--sleep-ms", sleep_ms, "milliseconds per sleep");
   auto fail = [&](const std::string& message) {
     fmt::print(stderr, "io_bound: {}\n{}", message, app.help());
     return 2;

@@ -33,6 +33,7 @@
 
 #include <benchmark/benchmark.h>
 #include <weft/weft.hpp>
+#include "flags.hpp"
 
 namespace {
 
@@ -332,19 +333,7 @@ void BM_sleepers(benchmark::State& state) {
 }
 
 bool take_flag(std::string_view arg, std::string_view name, std::int64_t& value) {
-  if (arg.substr(0, name.size()) != name || arg.size() <= name.size() || arg[name.size()] != '=') {
-    return false;
-  }
-  const std::string text(arg.substr(name.size() + 1));
-  char* end = nullptr;
-  const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || v <= 0) {
-    std::fprintf(stderr, "micro: %s wants a positive number, not '%s'\n", std::string(name).c_str(),
-                 text.c_str());
-    std::exit(2);
-  }
-  value = v;
-  return true;
+  return weft::bench::take_flag("micro", arg, name, value);
 }
 
 }  // namespace
@@ -363,37 +352,20 @@ int main(int argc, char** argv) {
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 2;
-  benchmark::RegisterBenchmark("spawn_join", BM_spawn_join)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
-  benchmark::RegisterBenchmark("spawn_join_each", BM_spawn_join_each)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
-  benchmark::RegisterBenchmark("switch", BM_switch)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
-  benchmark::RegisterBenchmark("switch_run", BM_switch_run)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
-  benchmark::RegisterBenchmark("switch_traced", BM_switch_traced)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
-  benchmark::RegisterBenchmark("trace_span", BM_trace_span)
-      ->Unit(benchmark::kMillisecond)
-      ->Repetitions(5)
-      ->Iterations(1);
   using bench_fn = void (*)(benchmark::State&);
-  const std::pair<const char*, bench_fn> more[] = {
+  // Each one timed iteration, repeated 5 times; registered in this order.
+  const std::pair<const char*, bench_fn> repeated[] = {
+      {"spawn_join", BM_spawn_join},
+      {"spawn_join_each", BM_spawn_join_each},
+      {"switch", BM_switch},
+      {"switch_run", BM_switch_run},
+      {"switch_traced", BM_switch_traced},
+      {"trace_span", BM_trace_span},
       {"floor_spawn_join", BM_floor_spawn_join},
       {"floor_spawn_join_each", BM_floor_spawn_join_each},
       {"floor_switch", BM_floor_switch},
       {"channel_round_trip", BM_channel_round_trip}};
-  for (auto [name, fn] : more) {
+  for (auto [name, fn] : repeated) {
     benchmark::RegisterBenchmark(name, fn)
         ->Unit(benchmark::kMillisecond)
         ->Repetitions(5)

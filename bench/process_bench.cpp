@@ -170,23 +170,20 @@ int main(int argc, char** argv) {
   // The pools re-execute this program as their workers (start method spawn).
   weft::pool::serve_if_pool_worker();
   CLI::App app{"process_bench: process pool round trips and child spawn+wait"};
+  app.option_defaults()->always_capture_default();  // every --help shows the default
   std::string only, start_method = "spawn", program = "/bin/true";
   std::int64_t jobs = 20'000, warmup = 1'000, map_items = 10'000, children = 2'000;
   std::int64_t spawn_warmup = 100;
   unsigned concurrency = 8;
   app.add_option("--only", only, "roundtrip or spawn (default: both)");
-  app.add_option("--jobs", jobs, "sequential submits per round-trip measurement")
-      ->capture_default_str();
-  app.add_option("--warmup", warmup, "submits before the clock starts")->capture_default_str();
-  app.add_option("--spawn-warmup", spawn_warmup, "children spawned before the clock starts")
-      ->capture_default_str();
-  app.add_option("--map-items", map_items, "items per map")->capture_default_str();
-  app.add_option("--children", children, "children spawned and waited for")->capture_default_str();
-  app.add_option("--concurrency", concurrency, "children in flight in spawn_concurrent")
-      ->capture_default_str();
-  app.add_option("--start-method", start_method, "the pools' start method: spawn or fork")
-      ->capture_default_str();
-  app.add_option("--program", program, "the program spawned")->capture_default_str();
+  app.add_option("--jobs", jobs, "sequential submits per round-trip measurement");
+  app.add_option("--warmup", warmup, "submits before the clock starts");
+  app.add_option("--spawn-warmup", spawn_warmup, "children spawned before the clock starts");
+  app.add_option("--map-items", map_items, "items per map");
+  app.add_option("--children", children, "children spawned and waited for");
+  app.add_option("--concurrency", concurrency, "children in flight in spawn_concurrent");
+  app.add_option("--start-method", start_method, "the pools' start method: spawn or fork");
+  app.add_option("--program", program, "the program spawned");
   auto fail = [&](const std::string& message) {
     fmt::print(stderr, "process_bench: {}\n{}", message, app.help());
     return 2;

@@ -293,10 +293,12 @@ def build_go(workdir):
     go = shutil.which("go")
     if not go:
         return None, "skipped: go is not installed (apt-get install golang-go)"
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "threads.go")
-    shutil.copy(src, os.path.join(workdir, "threads.go"))  # outside any module: a plain file
+    sources = ("threads.go", "goshared.go")  # goshared.go: what it shares with micro.go
+    for name in sources:  # outside any module: plain files
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", name),
+                    os.path.join(workdir, name))
     exe = os.path.join(workdir, "threads_go")
-    proc = subprocess.run([go, "build", "-o", exe, "threads.go"], cwd=workdir,
+    proc = subprocess.run([go, "build", "-o", exe, *sources], cwd=workdir,
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         return None, f"go build failed: {proc.stderr.strip()[-300:]}"

@@ -40,6 +40,7 @@
 
 #include <fmt/core.h>
 #include <weft/weft.hpp>
+#include "flags.hpp"
 
 namespace {
 
@@ -124,19 +125,7 @@ weft::task<> ping_pong(std::int64_t n, std::size_t capacity, double& ns, pong_st
 }
 
 bool take_flag(std::string_view arg, std::string_view name, std::int64_t& value) {
-  if (arg.substr(0, name.size()) != name || arg.size() <= name.size() || arg[name.size()] != '=') {
-    return false;
-  }
-  const std::string text(arg.substr(name.size() + 1));
-  char* end = nullptr;
-  const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || v <= 0) {
-    std::fprintf(stderr, "threads_micro: %s wants a positive number, not '%s'\n",
-                 std::string(name).c_str(), text.c_str());
-    std::exit(2);
-  }
-  value = v;
-  return true;
+  return weft::bench::take_flag("threads_micro", arg, name, value);
 }
 
 }  // namespace

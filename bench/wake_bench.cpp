@@ -1,5 +1,5 @@
 // wake_bench: how cheaply can one thread wake another that is parked in io_uring_enter on its own
-// ring? A two-thread ping-pong, each thread parked in its ring (created like io/ring.cpp does:
+// ring? A two-thread ping-pong, each thread parked in its ring (a weft::io::ring:
 // SINGLE_ISSUER | DEFER_TASKRUN, R_DISABLED, enabled by the thread that uses it), each waking the
 // other, for N round trips, per method:
 //
@@ -42,6 +42,8 @@
 #include <thread>
 #include <vector>
 
+#include <weft/io/ring.hpp>
+
 namespace {
 
 #ifndef IORING_REGISTER_SEND_MSG_RING
@@ -77,51 +79,21 @@ class unique_fd {
   int fd_;
 };
 
-// A ring set up exactly like weft::io::ring: DEFER_TASKRUN when the kernel has it, disabled until
-// the owning thread enables it.
+// weft's own ring (weft::io::ring: DEFER_TASKRUN when the kernel has it, disabled until the
+// owning thread enables it), with what the methods below need to park in it and send from it.
 class ring {
  public:
-  explicit ring(unsigned entries = 64) {
-    const unsigned attempts[] = {
-        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |
-            IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN |
-            IORING_SETUP_TASKRUN_FLAG,
-        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
-        0,
-    };
-    io_uring_params params{};
-    int rc = -EINVAL;
-    for (unsigned flags : attempts) {
-      params = io_uring_params{};
-      params.flags = flags;
-      params.cq_entries = entries * 4;
-      rc = io_uring_queue_init_params(entries, &ring_, &params);
-      if (rc != -EINVAL) break;
-    }
-    if (rc < 0) die(-rc, "io_uring_queue_init_params");
-    flags_ = params.flags;
-  }
-  ring(const ring&) = delete;
-  ring& operator=(const ring&) = delete;
-  ~ring() { io_uring_queue_exit(&ring_); }
+  explicit ring(unsigned entries = 64) : ring_(entries) {}
 
   // On the thread that will use the ring (its single issuer).
-  void enable() {
-    if ((flags_ & IORING_SETUP_R_DISABLED) == 0) return;
-    if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
-        0) {
-      die(errno, "IORING_REGISTER_ENABLE_RINGS");
-    }
-    flags_ &= ~IORING_SETUP_R_DISABLED;
-  }
+  void enable() { ring_.enable(); }
 
-  io_uring* get() { return &ring_; }
-  int fd() const { return ring_.ring_fd; }
-  bool defer_taskrun() const { return (flags_ & IORING_SETUP_DEFER_TASKRUN) != 0; }
+  io_uring* get() { return ring_.get(); }
+  int fd() { return ring_.get()->ring_fd; }
+  bool defer_taskrun() const { return ring_.defer_taskrun(); }
 
   io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
+    io_uring_sqe* s = io_uring_get_sqe(get());
     if (s == nullptr) die(EBUSY, "io_uring_get_sqe: submission queue full");
     return s;
   }
@@ -129,14 +101,14 @@ class ring {
   // Submits what is queued and blocks until a wake-up CQE arrives (park).
   void wait_for_wake() {
     for (;;) {
-      int rc = io_uring_submit_and_wait(&ring_, 1);
+      int rc = io_uring_submit_and_wait(get(), 1);
       if (rc < 0 && rc != -EINTR) die(-rc, "io_uring_submit_and_wait");
       io_uring_cqe* cqe = nullptr;
       bool woken = false;
-      while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+      while (io_uring_peek_cqe(get(), &cqe) == 0) {
         const std::uint64_t tag = cqe->user_data;
         const int res = cqe->res;
-        io_uring_cqe_seen(&ring_, cqe);
+        io_uring_cqe_seen(get(), cqe);
         if (tag == wake_tag) {
           if (res < 0) die(-res, "wake-up CQE");
           woken = true;
@@ -149,8 +121,7 @@ class ring {
   }
 
  private:
-  io_uring ring_{};
-  unsigned flags_ = 0;
+  weft::io::ring ring_;
 };
 
 // ---- methods ---------------------------------------------------------------------------------
@@ -188,12 +159,17 @@ struct eventfd_method {
   }
 };
 
-struct msg_ring_method {
-  static constexpr const char* name = "msg_ring";
+// The message methods: each side parks in its own ring until a message (a CQE) arrives.
+struct message_parking {
   ring rings[2];
 
   void setup(int side) { rings[side].enable(); }
   void park(int side) { rings[side].wait_for_wake(); }
+};
+
+struct msg_ring_method : message_parking {
+  static constexpr const char* name = "msg_ring";
+
   void wake(int side) {
     io_uring_sqe* s = rings[side].sqe();
     io_uring_prep_msg_ring(s, rings[1 - side].fd(), 0, wake_tag, 0);
@@ -211,12 +187,9 @@ int send_msg_ring_sync(int target_fd, std::uint64_t user_data) {
   return rc < 0 ? -errno : 0;
 }
 
-struct msg_ring_sync_method {
+struct msg_ring_sync_method : message_parking {
   static constexpr const char* name = "msg_ring_sync";
-  ring rings[2];
 
-  void setup(int side) { rings[side].enable(); }
-  void park(int side) { rings[side].wait_for_wake(); }
   void wake(int side) {
     int rc = send_msg_ring_sync(rings[1 - side].fd(), wake_tag);
     if (rc < 0) die(-rc, "IORING_REGISTER_SEND_MSG_RING");

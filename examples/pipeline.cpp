@@ -136,15 +136,6 @@ weft::task<int> amain(settings s) {
   co_return (sorted && complete) ? 0 : 1;
 }
 
-constexpr const char* usage =
-    "usage: pipeline [--mode=cooperative|single-lock|multi-thread] [--workers=N] [--lines=N]\n"
-    "                [--seed=S] [--program=sort]\n";
-
-int usage_error(const std::string& message) {
-  fmt::print(stderr, "pipeline: {}\n{}", message, usage);
-  return 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,15 +144,18 @@ int main(int argc, char** argv) {
   settings s;
   weft::run_options options;
   weft::add_run_options(app, options);  // --mode, --workers, --switch-interval, --gil
-  app.add_option("--lines", lines, "how many words to sort")->capture_default_str();
+  app.add_option("--lines", lines, "how many words to sort")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{10'000'000}));
   app.add_option("--seed", s.seed, "seed of the pseudo-random words")->capture_default_str();
   app.add_option("--program", s.program, "the program to run (searched in PATH)")
       ->capture_default_str();
   if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
-  if (lines < 0 || lines > 10'000'000) {
-    return usage_error(fmt::format("--lines wants 0 to 10000000, not {}", lines));
+  if (s.program.empty()) {
+    fmt::print(stderr, "pipeline: --program wants a program name\nusage: pipeline [OPTIONS]\n{}",
+               app.help());
+    return 2;
   }
-  if (s.program.empty()) return usage_error("--program wants a program name");
   s.lines = static_cast<std::uint64_t>(lines);
 
   try {

@@ -172,16 +172,6 @@ weft::task<int> amain(std::string kind, settings s) {
   co_return ok ? 0 : 1;
 }
 
-constexpr const char* usage =
-    "usage: producer_consumer [--mode=cooperative|single-lock|multi-thread] [--workers=N]\n"
-    "                         [--queue=fifo|lifo|priority|all] [--items=N] [--producers=P]\n"
-    "                         [--consumers=C] [--maxsize=M] [--thread-producers=T]\n";
-
-int usage_error(const std::string& message) {
-  fmt::print(stderr, "producer_consumer: {}\n{}", message, usage);
-  return 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -194,29 +184,32 @@ int main(int argc, char** argv) {
   std::int64_t items = 100'000;
   settings s;
   std::int64_t maxsize = 64;
-  app.add_option("--queue", kind, "fifo, lifo, priority or all")->capture_default_str();
-  app.add_option("--items", items, "items to pass through each queue")->capture_default_str();
-  app.add_option("--producers", s.producers, "producer tasks")->capture_default_str();
-  app.add_option("--consumers", s.consumers, "consumer tasks")->capture_default_str();
+  app.add_option("--queue", kind, "fifo, lifo, priority or all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fifo", "lifo", "priority", "all"}));
+  app.add_option("--items", items, "items to pass through each queue")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{100'000'000}));
+  app.add_option("--producers", s.producers, "producer tasks")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000u));
+  app.add_option("--consumers", s.consumers, "consumer tasks")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
   app.add_option("--thread-producers", s.thread_producers,
                  "producers on plain std::threads (blocking put)")
-      ->capture_default_str();
-  app.add_option("--maxsize", maxsize, "queue bound (0: unbounded)")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 64u));
+  app.add_option("--maxsize", maxsize, "queue bound (0: unbounded)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000}));
   if (auto status = weft::parse_command_line(app, argc, argv)) return *status;
-  if (kind != "fifo" && kind != "lifo" && kind != "priority" && kind != "all") {
-    return usage_error("--queue wants fifo, lifo, priority or all, not '" + kind + "'");
-  }
-  if (items < 0 || items > 100'000'000) {
-    return usage_error(fmt::format("--items wants 0 to 100000000, not {}", items));
-  }
-  if (maxsize < 0 || maxsize > 1'000'000) {
-    return usage_error(fmt::format("--maxsize wants 0 to 1000000, not {}", maxsize));
-  }
-  if (s.consumers < 1 || s.consumers > 1000) {
-    return usage_error(fmt::format("--consumers wants 1 to 1000, not {}", s.consumers));
-  }
-  if (s.producers > 1000 || s.thread_producers > 64 || s.producers + s.thread_producers == 0) {
-    return usage_error("--producers (0 to 1000) plus --thread-producers (0 to 64) must be >= 1");
+  if (s.producers + s.thread_producers == 0) {  // a check on two options: CLI11 checks one
+    fmt::print(stderr,
+               "producer_consumer: --producers plus --thread-producers must be >= 1\n"
+               "usage: producer_consumer [OPTIONS]\n{}",
+               app.help());
+    return 2;
   }
   s.items = static_cast<std::uint64_t>(items);
   s.maxsize = static_cast<std::size_t>(maxsize);

@@ -14,7 +14,7 @@ namespace {
 // The runtimes running now, by executor (runtime_handle::current looks its thread's up).
 // A handful at most: a linear search under a lock is plenty.
 std::mutex registry_mutex;
-std::vector<std::pair<executor*, std::weak_ptr<runtime_state>>>& registry() {
+std::vector<std::pair<executor*, std::weak_ptr<runtime_state>>>& running_runtimes() {
   static std::vector<std::pair<executor*, std::weak_ptr<runtime_state>>> r;
   return r;
 }
@@ -23,12 +23,12 @@ std::vector<std::pair<executor*, std::weak_ptr<runtime_state>>>& registry() {
 
 void register_runtime(executor& ex, std::shared_ptr<runtime_state> state) {
   std::lock_guard lock(registry_mutex);
-  registry().emplace_back(&ex, std::move(state));
+  running_runtimes().emplace_back(&ex, std::move(state));
 }
 
 void unregister_runtime(executor& ex) noexcept {
   std::lock_guard lock(registry_mutex);
-  std::erase_if(registry(), [&](const auto& e) { return e.first == &ex; });
+  std::erase_if(running_runtimes(), [&](const auto& e) { return e.first == &ex; });
 }
 
 runtime_state::settings trace_settings_from_env(runtime_state::settings s) {
@@ -125,7 +125,7 @@ runtime_handle runtime_handle::current() {
   executor* ex = executor::current();
   if (ex == nullptr) return {};
   std::lock_guard lock(detail::registry_mutex);
-  for (const auto& [e, state] : detail::registry()) {
+  for (const auto& [e, state] : detail::running_runtimes()) {
     if (e == ex) return runtime_handle(state.lock());
   }
   return {};

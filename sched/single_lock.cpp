@@ -47,7 +47,7 @@ struct single_lock::park_state {
 namespace {
 thread_local void* tls_thread = nullptr;  // the single_lock thread_state of this thread, if any
 
-[[noreturn]] void out_of_memory(const char* where) noexcept {
+[[noreturn]] void run_queue_out_of_memory(const char* where) noexcept {
   std::fprintf(stderr, "weft: out of memory %s; aborting\n", where);
   std::terminate();
 }
@@ -308,7 +308,7 @@ void single_lock::schedule(std::coroutine_handle<> h) noexcept {
   try {
     ready_->push(h);
   } catch (...) {
-    out_of_memory("in the run queue");
+    run_queue_out_of_memory("in the run queue");
   }
   ready_size_.store(ready_->size(), std::memory_order_release);
   // A thread of this executor may let go of the lock first: the executor outlives its threads.

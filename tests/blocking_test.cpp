@@ -233,23 +233,15 @@ weft::task<bool> cancel_queued_job() {
   auto queued = weft::spawn(mark_if_run(ran));
   REQUIRE(co_await eventually_async([] { return weft::blocking_pool_stats().queued == 1; }));
   queued.cancel();
-  bool threw_cancelled = false;
-  try {
-    co_await queued;
-  } catch (...) {
-    threw_cancelled = is_cancelled(std::current_exception());
-  }
+  const std::exception_ptr queued_error = co_await weft::testing::error_of(queued);
+  const bool threw_cancelled = is_cancelled(queued_error);
   const bool withdrawn = weft::blocking_pool_stats().queued == 0;
   // Stopped before its first wait: never queued at all.
   std::atomic<bool> ran2{false};
   auto early = weft::spawn(mark_if_run(ran2));
   early.cancel();
-  bool early_cancelled = false;
-  try {
-    co_await early;
-  } catch (...) {
-    early_cancelled = is_cancelled(std::current_exception());
-  }
+  const std::exception_ptr early_error = co_await weft::testing::error_of(early);
+  const bool early_cancelled = is_cancelled(early_error);
   g.open();
   co_await b1;
   co_await b2;
@@ -390,12 +382,7 @@ weft::task<bool> timeout_of_queued_job() {
   std::atomic<int> done{0};
   auto blocker = weft::spawn(wait_gate(g, done));
   REQUIRE(co_await eventually_async([] { return weft::blocking_pool_stats().busy == 1; }));
-  bool timed_out = false;
-  try {
-    co_await blocking_under_timeout(1ms, 20ms);
-  } catch (const std::system_error& e) {
-    timed_out = e.code() == weft::errc::timed_out;
-  }
+  const bool timed_out = co_await weft::testing::ends_timed_out(blocking_under_timeout(1ms, 20ms));
   g.open();
   co_await blocker;
   co_return timed_out;

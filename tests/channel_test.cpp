@@ -60,12 +60,7 @@ weft::task<> close_semantics() {
   CHECK(ch.is_closed());
   ch.close();  // idempotent
   // Sends fail after close...
-  std::exception_ptr send_error;
-  try {
-    co_await ch.send(4);
-  } catch (...) {
-    send_error = std::current_exception();
-  }
+  const std::exception_ptr send_error = co_await error_of(ch.send(4));
   CHECK(is_error(send_error, weft::errc::channel_closed));
   CHECK_THROWS_AS(ch.try_send(5), std::system_error);
   // ...receivers drain what is buffered, then get nullopt, again and again.
@@ -99,17 +94,8 @@ weft::task<> close_wakes_waiters() {
   auto s2 = weft::spawn(send_all(full, 9, 1));
   co_await weft::yield_now();
   full.close();
-  std::exception_ptr e1, e2;
-  try {
-    co_await s1;
-  } catch (...) {
-    e1 = std::current_exception();
-  }
-  try {
-    co_await s2;
-  } catch (...) {
-    e2 = std::current_exception();
-  }
+  const std::exception_ptr e1 = co_await error_of(s1);
+  const std::exception_ptr e2 = co_await error_of(s2);
   CHECK(is_error(e1, weft::errc::channel_closed));
   CHECK(is_error(e2, weft::errc::channel_closed));
   const std::vector<int> drained = co_await drain(full);
@@ -170,12 +156,7 @@ weft::task<> cancellation() {
   CHECK(ch.try_recv() == 6);
   CHECK_FALSE(ch.try_recv().has_value());
   // with_timeout on a recv: timed_out, and an item sent later is still there.
-  bool timed_out = false;
-  try {
-    co_await weft::with_timeout(2ms, ch.recv());
-  } catch (const std::system_error& e) {
-    timed_out = e.code() == weft::errc::timed_out;
-  }
+  const bool timed_out = co_await ends_timed_out(weft::with_timeout(2ms, ch.recv()));
   CHECK(timed_out);
   co_await ch.send(8);
   const std::optional<int> v8 = co_await ch.recv();
@@ -223,11 +204,14 @@ weft::task<bool> recv_report(weft::channel<int>& ch, std::atomic<bool>& started,
   co_return v.has_value();
 }
 
-weft::task<bool> send_report(weft::channel<int>& ch, std::atomic<bool>& started, int item) {
-  started.store(true);
-  co_await ch.send(item);
-  co_return true;
-}
+// channel<int>(1) as check_room_race sees it.
+struct channel_slot {
+  weft::channel<int> ch{1};
+  bool try_put(int v) { return ch.try_send(int(v)); }
+  std::optional<int> try_take() { return ch.try_recv(); }
+  auto put(int v) { return ch.send(int(v)); }
+  std::size_t size() const { return ch.size(); }
+};
 
 // Stress: producer tasks on some executors, consumer tasks on others and consumer threads.
 weft::task<> produce(weft::channel<int>& ch, int producer, int n) {
@@ -308,12 +292,7 @@ weft::task<> oneshot_semantics() {
       CHECK(s.valid());
       CHECK_THROWS_AS(o.get_sender(), std::logic_error);
     }
-    std::exception_ptr error;
-    try {
-      (void)co_await r;
-    } catch (...) {
-      error = std::current_exception();
-    }
+    const std::exception_ptr error = co_await error_of(r);
     CHECK(is_error(error, weft::errc::channel_closed));
     CHECK(o.is_closed());
     std::exception_ptr send_error;
@@ -338,12 +317,7 @@ weft::task<> oneshot_semantics() {
   {
     weft::oneshot<int> o;  // close() before anyone waits
     o.close();
-    std::exception_ptr error;
-    try {
-      (void)co_await o.recv();
-    } catch (...) {
-      error = std::current_exception();
-    }
+    const std::exception_ptr error = co_await error_of(o.recv());
     CHECK(is_error(error, weft::errc::channel_closed));
   }
   {
@@ -351,12 +325,7 @@ weft::task<> oneshot_semantics() {
     auto r = weft::spawn(recv_oneshot(o));
     co_await weft::yield_now();
     auto second = weft::spawn(recv_oneshot(o));  // two receivers at once: refused
-    std::exception_ptr error;
-    try {
-      (void)co_await second;
-    } catch (...) {
-      error = std::current_exception();
-    }
+    const std::exception_ptr error = co_await error_of(second);
     bool logic = false;
     try {
       if (error) std::rethrow_exception(error);
@@ -440,26 +409,7 @@ TEST_CASE("channel: a stop racing a send never loses or duplicates the item",
 
 TEST_CASE("channel: a stop racing a receive that makes room never loses the waiting send",
           "[channel][race][threads]") {
-  executor_pool pool(1);
-  weft::channel<int> ch(1);
-  int item = 0;
-  std::atomic<int> taken{0};
-  const int rounds = scaled(1500, 500);
-  const int got = weft::run(race_grant_and_cancel(
-      pool[0], rounds,
-      [&](std::atomic<bool>& started) {
-        REQUIRE(ch.try_send(-1));  // full: the waiter's send has to wait
-        ++item;
-        return send_report(ch, started, item);
-      },
-      [&] { taken.store(ch.try_recv().value_or(-3)); },
-      [&](bool got_it) {
-        REQUIRE(taken.load() == -1);
-        if (got_it) REQUIRE(ch.try_recv() == item);  // the send completed: exactly once
-        REQUIRE(ch.size() == 0);
-      }));
-  CHECK(got > 0);
-  CHECK(got < rounds);
+  check_room_race<channel_slot>();
 }
 
 TEST_CASE("channel: 4 producers x 50,000 items to consumers on other threads, each once",
@@ -468,10 +418,7 @@ TEST_CASE("channel: 4 producers x 50,000 items to consumers on other threads, ea
   executor_pool producers(4), consumers(2);
   std::vector<int> all = weft::run(channel_stress(producers, consumers, per_producer));
   REQUIRE(all.size() == std::size_t(4 * per_producer));
-  std::sort(all.begin(), all.end());
-  bool each_once = true;
-  for (int i = 0; i < 4 * per_producer; ++i) each_once = each_once && all[i] == i;
-  CHECK(each_once);
+  CHECK(each_once(std::move(all), 4 * per_producer));
 }
 
 TEST_CASE("oneshot: send, receive, dropped sender, close, cancel", "[fifo][channel][oneshot]") {

@@ -28,6 +28,7 @@
 
 using namespace std::chrono_literals;
 using weft::testing::mailbox;
+using weft::testing::mailbox_waker;
 using weft::testing::park_in;
 
 namespace {
@@ -144,25 +145,10 @@ weft::task<> wake_loop(mailbox& box, int rounds, std::atomic<long>& resumed) {
 weft::task<long> remote_wakeups(int tasks, int rounds) {
   mailbox box;
   std::atomic<long> resumed{0};
-  std::atomic<bool> done{false};
-  std::thread waker([&] {
-    while (!done.load()) {
-      std::vector<std::coroutine_handle<>> batch;
-      weft::executor* ex = nullptr;
-      {
-        std::lock_guard lock(box.mutex);
-        batch.swap(box.parked);
-        ex = box.executor;
-      }
-      for (auto h : batch) ex->schedule(h);
-      if (batch.empty()) std::this_thread::yield();
-    }
-  });
+  const mailbox_waker waker(box);
   std::vector<weft::join_handle<void>> handles;
   for (int i = 0; i < tasks; ++i) handles.push_back(weft::spawn(wake_loop(box, rounds, resumed)));
   for (auto& h : handles) co_await h;
-  done = true;
-  waker.join();
   co_return resumed.load();
 }
 }  // namespace
@@ -275,27 +261,26 @@ TEST_CASE("with_timeout works on the threaded executors", "[executors][time]") {
 }
 
 namespace {
-weft::task<> forever(std::atomic<int>& started, std::atomic<int>& unwound) {
+// Runs until cancelled, counting its start and its unwinding: asleep most of the time, or `busy`
+// (yielding, always runnable).
+weft::task<> forever(std::atomic<int>& started, std::atomic<int>& unwound, bool busy) {
   started.fetch_add(1);
   struct on_exit {
     std::atomic<int>& n;
     ~on_exit() { n.fetch_add(1); }
   } guard{unwound};
-  for (;;) co_await weft::sleep_for(1ms);
-}
-
-weft::task<> busy_forever(std::atomic<int>& started, std::atomic<int>& unwound) {
-  started.fetch_add(1);
-  struct on_exit {
-    std::atomic<int>& n;
-    ~on_exit() { n.fetch_add(1); }
-  } guard{unwound};
-  for (;;) co_await weft::yield_now();
+  for (;;) {
+    if (busy) {
+      co_await weft::yield_now();
+    } else {
+      co_await weft::sleep_for(1ms);
+    }
+  }
 }
 
 weft::task<> leave_running(int n, std::atomic<int>& started, std::atomic<int>& unwound) {
   for (int i = 0; i < n; ++i) {
-    weft::spawn(i % 2 == 0 ? forever(started, unwound) : busy_forever(started, unwound)).detach();
+    weft::spawn(forever(started, unwound, i % 2 != 0)).detach();
   }
   while (started.load() < n) co_await weft::sleep_for(1ms);
 }
@@ -993,12 +978,18 @@ weft::task<> sleeper(waited_on& w) {
   co_await weft::sleep_for(1h);
 }
 
-weft::task<> socket_reader(waited_on& w) {
+// Suspends in a read on the first of `ends` (a socket pair, a pipe), which never gets data.
+template <class Ends>
+weft::task<> never_read(waited_on& w, Ends ends) {
   frame_counter c;
-  auto [a, b] = weft::io::unix_stream::pair().value();
+  auto& [reader, writer] = ends;
   std::array<std::byte, 64> buf{};
   w.suspending.fetch_add(1);
-  (void)co_await a.read(buf);
+  (void)co_await reader.read(buf);
+}
+
+weft::task<> socket_reader(waited_on& w) {
+  return never_read(w, weft::io::unix_stream::pair().value());
 }
 
 weft::task<> tcp_reader(waited_on& w) {
@@ -1019,11 +1010,7 @@ weft::task<> acceptor(waited_on& w) {
 }
 
 weft::task<> pipe_reader(waited_on& w) {
-  frame_counter c;
-  auto [r, wr] = weft::io::make_pipe().value();
-  std::array<std::byte, 64> buf{};
-  w.suspending.fetch_add(1);
-  (void)co_await r.read(buf);
+  return never_read(w, weft::io::make_pipe().value());
 }
 
 weft::task<> mutex_holder(waited_on& w) {

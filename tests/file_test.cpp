@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <weft/weft.hpp>
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using weft::task;
@@ -156,14 +157,10 @@ TEST_CASE("a pipe read is cancelled by with_timeout", "[pipe]") {
   weft::run(weft::invoke([&]() -> task<> {
     auto [reader, writer] = io::make_pipe().value();
     std::byte b[4];
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(10ms, weft::invoke([&]() -> task<io::result<std::size_t>> {
-                                          co_return co_await reader.read(b);
-                                        }));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out = co_await weft::testing::ends_timed_out(
+        weft::with_timeout(10ms, weft::invoke([&]() -> task<io::result<std::size_t>> {
+                             co_return co_await reader.read(b);
+                           })));
     CHECK(timed_out);
   }));
 }

@@ -25,6 +25,17 @@ parse_result parse(std::string_view input, const limits& lim = {}) {
   return parse_request(input, lim, out);
 }
 
+/// Parses `input`, which must be exactly one whole request, and returns it (its views point
+/// into `input`).
+request parse_whole(std::string_view input) {
+  request out;
+  const parse_result p = parse(input, out);
+  REQUIRE(p.status == parse_status::complete);
+  CHECK(p.consumed == input.size());
+  CHECK(p.error_status == 0);
+  return out;
+}
+
 /// The error status `input` gives, or -1 when it is not an error.
 int error_of(std::string_view input, const limits& lim = {}) {
   const parse_result r = parse(input, lim);
@@ -71,11 +82,7 @@ TEST_CASE("a simple GET parses completely", "[http]") {
   const std::string in =
       "GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: test/1.0\r\n"
       "Accept:*/*\r\n\r\n";
-  request r;
-  const parse_result p = parse(in, r);
-  REQUIRE(p.status == parse_status::complete);
-  CHECK(p.consumed == in.size());
-  CHECK(p.error_status == 0);
+  const request r = parse_whole(in);
   CHECK(r.method == "GET");
   CHECK(r.target == "/index.html?q=1");
   CHECK(r.version_minor == 1);
@@ -92,11 +99,8 @@ TEST_CASE("a simple GET parses completely", "[http]") {
 }
 
 TEST_CASE("HEAD over HTTP/1.0 needs no Host and does not keep alive", "[http]") {
-  request r;
   const std::string in = "HEAD / HTTP/1.0\r\n\r\n";
-  const parse_result p = parse(in, r);
-  REQUIRE(p.status == parse_status::complete);
-  CHECK(p.consumed == in.size());
+  const request r = parse_whole(in);
   CHECK(r.method == "HEAD");
   CHECK(r.target == "/");
   CHECK(r.version_minor == 0);
@@ -118,22 +122,16 @@ TEST_CASE("field values are trimmed of OWS and may be empty", "[http]") {
 }
 
 TEST_CASE("bare LF line ends are accepted", "[http]") {
-  request r;
   const std::string in = "GET /a HTTP/1.1\nHost: h\n\n";
-  const parse_result p = parse(in, r);
-  REQUIRE(p.status == parse_status::complete);
-  CHECK(p.consumed == in.size());
+  const request r = parse_whole(in);
   CHECK(r.find("Host") == "h");
   // Mixed line ends too.
   CHECK(parse("GET /a HTTP/1.1\r\nHost: h\n\r\n").status == parse_status::complete);
 }
 
 TEST_CASE("leading empty lines are skipped and counted in consumed, up to four", "[http]") {
-  request r;
   const std::string in = "\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
-  const parse_result p = parse(in, r);
-  REQUIRE(p.status == parse_status::complete);
-  CHECK(p.consumed == in.size());
+  const request r = parse_whole(in);
   CHECK(r.method == "GET");
   CHECK(error_of("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n") == 400);
   CHECK(parse("").status == parse_status::incomplete);
@@ -190,10 +188,7 @@ TEST_CASE("byte-by-byte feeding is incomplete until the last byte", "[http]") {
       REQUIRE(p.status == parse_status::incomplete);
       REQUIRE(p.consumed == 0);
     }
-    request r;
-    const parse_result p = parse(in, r);
-    REQUIRE(p.status == parse_status::complete);
-    CHECK(p.consumed == in.size());
+    (void)parse_whole(in);
   }
 }
 

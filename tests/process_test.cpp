@@ -40,6 +40,15 @@ using weft::testing::process_gone;
 
 namespace {
 
+// Checks that `r` (an io::result) is an error `code` from the step `operation` ("spawn",
+// "chdir", "kill", ...): what a command that must not start, or a call that must fail, gives.
+template <class Result>
+void check_failed(const Result& r, std::errc code, const std::string& operation) {
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == code);
+  CHECK(std::string(r.full_error().operation) == operation);
+}
+
 template <class T>
 T run_main(task<T> t) {
   return weft::run(std::move(t));
@@ -154,9 +163,7 @@ TEST_CASE("a program that cannot run is a spawn error; nothing is left behind", 
   const std::size_t fds_before = open_fd_count();
   {
     auto r = io::command("/nonexistent/prog").std_out(io::stdio::pipe).spawn();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::no_such_file_or_directory);
-    CHECK(std::string(r.full_error().operation) == "spawn");
+    check_failed(r, std::errc::no_such_file_or_directory, "spawn");
     CHECK(r.message() == "spawn: No such file or directory");
   }
   {
@@ -166,36 +173,26 @@ TEST_CASE("a program that cannot run is a spawn error; nothing is left behind", 
                  .std_out(io::stdio::pipe)
                  .std_err(io::stdio::pipe)
                  .spawn();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::no_such_file_or_directory);
-    CHECK(std::string(r.full_error().operation) == "spawn");
+    check_failed(r, std::errc::no_such_file_or_directory, "spawn");
   }
   {
     temp_file script("#!/bin/sh\nexit 0\n", 0644);  // not executable
     auto r = io::command(script.path).spawn();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::permission_denied);
-    CHECK(std::string(r.full_error().operation) == "spawn");
+    check_failed(r, std::errc::permission_denied, "spawn");
   }
   {
     auto r = io::command("true").cwd("/nonexistent/weft-dir").std_out(io::stdio::pipe).spawn();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::no_such_file_or_directory);
-    CHECK(std::string(r.full_error().operation) == "chdir");
+    check_failed(r, std::errc::no_such_file_or_directory, "chdir");
   }
   {
     temp_file not_a_dir("", 0644);
     auto r = io::command("true").cwd(not_a_dir.path).spawn();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::not_a_directory);
-    CHECK(std::string(r.full_error().operation) == "chdir");
+    check_failed(r, std::errc::not_a_directory, "chdir");
   }
   // output() reports the same error rather than a child that exits 127.
   run_main(weft::invoke([]() -> task<> {
     auto r = co_await io::command("/nonexistent/prog").output();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::no_such_file_or_directory);
-    CHECK(std::string(r.full_error().operation) == "spawn");
+    check_failed(r, std::errc::no_such_file_or_directory, "spawn");
   }));
   CHECK(open_fd_count() == fds_before);
   CHECK(no_children_left());
@@ -314,9 +311,7 @@ TEST_CASE("kill() ends a child with a signal; after reaping it gives ESRCH", "[p
     CHECK(s.describe().find("SIGTERM") != std::string::npos);
 
     auto again = c.kill(SIGTERM);
-    REQUIRE_FALSE(again);
-    CHECK(again.error() == std::errc::no_such_process);
-    CHECK(std::string(again.full_error().operation) == "kill");
+    check_failed(again, std::errc::no_such_process, "kill");
 
     // The default signal is SIGKILL.
     io::child k = io::command("sleep").arg("10").spawn().value();
@@ -337,12 +332,8 @@ TEST_CASE("a wait cut short by with_timeout leaves the child running and waitabl
   run_main(weft::invoke([]() -> task<> {
     io::child c = io::command("sleep").arg("10").spawn().value();
     const auto start = std::chrono::steady_clock::now();
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(50ms, c.wait());
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out =
+        co_await weft::testing::ends_timed_out(weft::with_timeout(50ms, c.wait()));
     CHECK(timed_out);
     CHECK(std::chrono::steady_clock::now() - start < 2s);
     // Still running: nothing was killed (a signal sent would have ended it by now).
@@ -360,12 +351,7 @@ TEST_CASE("a wait cut short by with_timeout leaves the child running and waitabl
     auto waiter = weft::spawn(d.wait());
     co_await weft::sleep_for(20ms);
     waiter.cancel();
-    bool cancelled = false;
-    try {
-      (void)co_await waiter;
-    } catch (const std::system_error& e) {
-      cancelled = e.code() == weft::errc::cancelled;
-    }
+    const bool cancelled = co_await weft::testing::ends_cancelled(waiter);
     CHECK(cancelled);
     co_await weft::sleep_for(100ms);
     CHECK_FALSE(d.try_wait().value().has_value());
@@ -396,9 +382,7 @@ TEST_CASE("writing to a child that exited gives EPIPE, not SIGPIPE", "[process]"
     io::child c = io::command("true").std_in(io::stdio::pipe).spawn().value();
     const std::string mib(1 << 20, 'x');  // more than the pipe holds
     auto w = co_await c.std_in().write_all(io::as_bytes(mib));
-    REQUIRE_FALSE(w);
-    CHECK(w.error() == std::errc::broken_pipe);
-    CHECK(std::string(w.full_error().operation) == "write");
+    check_failed(w, std::errc::broken_pipe, "write");
     auto true_status = co_await c.wait();
     CHECK(true_status.value().success());
   }));
@@ -578,9 +562,7 @@ TEST_CASE("pass_fd() gives the child fds 3, 4... in the order passed", "[process
 
     // A bad fd is an error of its own, and spawns nothing.
     auto bad = io::command("true").pass_fd(-1).spawn();
-    REQUIRE_FALSE(bad);
-    CHECK(bad.error() == std::errc::bad_file_descriptor);
-    CHECK(std::string(bad.full_error().operation) == "pass_fd");
+    check_failed(bad, std::errc::bad_file_descriptor, "pass_fd");
   }));
   CHECK(open_fd_count() == fds_before);
   CHECK(no_children_left());
@@ -601,9 +583,7 @@ TEST_CASE("adopt() takes charge of a child started otherwise", "[process]") {
     CHECK(no_children_left());
     // That pid is gone now: nothing to adopt.
     auto gone = io::child::adopt(pid);
-    REQUIRE_FALSE(gone);
-    CHECK(gone.error() == std::errc::no_such_process);
-    CHECK(std::string(gone.full_error().operation) == "pidfd_open");
+    check_failed(gone, std::errc::no_such_process, "pidfd_open");
 
     // A pid that is not this process's child (a grandchild here): it cannot be waited for, and
     // dropping it must not kill a process that is not ours.
@@ -619,9 +599,7 @@ TEST_CASE("adopt() takes charge of a child started otherwise", "[process]") {
     REQUIRE(grandchild > 0);
     {
       auto foreign = io::child::adopt(grandchild);
-      REQUIRE_FALSE(foreign);
-      CHECK(foreign.error() == std::errc::no_child_process);
-      CHECK(std::string(foreign.full_error().operation) == "waitid");
+      check_failed(foreign, std::errc::no_child_process, "waitid");
     }
     // The grandchild still runs: the shell still waits for it.
     co_await weft::sleep_for(100ms);

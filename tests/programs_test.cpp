@@ -392,12 +392,7 @@ TEST_CASE("join_set gives results in finishing order and cancels what is left", 
     CHECK(set.empty());
     set.spawn(slow_value(10s, 0));
     set.cancel_all();
-    bool threw = false;
-    try {
-      co_await set.join_next();
-    } catch (const std::system_error& e) {
-      threw = e.code() == weft::errc::cancelled;
-    }
+    const bool threw = co_await weft::testing::ends_cancelled(set.join_next());
     CHECK(threw);
     CHECK(set.empty());
     {
@@ -419,12 +414,8 @@ TEST_CASE("try_with_timeout and with_deadline give expiry as a value or timed_ou
     auto v = co_await weft::try_with_timeout(10s, slow_value(1ms, 9));
     CHECK(v == std::optional<int>(9));
     const auto deadline = weft::clock::now() + 5ms;
-    bool timed_out = false;
-    try {
-      co_await weft::with_deadline(deadline, slow_value(10s, 1));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out =
+        co_await weft::testing::ends_timed_out(weft::with_deadline(deadline, slow_value(10s, 1)));
     CHECK(timed_out);
     const std::optional<int> past = co_await weft::try_with_deadline(deadline, slow_value(10s, 1));
     CHECK(!past);  // already past
@@ -466,21 +457,23 @@ TEST_CASE("interval: first tick at once, then on schedule; missed ticks skipped"
 namespace {
 
 TEST_CASE("mode_from_args never exits: bad arguments and --help are usage_error") {
-  const char* bad[] = {"prog", "--mode=bogus"};
-  try {
-    (void)weft::mode_from_args(2, const_cast<char**>(bad));
-    FAIL("no usage_error");
-  } catch (const weft::usage_error& e) {
-    CHECK(e.exit_status() == 2);
-    CHECK(std::string(e.what()).find("usage:") != std::string::npos);
-  }
-  const char* help[] = {"prog", "--help"};
-  try {
-    (void)weft::mode_from_args(2, const_cast<char**>(help));
-    FAIL("no usage_error");
-  } catch (const weft::usage_error& e) {
-    CHECK(e.exit_status() == 0);
-  }
+  // The usage_error that mode_from_args throws for `args`, or nullopt when it throws none.
+  const auto usage_error_of =
+      [](std::vector<const char*> args) -> std::optional<weft::usage_error> {
+    try {
+      (void)weft::mode_from_args(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+    } catch (const weft::usage_error& e) {
+      return e;
+    }
+    return std::nullopt;
+  };
+  const auto bad = usage_error_of({"prog", "--mode=bogus"});
+  REQUIRE(bad);
+  CHECK(bad->exit_status() == 2);
+  CHECK(std::string(bad->what()).find("usage:") != std::string::npos);
+  const auto help = usage_error_of({"prog", "--help"});
+  REQUIRE(help);
+  CHECK(help->exit_status() == 0);
   const char* good[] = {"prog", "--mode=multi-thread", "--workers=3"};
   const auto options = weft::mode_from_args(3, const_cast<char**>(good));
   CHECK(options.mode == weft::mode::multi_thread);

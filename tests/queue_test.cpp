@@ -180,12 +180,7 @@ weft::task<> cancellation() {
   CHECK(q.try_get() == 2);
   CHECK_FALSE(q.try_get().has_value());  // 3 was never put
   CHECK(q.unfinished_tasks() == 2);      // 1 and 2
-  bool timed_out = false;
-  try {
-    co_await weft::with_timeout(2ms, q.get());
-  } catch (const std::system_error& e) {
-    timed_out = e.code() == weft::errc::timed_out;
-  }
+  const bool timed_out = co_await ends_timed_out(weft::with_timeout(2ms, q.get()));
   CHECK(timed_out);
 }
 
@@ -232,11 +227,14 @@ weft::task<bool> get_report(weft::fifo_queue<int>& q, std::atomic<bool>& started
   co_return true;
 }
 
-weft::task<bool> put_report(weft::fifo_queue<int>& q, std::atomic<bool>& started, int v) {
-  started.store(true);
-  co_await q.put(v);
-  co_return true;
-}
+// fifo_queue<int>(1) as check_room_race sees it.
+struct queue_slot {
+  weft::fifo_queue<int> q{1};
+  bool try_put(int v) { return q.try_put(int(v)); }
+  std::optional<int> try_take() { return q.try_get(); }
+  auto put(int v) { return q.put(int(v)); }
+  std::size_t size() const { return q.size(); }
+};
 
 weft::task<bool> join_report(weft::fifo_queue<int>& q, std::atomic<bool>& started) {
   started.store(true);
@@ -348,26 +346,7 @@ TEST_CASE("queue: a stop racing a put_blocking never loses or duplicates the ite
 
 TEST_CASE("queue: a stop racing a get that makes room never loses the waiting put",
           "[queue][race][threads]") {
-  executor_pool pool(1);
-  weft::fifo_queue<int> q(1);
-  int item = 0;
-  std::atomic<int> taken{0};
-  const int rounds = scaled(1500, 500);
-  const int got = weft::run(race_grant_and_cancel(
-      pool[0], rounds,
-      [&](std::atomic<bool>& started) {
-        REQUIRE(q.try_put(-1));
-        ++item;
-        return put_report(q, started, item);
-      },
-      [&] { taken.store(q.try_get().value_or(-3)); },
-      [&](bool got_it) {
-        REQUIRE(taken.load() == -1);
-        if (got_it) REQUIRE(q.try_get() == item);
-        REQUIRE(q.empty());
-      }));
-  CHECK(got > 0);
-  CHECK(got < rounds);
+  check_room_race<queue_slot>();
 }
 
 TEST_CASE("queue: a stop racing the last task_done ends join exactly once",
@@ -410,11 +389,8 @@ TEST_CASE("queue: 4 producer threads x 50,000 items to 4 consumer tasks, each on
   CHECK(total == 4L * per_producer);
   std::vector<int> all;
   for (auto& g : got) all.insert(all.end(), g.begin(), g.end());
-  std::sort(all.begin(), all.end());
   REQUIRE(all.size() == std::size_t(4 * per_producer));
-  bool each_once = true;
-  for (int i = 0; i < 4 * per_producer; ++i) each_once = each_once && all[i] == i;
-  CHECK(each_once);
+  CHECK(each_once(std::move(all), 4 * per_producer));
   CHECK(q.empty());
   CHECK(q.unfinished_tasks() == 0);
 }

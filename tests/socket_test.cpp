@@ -148,14 +148,10 @@ TEST_CASE("a read in progress is cancelled by with_timeout and waits for its com
   run_main(weft::invoke([&]() -> task<> {
     auto [a, b] = io::unix_stream::pair().value();
     std::vector<std::byte> buffer(16);
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(20ms, weft::invoke([&]() -> task<io::result<std::size_t>> {
-                                          co_return co_await b.read(buffer);
-                                        }));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out = co_await weft::testing::ends_timed_out(
+        weft::with_timeout(20ms, weft::invoke([&]() -> task<io::result<std::size_t>> {
+                             co_return co_await b.read(buffer);
+                           })));
     CHECK(timed_out);
     // The socket still works afterwards: the cancelled read took no data.
     const std::string ping = "ping";
@@ -169,12 +165,8 @@ TEST_CASE("with_timeout takes an I/O operation directly", "[socket]") {
   run_main(weft::invoke([&]() -> task<> {
     auto [a, b] = io::unix_stream::pair().value();
     std::vector<std::byte> buffer(16);
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(10ms, b.read(buffer));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out =
+        co_await weft::testing::ends_timed_out(weft::with_timeout(10ms, b.read(buffer)));
     CHECK(timed_out);
     (co_await a.write_all(io::as_bytes(std::string("ok")))).value();
     auto n = co_await weft::with_timeout(5s, b.read(buffer));
@@ -188,12 +180,7 @@ TEST_CASE("cancelling a task blocked in accept ends it with errc::cancelled", "[
     auto h = weft::spawn(weft::invoke([&]() -> task<> { (void)co_await l.accept(); }));
     co_await weft::sleep_for(5ms);
     h.cancel();
-    bool cancelled = false;
-    try {
-      co_await h;
-    } catch (const std::system_error& e) {
-      cancelled = e.code() == weft::errc::cancelled;
-    }
+    const bool cancelled = co_await weft::testing::ends_cancelled(h);
     CHECK(cancelled);
     // The listener keeps working for the next accept.
     auto server = weft::spawn(echo_once(l));
@@ -470,12 +457,8 @@ TEST_CASE("poll waits for readiness and reports errors", "[socket]") {
     auto bad = co_await io::poll(-1, POLLIN);
     CHECK(bad.error() == std::errc::bad_file_descriptor);
     CHECK(bad.message() == "poll: Bad file descriptor");
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(5ms, io::poll(a.native_handle(), POLLIN));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out = co_await weft::testing::ends_timed_out(
+        weft::with_timeout(5ms, io::poll(a.native_handle(), POLLIN)));
     CHECK(timed_out);
   }));
 }
@@ -593,15 +576,10 @@ TEST_CASE("a stopped next() throws cancelled and loses nothing; the stream goes 
   run_main(weft::invoke([&]() -> task<> {
     auto [a, b] = io::unix_stream::pair().value();
     io::recv_stream rs = b.recv_stream();
-    bool timed_out = false;
-    try {
-      (void)co_await weft::with_timeout(
-          20ms, weft::invoke([&]() -> task<io::result<io::received_buffer>> {
-            co_return co_await rs.next();
-          }));
-    } catch (const std::system_error& e) {
-      timed_out = e.code() == weft::errc::timed_out;
-    }
+    const bool timed_out = co_await weft::testing::ends_timed_out(
+        weft::with_timeout(20ms, weft::invoke([&]() -> task<io::result<io::received_buffer>> {
+                             co_return co_await rs.next();
+                           })));
     CHECK(timed_out);
     const std::string ping = "ping";
     (co_await a.write_all(io::as_bytes(ping))).value();

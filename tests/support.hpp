@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cerrno>
 #include <coroutine>
 #include <cstddef>
@@ -14,6 +15,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <weft/errc.hpp>
@@ -93,6 +96,38 @@ struct park_in {
   void await_resume() const noexcept {}
 };
 
+/// A std::thread that resumes every task parked in `box`, on the executor that parked it, over
+/// and over until the waker is destroyed: remote wake-ups from a thread that is no executor's.
+/// Destroy it only once no task parks in `box` any more (a task parked after that stays parked).
+class mailbox_waker {
+ public:
+  explicit mailbox_waker(mailbox& box) : thread_([this, &box] { serve(box); }) {}
+  mailbox_waker(const mailbox_waker&) = delete;
+  mailbox_waker& operator=(const mailbox_waker&) = delete;
+  ~mailbox_waker() {
+    done_.store(true);
+    thread_.join();
+  }
+
+ private:
+  void serve(mailbox& box) {
+    while (!done_.load()) {
+      std::vector<std::coroutine_handle<>> batch;
+      weft::executor* ex = nullptr;
+      {
+        std::lock_guard lock(box.mutex);
+        batch.swap(box.parked);
+        ex = box.executor;
+      }
+      for (auto h : batch) ex->schedule(h);
+      if (batch.empty()) std::this_thread::yield();
+    }
+  }
+
+  std::atomic<bool> done_{false};  // declared before thread_: set up before the thread starts
+  std::thread thread_;
+};
+
 namespace detail_support {
 inline weft::task<bool> fails_with_no_runtime(weft::task<> inner) {
   try {
@@ -116,6 +151,46 @@ inline bool fails_outside_runtime(weft::task<> inner) {
   const bool result = handle.promise().take_result();
   handle.destroy();
   return result;
+}
+
+/// Awaits `op` and tells whether it ended with a std::system_error whose code is `code`; its
+/// value, if it gave one, is dropped. Any other exception propagates, so a test that expects
+/// `code` fails either way when something else went wrong. `op` may be a temporary (it lives
+/// until the end of the full expression that awaits this task) or a join handle.
+template <class Awaitable>
+weft::task<bool> ends_with(weft::errc code, Awaitable&& op) {
+  try {
+    (void)co_await std::forward<Awaitable>(op);
+  } catch (const std::system_error& e) {
+    if (e.code() == code) co_return true;
+    throw;
+  }
+  co_return false;
+}
+
+/// ends_with(errc::timed_out, op): for a `with_timeout` or `with_deadline` that must expire.
+template <class Awaitable>
+weft::task<bool> ends_timed_out(Awaitable&& op) {
+  return ends_with(weft::errc::timed_out, std::forward<Awaitable>(op));
+}
+
+/// ends_with(errc::cancelled, op): for a task (a join handle) whose stop was requested.
+template <class Awaitable>
+weft::task<bool> ends_cancelled(Awaitable&& op) {
+  return ends_with(weft::errc::cancelled, std::forward<Awaitable>(op));
+}
+
+/// Awaits `op` and returns the exception it ended with, or a null pointer when it ended
+/// normally (its value, if any, is dropped). `op` may be a temporary, as for ends_timed_out.
+template <class Awaitable>
+weft::task<std::exception_ptr> error_of(Awaitable&& op) {
+  std::exception_ptr error;
+  try {
+    (void)co_await std::forward<Awaitable>(op);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  co_return error;
 }
 
 /// True when `e` holds a std::system_error whose code is `code`.

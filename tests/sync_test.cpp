@@ -110,12 +110,7 @@ weft::task<> mutex_cancelled_lock() {
 
   // Awaitables can be moved before they are awaited: with_timeout on a lock.
   co_await m.lock();
-  bool timed_out = false;
-  try {
-    co_await weft::with_timeout(5ms, m.lock());
-  } catch (const std::system_error& e) {
-    timed_out = e.code() == weft::errc::timed_out;
-  }
+  const bool timed_out = co_await ends_timed_out(weft::with_timeout(5ms, m.lock()));
   CHECK(timed_out);
   m.unlock();
   CHECK(m.try_lock());
@@ -385,12 +380,7 @@ weft::task<> cv_semantics() {
 
   // with_timeout on a wait: the mutex is owned again when the timeout is reported.
   auto guard = co_await m.scoped_lock();
-  bool timed_out = false;
-  try {
-    co_await weft::with_timeout(2ms, cv.wait(guard));
-  } catch (const std::system_error& e) {
-    timed_out = e.code() == weft::errc::timed_out;
-  }
+  const bool timed_out = co_await ends_timed_out(weft::with_timeout(2ms, cv.wait(guard)));
   CHECK(timed_out);
   CHECK(guard.owns_lock());
   CHECK(m.is_locked());

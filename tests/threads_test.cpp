@@ -20,6 +20,7 @@
 
 using namespace std::chrono_literals;
 using weft::testing::mailbox;
+using weft::testing::mailbox_waker;
 using weft::testing::park_in;
 
 namespace {
@@ -32,25 +33,10 @@ weft::task<> parked_task(mailbox& box, std::atomic<int>& resumed) {
 weft::task<int> remote_wakeups(int n) {
   mailbox box;
   std::atomic<int> resumed{0};
-  std::atomic<bool> done{false};
-  std::thread waker([&] {
-    while (!done.load()) {
-      std::vector<std::coroutine_handle<>> batch;
-      weft::executor* ex = nullptr;
-      {
-        std::lock_guard lock(box.mutex);
-        batch.swap(box.parked);
-        ex = box.executor;
-      }
-      for (auto h : batch) ex->schedule(h);
-      std::this_thread::yield();
-    }
-  });
+  const mailbox_waker waker(box);
   weft::task_group group;
   for (int i = 0; i < n; ++i) group.spawn(parked_task(box, resumed));
   co_await group.join();
-  done.store(true);
-  waker.join();
   co_return resumed.load();
 }
 

@@ -1,10 +1,11 @@
 // Reference micro-benchmarks in Go, measured beside weft's own in the same run.
 //
-//	go run micro.go [--tasks N] [--switches N] [--sleepers N] [--sleep-ms N] [--only NAME]
+//	go run micro.go goshared.go [--tasks N] [--switches N] [--sleepers N] [--sleep-ms N] [--only NAME]
 //
 // NAME is one of spawn_join, switch, sleepers. Go 1.19, stdlib only, no
-// go.mod: `go run` of a single file outside any module works with the default
+// go.mod: `go run` of named files outside any module works with the default
 // GO111MODULE (on), so no GOFLAGS or GO111MODULE setting is needed.
+// goshared.go holds what this program shares with threads.go.
 // Stdout gets exactly one JSON object; notes go to stderr.
 //
 // What each workload means (kept in step with the C++ side):
@@ -19,7 +20,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -30,12 +30,6 @@ import (
 )
 
 // Structs rather than maps so the JSON keys come out in the documented order.
-type spawnJoin struct {
-	Name      string  `json:"name"`
-	Tasks     int     `json:"tasks"`
-	NsPerTask float64 `json:"ns_per_task"`
-}
-
 type switchRes struct {
 	Name        string  `json:"name"`
 	Switches    int     `json:"switches"`
@@ -50,45 +44,13 @@ type sleepersRes struct {
 	LateMaxS        float64 `json:"late_max_s"`
 }
 
-func runSpawnJoin(n int) spawnJoin {
-	runtime.GC() // don't charge earlier garbage to this run
-	var wg sync.WaitGroup
-	start := time.Now()
-	wg.Add(n)
-	for i := 0; i < n; i++ {
-		go func() { wg.Done() }()
-	}
-	wg.Wait()
-	el := time.Since(start)
-	return spawnJoin{"spawn_join", n, float64(el.Nanoseconds()) / float64(n)}
-}
-
 func runSwitch(n int) switchRes {
 	// One P, so a hand-off really is a goroutine switch on one thread rather
 	// than a wake-up of another OS thread.
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	rounds := n / 2 // one round trip = two switches
-	ping, pong := make(chan struct{}), make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	start := time.Now()
-	go func() {
-		defer wg.Done()
-		for i := 0; i < rounds; i++ {
-			ping <- struct{}{}
-			<-pong
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for i := 0; i < rounds; i++ {
-			<-ping
-			pong <- struct{}{}
-		}
-	}()
-	wg.Wait()
-	el := time.Since(start)
+	el := handOff(rounds, make(chan struct{}), make(chan struct{}))
 	return switchRes{"switch", 2 * rounds, float64(el.Nanoseconds()) / float64(2*rounds)}
 }
 
@@ -179,12 +141,7 @@ func main() {
 	sleepMs := flag.Int("sleep-ms", 1000, "sleepers: sleep from release to deadline, ms")
 	only := flag.String("only", "", "run just one of spawn_join, switch, sleepers")
 	flag.Parse()
-	switch *only {
-	case "", "spawn_join", "switch", "sleepers":
-	default:
-		fmt.Fprintf(os.Stderr, "--only: unknown benchmark %q\n", *only)
-		os.Exit(2)
-	}
+	checkOnly(*only, "spawn_join", "switch", "sleepers")
 	if *tasks < 1 || *switches < 2 || *sleepers < 1 || *sleepMs < 0 {
 		fmt.Fprintln(os.Stderr, "counts must be positive (switches >= 2)")
 		os.Exit(2)
@@ -193,7 +150,7 @@ func main() {
 
 	results := []any{}
 	if *only == "" || *only == "spawn_join" {
-		results = append(results, runSpawnJoin(*tasks))
+		results = append(results, runSpawnJoin(*tasks, false))
 	}
 	if *only == "" || *only == "switch" {
 		results = append(results, runSwitch(*switches))
@@ -201,9 +158,5 @@ func main() {
 	if *only == "" || *only == "sleepers" {
 		results = append(results, runSleepers(*sleepers, *sleepMs))
 	}
-	out, _ := json.Marshal(struct {
-		Runtime string `json:"runtime"`
-		Results []any  `json:"results"`
-	}{runtime.Version(), results})
-	fmt.Println(string(out))
+	printResults(0, results)
 }

@@ -1,9 +1,9 @@
 // Reference for bench/threads_micro.cpp in Go, measured beside weft's multi-thread executor in
 // the same run (bench/threads.py, ./run bench threads).
 //
-//	go run threads.go [--procs 2] [--tasks N] [--round-trips N] [--capacity 1] [--only NAME]
+//	go run threads.go goshared.go [--procs 2] [--tasks N] [--round-trips N] [--capacity 1] [--only NAME]
 //
-// NAME is spawn_join or ping_pong. Go 1.19, stdlib only, no go.mod. GOMAXPROCS is set to
+// NAME is spawn_join or ping_pong. Go 1.19, stdlib only, no go.mod (goshared.go: see there). GOMAXPROCS is set to
 // --procs (2: the same two threads as weft's two workers). Stdout gets exactly one JSON
 // object, {"runtime": ..., "workers": P, "results": [...]}; notes go to stderr.
 //
@@ -18,20 +18,12 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"time"
 )
-
-type spawnJoin struct {
-	Name      string  `json:"name"`
-	Tasks     int     `json:"tasks"`
-	NsPerTask float64 `json:"ns_per_task"`
-}
 
 type pingPong struct {
 	Name           string  `json:"name"`
@@ -40,43 +32,10 @@ type pingPong struct {
 	NsPerRoundTrip float64 `json:"ns_per_round_trip"`
 }
 
-func runSpawnJoin(n int) spawnJoin {
-	runtime.GC() // don't charge earlier garbage to this run
-	time.Sleep(time.Millisecond)
-	var wg sync.WaitGroup
-	start := time.Now()
-	wg.Add(n)
-	for i := 0; i < n; i++ {
-		go func() { wg.Done() }()
-	}
-	wg.Wait()
-	el := time.Since(start)
-	return spawnJoin{"spawn_join", n, float64(el.Nanoseconds()) / float64(n)}
-}
-
 func runPingPong(n, capacity int) pingPong {
 	runtime.GC()
 	time.Sleep(time.Millisecond)
-	ping, pong := make(chan int, capacity), make(chan int, capacity)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	start := time.Now()
-	go func() {
-		defer wg.Done()
-		for i := 0; i < n; i++ {
-			ping <- i
-			<-pong
-		}
-		close(ping)
-	}()
-	go func() {
-		defer wg.Done()
-		for v := range ping {
-			pong <- v
-		}
-	}()
-	wg.Wait()
-	el := time.Since(start)
+	el := handOff(n, make(chan int, capacity), make(chan int, capacity))
 	return pingPong{"ping_pong", n, capacity, float64(el.Nanoseconds()) / float64(n)}
 }
 
@@ -87,12 +46,7 @@ func main() {
 	capacity := flag.Int("capacity", 1, "ping_pong: channel buffer (0: unbuffered)")
 	only := flag.String("only", "", "run just one of spawn_join, ping_pong")
 	flag.Parse()
-	switch *only {
-	case "", "spawn_join", "ping_pong":
-	default:
-		fmt.Fprintf(os.Stderr, "--only: unknown benchmark %q\n", *only)
-		os.Exit(2)
-	}
+	checkOnly(*only, "spawn_join", "ping_pong")
 	if *procs < 1 || *tasks < 1 || *roundTrips < 1 || *capacity < 0 {
 		fmt.Fprintln(os.Stderr, "counts must be positive (capacity >= 0)")
 		os.Exit(2)
@@ -102,15 +56,10 @@ func main() {
 
 	results := []any{}
 	if *only == "" || *only == "spawn_join" {
-		results = append(results, runSpawnJoin(*tasks))
+		results = append(results, runSpawnJoin(*tasks, true))
 	}
 	if *only == "" || *only == "ping_pong" {
 		results = append(results, runPingPong(*roundTrips, *capacity))
 	}
-	out, _ := json.Marshal(struct {
-		Runtime string `json:"runtime"`
-		Workers int    `json:"workers"`
-		Results []any  `json:"results"`
-	}{runtime.Version(), *procs, results})
-	fmt.Println(string(out))
+	printResults(*procs, results)
 }
