@@ -7,6 +7,8 @@
 #include <stop_token>
 #include <thread>
 
+#include "detail/intrusive_list.hpp"
+
 namespace weft {
 
 class executor;
@@ -76,10 +78,7 @@ class cancel_scope {
       unlock();
       return false;
     }
-    w.prev = nullptr;
-    w.next = head_;
-    if (head_ != nullptr) head_->prev = &w;
-    head_ = &w;
+    detail::list_push_front<&waiter::prev, &waiter::next>(head_, w);
     unlock();
     return true;
   }
@@ -132,14 +131,7 @@ class cancel_scope {
     }
   }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-  void unlink(waiter& w) noexcept {
-    if (w.prev != nullptr)
-      w.prev->next = w.next;
-    else
-      head_ = w.next;
-    if (w.next != nullptr) w.next->prev = w.prev;
-    w.prev = w.next = nullptr;
-  }
+  void unlink(waiter& w) noexcept { detail::list_unlink<&waiter::prev, &waiter::next>(head_, w); }
 
   // The one-byte flags come last, so that a class holding a scope as a [[no_unique_address]]
   // member can put a small field in the tail padding (a task frame is 16 bytes smaller).
@@ -205,19 +197,13 @@ class deferred_stops {
   const executor* owner() const noexcept { return owner_; }
 
   void push(deferred_stop& w) noexcept {
-    w.prev = nullptr;
-    w.next = head_;
-    if (head_ != nullptr) head_->prev = &w;
-    head_ = &w;
+    using waiter = cancel_scope::waiter;
+    list_push_front<&waiter::prev, &waiter::next>(head_, static_cast<waiter&>(w));
     w.list = this;
   }
   void remove(deferred_stop& w) noexcept {
-    if (w.prev != nullptr)
-      w.prev->next = w.next;
-    else
-      head_ = w.next;
-    if (w.next != nullptr) w.next->prev = w.prev;
-    w.prev = w.next = nullptr;
+    using waiter = cancel_scope::waiter;
+    list_unlink<&waiter::prev, &waiter::next>(head_, static_cast<waiter&>(w));
     w.list = nullptr;
   }
   /// Registers every waiter in its scope; one whose scope already stopped has its callback run
