@@ -8,6 +8,7 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
+using weft::testing::join_or_cancelled;
 
 namespace {
 
@@ -168,14 +169,6 @@ weft::task<bool> task_awaited_twice() {
 weft::task<int> value_when_set(weft::event& go, int v) {
   co_await go.wait();
   co_return v;
-}
-
-weft::task<int> join_or_cancelled(weft::join_handle<int>& t) {
-  try {
-    co_return co_await t;
-  } catch (const std::system_error& e) {
-    co_return e.code() == weft::errc::cancelled ? -1 : -2;
-  }
 }
 
 // The joiner's stop comes first, then the task it waits on finishes, both in one loop turn

@@ -180,6 +180,15 @@ weft::task<bool> ends_cancelled(Awaitable&& op) {
   return ends_with(weft::errc::cancelled, std::forward<Awaitable>(op));
 }
 
+/// The joined task's value, -1 when the join ended cancelled, -2 on any other weft error.
+inline weft::task<int> join_or_cancelled(weft::join_handle<int>& t) {
+  try {
+    co_return co_await t;
+  } catch (const std::system_error& e) {
+    co_return e.code() == weft::errc::cancelled ? -1 : -2;
+  }
+}
+
 /// Awaits `op` and returns the exception it ended with, or a null pointer when it ended
 /// normally (its value, if any, is dropped). `op` may be a temporary, as for ends_timed_out.
 template <class Awaitable>

@@ -19,6 +19,7 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
+using weft::testing::join_or_cancelled;
 using weft::testing::mailbox;
 using weft::testing::mailbox_waker;
 using weft::testing::park_in;
@@ -207,14 +208,6 @@ namespace {
 weft::task<int> value_after_yields(int yields, int v) {
   for (int i = 0; i < yields; ++i) co_await weft::yield_now();
   co_return v;
-}
-
-weft::task<int> join_or_cancelled(weft::join_handle<int>& t) {
-  try {
-    co_return co_await t;
-  } catch (const std::system_error& e) {
-    co_return e.code() == weft::errc::cancelled ? -1 : -2;
-  }
 }
 
 // A joiner's stop, requested from another thread, races the joined task's completion, at
